@@ -1,0 +1,63 @@
+"""Generic webhook: POSTs the Alertmanager webhook v4 JSON document, so existing receivers work unchanged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import httpx
+
+from alphawatch.channels._base import Channel, DeliveryError, Notification
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Webhook(Channel):
+    kind: ClassVar[str] = "webhook"
+    secret_fields: ClassVar[tuple[str, ...]] = ("url", "headers")
+    schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string", "pattern": "^https?://"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "timeout": {"$ref": "#/$defs/duration"},
+            "max_alerts": {"type": "integer", "minimum": 0},
+        },
+    }
+
+    async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
+        payload = dict(notification.payload)
+        max_alerts = int(self.settings.get("max_alerts", 0))
+        if max_alerts and len(payload["alerts"]) > max_alerts:
+            payload["truncatedAlerts"] = len(payload["alerts"]) - max_alerts
+            payload["alerts"] = payload["alerts"][:max_alerts]
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": notification.idempotency_key,
+            "User-Agent": "alphawatch",
+            **self.settings.get("headers", {}),
+        }
+        await post(http, self.settings["url"], json.dumps(payload).encode(), headers, self.timeout)
+
+
+async def post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+    """POST once; map every failure to :class:`DeliveryError` without the URL (it may hold a secret)."""
+    try:
+        response = await http.post(url, content=body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException:
+        raise DeliveryError(f"timed out after {timeout:g}s") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
+    if response.is_success:
+        return
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    retryable = response.status_code in RETRYABLE_STATUS or response.status_code >= 500
+    raise DeliveryError(f"HTTP {response.status_code}", retryable=retryable, retry_after=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,91 @@
+"""A real HTTP receiver on 127.0.0.1 for channel and end-to-end tests.
+
+It runs a stdlib server in a thread, so it serves trio tests and a daemon subprocess alike. Every request is
+recorded; ``responses`` scripts the status codes (and optional delays) to answer with, one per request, the
+last one repeating.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Records requests; answers with ``responses`` in turn: (status, delay seconds, body)."""
+
+    responses: list[tuple[int, float, bytes]] = field(default_factory=lambda: [(200, 0.0, b"{}")])
+    requests: list[Request] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+    _server: ThreadingHTTPServer | None = None
+
+    def answer(self, *statuses: int, delay: float = 0.0) -> None:
+        with self.lock:
+            self.responses = [(s, delay, b"{}") for s in statuses]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Request]:
+        """Block until ``count`` requests arrived (a thread-blocking wait, for subprocess tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.requests) >= count:
+                    return list(self.requests)
+            time.sleep(0.01)
+        raise AssertionError(f"expected {count} requests within {timeout}s, got {len(self.requests)}")
+
+    def __enter__(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    index = len(receiver.requests)
+                    receiver.requests.append(
+                        Request("POST", self.path, dict(self.headers.items()), body, time.monotonic())
+                    )
+                    status, delay, reply = receiver.responses[min(index, len(receiver.responses) - 1)]
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            do_PUT = do_POST  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()

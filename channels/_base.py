@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import DeliveryError
 
 __all__ = ["Channel", "DeliveryError", "Notification"]
@@ -53,7 +54,8 @@ class Channel:
     @property
     def timeout(self) -> float:
         """Seconds one attempt may take."""
-        return float(self.settings.get("timeout", 10.0))
+        value = self.settings.get("timeout", 10.0)
+        return parse_duration(value) if isinstance(value, str) else float(value)
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
         """Deliver once. Return on success; raise :class:`DeliveryError` otherwise."""

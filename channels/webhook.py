@@ -41,12 +41,12 @@ class Webhook(Channel):
         await post(http, self.settings["url"], json.dumps(payload).encode(), headers, self.timeout)
 
 
-async def post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+async def post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], seconds: float) -> None:
     """POST once; map every failure to :class:`DeliveryError` without the URL (it may hold a secret)."""
     try:
-        response = await http.post(url, content=body, headers=headers, timeout=timeout)
+        response = await http.post(url, content=body, headers=headers, timeout=seconds)
     except httpx.TimeoutException:
-        raise DeliveryError(f"timed out after {timeout:g}s") from None
+        raise DeliveryError(f"timed out after {seconds:g}s") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
     if response.is_success:

@@ -1,10 +1,10 @@
 """Errors alphawatch raises on purpose.
 
-    AlphawatchError
-    ├── ConfigError          the configuration cannot be used; carries every problem found
-    ├── IngestError          a batch of data was refused; carries every bad item
-    ├── StoreError           the state database cannot be opened or migrated
-    └── DeliveryError        a channel could not deliver a notification (retryable or not)
+AlphawatchError
+├── ConfigError          the configuration cannot be used; carries every problem found
+├── IngestError          a batch of data was refused; carries every bad item
+├── StoreError           the state database cannot be opened or migrated
+└── DeliveryError        a channel could not deliver a notification (retryable or not)
 """
 
 from __future__ import annotations

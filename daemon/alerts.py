@@ -1,0 +1,152 @@
+"""The alert lifecycle, the same for every rule kind: inactive → pending → firing → resolved.
+
+A :class:`Tracker` belongs to one rule actor. It turns the rule's conditions into transitions, applying
+``for`` (pending duration), ``keep_firing_for`` and the repeat interval, and says when it next needs the clock.
+It does no I/O: the actor persists what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from alphawatch.daemon.config import RuleConfig
+from alphawatch.rules import Condition, Labels
+
+PENDING, FIRING, RESOLVED, INACTIVE = "pending", "firing", "resolved", "inactive"
+
+
+def fingerprint(rule: str, labels: Labels) -> str:
+    """Stable identity of an alert: its rule and its labels."""
+    text = rule + "\0" + "\0".join(f"{k}={v}" for k, v in labels)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert's persisted state. ``series`` are the labels the rule kind reported; ``labels`` the full set."""
+
+    fingerprint: str
+    rule: str
+    series: Labels
+    labels: Labels
+    state: str
+    active_at: float
+    value: float | None
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    false_since: float | None = None
+    last_notified_at: float | None = None
+    notify_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change worth persisting. ``notify`` is true when channels must hear of it (firing, repeat, resolved)."""
+
+    alert: Alert
+    from_state: str
+    to_state: str
+    at: float
+    value: float | None
+    notify: bool
+
+
+class Tracker:
+    def __init__(self, rule: RuleConfig, repeat_interval: float, alerts: Iterable[Alert] = ()) -> None:
+        self.rule = rule
+        self.repeat_interval = repeat_interval
+        self.alerts: dict[Labels, Alert] = {a.series: a for a in alerts if a.state in (PENDING, FIRING)}
+
+    def firing(self) -> Mapping[Labels, bool]:
+        """Series whose alert is firing, for hysteresis."""
+        return {series: a.state == FIRING for series, a in self.alerts.items()}
+
+    def update(self, conditions: Iterable[Condition], now: float) -> tuple[list[Transition], float | None]:
+        """Apply the rule's conditions at ``now``; return transitions and the next instant to call again."""
+        out: list[Transition] = []
+        for condition in conditions:
+            alert = self.alerts.get(condition.labels)
+            if condition.active:
+                if alert is None:
+                    alert = self._new(condition, now)
+                    out.append(Transition(alert, INACTIVE, PENDING, now, condition.value, False))
+                else:
+                    alert = replace(alert, value=condition.value, false_since=None)
+                self.alerts[condition.labels] = alert
+            elif alert is not None:
+                if alert.state == PENDING:
+                    del self.alerts[condition.labels]
+                    out.append(Transition(alert, PENDING, INACTIVE, now, condition.value, False))
+                    continue
+                if alert.false_since is None:
+                    alert = replace(alert, false_since=now)
+                alert = replace(alert, value=condition.value if condition.value is not None else alert.value)
+                self.alerts[condition.labels] = alert
+        out += self.tick(now)
+        return out, self.next_deadline()
+
+    def tick(self, now: float) -> list[Transition]:
+        """Transitions due by the clock alone: pending → firing, keep_firing_for over, repeats."""
+        out: list[Transition] = []
+        for series, alert in list(self.alerts.items()):
+            if alert.state == PENDING and now >= alert.active_at + self.rule.pending_for:
+                fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=now, notify_seq=1)
+                self.alerts[series] = fired
+                out.append(Transition(fired, PENDING, FIRING, now, alert.value, True))
+            elif alert.state == FIRING and alert.false_since is not None:
+                if now >= alert.false_since + self.rule.keep_firing_for:
+                    resolved = replace(alert, state=RESOLVED, resolved_at=now, notify_seq=alert.notify_seq + 1)
+                    del self.alerts[series]
+                    out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, True))
+            elif alert.state == FIRING and self._repeat_due(alert, now):
+                repeated = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
+                self.alerts[series] = repeated
+                out.append(Transition(repeated, FIRING, FIRING, now, alert.value, True))
+        return out
+
+    def resolve_all(self, now: float) -> list[Transition]:
+        """The rule is gone: resolve what fires, drop what is pending."""
+        out = []
+        for alert in self.alerts.values():
+            if alert.state == FIRING:
+                resolved = replace(alert, state=RESOLVED, resolved_at=now, notify_seq=alert.notify_seq + 1)
+                out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, True))
+            else:
+                out.append(Transition(alert, PENDING, INACTIVE, now, alert.value, False))
+        self.alerts.clear()
+        return out
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for alert in self.alerts.values():
+            if alert.state == PENDING:
+                due = alert.active_at + self.rule.pending_for
+            elif alert.false_since is not None:
+                due = alert.false_since + self.rule.keep_firing_for
+            elif self.repeat_interval > 0 and alert.last_notified_at is not None:
+                due = alert.last_notified_at + self.repeat_interval
+            else:
+                continue
+            best = due if best is None or due < best else best
+        return best
+
+    def _repeat_due(self, alert: Alert, now: float) -> bool:
+        return (
+            self.repeat_interval > 0
+            and alert.last_notified_at is not None
+            and now >= alert.last_notified_at + self.repeat_interval
+        )
+
+    def _new(self, condition: Condition, now: float) -> Alert:
+        labels = self.rule.alert_labels(condition.labels)
+        return Alert(
+            fingerprint=fingerprint(self.rule.name, labels),
+            rule=self.rule.name,
+            series=condition.labels,
+            labels=labels,
+            state=PENDING,
+            active_at=now,
+            value=condition.value,
+        )

@@ -1,0 +1,495 @@
+"""The configuration: YAML files in, one frozen :class:`Config` out, or a :class:`ConfigError` listing every problem.
+
+Loading is pure: it reads files and the environment and returns data. The daemon compares the old and the new
+``Config`` by equality to decide which rule actors to start, restart or stop on a reload.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from alphawatch.channels import Channel, channel_kinds
+from alphawatch.daemon.durations import parse_duration
+from alphawatch.daemon.errors import ConfigError, Problem
+from alphawatch.daemon.yamlpos import Located, load_located
+from alphawatch.daemon.yamlpos import Path as KeyPath
+from alphawatch.rules import Labels, Matcher, RuleKind, labels_of, rule_kinds
+from alphawatch.rules._base import parse_matcher
+
+SEVERITIES = ("info", "warning", "error", "critical", "emergency")
+DEFAULT_LISTEN = "127.0.0.1:9464"
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    initial_backoff: float = 1.0
+    max_backoff: float = 60.0
+    max_restarts: int = 5
+    restart_window: float = 600.0
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    initial_backoff: float = 1.0
+    max_backoff: float = 300.0
+    max_age: float = 86400.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    state: Path
+    host: str = "127.0.0.1"
+    port: int = 9464
+    external_url: str = "http://127.0.0.1:9464"
+    language: str = "en"
+    retention: float | None = 400 * 86400.0
+    repeat_interval: float = 4 * 3600.0
+    max_body: int = 8 * 1024 * 1024
+    max_label_bytes: int = 1024
+    log_level: str = "info"
+    ingest_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    supervisor: SupervisorSettings = SupervisorSettings()
+    delivery: DeliverySettings = DeliverySettings()
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One configured rule: the common keys, and ``rule``, the kind's own settings."""
+
+    name: str
+    kind: str
+    rule: RuleKind
+    severity: str = "warning"
+    labels: Labels = ()
+    annotations: Labels = ()
+    pending_for: float = 0.0
+    keep_firing_for: float = 0.0
+    repeat_interval: float | None = None
+    description: str = ""
+    origin: str = field(default="", compare=False)
+
+    def alert_labels(self, series: Labels) -> Labels:
+        """Labels of an alert of this rule on ``series``: the series', then the rule's, then alertname/severity."""
+        merged = dict(series)
+        merged.update(self.labels)
+        merged["alertname"] = self.name
+        merged.setdefault("severity", self.severity)
+        return labels_of(merged)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    kind: str
+    settings: Labels  # frozen key/value pairs; values are JSON-like and frozen
+    origin: str = field(default="", compare=False)
+
+    def build(self) -> Channel:
+        return channel_kinds()[self.kind](self.name, _thaw(self.settings))
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    matchers: tuple[Matcher, ...]
+    channels: tuple[str, ...]
+    continue_: bool = False
+    repeat_interval: float | None = None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True)
+class Config:
+    daemon: DaemonSettings
+    channels: tuple[ChannelConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    files: tuple[str, ...] = field(default=(), compare=False)
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    @property
+    def digest(self) -> str:
+        """A short hash identifying this configuration's content (secrets excluded)."""
+        text = repr((self.daemon, self.channels, self.routes, self.rules))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def route(self, labels: Mapping[str, str]) -> list[RouteConfig]:
+        """Routes an alert with ``labels`` goes to, in order."""
+        out = []
+        for route in self.routes:
+            if route.matches(labels):
+                out.append(route)
+                if not route.continue_:
+                    break
+        return out
+
+
+@cache
+def base_schema() -> dict[str, Any]:
+    text = resources.files("alphawatch.daemon").joinpath("config.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def full_schema() -> dict[str, Any]:
+    """The complete schema: the base plus every rule and channel kind's own keys (for editors and validation)."""
+    schema = json.loads(json.dumps(base_schema()))
+    defs = schema["$defs"]
+    rules, channels = rule_kinds(), channel_kinds()
+    defs["rule"]["properties"]["kind"] = {"enum": sorted(rules)}
+    defs["rule"]["allOf"] = [
+        {
+            "if": {"properties": {"kind": {"const": name}}, "required": ["kind"]},
+            "then": {"properties": kind.schema, "required": list(kind.required)},
+        }
+        for name, kind in sorted(rules.items())
+    ]
+    defs["rule"]["unevaluatedProperties"] = False
+    item = schema["properties"]["channels"]["items"]
+    item["properties"]["kind"] = {"enum": sorted(channels)}
+    item["allOf"] = [
+        {
+            "if": {"properties": {"kind": {"const": name}}, "required": ["kind"]},
+            "then": {"properties": kind.schema.get("properties", {}), "required": kind.schema.get("required", [])},
+        }
+        for name, kind in sorted(channels.items())
+    ]
+    item["unevaluatedProperties"] = False
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(full_schema())
+
+
+_SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+_UNEXPECTED = re.compile(r"'([^']+)'")
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and build the configuration at ``path`` (and its includes). Raise :class:`ConfigError`."""
+    env = os.environ if environ is None else environ
+    main_path = Path(path)
+    problems: list[Problem] = []
+    secrets: set[str] = set()
+    try:
+        text = main_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {exc.strerror or exc}")]) from None
+    main, found = load_located(text, str(main_path))
+    problems += found
+    if problems:
+        raise ConfigError(problems)
+    if main.data is None:
+        main = Located({}, main.file, main.marks)
+    if not isinstance(main.data, dict):
+        raise ConfigError([main.problem((), "the configuration must be a mapping of sections")])
+    base_dir = main_path.parent
+
+    documents = [main]
+    for index, pattern in enumerate(main.data.get("include") or []):
+        if not isinstance(pattern, str):
+            continue
+        matched = sorted(glob.glob(str(base_dir / pattern)))
+        if not matched and not glob.has_magic(pattern):
+            problems.append(main.problem(("include", index), f"no such file: {pattern}"))
+        for file in matched:
+            try:
+                located, found = load_located(Path(file).read_text(encoding="utf-8"), file)
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(Problem(file, 0, 0, "", f"cannot read: {exc}"))
+                continue
+            problems += found
+            documents.append(located)
+
+    for document in documents:
+        _substitute(document, (), document.data, base_dir, env, secrets, problems)
+    if problems:
+        raise ConfigError(_redact(problems, secrets))
+
+    validator = _validator()
+    for doc in documents:
+        target = doc.data if doc is main else _include_shape(doc, problems)
+        if target is None:
+            continue
+        for error in validator.iter_errors(target):
+            problems += _schema_problems(doc, error, secrets)
+    if problems:
+        raise ConfigError(_redact(sorted(problems, key=lambda p: (p.file, p.line, p.column)), secrets))
+
+    config = _build(main, documents, base_dir, secrets, problems)
+    if problems:
+        raise ConfigError(_redact(problems, secrets))
+    assert config is not None
+    return config
+
+
+def _include_shape(doc: Located, problems: list[Problem]) -> dict[str, Any] | None:
+    if doc.data is None:
+        return None
+    if not isinstance(doc.data, dict) or set(doc.data) - {"rules"}:
+        problems.append(doc.problem((), "an included file holds only a `rules:` list"))
+        return None
+    return {"rules": doc.data.get("rules") or []}
+
+
+def _substitute(
+    doc: Located,
+    path: KeyPath,
+    value: Any,
+    base_dir: Path,
+    env: Mapping[str, str],
+    secrets: set[str],
+    problems: list[Problem],
+) -> Any:
+    """Replace ``${env:NAME}`` and ``${file:PATH}`` in place, in every string of ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _substitute(doc, (*path, key), item, base_dir, env, secrets, problems)
+        return value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            value[index] = _substitute(doc, (*path, index), item, base_dir, env, secrets, problems)
+        return value
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def resolve(found: re.Match[str]) -> str:
+        source, name = found.group(1), found.group(2).strip()
+        if source == "env":
+            if name not in env:
+                problems.append(doc.problem(path, f"environment variable {name} is not set"))
+                return ""
+            secret = env[name]
+        else:
+            file = Path(name) if os.path.isabs(name) else base_dir / name
+            try:
+                secret = file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                problems.append(doc.problem(path, f"cannot read secret file {name}: {exc.strerror}"))
+                return ""
+        if secret:
+            secrets.add(secret)
+        return secret
+
+    return _SECRET_REF.sub(resolve, value)
+
+
+def _schema_problems(doc: Located, error: jsonschema.ValidationError, secrets: set[str]) -> list[Problem]:
+    path: KeyPath = tuple(error.absolute_path)
+    message = error.message
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        names = _UNEXPECTED.findall(message)
+        known = _known_keys(error.instance, path)
+        return [doc.problem((*path, name), "unknown key") for name in names if name not in known]
+    if isinstance(error.instance, str) and any(secret in error.instance for secret in secrets):
+        message = f"the value (a secret, not shown) fails {error.validator}: {error.validator_value!r}"
+    elif error.validator == "pattern" and error.schema.get("pattern") == base_schema()["$defs"]["duration"]["pattern"]:
+        message = f"{error.instance!r} is not a duration (write e.g. 30s, 5m, 4h, 2d)"
+    elif error.validator == "oneOf" and path and path[-1] == "match":
+        message = "match is a map of label: value, or a list of matchers like 'model=alpha7' or 'venue=~\"tw.*\"'"
+    return [doc.problem(path, message)]
+
+
+def _known_keys(instance: Any, path: KeyPath) -> frozenset[str]:
+    """Keys a rule or channel may have: its kind's, so a bad value is not also reported as an unknown key."""
+    if not isinstance(instance, dict) or len(path) != 2 or path[0] not in ("rules", "channels"):
+        return frozenset()
+    if path[0] == "rules":
+        rule_kind = rule_kinds().get(instance.get("kind", ""))
+        return _COMMON_RULE_KEYS | frozenset(rule_kind.schema if rule_kind else ())
+    channel_kind = channel_kinds().get(instance.get("kind", ""))
+    return frozenset({"name", "kind", "timeout", "language"}) | frozenset(
+        channel_kind.schema.get("properties", {}) if channel_kind else ()
+    )
+
+
+def _redact(problems: list[Problem], secrets: set[str]) -> list[Problem]:
+    if not secrets:
+        return problems
+    out = []
+    for problem in problems:
+        message = problem.message
+        for secret in secrets:
+            if len(secret) >= 6:
+                message = message.replace(secret, "<secret>")
+        out.append(Problem(problem.file, problem.line, problem.column, problem.path, message))
+    return out
+
+
+def _build(
+    main: Located, documents: list[Located], base_dir: Path, secrets: set[str], problems: list[Problem]
+) -> Config | None:
+    data = main.data
+    daemon = _daemon_settings(data.get("daemon") or {}, base_dir)
+
+    channels: list[ChannelConfig] = []
+    channel_names: dict[str, int] = {}
+    for index, raw in enumerate(data.get("channels") or []):
+        name = raw["name"]
+        if name in channel_names:
+            problems.append(main.problem(("channels", index, "name"), f"duplicate channel name {name!r}"))
+        channel_names[name] = index
+        settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
+        settings.setdefault("language", daemon.language)
+        config = ChannelConfig(name, raw["kind"], _freeze(settings), origin=_origin(main, ("channels", index)))
+        try:
+            config.build()
+        except (ValueError, KeyError) as exc:
+            problems.append(main.problem(("channels", index), str(exc)))
+        channels.append(config)
+
+    routes: list[RouteConfig] = []
+    for index, raw in enumerate(data.get("routes") or []):
+        for position, name in enumerate(raw["channels"]):
+            if name not in channel_names:
+                problems.append(main.problem(("routes", index, "channels", position), f"no channel named {name!r}"))
+        try:
+            matchers = _matchers(raw.get("match"))
+        except ValueError as exc:
+            problems.append(main.problem(("routes", index, "match"), str(exc)))
+            continue
+        routes.append(
+            RouteConfig(
+                matchers,
+                tuple(raw["channels"]),
+                bool(raw.get("continue", False)),
+                _duration(raw.get("repeat_interval")),
+            )
+        )
+
+    rules: list[RuleConfig] = []
+    seen: dict[str, str] = {}
+    for doc in documents:
+        for index, raw in enumerate((doc.data or {}).get("rules") or []):
+            path: KeyPath = ("rules", index)
+            name = raw["name"]
+            origin = _origin(doc, path)
+            if name in seen:
+                problems.append(doc.problem((*path, "name"), f"duplicate rule name {name!r} (first at {seen[name]})"))
+                continue
+            seen[name] = origin
+            rules.append(_rule(doc, path, raw, origin, problems))
+    return Config(
+        daemon,
+        tuple(channels),
+        tuple(routes),
+        tuple(r for r in rules if r),
+        (*(d.file for d in documents),),
+        frozenset(secrets),
+    )
+
+
+_COMMON_RULE_KEYS = frozenset(
+    {"name", "kind", "description", "severity", "labels", "annotations", "for", "keep_firing_for", "repeat_interval"}
+)
+
+
+def _rule(doc: Located, path: KeyPath, raw: dict[str, Any], origin: str, problems: list[Problem]) -> RuleConfig:
+    kind_settings = {k: v for k, v in raw.items() if k not in _COMMON_RULE_KEYS}
+    try:
+        rule = rule_kinds()[raw["kind"]](kind_settings)
+    except (ValueError, KeyError) as exc:
+        problems.append(doc.problem(path, str(exc).strip("'\"")))
+        rule = RuleKind(kind_settings)
+    return RuleConfig(
+        name=raw["name"],
+        kind=raw["kind"],
+        rule=rule,
+        severity=raw.get("severity", "warning"),
+        labels=labels_of(raw.get("labels") or {}),
+        annotations=labels_of(raw.get("annotations") or {}),
+        pending_for=_duration(raw.get("for")) or 0.0,
+        keep_firing_for=_duration(raw.get("keep_firing_for")) or 0.0,
+        repeat_interval=_duration(raw.get("repeat_interval")),
+        description=raw.get("description", ""),
+        origin=origin,
+    )
+
+
+def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
+    listen = raw.get("listen", DEFAULT_LISTEN)
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    state = Path(raw.get("state", "alphawatch.db"))
+    if not state.is_absolute():
+        state = base_dir / state
+    tokens = raw.get("tokens") or {}
+    supervisor = raw.get("supervisor") or {}
+    delivery = raw.get("delivery") or {}
+    retention = raw.get("retention")
+    return DaemonSettings(
+        state=state,
+        host=host,
+        port=int(port),
+        external_url=raw.get("external_url", f"http://{listen}"),
+        language=raw.get("language", "en"),
+        retention=parse_duration(retention) if retention else DaemonSettings.retention,
+        repeat_interval=_duration(raw.get("repeat_interval")) or DaemonSettings.repeat_interval,
+        max_body=raw.get("max_body", DaemonSettings.max_body),
+        max_label_bytes=raw.get("max_label_bytes", DaemonSettings.max_label_bytes),
+        log_level=raw.get("log_level", "info"),
+        ingest_token=tokens.get("ingest"),
+        admin_token=tokens.get("admin"),
+        supervisor=SupervisorSettings(
+            initial_backoff=_duration(supervisor.get("initial_backoff")) or SupervisorSettings.initial_backoff,
+            max_backoff=_duration(supervisor.get("max_backoff")) or SupervisorSettings.max_backoff,
+            max_restarts=supervisor.get("max_restarts", SupervisorSettings.max_restarts),
+            restart_window=_duration(supervisor.get("restart_window")) or SupervisorSettings.restart_window,
+        ),
+        delivery=DeliverySettings(
+            initial_backoff=_duration(delivery.get("initial_backoff")) or DeliverySettings.initial_backoff,
+            max_backoff=_duration(delivery.get("max_backoff")) or DeliverySettings.max_backoff,
+            max_age=_duration(delivery.get("max_age")) or DeliverySettings.max_age,
+            concurrency=delivery.get("concurrency", DeliverySettings.concurrency),
+        ),
+    )
+
+
+def _matchers(raw: Any) -> tuple[Matcher, ...]:
+    if not raw:
+        return ()
+    if isinstance(raw, Mapping):
+        return tuple(Matcher(k, "=", str(v)) for k, v in sorted(raw.items()))
+    return tuple(parse_matcher(m) for m in raw)
+
+
+def _duration(value: str | None) -> float | None:
+    return parse_duration(value) if value else None
+
+
+def _origin(doc: Located, path: KeyPath) -> str:
+    line = doc.marks.get(path, (0, 0))[0]
+    return f"{doc.file}:{line}"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("__list__", *(_freeze(v) for v in value))
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        if value and value[0] == "__list__":
+            return [_thaw(v) for v in value[1:]]
+        return {k: _thaw(v) for k, v in value}
+    return value

@@ -1,0 +1,399 @@
+"""State in one SQLite file: samples, alerts and their history, the notification outbox, rule state, reloads.
+
+One connection; every call runs in a worker thread behind a ``CapacityLimiter(1)``, so a slow query or a lock
+wait never freezes the event loop. ``inline=True`` runs calls on the loop's thread instead: tests under trio's
+``autojump_clock`` use it, because the mock clock races ahead while a worker thread runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from alphawatch.daemon.alerts import INACTIVE, Alert, Transition
+from alphawatch.daemon.errors import StoreError
+from alphawatch.rules import Labels, Sample, Selector
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        metric TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        UNIQUE (metric, labels)
+    ) STRICT;
+    CREATE TABLE samples (
+        series_id INTEGER NOT NULL REFERENCES series (id),
+        ts REAL NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (series_id, ts)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE alerts (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        series TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
+        active_at REAL NOT NULL,
+        value REAL,
+        fired_at REAL,
+        resolved_at REAL,
+        false_since REAL,
+        last_notified_at REAL,
+        notify_seq INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX alerts_rule ON alerts (rule, state);
+    CREATE TABLE alert_history (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        at REAL NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        value REAL,
+        note TEXT
+    ) STRICT;
+    CREATE INDEX alert_history_fp ON alert_history (fingerprint, at);
+    CREATE INDEX alert_history_at ON alert_history (at);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+        last_error TEXT,
+        finished_at REAL
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    CREATE TABLE rule_state (
+        rule TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE reloads (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        config_digest TEXT,
+        added TEXT NOT NULL DEFAULT '[]',
+        changed TEXT NOT NULL DEFAULT '[]',
+        removed TEXT NOT NULL DEFAULT '[]',
+        error TEXT
+    ) STRICT;
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A notification to enqueue with the transition that caused it."""
+
+    channel: str
+    fingerprint: str
+    idempotency_key: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Queued:
+    id: int
+    channel: str
+    fingerprint: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    created_at: float
+    attempts: int
+
+
+def dump_labels(labels: Labels | dict[str, str]) -> str:
+    items = labels.items() if isinstance(labels, dict) else labels
+    return json.dumps(dict(sorted(items)), separators=(",", ":"), ensure_ascii=False)
+
+
+def _load_labels(text: str) -> Labels:
+    return tuple(sorted(json.loads(text).items()))
+
+
+class Store:
+    def __init__(self, connection: sqlite3.Connection, inline: bool) -> None:
+        self._db = connection
+        self._inline = inline
+        self._limiter = trio.CapacityLimiter(1)
+        self._series: dict[tuple[str, str], int] = {}
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work(connection)`` off the event loop, one call at a time."""
+        if self._inline:
+            return work(self._db)
+        return await trio.to_thread.run_sync(work, self._db, limiter=self._limiter)
+
+    # samples ----------------------------------------------------------------------------------------------
+    async def insert_samples(self, rows: Sequence[tuple[str, str, float, float]]) -> None:
+        """Store ``(metric, labels_json, ts, value)`` rows in one transaction; a repeated (series, ts) overwrites."""
+
+        def work(db: sqlite3.Connection) -> None:
+            cache = self._series
+            new_ids: dict[tuple[str, str], int] = {}
+            with db:
+                values = []
+                for metric, labels, ts, value in rows:
+                    key = (metric, labels)
+                    series_id = cache.get(key) or new_ids.get(key)
+                    if series_id is None:
+                        found = db.execute(
+                            "INSERT INTO series (metric, labels) VALUES (?, ?) ON CONFLICT DO UPDATE SET metric=metric"
+                            " RETURNING id",
+                            key,
+                        ).fetchone()
+                        series_id = new_ids[key] = found[0]
+                    values.append((series_id, ts, value))
+                db.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", values)
+            cache.update(new_ids)  # only after the commit: a rolled-back series id must not be remembered
+
+        await self.run(work)
+
+    async def load_samples(self, selector: Selector, since: float) -> list[Sample]:
+        """Samples of every series ``selector`` matches: those at or after ``since``, and each series' last one."""
+
+        def work(db: sqlite3.Connection) -> list[Sample]:
+            out: list[Sample] = []
+            series = db.execute("SELECT id, labels FROM series WHERE metric = ?", (selector.metric,)).fetchall()
+            for series_id, labels_text in series:
+                labels = _load_labels(labels_text)
+                probe = Sample(selector.metric, labels, 0.0, 0.0)
+                if not selector.matches(probe):
+                    continue
+                rows = db.execute(
+                    "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? ORDER BY ts", (series_id, since)
+                ).fetchall()
+                if not rows:
+                    rows = db.execute(
+                        "SELECT ts, value FROM samples WHERE series_id = ? ORDER BY ts DESC LIMIT 1", (series_id,)
+                    ).fetchall()
+                out += [Sample(selector.metric, labels, ts, value) for ts, value in rows]
+            return out
+
+        return await self.run(work)
+
+    async def purge_before(self, cutoff: float, batch: int = 5000) -> int:
+        """Delete samples, finished notifications and history older than ``cutoff``, a small batch per call.
+
+        Returns how many rows went; the caller loops (yielding between calls) until it returns 0.
+        """
+
+        def work(db: sqlite3.Connection) -> int:
+            with db:
+                gone = db.execute(
+                    "DELETE FROM samples WHERE (series_id, ts) IN"
+                    " (SELECT series_id, ts FROM samples WHERE ts < ? LIMIT ?)",
+                    (cutoff, batch),
+                ).rowcount
+                gone += db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' "
+                    "AND finished_at < ? LIMIT ?)",
+                    (cutoff, batch),
+                ).rowcount
+                gone += db.execute(
+                    "DELETE FROM alert_history WHERE id IN (SELECT id FROM alert_history WHERE at < ? LIMIT ?)",
+                    (cutoff, batch),
+                ).rowcount
+                gone += db.execute(
+                    "DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (cutoff,)
+                ).rowcount
+            return gone
+
+        return await self.run(work)
+
+    # alerts -----------------------------------------------------------------------------------------------
+    async def load_alerts(self, rule: str) -> list[Alert]:
+        def work(db: sqlite3.Connection) -> list[Alert]:
+            rows = db.execute(
+                "SELECT fingerprint, rule, series, labels, state, active_at, value, fired_at, resolved_at,"
+                " false_since, last_notified_at, notify_seq FROM alerts WHERE rule = ? AND state != 'resolved'",
+                (rule,),
+            ).fetchall()
+            return [Alert(r[0], r[1], _load_labels(r[2]), _load_labels(r[3]), *r[4:]) for r in rows]
+
+        return await self.run(work)
+
+    async def apply(self, transitions: Iterable[Transition], outgoing: Iterable[Outgoing]) -> None:
+        """Persist alert transitions and the notifications they cause in one transaction."""
+        transitions, outgoing = list(transitions), list(outgoing)
+        if not transitions and not outgoing:
+            return
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                for t in transitions:
+                    a = t.alert
+                    if t.to_state == INACTIVE:
+                        db.execute("DELETE FROM alerts WHERE fingerprint = ? AND state = 'pending'", (a.fingerprint,))
+                    else:
+                        db.execute(
+                            "INSERT OR REPLACE INTO alerts (fingerprint, rule, series, labels, state, active_at,"
+                            " value, fired_at, resolved_at, false_since, last_notified_at, notify_seq, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                a.fingerprint, a.rule, dump_labels(a.series), dump_labels(a.labels), a.state,
+                                a.active_at, a.value, a.fired_at, a.resolved_at, a.false_since,
+                                a.last_notified_at, a.notify_seq, now,
+                            ),
+                        )  # fmt: skip
+                    if t.from_state != t.to_state or t.notify:
+                        db.execute(
+                            "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value,
+                             "repeat" if t.from_state == t.to_state else None),
+                        )  # fmt: skip
+                db.executemany(
+                    "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"
+                    " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    [
+                        (o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now,
+                         now)
+                        for o in outgoing
+                    ],
+                )  # fmt: skip
+
+        await self.run(work)
+
+    async def save_alert(self, alert: Alert) -> None:
+        """Persist an alert's state without a transition (e.g. ``false_since`` set while it keeps firing)."""
+        await self.apply([Transition(alert, alert.state, alert.state, alert.active_at, alert.value, False)], [])
+
+    # outbox -----------------------------------------------------------------------------------------------
+    async def due(self, now: float, limit: int, exclude: Iterable[int] = ()) -> list[Queued]:
+        skip = tuple(exclude)
+
+        def work(db: sqlite3.Connection) -> list[Queued]:
+            rows = db.execute(
+                "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts FROM outbox"
+                " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                (now, limit + len(skip)),
+            ).fetchall()
+            return [Queued(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows if r[0] not in skip][
+                :limit
+            ]
+
+        return await self.run(work)
+
+    async def next_attempt_at(self) -> float | None:
+        def work(db: sqlite3.Connection) -> float | None:
+            row = db.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self.run(work)
+
+    async def finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "UPDATE outbox SET state = ?, last_error = ?, finished_at = ?, attempts = attempts + 1"
+                    " WHERE id = ?",
+                    (state, error, now, outbox_id),
+                )
+
+        await self.run(work)
+
+    async def retry_later(self, outbox_id: int, at: float, error: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "UPDATE outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1 WHERE id = ?",
+                    (at, error, outbox_id),
+                )
+
+        await self.run(work)
+
+    # rules, reloads, queries ------------------------------------------------------------------------------
+    async def set_rule_state(self, rule: str, status: str, restarts: int, error: str | None) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "INSERT OR REPLACE INTO rule_state (rule, status, restarts, last_error, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (rule, status, restarts, error, time.time()),
+                )
+
+        await self.run(work)
+
+    async def record_reload(
+        self, ok: bool, trigger: str, digest: str | None, diff: tuple[list[str], list[str], list[str]],
+        error: str | None,
+    ) -> None:  # fmt: skip
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute(
+                    "INSERT INTO reloads (at, ok, trigger, config_digest, added, changed, removed, error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), int(ok), trigger, digest, *(json.dumps(d) for d in diff), error),
+                )
+
+        await self.run(work)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Read-only rows as dicts, for the API."""
+
+        def work(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            cursor = db.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return await self.run(work)
+
+
+def _connect(path: Path | str) -> sqlite3.Connection:
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level="DEFERRED", timeout=5.0)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA busy_timeout = 5000")
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the state file is from a newer alphawatch (schema {version}, this one knows {len(MIGRATIONS)})"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+@asynccontextmanager
+async def open_store(path: Path | str, *, inline: bool = False) -> AsyncIterator[Store]:
+    """Open (creating and migrating as needed) the state file at ``path``."""
+    try:
+        db = _connect(path)
+        migrate(db)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the state file {path}: {exc}") from None
+    store = Store(db, inline)
+    try:
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.run(lambda connection: connection.close())

@@ -1,0 +1,90 @@
+"""YAML with positions: plain data plus the file:line:col of every value, and duplicate keys caught.
+
+PyYAML keeps marks on its node tree but drops them when it builds Python objects, and it silently keeps the
+last of two equal keys. Walking the node tree ourselves keeps both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from alphawatch.daemon.errors import Problem
+
+Path = tuple[str | int, ...]
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Located:
+    """A parsed document and where each of its values came from."""
+
+    data: Any
+    file: str
+    marks: dict[Path, tuple[int, int]]
+
+    def problem(self, path: Path, message: str) -> Problem:
+        """A problem at ``path``, located at the nearest value that has a mark."""
+        probe = path
+        while probe not in self.marks and probe:
+            probe = probe[:-1]
+        line, column = self.marks.get(probe, (0, 0))
+        return Problem(self.file, line, column, format_path(path), message)
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_located(text: str, file: str) -> tuple[Located, list[Problem]]:
+    """Parse one YAML document. Returns the data (``None`` for an empty file) and every problem found."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        return Located(None, file, {}), [Problem(file, line, column, "", f"YAML syntax: {exc.problem}")]
+    finally:
+        loader.dispose()
+    marks: dict[Path, tuple[int, int]] = {}
+    problems: list[Problem] = []
+    if node is None:
+        return Located(None, file, marks), problems
+    data = _walk(loader, node, (), file, marks, problems)
+    return Located(data, file, marks), problems
+
+
+def _walk(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: Path,
+    file: str,
+    marks: dict[Path, tuple[int, int]],
+    problems: list[Problem],
+) -> Any:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                first = marks.get((*path, key), (0, 0))[0]
+                problems.append(
+                    Problem(file, line, column, format_path((*path, key)), f"duplicate key (first at line {first})")
+                )
+            out[key] = _walk(loader, value_node, (*path, key), file, marks, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(loader, item, (*path, i), file, marks, problems) for i, item in enumerate(node.value)]
+    return loader.construct_object(node)

@@ -1,0 +1,169 @@
+"""The shape every rule kind has, and the values rules pass around.
+
+A rule kind is one module in ``alphawatch.rules`` defining a subclass of :class:`RuleKind`: its ``kind`` name,
+the JSON Schema of its own settings, and an :class:`Evaluator` that turns samples and time into per-series
+conditions. Pending (``for``), ``keep_firing_for``, repeats and persistence are the daemon's job, the same for
+every kind, so a kind only says *what is wrong right now* and *when to look again*.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Labels = tuple[tuple[str, str], ...]
+"""Labels as a sorted tuple of pairs: hashable, cheap, and equal for equal label sets."""
+
+
+def labels_of(mapping: Mapping[str, str]) -> Labels:
+    return tuple(sorted(mapping.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    metric: str
+    labels: Labels
+    ts: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """``name op value`` with Alertmanager's operators ``=``, ``!=``, ``=~``, ``!~`` (regexes fully anchored)."""
+
+    name: str
+    op: str
+    value: str
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        hit = _regex(self.value).fullmatch(actual) is not None
+        return hit if self.op == "=~" else not hit
+
+
+_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    compiled = _REGEX_CACHE.get(pattern)
+    if compiled is None:
+        compiled = _REGEX_CACHE[pattern] = re.compile(pattern)
+    return compiled
+
+
+_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse ``model=alpha7``, ``model!=x``, ``model=~"alpha.*"``; raise ``ValueError`` when malformed."""
+    found = _MATCHER.match(text)
+    if not found:
+        raise ValueError(f"not a matcher: {text!r} (write name=value, name!=value, name=~regex or name!~regex)")
+    name, op, value = found.groups()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    if op in ("=~", "!~"):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"bad regex in {text!r}: {exc}") from None
+    return Matcher(name, op, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Which samples a rule watches: one metric name and label matchers."""
+
+    metric: str
+    matchers: tuple[Matcher, ...] = ()
+
+    def matches(self, sample: Sample) -> bool:
+        if sample.metric != self.metric:
+            return False
+        if not self.matchers:
+            return True
+        labels = dict(sample.labels)
+        return all(m.matches(labels) for m in self.matchers)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """What a rule says about one series right now: wrong (``active``) or not, and the value it saw."""
+
+    labels: Labels
+    active: bool
+    value: float | None
+
+
+class Evaluator:
+    """The live state of one rule: fed samples, asked for conditions. Owned by one actor, never shared."""
+
+    def observe(self, sample: Sample) -> None:
+        raise NotImplementedError
+
+    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
+        """Conditions of every known series at ``now`` and the next instant the answer may change on its own.
+
+        ``is_firing`` tells which series currently have an active alert (for hysteresis).
+        """
+        raise NotImplementedError
+
+
+class RuleKind:
+    """Base of rule kinds. A subclass sets ``kind`` and ``schema``; an instance is one configured rule's settings.
+
+    ``schema`` is the JSON Schema ``properties`` of the kind's own keys (the common keys — name, kind, labels,
+    annotations, severity, for, keep_firing_for, repeat_interval — are added by the config). ``required`` lists
+    the kind's mandatory keys. Instances compare equal when their settings do, which decides on reload whether
+    a rule changed.
+    """
+
+    kind: ClassVar[str]
+    schema: ClassVar[dict[str, Any]]
+    required: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = settings
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and _freeze(self.settings) == _freeze(other.settings)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_freeze(self.settings)!r})"
+
+    def __hash__(self) -> int:
+        return hash((type(self), _freeze(self.settings)))
+
+    def selectors(self) -> tuple[Selector, ...]:
+        raise NotImplementedError
+
+    def history(self) -> float:
+        """Seconds of past samples the evaluator needs when it starts (loaded from the store)."""
+        return 0.0
+
+    def new_evaluator(self, started_at: float) -> Evaluator:
+        raise NotImplementedError
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def selector_from(settings: Mapping[str, Any]) -> Selector:
+    """The selector of the common ``metric`` + ``match`` (list of matcher strings or a label→value map) keys."""
+    raw = settings.get("match") or []
+    if isinstance(raw, Mapping):
+        matchers = tuple(Matcher(k, "=", str(v)) for k, v in sorted(raw.items()))
+    else:
+        matchers = tuple(parse_matcher(m) for m in raw)
+    return Selector(settings["metric"], matchers)

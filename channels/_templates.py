@@ -1,0 +1,386 @@
+"""Messages from templates: sandboxed Jinja2, English and Traditional Chinese, overridable per channel.
+
+Every channel renders its text through :func:`render` with one of :data:`KINDS`. The built-in templates live in
+``channels/templates/<kind>.j2`` and take their words from a phrase table (:data:`PHRASES`), so one template
+serves both languages. A channel's ``templates`` setting replaces any of them; :func:`check_template` finds
+mistakes in such a replacement when the configuration is loaded, and a replacement that still fails at send time
+falls back to the built-in template (with a warning) rather than lose the alert.
+
+Templates run in :class:`jinja2.sandbox.SandboxedEnvironment`: configuration authors are trusted less than code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+__all__ = [
+    "KINDS",
+    "LANGUAGES",
+    "LANGUAGE_SCHEMA",
+    "PHRASES",
+    "SEVERITY_NAMES",
+    "TEMPLATES_SCHEMA",
+    "add_template_parser",
+    "build_context",
+    "check_template",
+    "error_message",
+    "format_duration",
+    "format_value",
+    "render",
+    "render_string",
+    "sample_payload",
+]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("subject", "text", "html", "slack", "sms")
+"""What a template renders: the mail subject, plain text body and HTML body, Slack's mrkdwn text, an SMS."""
+
+LANGUAGES = ("en", "zh-TW")
+SEVERITIES = ("info", "warning", "error", "critical", "emergency")
+SEVERITY_NAMES: dict[str, dict[str, str]] = {
+    "en": {"info": "INFO", "warning": "WARNING", "error": "ERROR", "critical": "CRITICAL", "emergency": "EMERGENCY"},
+    "zh-TW": {"info": "資訊", "warning": "警告", "error": "錯誤", "critical": "嚴重", "emergency": "緊急"},
+}
+PHRASES: dict[str, dict[str, str]] = {
+    "en": {
+        "firing": "FIRING", "resolved": "RESOLVED", "sep": ": ", "alerts": "alerts", "severity": "Severity",
+        "value": "Value", "recovery_value": "Recovery value", "fired_for": "Fired for", "since": "Since",
+        "resolved_at": "Resolved at", "rule": "Rule", "model": "Model", "details": "Details",
+        "open": "Open in alphawatch", "more": "… and %d more alerts not shown",
+    },
+    "zh-TW": {
+        "firing": "觸發", "resolved": "已恢復", "sep": "：", "alerts": "則警報", "severity": "嚴重程度",
+        "value": "數值", "recovery_value": "恢復值", "fired_for": "持續", "since": "開始於",
+        "resolved_at": "恢復於", "rule": "規則", "model": "模型", "details": "詳情",
+        "open": "在 alphawatch 開啟", "more": "…另有 %d 則警報未列出",
+    },
+}  # fmt: skip
+_UNITS = {
+    "en": ("d", "h", "m", "s"),
+    "zh-TW": (" 天", " 小時", " 分", " 秒"),
+}
+
+TAIPEI = timezone(timedelta(hours=8), "Asia/Taipei")
+TEMPLATES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {kind: {"type": "string"} for kind in KINDS},
+    "additionalProperties": False,
+}
+LANGUAGE_SCHEMA: dict[str, Any] = {"enum": list(LANGUAGES)}
+_TEMPLATE_DIR = Path(__file__).with_name("templates")
+
+
+def language_of(value: object) -> str:
+    """``zh-TW`` for any spelling of it (``zh_tw``, ``zh-Hant-TW``), ``en`` otherwise."""
+    text = str(value or "").lower().replace("_", "-")
+    return "zh-TW" if text.startswith("zh") else "en"
+
+
+def format_value(value: object) -> str:
+    """A metric value for people: about four significant digits, thousands separated, ``—`` when missing."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude < -4 or magnitude >= 9:
+        return f"{value:.3e}"
+    text = f"{value:,.{max(0, 3 - magnitude)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_duration(seconds: object, language: str = "en") -> str:
+    """``5400`` → ``1h30m`` (en) or ``1 小時 30 分`` (zh-TW): the two largest units, ``—`` when missing."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or math.isnan(seconds):
+        return "—"
+    rest = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in zip(_UNITS[language_of(language)], (86400, 3600, 60, 1), strict=True):
+        if rest >= size or (size == 1 and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    separator = " " if language_of(language) == "zh-TW" else ""
+    return separator.join(parts[:2])
+
+
+def format_time(value: object) -> str:
+    """An RFC 3339 timestamp in Taipei time (``2026-11-26 09:02:03 +08:00``); empty for Go's zero time."""
+    if not isinstance(value, str) or not value or value.startswith("0001-"):
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(TAIPEI).strftime("%Y-%m-%d %H:%M:%S +08:00")
+
+
+def _severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def _alert_context(alert: Mapping[str, Any], language: str, fallback_url: str) -> dict[str, Any]:
+    labels = dict(alert.get("labels") or {})
+    annotations = dict(alert.get("annotations") or {})
+    severity = str(alert.get("severity") or labels.get("severity") or "warning")
+    resolved = alert.get("status") == "resolved"
+    value = alert.get("value")
+    if resolved and alert.get("resolvedValue") is not None:
+        value = alert["resolvedValue"]
+    return {
+        "status": alert.get("status", "firing"),
+        "resolved": resolved,
+        "severity": severity,
+        "severity_name": SEVERITY_NAMES[language].get(severity, severity.upper()),
+        "rule": alert.get("rule") or labels.get("rule") or labels.get("alertname", ""),
+        "alertname": labels.get("alertname", ""),
+        "model": labels.get("model", ""),
+        "labels": labels,
+        "annotations": annotations,
+        "summary": annotations.get("summary", ""),
+        "description": annotations.get("description", ""),
+        "value": value,
+        "value_text": format_value(value),
+        "starts_at": alert.get("startsAt", ""),
+        "starts_at_text": format_time(alert.get("startsAt")),
+        "ends_at": alert.get("endsAt", ""),
+        "ends_at_text": format_time(alert.get("endsAt")),
+        "duration_seconds": alert.get("durationSeconds"),
+        "duration_text": format_duration(alert.get("durationSeconds"), language),
+        "url": alert.get("generatorURL") or fallback_url,
+        "fingerprint": alert.get("fingerprint", ""),
+    }
+
+
+def build_context(payload: Mapping[str, Any], language: str = "en") -> dict[str, Any]:
+    """The variables templates see (documented in ``docs/channels.md``), from a webhook v4 payload."""
+    language = language_of(language)
+    external_url = str(payload.get("externalURL") or "")
+    alerts = [_alert_context(a, language, external_url) for a in payload.get("alerts") or ()]
+    common = dict(payload.get("commonLabels") or {})
+    group = dict(payload.get("groupLabels") or {})
+    annotations = dict(payload.get("commonAnnotations") or {})
+    severity = max((a["severity"] for a in alerts), key=_severity_rank, default=common.get("severity", "warning"))
+    status = str(payload.get("status") or "firing")
+    truncated = int(payload.get("truncatedAlerts") or 0)
+    phrases = dict(PHRASES[language], status=PHRASES[language]["resolved" if status == "resolved" else "firing"])
+    return {
+        "lang": language,
+        "t": phrases,
+        "status": status,
+        "resolved": status == "resolved",
+        "firing": status != "resolved",
+        "severity": severity,
+        "severity_name": SEVERITY_NAMES[language].get(severity, str(severity).upper()),
+        "alertname": group.get("alertname") or common.get("alertname") or (alerts[0]["alertname"] if alerts else ""),
+        "model": common.get("model", ""),
+        "summary": annotations.get("summary") or (alerts[0]["summary"] if alerts else ""),
+        "description": annotations.get("description", ""),
+        "alerts": alerts,
+        "count": len(alerts) + truncated,
+        "truncated": truncated,
+        "link": alerts[0]["url"] if len(alerts) == 1 else external_url,
+        "external_url": external_url,
+        "receiver": payload.get("receiver", ""),
+        "group_key": payload.get("groupKey", ""),
+        "group_labels": group,
+        "common_labels": common,
+        "common_annotations": annotations,
+    }
+
+
+@jinja2.pass_context
+def _duration_filter(context: jinja2.runtime.Context, seconds: object) -> str:
+    return format_duration(seconds, str(context.get("lang", "en")))
+
+
+@jinja2.pass_context
+def _severity_filter(context: jinja2.runtime.Context, severity: object) -> str:
+    return SEVERITY_NAMES[language_of(context.get("lang"))].get(str(severity), str(severity).upper())
+
+
+def _blank_none(value: object) -> object:
+    return "" if value is None or isinstance(value, jinja2.Undefined) else value
+
+
+def _slack_escape(value: object) -> str:
+    # Slack's mrkdwn treats these three as control characters; literal template text is left alone so that
+    # authors can still write <url|label> links.
+    text = str(_blank_none(value))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@cache
+def _environment(kind: str) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
+        autoescape=kind == "html",
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_slack_escape if kind == "slack" else _blank_none,
+    )
+    env.filters.update(value=format_value, duration=_duration_filter, time=format_time, severity=_severity_filter)
+    return env
+
+
+@lru_cache(maxsize=256)
+def _compile(kind: str, source: str) -> jinja2.Template:
+    return _environment(kind).from_string(source)
+
+
+def _tidy(kind: str, text: str) -> str:
+    if kind in ("subject", "sms"):
+        return " ".join(text.split())
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def render(
+    kind: str, payload: Mapping[str, Any], language: str = "en", overrides: Mapping[str, str] | None = None
+) -> str:
+    """Render one of :data:`KINDS` for ``payload`` in ``language``, using ``overrides[kind]`` if given.
+
+    Subjects and SMS come out on one line with runs of whitespace collapsed; bodies without trailing spaces or
+    runs of blank lines. An override that fails here falls back to the built-in template, logged as a warning.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown template kind {kind!r}; expected one of {', '.join(KINDS)}")
+    context = build_context(payload, language)
+    source = (overrides or {}).get(kind)
+    if source is not None:
+        try:
+            return _tidy(kind, _compile(kind, source).render(context))
+        except Exception as exc:
+            logger.warning("custom %s template failed, using the built-in one: %s", kind, error_message(exc))
+    return _tidy(kind, _environment(kind).get_template(f"{kind}.j2").render(context))
+
+
+def render_string(source: str, variables: Mapping[str, Any]) -> str:
+    """Render a one-off template (e.g. an HTTP gateway's body field) in the sandbox, without escaping.
+
+    Errors propagate: the caller has no built-in template to fall back to.
+    """
+    return _compile("sms", source).render(variables)
+
+
+def error_message(exc: Exception) -> str:
+    """A template error in one line, without the template's source (it may hold a secret)."""
+    line = getattr(exc, "lineno", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"line {line}: {message}" if line else message
+
+
+def check_template(source: str, kind: str = "text") -> str | None:
+    """Return why ``source`` cannot serve as a ``kind`` template, or ``None`` when it renders.
+
+    Syntax errors, unknown filters and sandbox violations are found by compiling it and rendering it for sample
+    alerts, firing and resolved, in both languages.
+    """
+    try:
+        template = _compile(kind if kind in KINDS else "text", source)
+        for status in ("firing", "resolved"):
+            for language in LANGUAGES:
+                template.render(build_context(sample_payload(status=status, language=language), language))
+    except Exception as exc:
+        return error_message(exc)
+    return None
+
+
+def sample_payload(status: str = "firing", severity: str = "critical", language: str = "en") -> dict[str, Any]:
+    """A webhook v4 payload with one IC-decay alert on ``alpha7``, for previews and template checks."""
+    resolved = status == "resolved"
+    summary = "alpha7 的 IC 低於 0.01" if language_of(language) == "zh-TW" else "IC of alpha7 fell below 0.01"
+    labels = {"alertname": "ICDecay", "severity": severity, "model": "alpha7", "rule": "ic-alpha7"}
+    annotations = {"summary": summary, "description": "20-day rank IC, threshold 0.01"}
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="ICDecay"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "preview",
+        "groupLabels": {"alertname": "ICDecay"},
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": "http://127.0.0.1:9464",
+        "alerts": [
+            {
+                "status": status,
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": "2026-11-26T01:02:03.000Z",
+                "endsAt": "2026-11-26T03:17:03.000Z" if resolved else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://127.0.0.1:9464/#rule=ic-alpha7",
+                "fingerprint": "3f2a9c0d1e5b7a64",
+                "value": 0.0153 if resolved else 0.0042,
+                "severity": severity,
+                "rule": "ic-alpha7",
+                "resolvedValue": 0.0153 if resolved else None,
+                "durationSeconds": 8100.0 if resolved else None,
+            }
+        ],
+    }
+
+
+def add_template_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``template render``: print a message for a sample alert (or ``--payload FILE``) as a channel would."""
+    template = subparsers.add_parser("template", help="preview notification messages")
+    actions = template.add_subparsers(dest="template_command", required=True)
+    parser = actions.add_parser("render", help="print a message rendered for a sample alert")
+    parser.add_argument("--kind", choices=("email", "slack", "sms", "text"), default="text")
+    parser.add_argument("--lang", choices=LANGUAGES, default="en")
+    parser.add_argument("--status", choices=("firing", "resolved"), default="firing")
+    parser.add_argument("--severity", choices=SEVERITIES, default="critical")
+    parser.add_argument("--payload", type=Path, help="a webhook v4 JSON document to render instead of the sample")
+    parser.add_argument("--html", action="store_true", help="with --kind email, print the HTML part as well")
+    parser.set_defaults(func=_render_command)
+
+
+def _render_command(args: argparse.Namespace) -> int:
+    if args.payload is not None:
+        try:
+            payload = json.loads(args.payload.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"alphawatch: cannot read {args.payload}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        payload = sample_payload(args.status, args.severity, args.lang)
+    if args.kind == "slack":
+        from alphawatch.channels.slack import build_message
+
+        output = json.dumps(build_message(payload, args.lang), ensure_ascii=False, indent=2) + "\n"
+    elif args.kind == "sms":
+        from alphawatch.channels.sms import sms_segments
+
+        text = render("sms", payload, args.lang)
+        encoding, segments = sms_segments(text)
+        output = f"{text}\n\n({len(text)} characters, {encoding}, {segments} segment{'s' * (segments != 1)})\n"
+    elif args.kind == "email":
+        output = f"Subject: {render('subject', payload, args.lang)}\n\n{render('text', payload, args.lang)}"
+        if args.html:
+            output += "\n" + render("html", payload, args.lang)
+    else:
+        output = render("text", payload, args.lang)
+    sys.stdout.write(output)
+    return 0

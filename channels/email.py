@@ -1,0 +1,139 @@
+"""Email over SMTP: STARTTLS, implicit TLS or plain; login; a multipart text + HTML message to several recipients.
+
+The stdlib's blocking ``smtplib`` runs in a worker thread. The thread is abandoned when the attempt's timeout
+expires; the socket timeout (the same number of seconds) ends it soon after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate
+from typing import Any, ClassVar
+
+import httpx
+import trio
+
+from alphawatch.channels._base import Channel, DeliveryError, Notification
+from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, render
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+class Email(Channel):
+    kind: ClassVar[str] = "email"
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+    schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "required": ["host", "from", "to"],
+        "properties": {
+            "host": {"type": "string", "minLength": 1},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "security": {"enum": ["starttls", "tls", "none"]},
+            "username": {"type": "string", "minLength": 1},
+            "password": {"type": "string"},
+            "ca_file": {"type": "string", "minLength": 1},
+            "from": {"type": "string", "pattern": "@"},
+            "to": {"type": "array", "items": {"type": "string", "pattern": "@"}, "minItems": 1},
+            "timeout": {"$ref": "#/$defs/duration"},
+            "language": LANGUAGE_SCHEMA,
+            "templates": TEMPLATES_SCHEMA,
+        },
+        "dependentRequired": {"username": ["password"]},
+    }
+
+    def message(self, notification: Notification) -> EmailMessage:
+        """The mail for ``notification``: text and HTML alternatives, UTF-8 headers, a stable Message-ID."""
+        payload = notification.payload
+        language = self.settings.get("language", "en")
+        overrides = self.settings.get("templates")
+        message = EmailMessage(policy=SMTP_POLICY)
+        # A header may not hold a line break; a template could produce one.
+        message["Subject"] = " ".join(render("subject", payload, language, overrides).split())
+        message["From"] = self.settings["from"]
+        message["To"] = ", ".join(self.settings["to"])
+        message["Date"] = formatdate(notification.created_at, localtime=True)
+        # The same on every attempt, so that mail clients fold repeats after a retry into one.
+        digest = hashlib.sha256(notification.idempotency_key.encode()).hexdigest()[:32]
+        domain = str(self.settings["from"]).rpartition("@")[2].strip("<> ") or "alphawatch"
+        message["Message-ID"] = f"<{digest}.alphawatch@{domain}>"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(render("text", payload, language, overrides), cte="quoted-printable")
+        message.add_alternative(render("html", payload, language, overrides), subtype="html", cte="quoted-printable")
+        return message
+
+    async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
+        message = self.message(notification)
+        with trio.move_on_after(self.timeout) as scope:
+            await trio.to_thread.run_sync(self._deliver, message, abandon_on_cancel=True)
+        if scope.cancelled_caught:
+            raise DeliveryError(f"timed out after {self.timeout:g}s")
+
+    def _deliver(self, message: EmailMessage) -> None:
+        """Connect, secure, log in and send, in a worker thread. Raises :class:`DeliveryError`."""
+        security = self.settings.get("security", "starttls")
+        host = self.settings["host"]
+        port = int(self.settings.get("port", DEFAULT_PORTS[security]))
+        try:
+            context = ssl.create_default_context(cafile=self.settings.get("ca_file"))
+            smtp: smtplib.SMTP
+            if security == "tls":
+                smtp = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+            with smtp:
+                if security == "starttls":
+                    smtp.starttls(context=context)
+                if self.settings.get("username"):
+                    smtp.login(self.settings["username"], self.settings.get("password", ""))
+                refused = smtp.send_message(message, self.settings["from"], list(self.settings["to"]))
+        except Exception as exc:
+            raise _delivery_error(exc) from None
+        if refused:
+            # Some recipients have the mail already: a retry would send it to them again.
+            raise DeliveryError(
+                f"sent to {len(self.settings['to']) - len(refused)} of {len(self.settings['to'])} recipients; "
+                f"refused: {_refusals(refused)}",
+                retryable=False,
+            )
+
+
+def _delivery_error(exc: Exception) -> DeliveryError:
+    """Map what ``smtplib`` raises: 4xx replies and connection trouble are retryable, 5xx replies are not."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        temporary = all(400 <= code < 500 for code, _ in exc.recipients.values())
+        return DeliveryError(f"all recipients refused: {_refusals(exc.recipients)}", retryable=temporary)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryError(f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}", retryable=exc.smtp_code < 500)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return DeliveryError(f"server replied {_reply(exc.smtp_code, exc.smtp_error)}", retryable=exc.smtp_code < 500)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryError(f"server does not support it: {exc}", retryable=False)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return DeliveryError(f"TLS certificate not trusted: {exc.verify_message}", retryable=False)
+    if isinstance(exc, ssl.SSLError):
+        return DeliveryError(f"TLS failed: {exc.reason or type(exc).__name__}")
+    if isinstance(exc, TimeoutError):
+        return DeliveryError("timed out")
+    if isinstance(exc, smtplib.SMTPException):  # disconnected, or a reply smtplib could not make sense of
+        return DeliveryError(f"SMTP failed: {exc}")
+    if isinstance(exc, OSError):
+        return DeliveryError(f"connection failed: {exc.strerror or type(exc).__name__}")
+    logger.exception("unexpected error while sending mail")
+    return DeliveryError(f"unexpected {type(exc).__name__}", retryable=False)
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {' '.join(message.split())[:200]}"
+
+
+def _refusals(refused: Mapping[str, tuple[int, bytes]]) -> str:
+    return "; ".join(f"{address} ({_reply(code, text)})" for address, (code, text) in refused.items())

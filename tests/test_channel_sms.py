@@ -1,0 +1,269 @@
+"""SMS: segment counting and cutting, and both providers against a real HTTP receiver."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import trio
+
+from alphawatch.channels import channel_kinds
+from alphawatch.channels._base import DeliveryError, Notification
+from alphawatch.channels._templates import sample_payload
+from alphawatch.channels.sms import GSM7, UCS2, Sms, fit_segments, sms_segments
+from tests.http_receiver import Receiver
+
+
+def add_retry_after(receiver: Receiver, seconds: str) -> None:
+    """Make ``receiver`` send ``Retry-After`` with its 429 and 503 answers (it sends no headers of choice)."""
+    assert receiver._server is not None
+    handler: Any = receiver._server.RequestHandlerClass
+
+    class RetryAfter(handler):  # type: ignore[misc]
+        def send_response(self, code: int, message: str | None = None) -> None:
+            super().send_response(code, message)
+            if code in (429, 503):
+                self.send_header("Retry-After", seconds)
+
+    receiver._server.RequestHandlerClass = RetryAfter
+
+
+def record_methods(receiver: Receiver) -> list[str]:
+    """The HTTP methods of requests from now on (the receiver records every request as a POST)."""
+    assert receiver._server is not None
+    handler: Any = receiver._server.RequestHandlerClass
+    methods: list[str] = []
+
+    class Recording(handler):  # type: ignore[misc]
+        def do_POST(self) -> None:
+            methods.append(self.command)
+            super().do_POST()
+
+        do_PUT = do_POST
+
+    receiver._server.RequestHandlerClass = Recording
+    return methods
+
+
+@pytest.fixture(scope="module")
+def shared_receiver() -> Iterator[tuple[Receiver, Any]]:
+    # One server for the module: stopping one takes half a second (the stdlib server's poll interval).
+    with Receiver() as receiver:
+        assert receiver._server is not None
+        yield receiver, receiver._server.RequestHandlerClass
+
+
+@pytest.fixture
+def receiver(shared_receiver: tuple[Receiver, Any]) -> Receiver:
+    receiver, handler = shared_receiver
+    assert receiver._server is not None
+    receiver._server.RequestHandlerClass = handler
+    with receiver.lock:
+        receiver.requests.clear()
+        receiver.responses = [(201, 0.0, b"{}")]
+    return receiver
+
+
+def twilio(receiver: Receiver, **settings: Any) -> Sms:
+    base = {"provider": "twilio", "account_sid": "AC123", "auth_token": "tok-secret", "from": "+15005550006"}
+    return Sms("ops-sms", base | {"to": ["+886912345678", "+886987654321"], "base_url": receiver.url} | settings)
+
+
+def gateway(receiver: Receiver, **settings: Any) -> Sms:
+    return Sms("ops-sms", {"provider": "http", "url": f"{receiver.url}/send", "to": ["0912345678"]} | settings)
+
+
+def notification(key: str = "group-1:firing:7", **payload_args: str) -> Notification:
+    return Notification(1, "ops-sms", key, sample_payload(**payload_args), 1.7e9, 0)
+
+
+async def send(channel: Sms, note: Notification | None = None) -> None:
+    async with httpx.AsyncClient() as http:
+        with trio.fail_after(10):
+            await channel.send(note or notification(), http)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", (GSM7, 1)),
+        ("a" * 160, (GSM7, 1)),
+        ("a" * 161, (GSM7, 2)),
+        ("a" * 306, (GSM7, 2)),
+        ("a" * 307, (GSM7, 3)),
+        ("Müller é à ñ £ ¥ §", (GSM7, 1)),
+        ("{" * 80, (GSM7, 1)),  # extension characters take two septets
+        ("€" * 81, (GSM7, 2)),
+        ("a" * 152 + "{" + "a" * 152, (GSM7, 3)),  # the escape pair is not split, so it starts part two
+        ("ê", (UCS2, 1)),  # not in the GSM alphabet
+        ("`", (UCS2, 1)),
+        ("中" * 70, (UCS2, 1)),
+        ("中" * 71, (UCS2, 2)),
+        ("中" * 134, (UCS2, 2)),
+        ("中" * 135, (UCS2, 3)),
+        ("alpha7 的 IC 低於 0.01", (UCS2, 1)),
+        ("😀" * 35, (UCS2, 1)),  # a surrogate pair counts two
+        ("😀" * 36, (UCS2, 2)),  # 33 pairs per part
+        ("😀" * 67, (UCS2, 3)),
+    ],
+)
+def test_sms_segments(text: str, expected: tuple[str, int]) -> None:
+    assert sms_segments(text) == expected
+
+
+@pytest.mark.parametrize("max_segments", [1, 2, 3])
+def test_long_gsm_text_is_cut_with_dots_and_stays_gsm(max_segments: int) -> None:
+    text = fit_segments("The information coefficient fell. " * 40, max_segments)
+    assert text.endswith("...")
+    assert sms_segments(text) == (GSM7, max_segments)
+    assert len(text) > {1: 150, 2: 295, 3: 450}[max_segments]
+
+
+@pytest.mark.parametrize("max_segments", [1, 2, 3])
+def test_long_chinese_text_is_cut_with_an_ellipsis(max_segments: int) -> None:
+    text = fit_segments("資訊係數低於門檻，請檢查模型。" * 30, max_segments)
+    assert text.endswith("…")
+    assert sms_segments(text) == (UCS2, max_segments)
+    assert len(text) >= {1: 69, 2: 130, 3: 195}[max_segments]
+
+
+def test_short_text_is_left_alone() -> None:
+    assert fit_segments("短訊", 1) == "短訊"
+
+
+async def test_twilio_form_post_per_recipient(receiver: Receiver) -> None:
+    channel = twilio(receiver, language="zh-TW")
+    await send(channel, notification(status="resolved", language="zh-TW"))
+
+    assert [r.path for r in receiver.requests] == ["/2010-04-01/Accounts/AC123/Messages.json"] * 2
+    first, second = receiver.requests
+    assert first.headers["Authorization"] == "Basic " + base64.b64encode(b"AC123:tok-secret").decode()
+    assert first.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    form = urllib.parse.parse_qs(first.body.decode())
+    assert form["To"] == ["+886912345678"]
+    assert form["From"] == ["+15005550006"]
+    assert form["Body"] == ["[嚴重] 已恢復：ICDecay alpha7 - alpha7 的 IC 低於 0.01 (恢復值 0.0153, 持續 2 小時 15 分)"]
+    assert urllib.parse.parse_qs(second.body.decode())["To"] == ["+886987654321"]
+
+
+async def test_a_retry_after_a_partial_failure_skips_recipients_already_served(receiver: Receiver) -> None:
+    channel = twilio(receiver)
+    receiver.answer(201, 500, 201)
+    with pytest.raises(DeliveryError, match="recipient 2 of 2: HTTP 500") as caught:
+        await send(channel)
+    assert caught.value.retryable
+
+    await send(channel)
+
+    to = [urllib.parse.parse_qs(r.body.decode())["To"][0] for r in receiver.requests]
+    assert to == ["+886912345678", "+886987654321", "+886987654321"]
+
+
+async def test_429_with_retry_after(receiver: Receiver) -> None:
+    add_retry_after(receiver, "30")
+    receiver.answer(429)
+    with pytest.raises(DeliveryError, match="HTTP 429") as caught:
+        await send(twilio(receiver))
+    assert caught.value.retryable
+    assert caught.value.retry_after == 30.0
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(500, True), (502, True), (400, False), (401, False)])
+async def test_http_failures(receiver: Receiver, status: int, retryable: bool) -> None:
+    receiver.answer(status)
+    with pytest.raises(DeliveryError, match=f"HTTP {status}") as caught:
+        await send(twilio(receiver))
+    assert caught.value.retryable is retryable
+    assert "tok-secret" not in str(caught.value)
+
+
+async def test_a_slow_gateway_times_out(receiver: Receiver) -> None:
+    receiver.answer(200, delay=1.0)
+    with pytest.raises(DeliveryError, match="timed out") as caught:
+        await send(gateway(receiver, timeout=0.2))
+    assert caught.value.retryable
+
+
+async def test_the_message_is_capped_at_max_segments(receiver: Receiver) -> None:
+    payload = sample_payload(language="zh-TW")
+    payload["commonAnnotations"] = {"summary": "資訊係數持續走低" * 40}
+    note = Notification(1, "ops-sms", "group-1:firing:7", payload, 1.7e9, 0)
+    await send(twilio(receiver, language="zh-TW", max_segments=2, to=["+886912345678"]), note)
+    body = urllib.parse.parse_qs(receiver.requests[0].body.decode())["Body"][0]
+    assert body.endswith("…")
+    assert sms_segments(body) == (UCS2, 2)
+
+
+async def test_generic_gateway_json_body_from_templates(receiver: Receiver) -> None:
+    body = {"phone": "{{ to }}", "text": "{{ message }}", "parts": "{{ segments }}", "priority": 1, "flash": False}
+    channel = gateway(receiver, headers={"X-Api-Key": "k-123"}, body=body)
+    await send(channel)
+
+    [request] = receiver.requests
+    assert request.path == "/send"
+    assert request.headers["X-Api-Key"] == "k-123"
+    assert request.headers["Idempotency-Key"] == "group-1:firing:7:0912345678"
+    assert request.json() == {
+        "phone": "0912345678",
+        "text": "[CRITICAL] FIRING: ICDecay alpha7 - IC of alpha7 fell below 0.01 (Value 0.0042)",
+        "parts": "1",
+        "priority": 1,
+        "flash": False,
+    }
+
+
+async def test_generic_gateway_form_put(receiver: Receiver) -> None:
+    methods = record_methods(receiver)
+    channel = gateway(receiver, method="PUT", format="form", body={"dest": "{{ to }}", "msg": "{{ message }}"})
+    await send(channel, notification(language="zh-TW"))
+
+    assert methods == ["PUT"]
+    [request] = receiver.requests
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    form = urllib.parse.parse_qs(request.body.decode())
+    assert form["dest"] == ["0912345678"]
+    assert "alpha7 的 IC 低於 0.01" in form["msg"][0]
+
+
+async def test_generic_gateway_default_body(receiver: Receiver) -> None:
+    await send(gateway(receiver))
+    assert set(receiver.requests[0].json()) == {"to", "message"}
+
+
+async def test_a_broken_body_template_is_permanent(receiver: Receiver) -> None:
+    with pytest.raises(DeliveryError, match="body field 'text'") as caught:
+        await send(gateway(receiver, body={"text": "{{ message | nosuchfilter }}"}))
+    assert not caught.value.retryable
+    assert receiver.requests == []
+
+
+def test_secrets_are_hidden() -> None:
+    channel = Sms("ops-sms", {"provider": "twilio", "account_sid": "AC1", "auth_token": "t", "from": "x", "to": ["y"]})
+    assert channel.describe()["auth_token"] == "<secret>"
+    assert set(Sms.secret_fields) >= {"auth_token", "url", "headers", "body"}
+
+
+def test_the_schema_requires_what_each_provider_needs() -> None:
+    schema = {"$defs": {"duration": {"type": "number"}}, **Sms.schema}
+    jsonschema.validate({"provider": "http", "url": "https://sms.example.tw/send", "to": ["0912"]}, schema)
+    jsonschema.validate(
+        {
+            "provider": "twilio",
+            "account_sid": "AC1",
+            "auth_token": "t",
+            "from": "+1",
+            "to": ["+886"],
+            "max_segments": 2,
+        },
+        schema,
+    )
+    with pytest.raises(jsonschema.ValidationError, match="auth_token"):
+        jsonschema.validate({"provider": "twilio", "account_sid": "AC1", "from": "+1", "to": ["+886"]}, schema)
+    with pytest.raises(jsonschema.ValidationError, match="url"):
+        jsonschema.validate({"provider": "http", "to": ["0912"]}, schema)
+    assert channel_kinds()["sms"] is Sms

@@ -1,0 +1,236 @@
+"""The ``alphawatch`` command: ``run``, ``check``, ``push``, ``status``, ``schema`` and the tool commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alphawatch.daemon.errors import ConfigError
+
+DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml")
+
+# Commands of other modules, added when their module is present: (module, function that adds the parser).
+PLUGGED_COMMANDS = (
+    ("alphawatch.daemon.calendar_cli", "add_parser"),
+    ("alphawatch.rules.stats.cli", "add_parser"),
+    ("alphawatch.channels._templates", "add_template_parser"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alphawatch", description="Operational monitor for machine-learning alpha models (Taiwan equities)."
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon", description="Run the daemon in the foreground.")
+    _config_arg(run)
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser(
+        "check", help="validate a configuration", description="Validate the configuration; exit 0 if valid, 1 if not."
+    )
+    _config_arg(check)
+    check.set_defaults(func=cmd_check)
+
+    push = commands.add_parser(
+        "push",
+        help="send samples to the daemon",
+        description="Send one sample from arguments, or JSON lines from stdin with '-'. "
+        'Each line is {"metric": ..., "labels": {...}, "ts": ..., "value": ...}.',
+    )
+    _config_arg(push)
+    _client_args(push)
+    push.add_argument("metric", help="metric name, or '-' to read JSON lines from stdin")
+    push.add_argument("value", nargs="?", type=float, help="the value (with a metric name)")
+    push.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="a label (repeatable)")
+    push.add_argument("--ts", help="timestamp (RFC 3339 with offset, or epoch seconds); default now")
+    push.add_argument("--batch", type=int, default=1000, help="samples per request when reading stdin")
+    push.set_defaults(func=cmd_push)
+
+    status = commands.add_parser(
+        "status", help="ask the running daemon", description="Show the running daemon's state."
+    )
+    _config_arg(status)
+    _client_args(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_status)
+
+    schema = commands.add_parser(
+        "schema", help="print the configuration's JSON Schema", description="Print the complete JSON Schema."
+    )
+    schema.set_defaults(func=cmd_schema)
+
+    for module_name, function in PLUGGED_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        getattr(module, function)(commands)
+    return parser
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help=f"configuration file (default: $ALPHAWATCH_CONFIG or {DEFAULT_CONFIG})",
+    )
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="daemon URL (default: from the configuration's daemon.listen)")
+    parser.add_argument("--token", help="API token (default: $ALPHAWATCH_TOKEN, the configuration, or its token file)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import trio
+
+    from alphawatch.daemon.main import run_daemon
+
+    return trio.run(run_daemon, Path(args.config))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from alphawatch.daemon.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"FAILED: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(
+        f"SUCCESS: {args.config} is valid: {len(config.rules)} rules, {len(config.channels)} channels, "
+        f"{len(config.routes)} routes ({len(config.files)} file(s))"
+    )
+    return 0
+
+
+def _client(args: argparse.Namespace, write: bool) -> tuple[str, dict[str, str]]:
+    url = args.url
+    token = args.token or os.environ.get("ALPHAWATCH_TOKEN")
+    if url is None or (write and token is None):
+        from alphawatch.daemon.config import load_config
+        from alphawatch.daemon.main import token_file
+
+        config = load_config(args.config)
+        if url is None:
+            host = config.daemon.host
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{config.daemon.port}"
+        if token is None:
+            token = config.daemon.ingest_token or config.daemon.admin_token
+            path = token_file(config)
+            if token is None and path.exists():
+                token = path.read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return url.rstrip("/"), headers
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        url, headers = _client(args, write=True)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.metric == "-":
+        try:
+            items = [json.loads(line) for line in sys.stdin if line.strip()]
+        except ValueError as exc:
+            print(f"stdin: not JSON lines: {exc}", file=sys.stderr)
+            return 1
+    else:
+        if args.value is None:
+            print("push: give a value after the metric name (or '-' to read JSON lines)", file=sys.stderr)
+            return 2
+        labels = {}
+        for pair in args.label:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                print(f"push: label {pair!r} is not K=V", file=sys.stderr)
+                return 2
+            labels[key] = value
+        ts: Any = args.ts if args.ts is not None else time.time()
+        try:
+            ts = float(ts)
+        except ValueError:
+            pass
+        items = [{"metric": args.metric, "labels": labels, "ts": ts, "value": args.value}]
+    accepted = 0
+    with httpx.Client(timeout=30.0) as http:
+        for start in range(0, len(items), max(1, args.batch)):
+            chunk = items[start : start + args.batch]
+            try:
+                response = http.post(f"{url}/api/v1/samples", json=chunk, headers=headers)
+            except httpx.HTTPError as exc:
+                print(f"push: cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
+                return 1
+            if response.status_code != 200:
+                print(f"push: refused ({response.status_code}): {response.text}", file=sys.stderr)
+                return 1
+            accepted += response.json()["accepted"]
+    print(f"accepted {accepted} sample(s)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        url, headers = _client(args, write=False)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        with httpx.Client(timeout=10.0) as http:
+            status = http.get(f"{url}/api/v1/status", headers=headers).json()
+            rules = http.get(f"{url}/api/v1/rules", headers=headers).json()["rules"]
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"status: cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"status": status, "rules": rules}, indent=2, ensure_ascii=False))
+        return 0
+    reload = status["reload"]
+    print(f"alphawatch {status['version']} at {url}, up {status['uptime_s']:.0f}s, config {status['digest']}")
+    print(f"last reload: {'ok' if reload['ok'] else 'FAILED'} ({reload['trigger']})" + (
+        f": {reload['error']}" if reload.get("error") else ""))  # fmt: skip
+    print(f"{status['rules']} rules, {status['firing']} alerts firing, {status['pending']} pending")
+    for rule in rules:
+        error = f"  last error: {rule['last_error']}" if rule["last_error"] else ""
+        print(f"  {rule['name']:<32} {rule['kind']:<10} {rule['status']:<8} firing={rule['firing']}{error}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from alphawatch.daemon.config import full_schema
+
+    print(json.dumps(full_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

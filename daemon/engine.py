@@ -1,0 +1,229 @@
+"""The rule engine: one supervised actor per configured rule, samples routed only to the actors that want them.
+
+An actor owns its rule's evaluator and alert tracker. It wakes for a batch of samples or at the exact instant
+its rule or its alerts next need the clock (``for``, ``keep_firing_for``, a window edge, a repeat), never on a
+polling tick. :meth:`Engine.apply` diffs two configurations by equality: unchanged rules keep their actor, their
+timers and their alerts; changed rules restart; removed rules stop and resolve their alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import trio
+
+from alphawatch.daemon.alerts import FIRING, Tracker, Transition
+from alphawatch.daemon.clock import Clock
+from alphawatch.daemon.config import Config, RuleConfig
+from alphawatch.daemon.notify import outgoing_for, repeat_interval
+from alphawatch.daemon.store import Store
+from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
+from alphawatch.rules import Condition, Sample, Selector
+
+log = logging.getLogger("alphawatch.engine")
+
+INBOX_SIZE = 4096
+RULE_FAILED = RuleConfig(
+    name="AlphawatchRuleFailed",
+    kind="internal",
+    rule=None,  # type: ignore[arg-type]
+    severity="error",
+    labels=(("component", "alphawatch"),),
+    annotations=(("summary", "rule {{ labels.rule }} crashed too often and is parked as failed"),),
+)
+
+
+@dataclass
+class Actor:
+    config: RuleConfig
+    state: Supervised
+    send: trio.MemorySendChannel[list[Sample]]
+    receive: trio.MemoryReceiveChannel[list[Sample]]
+    cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
+    resync: bool = False
+    firing: int = 0
+    pending: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Clock,
+        on_committed: Callable[[RuleConfig, list[Transition]], None] = lambda *_: None,
+        on_status: Callable[[Actor], Awaitable[None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.actors: dict[str, Actor] = {}
+        self._index: dict[str, list[tuple[Selector, Actor]]] = defaultdict(list)
+        self._on_committed = on_committed
+        self._on_status = on_status
+        self._nursery: trio.Nursery | None = None
+        self._self_alerts = Tracker(RULE_FAILED, 0.0)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the actors of the current configuration until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._self_alerts = Tracker(RULE_FAILED, 0.0, await self.store.load_alerts(RULE_FAILED.name))
+            for rule in self.config.rules:
+                self._start(rule)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # configuration ----------------------------------------------------------------------------------------
+    async def apply(self, new: Config) -> tuple[list[str], list[str], list[str]]:
+        """Switch to ``new``; return the names of the rules added, changed and removed."""
+        old_rules = {r.name: r for r in self.config.rules}
+        new_rules = {r.name: r for r in new.rules}
+        added = [n for n in new_rules if n not in old_rules]
+        removed = [n for n in old_rules if n not in new_rules]
+        changed = [n for n in new_rules if n in old_rules and new_rules[n] != old_rules[n]]
+        self.config = new
+        for name in removed + changed:
+            actor = self.actors.pop(name)
+            actor.cancel.cancel()
+            if name in removed:
+                await self._resolve_removed(actor.config)
+            await self._clear_failed(name)
+        for name in changed + added:
+            self._start(new_rules[name])
+        for name in new_rules:
+            if name not in changed and name not in added:
+                self.actors[name].config = new_rules[name]  # same settings; `origin` may have moved
+        self._reindex()
+        return added, changed, removed
+
+    def _start(self, rule: RuleConfig) -> None:
+        assert self._nursery is not None
+        send, receive = trio.open_memory_channel[list[Sample]](INBOX_SIZE)
+        actor = Actor(rule, Supervised(rule.name), send, receive)
+        self.actors[rule.name] = actor
+        self._reindex()
+        self._nursery.start_soon(self._supervise, actor)
+
+    def _reindex(self) -> None:
+        self._index = defaultdict(list)
+        for actor in self.actors.values():
+            for selector in actor.config.rule.selectors():
+                self._index[selector.metric].append((selector, actor))
+
+    # samples ----------------------------------------------------------------------------------------------
+    def dispatch(self, samples: Iterable[Sample]) -> None:
+        """Hand committed samples to the actors whose selectors match. Never blocks: an actor whose inbox is
+        full is told to rebuild its state from the store instead."""
+        batches: dict[int, tuple[Actor, list[Sample]]] = {}
+        index = self._index
+        for sample in samples:
+            for selector, actor in index.get(sample.metric, ()):
+                if selector.matches(sample):
+                    batches.setdefault(id(actor), (actor, []))[1].append(sample)
+        for actor, batch in batches.values():
+            try:
+                actor.send.send_nowait(batch)
+            except trio.WouldBlock:
+                actor.resync = True
+                log.warning(
+                    "rule inbox full; it will reload its samples from the store", extra={"rule": actor.config.name}
+                )
+
+    # actors -----------------------------------------------------------------------------------------------
+    async def _supervise(self, actor: Actor) -> None:
+        with actor.cancel:
+
+            async def run(started: Callable[[], None]) -> None:
+                await self._run_actor(actor, started)
+
+            await supervise(actor.state, run, self.config.daemon.supervisor, self.clock, self._status_changed(actor))
+
+    def _status_changed(self, actor: Actor) -> Callable[[Supervised], Awaitable[None]]:
+        async def changed(state: Supervised) -> None:
+            await self.store.set_rule_state(state.name, state.status, state.restarts, state.last_error)
+            if state.status == FAILED:
+                await self._set_failed(actor.config.name, True, float(state.restarts))
+            if self._on_status is not None:
+                await self._on_status(actor)
+
+        return changed
+
+    async def _run_actor(self, actor: Actor, started: Callable[[], None]) -> None:
+        rule = actor.config
+        evaluator, tracker = await self._restore(rule)
+        started()
+        await self.store.set_rule_state(rule.name, actor.state.status, actor.state.restarts, actor.state.last_error)
+        if self._on_status is not None:
+            await self._on_status(actor)
+        now = self.clock.now()
+        while True:
+            if actor.resync:
+                actor.resync = False
+                evaluator, tracker = await self._restore(rule)
+            before = dict(tracker.alerts)
+            conditions, wake = evaluator.evaluate(now, tracker.firing())
+            transitions, deadline = tracker.update(conditions, now)
+            changed = [
+                Transition(a, a.state, a.state, now, a.value, False)
+                for s, a in tracker.alerts.items()
+                if before.get(s) is not a and not any(t.alert.series == s for t in transitions)
+            ]
+            await self._commit(rule, transitions + changed)
+            actor.firing = sum(1 for a in tracker.alerts.values() if a.state == FIRING)
+            actor.pending = len(tracker.alerts) - actor.firing
+            next_at = _earliest(wake, deadline)
+            with trio.move_on_at(self.clock.trio_deadline(next_at)):
+                batch = await actor.receive.receive()
+                for sample in batch:
+                    evaluator.observe(sample)
+                while True:  # take everything already queued before evaluating once
+                    try:
+                        batch = actor.receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    for sample in batch:
+                        evaluator.observe(sample)
+            now = self.clock.now()
+
+    async def _restore(self, rule: RuleConfig) -> tuple[object, Tracker]:
+        now = self.clock.now()
+        evaluator = rule.rule.new_evaluator(now)
+        since = now - rule.rule.history()
+        for selector in rule.rule.selectors():
+            for sample in await self.store.load_samples(selector, since):
+                evaluator.observe(sample)
+        alerts = await self.store.load_alerts(rule.name)
+        return evaluator, Tracker(rule, repeat_interval(self.config, rule), alerts)
+
+    async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
+        if not transitions:
+            return
+        await self.store.apply(transitions, outgoing_for(self.config, rule, transitions))
+        self._on_committed(rule, transitions)
+
+    # the daemon's own alerts ------------------------------------------------------------------------------
+    async def _set_failed(self, rule_name: str, failed: bool, value: float | None) -> None:
+        now = self.clock.now()
+        condition = Condition((("rule", rule_name),), failed, value)
+        transitions, _ = self._self_alerts.update([condition], now)
+        await self._commit(RULE_FAILED, transitions)
+
+    async def _clear_failed(self, rule_name: str) -> None:
+        if (("rule", rule_name),) in self._self_alerts.alerts:
+            await self._set_failed(rule_name, False, None)
+
+    async def _resolve_removed(self, rule: RuleConfig) -> None:
+        tracker = Tracker(rule, 0.0, await self.store.load_alerts(rule.name))
+        await self._commit(rule, tracker.resolve_all(self.clock.now()))
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

@@ -1,0 +1,145 @@
+"""Validation of sample batches: all or nothing, every bad item named.
+
+A batch is a JSON array of ``{"metric", "labels", "ts", "value"}`` objects, or ``{"samples": [...]}``.
+``ts`` is an RFC 3339 timestamp with a UTC offset (``2026-11-26T09:00:00+08:00``, ``…Z``) or UTC epoch seconds;
+a timestamp without an offset is refused, never guessed. ``value`` must be a finite number: NaN and ±inf are
+refused (an absent value is expressed by not sending the sample, which is what ``absence`` rules watch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alphawatch.daemon.errors import IngestError, ItemError
+from alphawatch.daemon.store import dump_labels
+from alphawatch.rules import Sample
+
+METRIC = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]{0,199}$")
+LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+MAX_ITEMS = 50_000
+MAX_LABELS = 32
+EARLIEST = 946_684_800.0  # 2000-01-01: older timestamps are almost surely a unit mistake
+FUTURE_SLACK = 3600.0
+_KEYS = frozenset({"metric", "labels", "ts", "value"})
+
+
+@dataclass(frozen=True)
+class Batch:
+    samples: list[Sample]
+    rows: list[tuple[str, str, float, float]]
+
+
+def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
+    """Parse and check a request body; raise :class:`IngestError` naming every bad item."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise IngestError(f"body is not valid JSON: {exc}") from None
+    items = document.get("samples") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise IngestError('expected a JSON array of samples, or {"samples": [...]}')
+    if not items:
+        raise IngestError("the batch is empty")
+    if len(items) > MAX_ITEMS:
+        raise IngestError(f"too many samples in one batch ({len(items)} > {MAX_ITEMS}); split it", status=413)
+    errors: list[ItemError] = []
+    samples: list[Sample] = []
+    rows: list[tuple[str, str, float, float]] = []
+    for index, item in enumerate(items):
+        checked = _check(index, item, now, max_label_bytes, errors)
+        if checked is not None:
+            samples.append(checked[0])
+            rows.append(checked[1])
+    if errors:
+        bad = len({e.index for e in errors})
+        raise IngestError(f"{bad} of {len(items)} samples are invalid; nothing was stored", errors)
+    return Batch(samples, rows)
+
+
+def samples_from_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """JSON lines (one sample object per line) into a list, for ``alphawatch push``."""
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _check(
+    index: int, item: Any, now: float, max_label_bytes: int, errors: list[ItemError]
+) -> tuple[Sample, tuple[str, str, float, float]] | None:
+    if not isinstance(item, dict):
+        errors.append(ItemError(index, "", "each sample is an object with metric, labels, ts and value"))
+        return None
+    before = len(errors)
+    for key in item.keys() - _KEYS:
+        errors.append(ItemError(index, key, "unknown field"))
+    metric = item.get("metric")
+    if not isinstance(metric, str) or not METRIC.match(metric):
+        errors.append(ItemError(index, "metric", "required; letters, digits, _ and :, not starting with a digit"))
+    labels = item.get("labels", {})
+    label_text = ""
+    if not isinstance(labels, dict):
+        errors.append(ItemError(index, "labels", "must be an object of string values"))
+    else:
+        if len(labels) > MAX_LABELS:
+            errors.append(ItemError(index, "labels", f"at most {MAX_LABELS} labels"))
+        for name, value in labels.items():
+            if not LABEL.match(name):
+                errors.append(ItemError(index, f"labels.{name[:40]}", "label names are letters, digits and _"))
+            elif not isinstance(value, str):
+                errors.append(ItemError(index, f"labels.{name}", "label values are strings"))
+        label_text = dump_labels(labels) if len(errors) == before else ""
+        if len(label_text.encode()) > max_label_bytes:
+            errors.append(
+                ItemError(
+                    index, "labels", f"labels take {len(label_text.encode())} bytes; the limit is {max_label_bytes}"
+                )
+            )
+    ts = _timestamp(item.get("ts"), index, errors, now)
+    value = item.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors.append(ItemError(index, "value", "required; a number"))
+    elif not math.isfinite(value):
+        errors.append(ItemError(index, "value", "must be finite (NaN and infinity are refused)"))
+    if len(errors) != before or ts is None:
+        return None
+    assert isinstance(metric, str) and isinstance(value, int | float)
+    sample = Sample(metric, tuple(sorted(labels.items())), ts, float(value))
+    return sample, (metric, label_text, ts, float(value))
+
+
+def _timestamp(raw: Any, index: int, errors: list[ItemError], now: float) -> float | None:
+    if raw is None:
+        errors.append(ItemError(index, "ts", "required; RFC 3339 with an offset, or UTC epoch seconds"))
+        return None
+    if isinstance(raw, bool):
+        errors.append(ItemError(index, "ts", "must be a timestamp, not a boolean"))
+        return None
+    if isinstance(raw, int | float):
+        ts = float(raw)
+        if not math.isfinite(ts):
+            errors.append(ItemError(index, "ts", "must be finite"))
+            return None
+    elif isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            errors.append(ItemError(index, "ts", f"not an RFC 3339 timestamp: {raw[:40]!r}"))
+            return None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            errors.append(ItemError(index, "ts", "has no UTC offset; add Z or +08:00 (naive times are never guessed)"))
+            return None
+        ts = parsed.timestamp()
+    else:
+        errors.append(ItemError(index, "ts", "must be an RFC 3339 string or epoch seconds"))
+        return None
+    if ts < EARLIEST:
+        errors.append(ItemError(index, "ts", "before 2000-01-01: is it UTC epoch seconds?"))
+        return None
+    if ts > now + FUTURE_SLACK:
+        errors.append(ItemError(index, "ts", "more than an hour in the future: epoch milliseconds, or a wrong clock?"))
+        return None
+    return ts

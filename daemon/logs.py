@@ -1,0 +1,54 @@
+"""Structured JSON logs on stderr, one object per line (journald keeps them whole), secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+_STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: tuple[str, ...] = ()
+        self.set_secrets(secrets)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        self.secrets = tuple(sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True))
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = self.formatException(record.exc_info)
+        text = json.dumps(entry, ensure_ascii=False, default=str)
+        for secret in self.secrets:
+            text = text.replace(secret, "<secret>")
+        return text
+
+
+def setup_logging(level: str, secrets: Iterable[str] = ()) -> JsonFormatter:
+    formatter = JsonFormatter(secrets)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger("alphawatch")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    for noisy in ("hypercorn.error", "hypercorn.access"):
+        logging.getLogger(noisy).handlers[:] = [handler]
+        logging.getLogger(noisy).setLevel("WARNING")
+        logging.getLogger(noisy).propagate = False
+    return formatter

@@ -1,0 +1,405 @@
+"""The daemon: the store, the rule engine, the outbox and the web server in one trio nursery.
+
+Signals: SIGHUP reloads (a bad configuration keeps the old one running); SIGTERM and SIGINT shut down in order:
+rules stop, live streams close, the web server stops, in-flight deliveries get a few seconds to finish (what
+does not finish stays pending in the outbox for the next start), the store closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from alphawatch.channels import Channel
+from alphawatch.daemon.alerts import INACTIVE, Transition
+from alphawatch.daemon.clock import Clock
+from alphawatch.daemon.config import Config, RuleConfig, load_config
+from alphawatch.daemon.engine import Actor, Engine
+from alphawatch.daemon.errors import ConfigError
+from alphawatch.daemon.ingest import Batch
+from alphawatch.daemon.logs import JsonFormatter, setup_logging
+from alphawatch.daemon.outbox import Outbox
+from alphawatch.daemon.sdnotify import Notifier
+from alphawatch.daemon.store import Queued, Store, open_store
+from alphawatch.web.app import create_app
+from alphawatch.web.broadcast import Broadcaster
+
+log = logging.getLogger("alphawatch.daemon")
+SHUTDOWN_GRACE = 5.0
+RETENTION_EVERY = 3600.0
+
+
+def token_file(config: Config) -> Path:
+    """Where the generated token lives when the configuration names none: beside the state file, mode 0600."""
+    return config.daemon.state.with_name(config.daemon.state.name + ".token")
+
+
+def read_or_create_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+class Daemon:
+    def __init__(
+        self,
+        path: Path,
+        config: Config,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        formatter: JsonFormatter | None,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.notifier = notifier
+        self.formatter = formatter
+        self.started_at = clock.now()
+        self.broadcaster = Broadcaster()
+        self.generated_token = (
+            read_or_create_token(token_file(config))
+            if not (config.daemon.ingest_token and config.daemon.admin_token)
+            else None
+        )
+        self.channels: dict[str, Channel] = {c.name: c.build() for c in config.channels}
+        self.engine = Engine(config, store, clock, self._committed, self._rule_status)
+        self.outbox = Outbox(store, lambda: self.channels, lambda: self.config.daemon.delivery, clock, self._delivery)
+        self.reload_status: dict[str, Any] = {"ok": True, "at": self.started_at, "trigger": "start", "error": None,
+                                              "digest": config.digest}  # fmt: skip
+        self.samples_ingested = 0
+        self.batches_ingested = 0
+        self._reload_lock = trio.Lock()
+
+    @property
+    def ingest_token(self) -> str | None:
+        return self.config.daemon.ingest_token or self.generated_token
+
+    @property
+    def admin_token(self) -> str | None:
+        return self.config.daemon.admin_token or self.generated_token
+
+    # events -----------------------------------------------------------------------------------------------
+    def _committed(self, rule: RuleConfig, transitions: list[Transition]) -> None:
+        if any(t.notify for t in transitions):
+            self.outbox.wake()
+        for t in transitions:
+            if t.from_state != t.to_state:
+                self.broadcaster.publish(
+                    {"type": "alert", "rule": rule.name, "fingerprint": t.alert.fingerprint, "state": t.to_state,
+                     "value": _finite(t.value), "at": t.at}
+                )  # fmt: skip
+                if t.to_state != INACTIVE:
+                    log.info(
+                        "alert %s", t.to_state,
+                        extra={"rule": rule.name, "fingerprint": t.alert.fingerprint, "value": t.value},
+                    )  # fmt: skip
+
+    async def _rule_status(self, actor: Actor) -> None:
+        self.broadcaster.publish({"type": "rule", "rule": actor.state.name, "status": actor.state.status})
+
+    def _delivery(self, event: str, queued: Queued, error: str | None) -> None:
+        self.broadcaster.publish({"type": "delivery", "event": event, "channel": queued.channel, "id": queued.id})
+
+    # operations -------------------------------------------------------------------------------------------
+    async def ingest(self, batch: Batch) -> None:
+        """Commit a validated batch, then hand it to the rules. Returns only after the commit."""
+        await self.store.insert_samples(batch.rows)
+        self.samples_ingested += len(batch.rows)
+        self.batches_ingested += 1
+        self.engine.dispatch(batch.samples)
+
+    async def reload(self, trigger: str) -> dict[str, Any]:
+        """Load the configuration again and apply the difference; on any error keep the running one."""
+        async with self._reload_lock:
+            self.notifier.reloading()
+            began = time.perf_counter()
+            try:
+                new = await trio.to_thread.run_sync(load_config, self.path)
+            except ConfigError as exc:
+                return await self._reload_failed(trigger, str(exc))
+            warnings = self._fixed_settings_changed(new)
+            added, changed, removed = await self.engine.apply(new)
+            self.config = new
+            self.channels = {c.name: c.build() for c in new.channels}
+            if self.formatter is not None:
+                self.formatter.set_secrets(new.secrets)
+            elapsed_ms = round((time.perf_counter() - began) * 1000, 2)
+            self.reload_status = {"ok": True, "at": self.clock.now(), "trigger": trigger, "error": None,
+                                  "digest": new.digest, "warnings": warnings}  # fmt: skip
+            await self.store.record_reload(True, trigger, new.digest, (added, changed, removed), None)
+            log.info(
+                "configuration reloaded",
+                extra={"trigger": trigger, "added": added, "changed": changed, "removed": removed, "ms": elapsed_ms},
+            )
+            for warning in warnings:
+                log.warning(warning)
+            self.broadcaster.publish({"type": "reload", "ok": True})
+            self.outbox.wake()
+            self.notifier.ready(self._status_line())
+            return {"ok": True, "added": added, "changed": changed, "removed": removed, "warnings": warnings,
+                    "digest": new.digest, "ms": elapsed_ms}  # fmt: skip
+
+    async def _reload_failed(self, trigger: str, message: str) -> dict[str, Any]:
+        self.reload_status = {"ok": False, "at": self.clock.now(), "trigger": trigger, "error": message,
+                              "digest": self.config.digest}  # fmt: skip
+        await self.store.record_reload(False, trigger, None, ([], [], []), message)
+        log.error("reload failed; the previous configuration keeps running", extra={"error": message})
+        self.broadcaster.publish({"type": "reload", "ok": False})
+        self.notifier.ready(self._status_line())
+        return {"ok": False, "error": message}
+
+    def _fixed_settings_changed(self, new: Config) -> list[str]:
+        old, fresh = self.config.daemon, new.daemon
+        out = []
+        for name in ("state", "host", "port"):
+            if getattr(old, name) != getattr(fresh, name):
+                out.append(f"daemon.{'listen' if name != 'state' else 'state'} changed: restart the daemon to apply it")
+        return sorted(set(out))
+
+    def _status_line(self) -> str:
+        failed = sum(1 for a in self.engine.actors.values() if a.state.status == "failed")
+        firing = sum(a.firing for a in self.engine.actors.values())
+        return f"{len(self.engine.actors)} rules, {firing} alerts firing, {failed} rules failed"
+
+    # queries for the API ----------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        components: dict[str, Any] = {}
+        try:
+            await self.store.query("SELECT 1")
+            components["store"] = {"status": "ok", "path": str(self.config.daemon.state)}
+        except Exception as exc:
+            components["store"] = {"status": "down", "error": type(exc).__name__}
+        failed = [a.state.name for a in self.engine.actors.values() if a.state.status == "failed"]
+        components["rules"] = {"status": "degraded" if failed else "ok", "total": len(self.engine.actors),
+                               "failed": failed}  # fmt: skip
+        dead = await self.store.query("SELECT count(*) AS n FROM outbox WHERE state = 'dead'")
+        pending = await self.store.query("SELECT count(*) AS n FROM outbox WHERE state = 'pending'")
+        components["outbox"] = {"status": "degraded" if dead[0]["n"] else "ok", "pending": pending[0]["n"],
+                                "dead": dead[0]["n"]}  # fmt: skip
+        components["reload"] = {"status": "ok" if self.reload_status["ok"] else "degraded", **self.reload_status}
+        statuses = [c["status"] for c in components.values()]
+        overall = "down" if "down" in statuses else ("degraded" if "degraded" in statuses else "ok")
+        return {"status": overall, "components": components, "uptime_s": round(self.clock.now() - self.started_at, 3)}
+
+    async def alerts(self, states: tuple[str, ...], rule: str | None, limit: int) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT * FROM alerts WHERE state IN ({marks})" + (" AND rule = ?" if rule else "")
+        params: list[Any] = [*states, *([rule] if rule else [])]
+        rows = await self.store.query(sql + " ORDER BY updated_at DESC LIMIT ?", [*params, limit])
+        return [_alert_row(r) for r in rows]
+
+    async def alert(self, fingerprint: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM alerts WHERE fingerprint = ?", [fingerprint])
+        if not rows:
+            return None
+        history = await self.store.query(
+            "SELECT at, from_state, to_state, value, note FROM alert_history WHERE fingerprint = ? ORDER BY id",
+            [fingerprint],
+        )
+        return {**_alert_row(rows[0]), "history": history}
+
+    async def rules(self) -> list[dict[str, Any]]:
+        out = []
+        for name, actor in sorted(self.engine.actors.items()):
+            rule = actor.config
+            out.append({
+                "name": name, "kind": rule.kind, "origin": rule.origin, "severity": rule.severity,
+                "labels": dict(rule.labels), "status": actor.state.status, "restarts": actor.state.restarts,
+                "last_error": actor.state.last_error, "firing": actor.firing, "pending": actor.pending,
+            })  # fmt: skip
+        return out
+
+    async def notifications(self, states: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(states))
+        rows = await self.store.query(
+            "SELECT id, channel, fingerprint, idempotency_key, created_at, next_attempt_at, attempts, state,"
+            f" last_error, finished_at, payload FROM outbox WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?",
+            [*states, limit],
+        )
+        import json
+
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "version": _version(),
+            "config": str(self.path),
+            "digest": self.config.digest,
+            "reload": self.reload_status,
+            "uptime_s": round(self.clock.now() - self.started_at, 3),
+            "rules": len(self.engine.actors),
+            "firing": sum(a.firing for a in self.engine.actors.values()),
+            "pending": sum(a.pending for a in self.engine.actors.values()),
+            "outbox": self.outbox.statistics(),
+            "samples_ingested": self.samples_ingested,
+        }
+
+    async def metrics(self) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
+        actors = self.engine.actors.values()
+        by_status: dict[str, int] = {}
+        for actor in actors:
+            by_status[actor.state.status] = by_status.get(actor.state.status, 0) + 1
+        outbox = await self.store.query("SELECT state, count(*) AS n FROM outbox GROUP BY state")
+        return [
+            ("alphawatch_up", "gauge", "1 while the daemon runs", [({}, 1.0)]),
+            ("alphawatch_samples_ingested_total", "counter", "samples committed", [({}, self.samples_ingested)]),
+            ("alphawatch_ingest_batches_total", "counter", "batches committed", [({}, self.batches_ingested)]),
+            ("alphawatch_rules", "gauge", "rules by supervisor status", [({"status": s}, n) for s, n in by_status.items()]),
+            ("alphawatch_rule_restarts_total", "counter", "rule actor restarts",
+             [({"rule": a.state.name}, a.state.restarts) for a in actors]),
+            ("alphawatch_alerts", "gauge", "alerts held, by state",
+             [({"state": "firing"}, sum(a.firing for a in actors)), ({"state": "pending"}, sum(a.pending for a in actors))]),
+            ("alphawatch_notifications", "gauge", "outbox rows by state", [({"state": r["state"]}, r["n"]) for r in outbox]),
+            ("alphawatch_delivery_failures_total", "counter", "failed delivery attempts", [({}, self.outbox.failed_attempts)]),
+            ("alphawatch_config_last_reload_successful", "gauge", "1 if the last reload succeeded",
+             [({}, 1.0 if self.reload_status["ok"] else 0.0)]),
+            ("alphawatch_config_last_reload_success_timestamp_seconds", "gauge", "time of the last reload",
+             [({}, self.reload_status["at"])]),
+            ("alphawatch_sse_subscribers", "gauge", "live page streams", [({}, self.broadcaster.statistics()["subscribers"])]),
+        ]  # fmt: skip
+
+    # retention --------------------------------------------------------------------------------------------
+    async def run_retention(self) -> None:
+        while True:
+            retention = self.config.daemon.retention
+            if retention:
+                cutoff = self.clock.now() - retention
+                while await self.store.purge_before(cutoff):
+                    await trio.sleep(0.05)  # small batches, so ingest and rules never wait long
+            await self.clock.sleep_until(self.clock.now() + RETENTION_EVERY)
+
+
+async def run_daemon(
+    path: Path,
+    *,
+    clock: Clock | None = None,
+    environ: dict[str, str] | None = None,
+    on_ready: Callable[[Daemon, list[str]], Awaitable[None]] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("configuration error: %s", problem)
+        return 1
+    formatter = setup_logging(config.daemon.log_level, config.secrets)
+    notifier = Notifier(environ)
+    clock = clock or Clock()
+    async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
+        daemon = Daemon(path, config, store, clock, notifier, formatter)
+        await store.record_reload(True, "start", config.digest, ([r.name for r in config.rules], [], []), None)
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                engine_scope = trio.CancelScope()
+                outbox_scope = trio.CancelScope()
+                web_stop = trio.Event()
+
+                async def run_engine(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                    with engine_scope:
+                        await daemon.engine.run(task_status=task_status)
+
+                async def run_outbox(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                    with outbox_scope:
+                        await daemon.outbox.run(http, task_status=task_status)
+
+                await nursery.start(run_engine)
+                await nursery.start(run_outbox)
+                binds: list[str] = await nursery.start(
+                    _serve, daemon, config.daemon.host, config.daemon.port, web_stop.wait
+                )
+                nursery.start_soon(daemon.run_retention)
+                if notifier.watchdog_interval:
+                    nursery.start_soon(_watchdog, notifier, notifier.watchdog_interval)
+                log.info("alphawatch ready", extra={"listen": binds, "rules": len(config.rules),
+                                                    "state": str(config.daemon.state)})  # fmt: skip
+                if daemon.generated_token:
+                    log.info("API token generated", extra={"token_file": str(token_file(config))})
+                notifier.ready(daemon._status_line())
+                if on_ready is not None:
+                    await on_ready(daemon, binds)
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        await daemon.reload("SIGHUP")
+                        continue
+                    break
+                log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+                notifier.stopping()
+                engine_scope.cancel()
+                daemon.broadcaster.close()
+                web_stop.set()
+                with trio.move_on_after(SHUTDOWN_GRACE):
+                    while daemon.outbox.statistics()["in_flight"]:
+                        await trio.sleep(0.01)
+                outbox_scope.cancel()
+                nursery.cancel_scope.cancel()
+    log.info("stopped")
+    return 0
+
+
+async def _serve(
+    daemon: Daemon,
+    host: str,
+    port: int,
+    shutdown: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 2.0
+    config.keep_alive_timeout = 75.0
+    await serve(create_app(daemon), config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+
+
+async def _watchdog(notifier: Notifier, interval: float) -> None:
+    while True:
+        notifier.watchdog()
+        await trio.sleep(interval)
+
+
+def _alert_row(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    out = dict(row)
+    out["labels"] = json.loads(row["labels"])
+    out["series"] = json.loads(row["series"])
+    out["value"] = _finite(row["value"])
+    return out
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alphawatch")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,101 @@
+"""From alert transitions to notifications: which channels hear of an alert, and what the message says.
+
+The payload is the Alertmanager webhook v4 document, so receivers written for Alertmanager work unchanged;
+each alert also carries ``value`` (for a resolved alert: the value it recovered to, not the stale firing
+value), ``severity``, ``rule`` and ``durationSeconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
+from alphawatch.daemon.config import Config, RuleConfig
+from alphawatch.daemon.store import Outgoing
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_PLACEHOLDER = re.compile(r"\{\{\s*(value|labels\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def render_annotation(text: str, labels: dict[str, str], value: float | None) -> str:
+    """Fill ``{{ value }}`` and ``{{ labels.NAME }}`` in an annotation."""
+
+    def fill(found: re.Match[str]) -> str:
+        if found.group(1) == "value":
+            return "" if value is None else f"{value:.6g}"
+        return labels.get(found.group(2) or "", "")
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
+def alert_document(rule: RuleConfig, transition: Transition, external_url: str) -> dict[str, Any]:
+    alert = transition.alert
+    labels = dict(alert.labels)
+    resolved = transition.to_state == RESOLVED
+    value = transition.value
+    fired_at = alert.fired_at or alert.active_at
+    return {
+        "status": "resolved" if resolved else "firing",
+        "labels": labels,
+        "annotations": {k: render_annotation(v, labels, value) for k, v in rule.annotations},
+        "startsAt": rfc3339(fired_at),
+        "endsAt": rfc3339(alert.resolved_at) if resolved and alert.resolved_at else ZERO_TIME,
+        "generatorURL": f"{external_url}/#rule={rule.name}",
+        "fingerprint": alert.fingerprint,
+        "value": value,
+        "severity": labels.get("severity", rule.severity),
+        "rule": rule.name,
+        "durationSeconds": round(alert.resolved_at - fired_at, 3) if resolved and alert.resolved_at else None,
+    }
+
+
+def outgoing_for(config: Config, rule: RuleConfig, transitions: Iterable[Transition]) -> list[Outgoing]:
+    """The notifications ``transitions`` cause under ``config``'s routes."""
+    out: list[Outgoing] = []
+    for transition in transitions:
+        if not transition.notify or transition.to_state not in (FIRING, RESOLVED):
+            continue
+        labels = dict(transition.alert.labels)
+        document = alert_document(rule, transition, config.daemon.external_url)
+        for route in config.route(labels):
+            for channel in route.channels:
+                key = _idempotency_key(channel, transition)
+                payload = {
+                    "version": "4",
+                    "groupKey": f"{{}}:{{fingerprint={transition.alert.fingerprint!r}}}".replace("'", '"'),
+                    "truncatedAlerts": 0,
+                    "status": document["status"],
+                    "receiver": channel,
+                    "groupLabels": {"alertname": labels.get("alertname", rule.name)},
+                    "commonLabels": labels,
+                    "commonAnnotations": document["annotations"],
+                    "externalURL": config.daemon.external_url,
+                    "alerts": [document],
+                }
+                out.append(Outgoing(channel, transition.alert.fingerprint, key, payload))
+    return out
+
+
+def repeat_interval(config: Config, rule: RuleConfig) -> float:
+    """The rule's own repeat interval, else its first route's, else the daemon's default."""
+    if rule.repeat_interval is not None:
+        return rule.repeat_interval
+    labels = dict(rule.alert_labels(()))
+    for route in config.route(labels):
+        if route.repeat_interval is not None:
+            return route.repeat_interval
+    return config.daemon.repeat_interval
+
+
+def _idempotency_key(channel: str, transition: Transition) -> str:
+    alert = transition.alert
+    text = f"{channel}|{alert.fingerprint}|{alert.active_at!r}|{alert.notify_seq}|{transition.to_state}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

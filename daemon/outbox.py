@@ -1,0 +1,139 @@
+"""Delivery from the durable outbox: at least once, retried with backoff and jitter, dead-lettered when too old.
+
+A notification is written to the ``outbox`` table in the same transaction as the alert transition that caused
+it, so nothing committed is lost: a crash or ``kill -9`` leaves it ``pending`` and the next start delivers it.
+Receivers can drop repeats by the ``Idempotency-Key`` header.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+
+import httpx
+import trio
+import trio.lowlevel
+
+from alphawatch.channels import Channel, Notification
+from alphawatch.daemon.clock import Clock
+from alphawatch.daemon.config import DeliverySettings
+from alphawatch.daemon.errors import DeliveryError
+from alphawatch.daemon.store import Queued, Store
+
+log = logging.getLogger("alphawatch.outbox")
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        channels: Callable[[], Mapping[str, Channel]],
+        settings: Callable[[], DeliverySettings],
+        clock: Clock,
+        on_event: Callable[[str, Queued, str | None], None] = lambda *_: None,
+    ) -> None:
+        self._store = store
+        self._channels = channels
+        self._settings = settings
+        self._clock = clock
+        self._on_event = on_event
+        self._wakeup = trio.Event()
+        self._in_flight: set[int] = set()
+        self._limiters: dict[str, trio.CapacityLimiter] = {}
+        self.delivered = 0
+        self.failed_attempts = 0
+        self.dead = 0
+
+    def wake(self) -> None:
+        """New work was committed: look at the outbox now."""
+        self._wakeup.set()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "in_flight": len(self._in_flight),
+            "delivered": self.delivered,
+            "failed_attempts": self.failed_attempts,
+            "dead": self.dead,
+        }
+
+    async def run(
+        self, http: httpx.AsyncClient, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                self._wakeup = trio.Event()
+                now = self._clock.now()
+                batch = await self._store.due(now, limit=256, exclude=self._in_flight)
+                for queued in batch:
+                    self._in_flight.add(queued.id)
+                    nursery.start_soon(self._deliver, http, queued)
+                if len(batch) == 256:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                next_at = await self._store.next_attempt_at()
+                if next_at is not None and next_at <= now and self._in_flight:
+                    next_at = None  # only in-flight rows are due: they wake us when they finish
+                with trio.move_on_at(self._clock.trio_deadline(next_at)):
+                    await self._wakeup.wait()
+
+    async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
+        try:
+            await self._attempt(http, queued)
+        finally:
+            self._in_flight.discard(queued.id)
+            self._wakeup.set()
+
+    async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> None:
+        settings = self._settings()
+        now = self._clock.now()
+        channel = self._channels().get(queued.channel)
+        if channel is None:
+            await self._dead(queued, f"no channel named {queued.channel!r} in the configuration")
+            return
+        if now - queued.created_at > settings.max_age:
+            await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s)")
+            return
+        limiter = self._limiters.get(queued.channel)
+        if limiter is None or limiter.total_tokens != settings.concurrency:
+            limiter = self._limiters[queued.channel] = trio.CapacityLimiter(settings.concurrency)
+        notification = Notification(
+            queued.id, queued.channel, queued.idempotency_key, queued.payload, queued.created_at, queued.attempts
+        )
+        try:
+            async with limiter:
+                await channel.send(notification, http)
+        except DeliveryError as exc:
+            await self._failed(queued, str(exc), exc.retryable, exc.retry_after, settings)
+            return
+        except Exception as exc:
+            await self._failed(queued, f"{type(exc).__name__}", True, None, settings)
+            return
+        self.delivered += 1
+        await self._store.finish(queued.id, "delivered", None, self._clock.now())
+        self._on_event("delivered", queued, None)
+
+    async def _failed(
+        self, queued: Queued, error: str, retryable: bool, retry_after: float | None, settings: DeliverySettings
+    ) -> None:
+        self.failed_attempts += 1
+        if not retryable:
+            await self._dead(queued, error)
+            return
+        backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
+        delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
+        log.warning(
+            "delivery failed; will retry",
+            extra={"channel": queued.channel, "notification": queued.id, "error": error, "retry_in": round(delay, 3)},
+        )
+        await self._store.retry_later(queued.id, self._clock.now() + delay, error)
+        self._on_event("retry", queued, error)
+
+    async def _dead(self, queued: Queued, error: str) -> None:
+        self.dead += 1
+        log.error(
+            "notification dead-lettered", extra={"channel": queued.channel, "notification": queued.id, "error": error}
+        )
+        await self._store.finish(queued.id, "dead", error, self._clock.now())
+        self._on_event("dead", queued, error)

@@ -1,0 +1,191 @@
+"""The HTTP surface: ingest, the JSON API, ``/health``, ``/metrics``, live events and the status page.
+
+Write endpoints need a bearer token (compared in constant time); errors are JSON ``{"error": ..., ...}`` with a
+4xx status and store nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from alphawatch.daemon.errors import IngestError
+from alphawatch.daemon.ingest import parse_batch
+from alphawatch.web.metrics import render_metrics
+from alphawatch.web.page import render_page
+
+if TYPE_CHECKING:
+    from alphawatch.daemon.main import Daemon
+
+ALERT_STATES = ("pending", "firing", "resolved")
+NOTIFICATION_STATES = ("pending", "delivered", "dead")
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(daemon: Daemon) -> Starlette:
+    def authorized(request: Request, token: str | None) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if token is None or scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+
+    def guarded(
+        which: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            token = daemon.ingest_token if which == "ingest" else daemon.admin_token
+            if not authorized(request, token):
+                return error(401, f"a valid {which} token is required (Authorization: Bearer …)")
+            return await handler(request)
+
+        return endpoint
+
+    async def ingest(request: Request) -> Response:
+        try:
+            body = await read_body(request, daemon.config.daemon.max_body)
+        except BodyTooLarge:
+            return error(413, f"body larger than daemon.max_body ({daemon.config.daemon.max_body} bytes)")
+        try:
+            batch = parse_batch(body, daemon.clock.now(), daemon.config.daemon.max_label_bytes)
+        except IngestError as exc:
+            return error(exc.status, str(exc), items=[i.as_json() for i in exc.items])
+        await daemon.ingest(batch)
+        return JSONResponse({"accepted": len(batch.samples)})
+
+    async def reload(request: Request) -> Response:
+        result = await daemon.reload("api")
+        return JSONResponse(result, status_code=200 if result["ok"] else 400)
+
+    async def health(request: Request) -> Response:
+        report = await daemon.health()
+        return JSONResponse(report, status_code=200 if report["status"] != "down" else 503)
+
+    async def alerts(request: Request) -> Response:
+        states = _states(request.query_params.get("state", "pending,firing"), ALERT_STATES)
+        if states is None:
+            return error(400, f"state is a comma-separated list of {', '.join(ALERT_STATES)}")
+        limit = _limit(request.query_params.get("limit"))
+        if limit is None:
+            return error(400, "limit is a whole number from 1 to 10000")
+        rows = await daemon.alerts(states, request.query_params.get("rule"), limit)
+        return JSONResponse({"alerts": rows})
+
+    async def alert(request: Request) -> Response:
+        found = await daemon.alert(request.path_params["fingerprint"])
+        return JSONResponse(found) if found else error(404, "no such alert")
+
+    async def rules(request: Request) -> Response:
+        return JSONResponse({"rules": await daemon.rules()})
+
+    async def notifications(request: Request) -> Response:
+        states = _states(request.query_params.get("state", "pending,dead"), NOTIFICATION_STATES)
+        if states is None:
+            return error(400, f"state is a comma-separated list of {', '.join(NOTIFICATION_STATES)}")
+        limit = _limit(request.query_params.get("limit"))
+        if limit is None:
+            return error(400, "limit is a whole number from 1 to 10000")
+        return JSONResponse({"notifications": await daemon.notifications(states, limit)})
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(await daemon.status())
+
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[bytes]:
+            async with daemon.broadcaster.subscribe() as receive:
+                yield b"retry: 2000\n\n"
+                while True:
+                    with trio.move_on_after(15) as idle:
+                        try:
+                            event = await receive.receive()
+                        except trio.EndOfChannel:
+                            return
+                    if idle.cancelled_caught:
+                        yield b": keep-alive\n\n"
+                        continue
+                    yield f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
+
+    async def metrics(request: Request) -> Response:
+        text = render_metrics(await daemon.metrics())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def page(request: Request) -> Response:
+        language = request.query_params.get("lang") or daemon.config.daemon.language
+        return HTMLResponse(render_page(language), headers={"Cache-Control": "no-store"})
+
+    async def schema(request: Request) -> Response:
+        from alphawatch.daemon.config import full_schema
+
+        return JSONResponse(full_schema())
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, "not found")
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return error(405, "method not allowed")
+
+    routes = [
+        Route("/", page),
+        Route("/health", health),
+        Route("/metrics", metrics),
+        Route("/schema.json", schema),
+        Route("/-/reload", guarded("admin", reload), methods=["POST"]),
+        Route("/api/v1/samples", guarded("ingest", ingest), methods=["POST"]),
+        Route("/api/v1/alerts", alerts),
+        Route("/api/v1/alerts/{fingerprint}", alert),
+        Route("/api/v1/rules", rules),
+        Route("/api/v1/notifications", notifications),
+        Route("/api/v1/status", status),
+        Route("/api/v1/events", events),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
+
+
+def _states(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    states = tuple(s.strip() for s in raw.split(",") if s.strip())
+    return states if states and all(s in allowed for s in states) else None
+
+
+def _limit(raw: str | None) -> int | None:
+    if raw is None:
+        return 1000
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        return None
+    return int(raw)
+
+
+def json_number(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value

@@ -147,7 +147,7 @@ async def test_twilio_form_post_per_recipient(receiver: Receiver) -> None:
     form = urllib.parse.parse_qs(first.body.decode())
     assert form["To"] == ["+886912345678"]
     assert form["From"] == ["+15005550006"]
-    assert form["Body"] == ["[嚴重] 已恢復：ICDecay alpha7 - alpha7 的 IC 低於 0.01 (恢復值 0.0153, 持續 2 小時 15 分)"]
+    assert form["Body"] == ["[嚴重] 已恢復：alpha7 的 IC 低於 0.01 (恢復值 0.0153, 持續 2 小時 15 分)"]
     assert urllib.parse.parse_qs(second.body.decode())["To"] == ["+886987654321"]
 
 
@@ -210,7 +210,7 @@ async def test_generic_gateway_json_body_from_templates(receiver: Receiver) -> N
     assert request.headers["Idempotency-Key"] == "group-1:firing:7:0912345678"
     assert request.json() == {
         "phone": "0912345678",
-        "text": "[CRITICAL] FIRING: ICDecay alpha7 - IC of alpha7 fell below 0.01 (Value 0.0042)",
+        "text": "[CRITICAL] FIRING: IC of alpha7 fell below 0.01 (Value 0.0042)",
         "parts": "1",
         "priority": 1,
         "flash": False,

@@ -1,0 +1,209 @@
+"""Message templates: both languages, resolved details, escaping, the sandbox, overrides and the preview CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from alphawatch.channels._templates import (
+    KINDS,
+    SEVERITY_NAMES,
+    add_template_parser,
+    check_template,
+    format_duration,
+    format_value,
+    render,
+    sample_payload,
+)
+
+
+@pytest.mark.parametrize(
+    ("severity", "name"),
+    [("info", "資訊"), ("warning", "警告"), ("error", "錯誤"), ("critical", "嚴重"), ("emergency", "緊急")],
+)
+def test_zh_tw_subjects_name_the_severity(severity: str, name: str) -> None:
+    subject = render("subject", sample_payload(severity=severity), "zh-TW")
+    assert subject == f"[{name}] 觸發：ICDecay (alpha7)"
+    assert SEVERITY_NAMES["zh-TW"][severity] == name
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", ["RESOLVED", "Recovery value: 0.0153", "Fired for: 2h15m", "Resolved at: 2026-11-26 11:17:03 +08:00"]),
+        ("zh-TW", ["已恢復", "恢復值：0.0153", "持續：2 小時 15 分", "恢復於：2026-11-26 11:17:03 +08:00"]),
+    ],
+)
+def test_resolved_messages_carry_the_recovery_value_and_the_duration(language: str, expected: list[str]) -> None:
+    text = render("text", sample_payload(status="resolved"), language)
+    for piece in expected:
+        assert piece in text
+    sms = render("sms", sample_payload(status="resolved"), language)
+    assert "0.0153" in sms
+    assert ("2h15m" if language == "en" else "2 小時 15 分") in sms
+
+
+def test_every_kind_renders_in_both_languages() -> None:
+    for kind in KINDS:
+        for language in ("en", "zh-TW", "zh_tw", "fr"):
+            assert render(kind, sample_payload(), language).strip()
+
+
+def test_the_group_severity_is_the_highest_of_its_alerts() -> None:
+    payload = sample_payload(severity="warning")
+    payload["alerts"].append(dict(payload["alerts"][0], severity="emergency", rule="ic-alpha8"))
+    payload["truncatedAlerts"] = 3
+    assert render("subject", payload) == "[EMERGENCY] FIRING: ICDecay (alpha7) ×5"
+    assert "… and 3 more alerts not shown" in render("text", payload)
+
+
+def test_html_is_escaped_and_text_is_not() -> None:
+    payload = sample_payload()
+    payload["commonAnnotations"] = {"summary": "<script>alert(1)</script> & co"}
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in render("html", payload)
+    assert "<script>" not in render("html", payload)
+    assert "<script>alert(1)</script> & co" in render("text", payload)
+
+
+def test_an_sms_without_a_summary_names_the_alert_and_the_model() -> None:
+    payload = sample_payload()
+    payload["commonAnnotations"] = {}
+    payload["alerts"][0]["annotations"] = {}
+    assert render("sms", payload) == "[CRITICAL] FIRING: ICDecay alpha7 (Value 0.0042)"
+
+
+def test_subjects_and_sms_are_one_line() -> None:
+    overrides = {"subject": "{{ alertname }}\n\n  {{ model }}\r\n", "sms": "a\n\nb"}
+    assert render("subject", sample_payload(), "en", overrides) == "ICDecay alpha7"
+    assert render("sms", sample_payload(), "en", overrides) == "a b"
+
+
+def test_overrides_see_the_documented_variables_and_filters() -> None:
+    source = (
+        "{{ severity_name }}|{{ t.value }}|{{ alerts[0].value | value }}|{{ 5400 | duration }}|"
+        "{{ 'error' | severity }}|{{ alerts[0].starts_at | time }}|{{ common_labels.model }}|{{ missing.deeply }}"
+    )
+    assert render("text", sample_payload(), "zh-TW", {"text": source}) == (
+        "嚴重|數值|0.0042|1 小時 30 分|錯誤|2026-11-26 09:02:03 +08:00|alpha7|\n"
+    )
+
+
+def test_a_failing_override_falls_back_to_the_built_in_template(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        text = render("subject", sample_payload(), "en", {"subject": "{{ range(10 ** 9) | list }}"})
+    assert text == "[CRITICAL] FIRING: ICDecay (alpha7)"
+    assert "custom subject template failed" in caplog.text
+
+
+def test_the_sandbox_hides_python_internals() -> None:
+    assert render("text", sample_payload(), "en", {"text": "[{{ ''.__class__.__mro__ }}]"}) == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{% if %}", "line 1: Expected an expression"),
+        ("{{ summary | nosuchfilter }}", "No filter named 'nosuchfilter'"),
+        ("ok\n{% for a in alerts %}", "line 2: Unexpected end of template"),
+        ("{{ range(10 ** 9) | list }}", "Range too big"),
+        ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
+    ],
+)
+def test_check_template_finds_mistakes(source: str, message: str) -> None:
+    problem = check_template(source)
+    assert problem is not None
+    assert message in problem
+
+
+def test_check_template_accepts_good_templates() -> None:
+    assert (
+        check_template("{{ severity_name }} {{ summary }} {% for a in alerts %}{{ a.value_text }}{% endfor %}") is None
+    )
+    assert check_template("<b>{{ summary }}</b>", kind="html") is None
+
+
+def test_check_template_never_quotes_the_source() -> None:
+    problem = check_template("api_key=hunter2 {% if %}")
+    assert problem is not None
+    assert "hunter2" not in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0042, "0.0042"),
+        (0.01534, "0.01534"),
+        (1.23456, "1.235"),
+        (12345.678, "12,346"),
+        (-0.5, "-0.5"),
+        (0, "0"),
+        (0.0, "0"),
+        (1500000, "1,500,000"),
+        (1.2e-7, "1.200e-07"),
+        (None, "—"),
+        ("n/a", "n/a"),
+    ],
+)
+def test_format_value(value: object, text: str) -> None:
+    assert format_value(value) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "en", "zh"),
+    [
+        (0, "0s", "0 秒"),
+        (45, "45s", "45 秒"),
+        (8100, "2h15m", "2 小時 15 分"),
+        (90061, "1d1h", "1 天 1 小時"),
+        (None, "—", "—"),
+    ],
+)
+def test_format_duration(seconds: float | None, en: str, zh: str) -> None:
+    assert format_duration(seconds, "en") == en
+    assert format_duration(seconds, "zh-TW") == zh
+
+
+def cli() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alphawatch")
+    add_template_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    args = cli().parse_args(["template", "render", *argv])
+    assert args.func(args) == 0
+    return capsys.readouterr().out
+
+
+def test_cli_renders_a_zh_tw_resolved_sms(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(capsys, "--kind", "sms", "--lang", "zh-TW", "--status", "resolved", "--severity", "warning")
+    assert out.startswith("[警告] 已恢復：alpha7 的 IC 低於 0.01 (恢復值 0.0153, 持續 2 小時 15 分)\n")
+    assert "UCS-2, 1 segment)" in out
+
+
+def test_cli_renders_an_email_with_html(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(capsys, "--kind", "email", "--html")
+    assert out.startswith("Subject: [CRITICAL] FIRING: ICDecay (alpha7)\n\n")
+    assert "<!DOCTYPE html>" in out
+
+
+def test_cli_renders_slack_block_kit(capsys: pytest.CaptureFixture[str]) -> None:
+    message = json.loads(run(capsys, "--kind", "slack", "--severity", "info"))
+    assert message["text"] == "[INFO] FIRING: ICDecay (alpha7)"
+
+
+def test_cli_renders_a_payload_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    payload = sample_payload()
+    payload["groupLabels"] = {"alertname": "Turnover"}
+    (tmp_path / "payload.json").write_text(json.dumps(payload))
+    assert "Turnover" in run(capsys, "--payload", str(tmp_path / "payload.json"))
+
+
+def test_cli_reports_an_unreadable_payload(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = cli().parse_args(["template", "render", "--payload", str(tmp_path / "missing.json")])
+    assert args.func(args) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -123,7 +123,6 @@ def _parse(name: str, text: str) -> tuple[Located, tuple[Problem, ...]]:
 def _documents(files: list[tuple[str, str]], problems: list[Problem]) -> tuple[list[Venue], list[DaysFile]]:
     venues: list[Venue] = []
     days: list[DaysFile] = []
-    known = VENUES
     docs = [(name, *_parse(name, text)) for name, text in files]
     for name, doc, found in docs:
         problems.extend(found)
@@ -131,7 +130,7 @@ def _documents(files: list[tuple[str, str]], problems: list[Problem]) -> tuple[l
             parsed, found_v = parse_venues(doc)
             venues += parsed
             problems.extend(found_v)
-    known = tuple(v.code for v in venues) or VENUES
+    known: tuple[str, ...] = tuple(v.code for v in venues) or VENUES
     for name, doc, found in docs:
         if not found and Path(name).name != "venues.yaml":
             parsed_days, found_d = parse_days(doc, known)

@@ -6,10 +6,11 @@ load); every problem is reported as ``file:line:col: path: message``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from alphawatch.daemon.calendar_model import DayInfo, DayKind, Phase, Venue
 from alphawatch.daemon.durations import PATTERN as DURATION_PATTERN
 from alphawatch.daemon.errors import Problem
-from alphawatch.daemon.yamlpos import Located, load_located
+from alphawatch.daemon.yamlpos import Located
 
 KeyPath = tuple[str | int, ...]
 Locate = Callable[[KeyPath, str], Problem]
@@ -107,6 +108,8 @@ def parse_time(value: Any) -> int | None:
 
 
 def parse_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return None
     if isinstance(value, date):
         return value
     if isinstance(value, str) and re.match(DATE_PATTERN, value):
@@ -179,7 +182,7 @@ def parse_venues(doc: Located) -> tuple[list[Venue], list[Problem]]:
                 phases,
                 days,
                 check.text(raw.get("source"), (*path, "source")),
-            )  # fmt: skip
+            )
         )
     return out, check.problems
 
@@ -207,16 +210,23 @@ def _phases(check: _Checker, raw: Any, path: KeyPath) -> tuple[Phase, ...]:
             continue
         end = end if end > start else end + 86400
         name = check.text(item["name"], (*here, "name"), required=True)
-        phase = Phase(name, start, end, bool(item.get("open", False)), str(item.get("track", "main")),
-                      belongs == "next_trading_day", check.text(item.get("name_zh"), (*here, "name_zh")))  # fmt: skip
+        phase = Phase(
+            name,
+            start,
+            end,
+            bool(item.get("open", False)),
+            str(item.get("track", "main")),
+            belongs == "next_trading_day",
+            check.text(item.get("name_zh"), (*here, "name_zh")),
+        )
         phases.append((phase, here))
     names = [p.name for p, _ in phases]
-    for (phase, here), name in zip(phases, names, strict=True):
+    for (_, here), name in zip(phases, names, strict=True):
         if names.count(name) > 1:
             check.bad((*here, "name"), f"duplicate phase name {name!r}")
     for track in {p.track for p, _ in phases}:
         on = sorted(((p, h) for p, h in phases if p.track == track), key=lambda x: x[0].start)
-        for (a, _), (b, here) in zip(on, on[1:], strict=False):
+        for (a, _), (b, here) in itertools.pairwise(on):
             if b.start < a.end:
                 check.bad(here, f"phase {b.name!r} overlaps {a.name!r} on track {track!r}")
         if on and on[-1][0].end - 86400 >= on[0][0].start:
@@ -296,9 +306,17 @@ def extra_days(
                 check.bad((*here, "date"), f"{when} is listed twice for {venue} (first at entry {seen[when, venue]})")
             seen[when, venue] = i
         line = check.locate(here, "").line
-        info = DayInfo(when, DayKind(kind), check.text(item.get("name"), (*here, "name")),
-                       check.text(item.get("name_zh"), (*here, "name_zh")), source, str(status), partial,
-                       check.text(item.get("note"), (*here, "note")), f"{origin}:{line}" if line else origin)  # fmt: skip
+        info = DayInfo(
+            when,
+            DayKind(kind),
+            check.text(item.get("name"), (*here, "name")),
+            check.text(item.get("name_zh"), (*here, "name_zh")),
+            source,
+            str(status),
+            partial,
+            check.text(item.get("note"), (*here, "note")),
+            f"{origin}:{line}" if line else origin,
+        )
         out.append((info, tuple(targets)))
     return out
 

@@ -203,8 +203,25 @@ class Calendar:
         flags = [i >= 0 and venue.phases[i].open for i in p]
         opens = [t[k] for k in range(1, len(t)) if flags[k] and not flags[k - 1]]
         closes = [t[k] for k in range(1, len(t)) if flags[k - 1] and not flags[k]]
-        return cls(venue, days, first_day, valid_until, horizon, info, trading, business, settle, tracks,
-                   t, p, flags, opens, closes, lo, day_start(horizon + timedelta(days=1)))  # fmt: skip
+        return cls(
+            venue,
+            days,
+            first_day,
+            valid_until,
+            horizon,
+            info,
+            trading,
+            business,
+            settle,
+            tracks,
+            t,
+            p,
+            flags,
+            opens,
+            closes,
+            lo,
+            day_start(horizon + timedelta(days=1)),
+        )
 
     # -- instants ---------------------------------------------------------------------------------------------
 
@@ -366,9 +383,14 @@ class Calendar:
                 spans = self._spans(before, day_part=False) + spans
         opens = [s for s in spans if s.open and s.start >= day_start(d)]
         info = self._info.get(d.toordinal())
-        return Session(self.venue.code, d, tuple(sorted(spans, key=lambda s: (s.start, s.track))),
-                       min(s.start for s in opens), max(s.end for s in opens),
-                       partial=info is not None and info.partial is not None)  # fmt: skip
+        return Session(
+            self.venue.code,
+            d,
+            tuple(sorted(spans, key=lambda s: (s.start, s.track))),
+            min(s.start for s in opens),
+            max(s.end for s in opens),
+            partial=info is not None and info.partial is not None,
+        )
 
     def _spans(self, d: date, *, day_part: bool) -> tuple[PhaseSpan, ...]:
         info = self._info.get(d.toordinal())

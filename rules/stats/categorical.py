@@ -1,0 +1,57 @@
+"""Chi-square drift test for a categorical feature against reference category counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _special as special
+from .result import INSUFFICIENT, OK, Status
+
+__all__ = ["ChiSquareResult", "chi_square_drift"]
+
+
+@dataclass(frozen=True)
+class ChiSquareResult:
+    """Pearson chi-square goodness of fit of current counts to the reference shares."""
+
+    status: Status
+    reason: str
+    statistic: float = float("nan")
+    dof: int = 0
+    p_value: float = float("nan")
+    unseen: tuple[str, ...] = ()
+
+
+def chi_square_drift(
+    reference_counts: Mapping[Hashable, int],
+    current: Iterable[Hashable] | Mapping[Hashable, int],
+    *,
+    unseen_count: float = 0.5,
+    min_obs: int = 30,
+) -> ChiSquareResult:
+    """``X² = Σ (O_i − E_i)² / E_i`` with ``E_i = n_cur · share_ref(i)``, ``k − 1`` degrees of freedom,
+    p-value ``chdtrc(k − 1, X²)``.
+
+    Categories are the union of both sides. A category the reference never saw gets a pseudo-count of
+    ``unseen_count`` (so a new category raises the statistic instead of dividing by zero) and is listed in
+    ``unseen``. When every category was seen this is ``scipy.stats.chisquare(O, E)``.
+    """
+    cur = Counter(current) if not isinstance(current, Mapping) else Counter(dict(current))
+    ref = {k: v for k, v in reference_counts.items() if v > 0}
+    n_ref, n_cur = sum(ref.values()), sum(cur.values())
+    if n_ref < min_obs or n_cur < min_obs:
+        return ChiSquareResult(INSUFFICIENT, f"{n_ref} reference and {n_cur} current values, need {min_obs} each")
+    cats = list(ref) + [k for k in cur if k not in ref]
+    if len(cats) < 2:
+        return ChiSquareResult(INSUFFICIENT, "only one category on both sides")
+    unseen = tuple(str(k) for k in cats if k not in ref)
+    ref_counts = np.array([ref.get(k, unseen_count) for k in cats], dtype=np.float64)
+    observed = np.array([cur.get(k, 0) for k in cats], dtype=np.float64)
+    expected = n_cur * ref_counts / ref_counts.sum()
+    stat = float(np.sum((observed - expected) ** 2 / expected))
+    dof = len(cats) - 1
+    return ChiSquareResult(OK, "", stat, dof, float(special.chdtrc(dof, stat)), unseen)

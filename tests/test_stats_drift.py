@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from alphawatch.rules.stats import (
+    ReferenceSummary,
+    chi_square_drift,
+    decide_drift,
+    feature_drift,
+    kolmogorov_sf,
+    ks_2samp_pvalue,
+)
+
+
+def _scipy_ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ks_2samp(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "shift"),
+    [
+        (2, 1, 0.0),
+        (3, 4, 1.0),
+        (5, 7, 0.3),
+        (10, 10, 0.5),
+        (40, 3, 0.0),
+        (250, 180, 0.2),
+        (999, 1000, 0.1),
+        (3000, 2000, 0.05),
+        (20_000, 300, 0.1),
+        (15_000, 12_000, 0.03),
+        (50, 20_000, 0.4),
+        (141, 12_000, 0.2),
+    ],
+)
+def test_ks_statistic_and_pvalue_match_scipy_auto(n1: int, n2: int, shift: float) -> None:
+    rng = np.random.default_rng(n1 * 7 + n2)
+    a, b = rng.standard_normal(n1), rng.standard_normal(n2) + shift
+    ref = ReferenceSummary.from_rows(a[:, None])
+    rep = feature_drift(ref, b[:, None], min_obs=1)
+    d, p = _scipy_ks(a, b)
+    assert rep.ks_statistic[0] == pytest.approx(d, abs=1e-12)
+    assert rep.ks_pvalue[0] == pytest.approx(p, abs=1e-9)
+    assert rep.ks_method[0] == ("exact" if max(n1, n2) <= 10_000 else "asymp")
+
+
+def test_ks_with_heavy_ties() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 6, 400).astype(float)
+    b = rng.integers(0, 7, 350).astype(float)
+    rep = feature_drift(ReferenceSummary.from_rows(a[:, None]), b[:, None])
+    d, p = _scipy_ks(a, b)
+    assert rep.ks_statistic[0] == pytest.approx(d, abs=1e-12)
+    assert rep.ks_pvalue[0] == pytest.approx(p, abs=1e-9)
+    assert rep.wasserstein[0] * a.std() == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 60, 140, 141, 1_000, 30_000, 200_000])
+def test_kolmogorov_sf_matches_kstwo(n: int) -> None:
+    for x in np.linspace(0.0004, 0.999, 75):
+        assert kolmogorov_sf(n, float(x)) == pytest.approx(stats.kstwo.sf(x, n), abs=1e-10)
+
+
+def test_forced_methods() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(300), rng.standard_normal(200) + 0.2
+    d = float(stats.ks_2samp(a, b).statistic)
+    assert ks_2samp_pvalue(d, 300, 200, "asymp")[1] == pytest.approx(
+        stats.ks_2samp(a, b, method="asymp").pvalue, abs=1e-10
+    )
+    assert ks_2samp_pvalue(d, 300, 200, "exact")[2] == "exact"
+
+
+def test_psi_js_wasserstein_against_direct_formulas_and_scipy() -> None:
+    rng = np.random.default_rng(5)
+    ref_rows = rng.standard_normal((5000, 3)) * [1, 2, 0.5]
+    cur_rows = rng.standard_normal((4000, 3)) * [1, 2, 0.5] + [0.0, 0.5, 0.3]
+    ref_rows[rng.random(ref_rows.shape) < 0.05] = np.nan
+    summary = ReferenceSummary.from_rows(ref_rows, ["a", "b", "c"], bins=10)
+    rep = feature_drift(summary, cur_rows)
+    for f in range(3):
+        r = ref_rows[:, f][np.isfinite(ref_rows[:, f])]
+        c = cur_rows[:, f]
+        edges = np.quantile(r, np.arange(1, 10) / 10)
+        pr = np.bincount(np.searchsorted(edges, r, side="right"), minlength=10) / r.size
+        pc = np.bincount(np.searchsorted(edges, c, side="right"), minlength=10) / c.size
+        pr_s, pc_s = np.where(pr > 0, pr, 1e-4), np.where(pc > 0, pc, 1e-4)
+        assert rep.psi[f] == pytest.approx(np.sum((pc_s - pr_s) * np.log(pc_s / pr_s)), rel=1e-9)
+        assert rep.js[f] == pytest.approx(jensenshannon(pr, pc, base=2), rel=1e-9)
+        assert rep.wasserstein[f] == pytest.approx(stats.wasserstein_distance(r, c) / r.std(), rel=1e-9)
+        d, p = _scipy_ks(r, c)
+        assert rep.ks_statistic[f] == pytest.approx(d, abs=1e-12)
+        assert rep.ks_pvalue[f] == pytest.approx(p, abs=1e-9)
+    assert rep.drifted("ks").tolist() == [False, True, True]
+
+
+def test_degenerate_features_are_insufficient_not_alarms() -> None:
+    rng = np.random.default_rng(6)
+    ref = rng.standard_normal((500, 4))
+    ref[:, 1] = 3.0  # constant
+    ref[:, 2] = np.nan  # all missing
+    cur = rng.standard_normal((20, 4)) + 5
+    cur = np.vstack([cur, rng.standard_normal((200, 4)) + 5])
+    cur[20:, 3] = np.nan  # 20 current values only
+    rep = feature_drift(ReferenceSummary.from_rows(ref), cur, min_obs=30)
+    assert rep.status == ("ok", "insufficient_data", "insufficient_data", "insufficient_data")
+    assert "constant" in rep.reasons[1]
+    assert np.isnan(rep.psi[1:]).all()
+    assert rep.drifted("psi").tolist() == [True, False, False, False]
+    only_bad = feature_drift(ReferenceSummary.from_rows(ref[:, 1:3]), cur[:, 1:3])
+    assert decide_drift(only_bad).status == "insufficient_data"
+
+
+def test_decision_on_key_feature_and_share() -> None:
+    rng = np.random.default_rng(7)
+    ref = rng.standard_normal((3000, 10))
+    cur = rng.standard_normal((3000, 10))
+    cur[:, 0] += 0.5
+    rep = feature_drift(ReferenceSummary.from_rows(ref, [f"x{i}" for i in range(10)]), cur, correction="bonferroni")
+    assert decide_drift(rep, key_features=["x0"]).drifted
+    no_key = decide_drift(rep, key_features=["x5"], max_share=0.3)
+    assert not no_key.drifted
+    assert no_key.features == ("x0",)
+    assert decide_drift(rep, max_share=0.1).drifted
+    with pytest.raises(ValueError, match="unknown key"):
+        decide_drift(rep, key_features=["nope"])
+
+
+def test_reference_summary_json_round_trip_and_sketch() -> None:
+    rng = np.random.default_rng(8)
+    ref = rng.standard_normal((20_000, 2))
+    ref[:10, 1] = np.nan
+    s = ReferenceSummary.from_rows(ref, ["a", "b"])
+    back = ReferenceSummary.from_dict(json.loads(json.dumps(s.to_dict())))
+    cur = rng.standard_normal((5000, 2)) + 0.05
+    r1, r2 = feature_drift(s, cur), feature_drift(back, cur)
+    np.testing.assert_array_equal(r1.ks_pvalue, r2.ks_pvalue)
+    np.testing.assert_array_equal(r1.psi, r2.psi)
+    sketch = ReferenceSummary.from_rows(ref, ["a", "b"], max_sample=2000)
+    assert sketch.sample.shape == (2, 2000)
+    r3 = feature_drift(sketch, cur)
+    np.testing.assert_allclose(r3.ks_statistic, r1.ks_statistic, atol=2e-3)
+    np.testing.assert_array_equal(r3.psi, r1.psi)
+    assert r3.ks_method[0].endswith("(sketch)")
+
+
+def test_workers_give_identical_results() -> None:
+    rng = np.random.default_rng(9)
+    s = ReferenceSummary.from_rows(rng.standard_normal((2000, 6)))
+    cur = rng.standard_normal((1500, 6))
+    a, b = feature_drift(s, cur), feature_drift(s, cur, workers=2)
+    np.testing.assert_array_equal(a.ks_pvalue, b.ks_pvalue)
+    np.testing.assert_array_equal(a.wasserstein, b.wasserstein)
+
+
+def test_chi_square_matches_scipy() -> None:
+    rng = np.random.default_rng(10)
+    ref = {"a": 500, "b": 300, "c": 200}
+    cur_values = rng.choice(["a", "b", "c"], size=700, p=[0.45, 0.3, 0.25]).tolist()
+    res = chi_square_drift(ref, cur_values)
+    obs = np.array([cur_values.count(k) for k in "abc"], dtype=float)
+    exp = 700 * np.array([0.5, 0.3, 0.2])
+    sc = stats.chisquare(obs, exp)
+    assert res.statistic == pytest.approx(sc.statistic, rel=1e-12)
+    assert res.p_value == pytest.approx(sc.pvalue, abs=1e-12)
+    assert res.dof == 2
+    new = chi_square_drift(ref, {"a": 50, "d": 10})
+    assert new.unseen == ("d",)
+    assert new.p_value < 1e-6
+    assert chi_square_drift(ref, {"a": 5}).status == "insufficient_data"
+
+
+def test_single_observations() -> None:
+    assert ks_2samp_pvalue(1.0, 1, 1) == pytest.approx((1.0, stats.ks_2samp([0.0], [1.0]).pvalue, "exact"))

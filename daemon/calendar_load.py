@@ -301,10 +301,11 @@ def extra_days(
             check.bad((*here, "status"), f"expected one of {', '.join(STATUSES)}")
         source = check.text(item.get("source"), (*here, "source"))
         source = str(sources.get(source, source))
-        for venue in targets:
-            if (when, venue) in seen:
-                check.bad((*here, "date"), f"{when} is listed twice for {venue} (first at entry {seen[when, venue]})")
-            seen[when, venue] = i
+        twice = [v for v in targets if (when, v) in seen]
+        if twice:
+            first = seen[when, twice[0]]
+            check.bad((*here, "date"), f"{when} is listed twice for {', '.join(twice)} (first at entry {first})")
+        seen.update(((when, v), i) for v in targets)
         line = check.locate(here, "").line
         info = DayInfo(
             when,

@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from alphawatch.daemon.calendar_load import (
     CALENDAR_SCHEMA,
     VENUES,
@@ -114,16 +116,50 @@ class Calendars:
         return out
 
 
+class _FastLoader(yaml.CSafeLoader):
+    """libyaml without positions; refuses duplicate keys so that the positioned parser can report them."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+        if len(keys) != len(set(keys)):
+            raise yaml.YAMLError("duplicate key")
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
 @lru_cache(maxsize=64)
-def _parse(name: str, text: str) -> tuple[Located, tuple[Problem, ...]]:
-    located, problems = load_located(text, name)
-    return located, tuple(problems)
+def _parse(name: str, text: str, *, located: bool = False) -> tuple[Located, tuple[Problem, ...]]:
+    """The document, fast (no positions) unless ``located``: problems are then found again with positions."""
+    if not located and hasattr(yaml, "CSafeLoader"):
+        try:
+            return Located(yaml.load(text, Loader=_FastLoader), name, {}), ()
+        except yaml.YAMLError:
+            pass
+    doc, problems = load_located(text, name)
+    return doc, tuple(problems)
+
+
+@lru_cache(maxsize=6)
+def _build(venue: Venue, days: tuple[DayInfo, ...], first: date, valid_until: date, horizon: date) -> Calendar:
+    """Built calendars by content: a reload that changes nothing for a venue costs no rebuild (two generations)."""
+    return Calendar.build(venue, days, first, valid_until, horizon)
 
 
 def _documents(files: list[tuple[str, str]], problems: list[Problem]) -> tuple[list[Venue], list[DaysFile]]:
+    """Parse every file fast; on any problem, parse again with positions so each problem says file:line:col."""
+    found: list[Problem] = []
+    out = _parse_all(files, found, located=False)
+    if not found:
+        return out
+    return _parse_all(files, problems, located=True)
+
+
+def _parse_all(
+    files: list[tuple[str, str]], problems: list[Problem], *, located: bool
+) -> tuple[list[Venue], list[DaysFile]]:
     venues: list[Venue] = []
     days: list[DaysFile] = []
-    docs = [(name, *_parse(name, text)) for name, text in files]
+    docs = [(name, *_parse(name, text, located=located)) for name, text in files]
     for name, doc, found in docs:
         problems.extend(found)
         if not found and Path(name).name == "venues.yaml":
@@ -224,5 +260,5 @@ def load_calendars(
             by_date.update((d.date, d) for d, targets in f.days if venue.code in targets)
         by_date.update((d.date, d) for d, targets in user_days if venue.code in targets)
         days = tuple(sorted((d for d in by_date.values() if first <= d.date <= horizon), key=lambda d: d.date))
-        calendars.append(Calendar.build(venue, days, first, valid_until, horizon))
+        calendars.append(_build(venue, days, first, valid_until, horizon))
     return Calendars(tuple(calendars), default_venue, warn_before)

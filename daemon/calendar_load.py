@@ -11,15 +11,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from alphawatch.daemon import yamlpos
 from alphawatch.daemon.calendar_model import DayInfo, DayKind, Phase, Venue
 from alphawatch.daemon.durations import PATTERN as DURATION_PATTERN
 from alphawatch.daemon.errors import Problem
 from alphawatch.daemon.yamlpos import Located
 
+SHIPPED = Path(__file__).with_name("calendars")
+"""The folder of the shipped data files."""
 KeyPath = tuple[str | int, ...]
 Locate = Callable[[KeyPath, str], Problem]
 """Turns a path inside the ``calendar:`` section and a message into a located :class:`Problem`."""
@@ -89,15 +91,9 @@ class DaysFile:
     days: tuple[tuple[DayInfo, tuple[str, ...]], ...]  # each day with the venues it applies to
 
 
-def read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
-
-
 def shipped_files() -> list[tuple[str, str]]:
-    """``(name, text)`` of every shipped data file, in name order."""
-    folder = resources.files("alphawatch.daemon").joinpath("calendars")
-    items = sorted((entry.name, entry) for entry in folder.iterdir() if entry.name.endswith(".yaml"))
-    return [(f"{folder}/{name}", entry.read_text(encoding="utf-8")) for name, entry in items]
+    """``(path, text)`` of every shipped data file, in name order."""
+    return [(str(path), path.read_text(encoding="utf-8")) for path in sorted(SHIPPED.glob("*.yaml"))]
 
 
 def parse_time(value: Any) -> int | None:
@@ -306,7 +302,6 @@ def extra_days(
             first = seen[when, twice[0]]
             check.bad((*here, "date"), f"{when} is listed twice for {', '.join(twice)} (first at entry {first})")
         seen.update(((when, v), i) for v in targets)
-        line = check.locate(here, "").line
         info = DayInfo(
             when,
             DayKind(kind),
@@ -316,7 +311,7 @@ def extra_days(
             str(status),
             partial,
             check.text(item.get("note"), (*here, "note")),
-            f"{origin}:{line}" if line else origin,
+            f"{origin} {yamlpos.format_path(here)}" if origin != "config" else f"config calendar.extra_days[{i}]",
         )
         out.append((info, tuple(targets)))
     return out

@@ -129,9 +129,12 @@ def _clip(start: int, end: int, cut: tuple[int, int] | None) -> list[tuple[int, 
     return [piece for piece in ((start, cut[0]), (cut[1], end)) if piece[0] < piece[1] and piece[0] >= start]
 
 
-def _template(venue: Venue, cut: tuple[int, int] | None) -> dict[str, tuple[list[int], list[int]]] | None:
+_NO_BUSINESS = (DayKind.HOLIDAY, DayKind.MAKE_UP_SATURDAY, DayKind.WEEKEND)
+
+
+def _template(venue: Venue, cut: tuple[int, int] | None) -> dict[str, tuple[list[float], list[int]]] | None:
     """The edges of one trading day per track, as (offsets, phase indexes); ``None`` if nothing open is left."""
-    out: dict[str, tuple[list[int], list[int]]] = {p.track: ([], []) for p in venue.phases}
+    out: dict[str, tuple[list[float], list[int]]] = {p.track: ([], []) for p in venue.phases}
     pieces = sorted((s, e, i) for i, p in enumerate(venue.phases) for s, e in _clip(p.start, p.end, cut))
     if not any(venue.phases[i].open for _, _, i in pieces):
         return None
@@ -140,9 +143,9 @@ def _template(venue: Venue, cut: tuple[int, int] | None) -> dict[str, tuple[list
         if offs and offs[-1] == s:
             vals[-1] = i
         else:
-            offs.append(s)
+            offs.append(float(s))
             vals.append(i)
-        offs.append(e)
+        offs.append(float(e))
         vals.append(-1)
     return out
 
@@ -174,29 +177,27 @@ class Calendar:
         cls, venue: Venue, days: tuple[DayInfo, ...], first_day: date, valid_until: date, horizon: date
     ) -> Calendar:
         info = {d.date.toordinal(): d for d in days}
-        trading: list[int] = []
-        business: list[int] = []
-        settle: list[int] = []
+        a, b = first_day.toordinal(), horizon.toordinal()
+        off = {o for o, d in info.items() if d.kind in _NO_BUSINESS}
+        extra = {o for o, d in info.items() if d.kind not in _NO_BUSINESS and (o - 1) % 7 >= 5}
+        business = sorted({o for o in range(a, b + 1) if (o - 1) % 7 < 5} - off | extra)
+        closed = {o for o, d in info.items() if d.kind is DayKind.CLOSURE and d.partial is None}
+        settle = [o for o in business if o not in closed]
         plain = _template(venue, None)
-        layouts: list[tuple[int, dict[str, tuple[list[int], list[int]]]]] = []
-        for o in range(first_day.toordinal(), horizon.toordinal() + 1):
+        layouts: list[tuple[float, dict[str, tuple[list[float], list[int]]]]] = []
+        trading: list[int] = []
+        for o in settle:
             day = info.get(o)
-            kind = day.kind if day else (DayKind.WEEKEND if (o - 1) % 7 >= 5 else DayKind.TRADING)
-            if kind is DayKind.TRADING or kind is DayKind.SETTLEMENT_ONLY or kind is DayKind.CLOSURE:
-                business.append(o)
-                if kind is DayKind.CLOSURE and (day is None or day.partial is None):
-                    continue
-                settle.append(o)
-                if kind is DayKind.SETTLEMENT_ONLY:
-                    continue
-                layout = plain if day is None or day.partial is None else _template(venue, day.partial)
-                if layout is not None:
-                    trading.append(o)
-                    layouts.append(((o - _EPOCH) * DAY - UTC_OFFSET, layout))
+            if day is not None and day.kind is DayKind.SETTLEMENT_ONLY:
+                continue
+            layout = plain if day is None or day.partial is None else _template(venue, day.partial)
+            if layout is not None:
+                trading.append(o)
+                layouts.append((float((o - _EPOCH) * DAY - UTC_OFFSET), layout))
         lo = day_start(first_day)
         tracks: dict[str, tuple[list[float], list[int]]] = {}
         for track in dict.fromkeys(p.track for p in venue.phases):
-            times = [lo] + [float(b + off) for b, lay in layouts for off in lay[track][0]]
+            times = [lo] + [base + x for base, lay in layouts for x in lay[track][0]]
             values = [-1] + [v for _, lay in layouts for v in lay[track][1]]
             tracks[track] = (times, values)
         t, p = tracks.get("main", ([lo], [-1]))

@@ -31,7 +31,7 @@ def test_a_closure_added_by_reload_applies_to_every_venue() -> None:
         assert not cal.is_trading_day(date(2026, 8, 12))
         assert not cal.is_open(at(2026, 8, 12, 10))
         assert cal.day(date(2026, 8, 12)).kind is DayKind.CLOSURE
-        assert cal.day(date(2026, 8, 12)).origin == "config"
+        assert cal.day(date(2026, 8, 12)).origin == "config calendar.extra_days[0]"
     twse = after["twse"]
     assert twse.settlement_date(date(2026, 8, 10)) == date(2026, 8, 13)
     assert twse.settlement_date(date(2026, 8, 11)) == date(2026, 8, 13)

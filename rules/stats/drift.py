@@ -31,6 +31,7 @@ from .result import INSUFFICIENT, OK, Status
 __all__ = ["DriftDecision", "DriftMethod", "DriftReport", "DriftThresholds", "decide_drift", "feature_drift"]
 
 DriftMethod = Literal["psi", "ks", "js", "wasserstein"]
+_BLOCK = 8
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,44 @@ def feature_drift(
     (numpy releases the GIL in sort and search).
     """
     thresholds = thresholds or DriftThresholds()
-    cols, n_cur = sorted_columns(current)
+    rows = np.asarray(current, dtype=np.float64)
+    if rows.ndim == 1:
+        rows = rows[:, None]
     features = len(reference.names)
-    if cols.shape[0] != features:
-        raise ValueError(f"current has {cols.shape[0]} features, reference {features}")
+    if rows.ndim != 2 or rows.shape[1] != features:
+        raise ValueError(f"current has shape {rows.shape}, reference has {features} features")
     n_ref = reference.n
-    ok = (n_ref >= min_obs) & (n_cur >= min_obs) & (reference.std > 0)
+    n_cur = np.zeros(features, dtype=np.int64)
+    cur_counts = np.zeros_like(reference.counts)
+    ks_d = np.full(features, np.nan)
+    ks_p = np.full(features, np.nan)
+    wass = np.full(features, np.nan)
+    methods = ["" for _ in range(features)]
+    usable = (n_ref >= min_obs) & (reference.std > 0)
+
+    def block(f0: int) -> None:
+        # Sorting a few features at a time bounds the extra memory to a small slice of the current rows.
+        f1 = min(f0 + _BLOCK, features)
+        cols, n = sorted_columns(rows[:, f0:f1])
+        n_cur[f0:f1] = n
+        cur_counts[f0:f1] = bin_counts(cols, n, reference.edges[f0:f1])
+        for i, f in enumerate(range(f0, f1)):
+            if not (usable[f] and n[i] >= min_obs):
+                continue
+            d, w = _merge_stats(reference.sample[f, : reference.sample_n[f]], cols[i, : n[i]])
+            d, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n[i]), ks_method)
+            ks_d[f], ks_p[f], methods[f] = d, p, used if reference.exact else f"{used} (sketch)"
+            wass[f] = w / reference.std[f]
+
+    starts = range(0, features, _BLOCK)
+    if workers > 1 and features > _BLOCK:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(block, starts))
+    else:
+        for f0 in starts:
+            block(f0)
+
+    ok = usable & (n_cur >= min_obs)
     reasons = []
     for f in range(features):
         if n_ref[f] < min_obs or n_cur[f] < min_obs:
@@ -146,36 +179,14 @@ def feature_drift(
             reasons.append("reference is constant")
         else:
             reasons.append("")
-
     ref_share = _shares(reference.counts, n_ref)
-    cur_share = _shares(bin_counts(cols, n_cur, reference.edges), n_cur)
+    cur_share = _shares(cur_counts, n_cur)
     pr, pc = np.where(ref_share > 0, ref_share, eps), np.where(cur_share > 0, cur_share, eps)
-    psi = np.where(ok, np.sum((pc - pr) * np.log(pc / pr), axis=1), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
+        psi = np.where(ok, np.sum((pc - pr) * np.log(pc / pr), axis=1), np.nan)
         mid = (ref_share + cur_share) / 2.0
         jsd = (special.rel_entr(ref_share, mid).sum(axis=1) + special.rel_entr(cur_share, mid).sum(axis=1)) / 2.0
     js = np.where(ok, np.sqrt(np.maximum(jsd, 0.0) / np.log(2.0)), np.nan)
-
-    ks_d = np.full(features, np.nan)
-    ks_p = np.full(features, np.nan)
-    wass = np.full(features, np.nan)
-    methods = ["" for _ in range(features)]
-
-    def one(f: int) -> None:
-        r = reference.sample[f, : reference.sample_n[f]]
-        c = cols[f, : n_cur[f]]
-        d, w = _merge_stats(r, c)
-        d, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n_cur[f]), ks_method)
-        ks_d[f], ks_p[f], methods[f] = d, p, used if reference.exact else f"{used} (sketch)"
-        wass[f] = w / reference.std[f]
-
-    todo = [f for f in range(features) if ok[f]]
-    if workers > 1 and len(todo) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, todo))
-    else:
-        for f in todo:
-            one(f)
     status: tuple[Status, ...] = tuple(OK if o else INSUFFICIENT for o in ok)
     return DriftReport(
         names=reference.names,

@@ -87,16 +87,20 @@ class ReferenceSummary:
         labels = tuple(names) if names is not None else tuple(f"f{i}" for i in range(features))
         if len(labels) != features:
             raise ValueError(f"{len(labels)} names for {features} features")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.nansum(cols, axis=1) / n
-            dev = np.where(np.isfinite(cols), cols - mean[:, None], 0.0)
-            std = np.sqrt(np.einsum("ij,ij->i", dev, dev) / n)
+        mean = np.full(features, np.nan)
+        std = np.full(features, np.nan)
+        for f in range(features):
+            if n[f]:
+                v = cols[f, : n[f]]
+                mean[f] = v.mean()
+                std[f] = v.std()
         edges = _quantiles(cols, n, np.arange(1, bins) / bins)
         counts = bin_counts(cols, n, edges)
         exact = max_sample is None or cols.shape[1] <= max_sample
         if exact:
             width = int(n.max()) if features and n.size else 0
-            sample, sample_n = cols[:, :width].copy(), n.copy()
+            sample = cols if width == cols.shape[1] else cols[:, :width].copy()
+            sample_n = n.copy()
         else:
             k = int(max_sample)  # type: ignore[arg-type]
             sample = _quantiles(cols, n, np.linspace(0.0, 1.0, k))

@@ -59,6 +59,7 @@ def ic_rules(alpha: float) -> dict[str, Rule]:
     return {
         "decline (HAC, lag 4)": lambda w, b: ic_decline(w, b, horizon=HORIZON, min_obs=10).p_value < alpha,
         "floor 0.05 (HAC, lag 4)": lambda w, b: ic_test(w, horizon=HORIZON, floor=IC, min_obs=10).p_value < alpha,
+        "decline (HAC, lag 9 = 2h − 1)": lambda w, b: ic_decline(w, b, lag=9, min_obs=10).p_value < alpha,
         "decline (plain t, lag 0)": lambda w, b: ic_decline(w, b, lag=0, min_obs=10).p_value < alpha,
     }
 

@@ -1,0 +1,261 @@
+"""``alphawatch stats ic|sharpe|drift|change-point``: the daemon's kernels over CSV files.
+
+CSV layouts: *long* (``date,asset,value`` columns, one row per date and asset) or *wide* (a ``date`` column,
+then one column per asset or per feature). Empty cells and ``nan`` are missing values. Results print as a
+small table, or as JSON with ``--json`` (NaN as null).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["add_parser"]
+
+
+def _float(s: str) -> float:
+    try:
+        return float(s) if s.strip() else math.nan
+    except ValueError:
+        return math.nan
+
+
+def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
+    """(row labels, column labels, values) of a long or wide CSV; long files are pivoted to dates × assets."""
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise ValueError(f"{path}: empty file")
+    header = [h.strip() for h in rows[0]]
+    body = [r for r in rows[1:] if r]
+    lower = [h.lower() for h in header]
+    if len(header) == 3 and lower[:2] == ["date", "asset"]:
+        dates = sorted({r[0] for r in body})
+        assets = sorted({r[1] for r in body})
+        di, ai = {d: i for i, d in enumerate(dates)}, {a: i for i, a in enumerate(assets)}
+        m = np.full((len(dates), len(assets)), np.nan)
+        for r in body:
+            m[di[r[0]], ai[r[1]]] = _float(r[2])
+        return dates, assets, m
+    has_date = lower[0] == "date"
+    labels = [r[0] for r in body] if has_date else [str(i) for i in range(len(body))]
+    cols = header[1:] if has_date else header
+    start = 1 if has_date else 0
+    m = np.array([[_float(c) for c in r[start : start + len(cols)]] for r in body], dtype=np.float64)
+    return labels, cols, m.reshape(len(body), len(cols))
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, np.ndarray):
+        return _clean(v.tolist())
+    if isinstance(v, np.generic):
+        return _clean(v.item())
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+def _emit(args: argparse.Namespace, sections: dict[str, Any]) -> None:
+    if args.json:
+        json.dump(_clean(sections), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    for title, body in sections.items():
+        print(f"== {title}")
+        if isinstance(body, list):
+            if body:
+                keys = list(body[0])
+                print("  ".join(f"{k:>12}" for k in keys))
+                for row in body:
+                    print("  ".join(f"{_fmt(row[k]):>12}" for k in keys))
+        else:
+            for k, v in body.items():
+                print(f"  {k:<22} {_fmt(v)}")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return dict(dataclasses.asdict(obj))
+
+
+def _split(labels: Sequence[str], baseline_end: str | None) -> NDArray[np.bool_]:
+    return np.array([baseline_end is not None and lab <= baseline_end for lab in labels], dtype=bool)
+
+
+def cmd_ic(args: argparse.Namespace) -> int:
+    from .ic import ic_decline, ic_sign_flip, ic_test, rank_ic, rolling_ic
+
+    d1, a1, scores = read_matrix(args.scores)
+    d2, a2, rets = read_matrix(args.returns)
+    dates = sorted(set(d1) & set(d2))
+    assets = sorted(set(a1) & set(a2))
+    if not dates or not assets:
+        print("no common dates and assets", file=sys.stderr)
+        return 2
+
+    def pick(m: NDArray[np.float64], ds: list[str], as_: list[str]) -> NDArray[np.float64]:
+        return m[np.ix_([ds.index(d) for d in dates], [as_.index(a) for a in assets])]
+
+    daily = rank_ic(pick(scores, d1, a1), pick(rets, d2, a2), min_assets=args.min_assets).ic
+    base = _split(dates, args.baseline_end)
+    cur = daily[~base][-args.window :]
+    out: dict[str, Any] = {"window": _asdict(ic_test(cur, horizon=args.horizon, floor=args.floor, alternative="less"))}
+    if base.any():
+        out["decline_vs_baseline"] = _asdict(ic_decline(cur, daily[base], horizon=args.horizon))
+        out["sign_flip"] = _asdict(ic_sign_flip(cur, daily[base], horizon=args.horizon, alpha=args.alpha))
+    if args.daily:
+        roll = rolling_ic(daily, args.window, min_periods=max(2, args.window // 2))
+        out["daily"] = [
+            {
+                "date": d,
+                "ic": float(daily[i]),
+                "mean": float(roll.mean[i]),
+                "ir": float(roll.ir[i]),
+                "hit_rate": float(roll.hit_rate[i]),
+            }
+            for i, d in enumerate(dates)
+        ]
+    _emit(args, out)
+    return 0
+
+
+def cmd_sharpe(args: argparse.Namespace) -> int:
+    from .sharpe import sharpe_degradation, sharpe_stats
+
+    labels, _, m = read_matrix(args.returns)
+    r = m[:, -1]
+    base = _split(labels, args.baseline_end)
+    cur = r[~base][-args.window :] if args.window else r[~base]
+    out: dict[str, Any] = {
+        "window": _asdict(sharpe_stats(cur, periods_per_year=args.periods_per_year, benchmark=args.benchmark))
+    }
+    if base.any():
+        out["degradation_vs_baseline"] = _asdict(
+            sharpe_degradation(cur, r[base], periods_per_year=args.periods_per_year)
+        )
+    _emit(args, out)
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from .drift import DriftThresholds, decide_drift, feature_drift
+    from .reference import ReferenceSummary
+
+    _, names, ref = read_matrix(args.reference)
+    _, cnames, cur = read_matrix(args.current)
+    if cnames != names:
+        print("reference and current have different columns", file=sys.stderr)
+        return 2
+    summary = ReferenceSummary.from_rows(ref, names, bins=args.bins)
+    th = DriftThresholds(psi=args.psi, ks_alpha=args.alpha, js=args.js, wasserstein=args.wasserstein)
+    rep = feature_drift(summary, cur, thresholds=th, correction=args.correction)
+    table = [
+        {
+            "feature": n,
+            "status": rep.status[i],
+            "psi": float(rep.psi[i]),
+            "ks": float(rep.ks_statistic[i]),
+            "ks_p_adj": float(rep.ks_pvalue_adjusted[i]),
+            "js": float(rep.js[i]),
+            "wasserstein": float(rep.wasserstein[i]),
+            "drifted": bool(rep.drifted(args.method)[i]),
+        }
+        for i, n in enumerate(names)
+    ]
+    dec = decide_drift(rep, method=args.method, key_features=args.key_feature, max_share=args.max_share)
+    _emit(args, {"features": table, "decision": _asdict(dec)})
+    return 1 if dec.drifted else 0
+
+
+def cmd_change_point(args: argparse.Namespace) -> int:
+    from .changepoint import Cusum, PageHinkley
+
+    labels, cols, m = read_matrix(args.series)
+    col = cols.index(args.column) if args.column else len(cols) - 1
+    x = m[:, col]
+    det: Cusum | PageHinkley
+    if args.method == "cusum":
+        det = Cusum.from_baseline(x[: args.baseline], k=args.k, h=args.h, direction=args.direction)
+    else:
+        det = PageHinkley(delta=args.delta, lam=args.lam, direction=args.direction, min_obs=args.baseline)
+    alarms = [{"index": i, "date": labels[i], "value": float(v)} for i, v in enumerate(x) if det.update(float(v))]
+    _emit(args, {"alarms": alarms, "state": json.loads(det.to_json())})
+    return 1 if alarms else 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``stats`` with its ``ic``, ``sharpe``, ``drift`` and ``change-point`` subcommands."""
+    p = subparsers.add_parser(
+        "stats",
+        help="run the monitoring statistics over CSV files",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="stats_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    ic = sub.add_parser("ic", parents=[common], help="daily rank IC and its tests")
+    ic.add_argument("--scores", type=Path, required=True)
+    ic.add_argument("--returns", type=Path, required=True, help="forward returns aligned on the score date")
+    ic.add_argument("--horizon", type=int, default=5)
+    ic.add_argument("--window", type=int, default=60)
+    ic.add_argument("--floor", type=float, default=0.0)
+    ic.add_argument("--alpha", type=float, default=0.05)
+    ic.add_argument("--min-assets", type=int, default=10)
+    ic.add_argument("--baseline-end", help="dates up to this one (inclusive) form the baseline")
+    ic.add_argument("--daily", action="store_true", help="also list the daily IC and rolling summaries")
+    ic.set_defaults(func=cmd_ic)
+
+    sh = sub.add_parser("sharpe", parents=[common], help="Sharpe, its standard error, PSR, drawdown")
+    sh.add_argument("--returns", type=Path, required=True, help="per-period returns, last column")
+    sh.add_argument("--periods-per-year", type=float, default=252.0)
+    sh.add_argument("--window", type=int, default=0, help="last N periods (0: all after the baseline)")
+    sh.add_argument("--benchmark", type=float, default=0.0, help="annualised benchmark Sharpe for PSR")
+    sh.add_argument("--baseline-end")
+    sh.set_defaults(func=cmd_sharpe)
+
+    dr = sub.add_parser("drift", parents=[common], help="per-feature drift, one column per feature")
+    dr.add_argument("--reference", type=Path, required=True)
+    dr.add_argument("--current", type=Path, required=True)
+    dr.add_argument("--bins", type=int, default=10)
+    dr.add_argument("--method", choices=["psi", "ks", "js", "wasserstein"], default="ks")
+    dr.add_argument("--correction", choices=["none", "bonferroni", "bh"], default="bh")
+    dr.add_argument("--alpha", type=float, default=0.05)
+    dr.add_argument("--psi", type=float, default=0.2)
+    dr.add_argument("--js", type=float, default=0.1)
+    dr.add_argument("--wasserstein", type=float, default=0.1)
+    dr.add_argument("--key-feature", action="append", default=[])
+    dr.add_argument("--max-share", type=float, default=0.5)
+    dr.set_defaults(func=cmd_drift)
+
+    cp = sub.add_parser("change-point", parents=[common], help="CUSUM or Page–Hinkley over a series")
+    cp.add_argument("--series", type=Path, required=True)
+    cp.add_argument("--column", help="column to read (default: the last)")
+    cp.add_argument("--method", choices=["cusum", "page-hinkley"], default="cusum")
+    cp.add_argument("--baseline", type=int, default=60, help="CUSUM: values estimating mean and std; PH: warm-up")
+    cp.add_argument("--direction", choices=["up", "down", "both"], default="both")
+    cp.add_argument("--k", type=float, default=0.5)
+    cp.add_argument("--h", type=float, default=5.0)
+    cp.add_argument("--delta", type=float, default=0.005)
+    cp.add_argument("--lam", type=float, default=0.5)
+    cp.set_defaults(func=cmd_change_point)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alphawatch.rules.stats.cli import add_parser
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="alphawatch")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def _write_long(path: Path, m: np.ndarray) -> None:
+    lines = ["date,asset,value"]
+    for t, row in enumerate(m):
+        lines += [f"2025-01-{t + 1:02d},A{a},{v}" for a, v in enumerate(row) if np.isfinite(v)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_ic_long_format_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((28, 40))
+    r = 0.3 * s + rng.standard_normal((28, 40))
+    _write_long(tmp_path / "s.csv", s)
+    _write_long(tmp_path / "r.csv", r)
+    code, out = _run(
+        [
+            "stats",
+            "ic",
+            "--scores",
+            str(tmp_path / "s.csv"),
+            "--returns",
+            str(tmp_path / "r.csv"),
+            "--window",
+            "20",
+            "--baseline-end",
+            "2025-01-08",
+            "--json",
+            "--daily",
+        ],
+        capsys,
+    )
+    data = json.loads(out)
+    assert code == 0
+    assert data["window"]["status"] == "ok"  # 20 dates after the baseline
+    assert 0 <= data["window"]["p_value"] <= 1
+    assert len(data["daily"]) == 28
+    assert data["decline_vs_baseline"]["status"] == "insufficient_data"
+
+
+def test_sharpe_and_change_point_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(1)
+    r = np.concatenate([rng.normal(0.001, 0.01, 200), rng.normal(-0.03, 0.01, 30)])
+    f = tmp_path / "r.csv"
+    f.write_text("date,ret\n" + "\n".join(f"{i:04d},{v}" for i, v in enumerate(r)) + "\n")
+    code, out = _run(["stats", "sharpe", "--returns", str(f), "--window", "100"], capsys)
+    assert code == 0
+    assert "sharpe" in out
+    code, out = _run(["stats", "change-point", "--series", str(f), "--direction", "down", "--json"], capsys)
+    assert code == 1
+    assert json.loads(out)["alarms"][0]["index"] >= 200
+
+
+def test_drift_wide_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(2)
+    for name, shift in [("ref", 0.0), ("cur", 1.0)]:
+        m = rng.standard_normal((300, 3))
+        m[:, 0] += shift
+        (tmp_path / f"{name}.csv").write_text(
+            "date,a,b,c\n" + "\n".join(f"d{i}," + ",".join(str(v) for v in row) for i, row in enumerate(m)) + "\n"
+        )
+    code, out = _run(
+        [
+            "stats",
+            "drift",
+            "--reference",
+            str(tmp_path / "ref.csv"),
+            "--current",
+            str(tmp_path / "cur.csv"),
+            "--key-feature",
+            "a",
+            "--json",
+        ],
+        capsys,
+    )
+    data = json.loads(out)
+    assert code == 1
+    assert data["decision"]["drifted"]
+    assert [f["drifted"] for f in data["features"]] == [True, False, False]

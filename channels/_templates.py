@@ -35,6 +35,7 @@ __all__ = [
     "TEMPLATES_SCHEMA",
     "add_template_parser",
     "build_context",
+    "check_overrides",
     "check_template",
     "error_message",
     "format_duration",
@@ -292,20 +293,36 @@ def error_message(exc: Exception) -> str:
     return f"line {line}: {message}" if line else message
 
 
-def check_template(source: str, kind: str = "text") -> str | None:
+def check_template(source: str, kind: str = "text", extra: Mapping[str, Any] | None = None) -> str | None:
     """Return why ``source`` cannot serve as a ``kind`` template, or ``None`` when it renders.
 
     Syntax errors, unknown filters and sandbox violations are found by compiling it and rendering it for sample
-    alerts, firing and resolved, in both languages.
+    alerts, firing and resolved, in both languages, with ``extra`` variables besides the usual ones.
     """
     try:
         template = _compile(kind if kind in KINDS else "text", source)
         for status in ("firing", "resolved"):
             for language in LANGUAGES:
-                template.render(build_context(sample_payload(status=status, language=language), language))
+                context = build_context(sample_payload(status=status, language=language), language)
+                template.render({**context, **(extra or {})})
     except Exception as exc:
         return error_message(exc)
     return None
+
+
+def check_overrides(overrides: Mapping[str, Any] | None) -> None:
+    """Raise ``ValueError`` naming every bad entry of a channel's ``templates`` setting.
+
+    Channels call this when they are built, which the config loader does while checking a configuration, so a
+    broken override is reported at load time as a problem of that channel.
+    """
+    problems = []
+    for kind, source in (overrides or {}).items():
+        problem = f"unknown template {kind!r}" if kind not in KINDS else check_template(str(source), kind)
+        if problem:
+            problems.append(f"templates.{kind}: {problem}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def sample_payload(status: str = "firing", severity: str = "critical", language: str = "en") -> dict[str, Any]:

@@ -20,7 +20,7 @@ import httpx
 import trio
 
 from alphawatch.channels._base import Channel, DeliveryError, Notification
-from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, render
+from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, check_overrides, render
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,13 @@ class Email(Channel):
             "language": LANGUAGE_SCHEMA,
             "templates": TEMPLATES_SCHEMA,
         },
-        "dependentRequired": {"username": ["password"]},
     }
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(name, settings)
+        if settings.get("username") and "password" not in settings:
+            raise ValueError("username needs a password (write password: ${env:VAR} or ${file:PATH})")
+        check_overrides(settings.get("templates"))
 
     def message(self, notification: Notification) -> EmailMessage:
         """The mail for ``notification``: text and HTML alternatives, UTF-8 headers, a stable Message-ID."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import httpx
 
 from alphawatch.channels._base import Channel, Notification
-from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, build_context, render
+from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, build_context, check_overrides, render
 from alphawatch.channels.webhook import post
 
 SEVERITY_EMOJI = {"info": "ℹ️", "warning": "⚠️", "error": "🟠", "critical": "🔴", "emergency": "🚨"}
@@ -31,6 +31,10 @@ class Slack(Channel):
             "templates": TEMPLATES_SCHEMA,
         },
     }
+
+    def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(name, settings)
+        check_overrides(settings.get("templates"))
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
         message = build_message(

@@ -17,7 +17,15 @@ from typing import Any, ClassVar
 import httpx
 
 from alphawatch.channels._base import Channel, DeliveryError, Notification
-from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, error_message, render, render_string
+from alphawatch.channels._templates import (
+    LANGUAGE_SCHEMA,
+    TEMPLATES_SCHEMA,
+    check_overrides,
+    check_template,
+    error_message,
+    render,
+    render_string,
+)
 from alphawatch.channels.webhook import RETRYABLE_STATUS, _retry_after, post
 
 GSM7 = "GSM-7"
@@ -113,17 +121,23 @@ class Sms(Channel):
             "format": {"enum": ["json", "form"]},
             "body": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
         },
-        "allOf": [
-            {
-                "if": {"properties": {"provider": {"const": "twilio"}}},
-                "then": {"required": ["account_sid", "auth_token", "from"]},
-            },
-            {"if": {"properties": {"provider": {"const": "http"}}}, "then": {"required": ["url"]}},
-        ],
     }
+    needs: ClassVar[dict[str, tuple[str, ...]]] = {"twilio": ("account_sid", "auth_token", "from"), "http": ("url",)}
+    """The settings each provider requires (checked when the channel is built: the schema holds only keys)."""
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
         super().__init__(name, settings)
+        missing = [key for key in self.needs.get(settings.get("provider", ""), ()) if key not in settings]
+        if missing:
+            raise ValueError(f"provider {settings['provider']} needs {', '.join(missing)}")
+        check_overrides(settings.get("templates"))
+        sample = self._body_variables(
+            Notification(0, name, "sample", {"status": "firing"}, 0.0, 0), "+886900000000", "Hi"
+        )
+        for key, value in dict(settings.get("body") or {}).items():
+            problem = check_template(value, "sms", sample) if isinstance(value, str) else None
+            if problem:
+                raise ValueError(f"body.{key}: {problem}")
         # Recipients already served per notification, so that a retry after a partial failure does not text
         # the others twice. Memory only: a restart between attempts may repeat a message, never lose one.
         self._delivered: OrderedDict[str, set[str]] = OrderedDict()
@@ -167,11 +181,11 @@ class Sms(Channel):
         body = urllib.parse.urlencode({"To": to, "From": self.settings["from"], "Body": text}).encode()
         await post(http, url, body, headers, self.timeout)
 
-    async def _send_http(self, http: httpx.AsyncClient, notification: Notification, to: str, text: str) -> None:
+    def _body_variables(self, notification: Notification, to: str, text: str) -> dict[str, Any]:
         encoding, segments = sms_segments(text)
-        variables = {
+        return {
             "to": to,
-            "recipients": list(self.settings["to"]),
+            "recipients": list(self.settings.get("to", ())),
             "message": text,
             "encoding": encoding,
             "segments": segments,
@@ -179,6 +193,9 @@ class Sms(Channel):
             "channel": self.name,
             "status": notification.payload.get("status", ""),
         }
+
+    async def _send_http(self, http: httpx.AsyncClient, notification: Notification, to: str, text: str) -> None:
+        variables = self._body_variables(notification, to, text)
         fields: dict[str, Any] = {}
         for key, value in dict(self.settings.get("body", DEFAULT_BODY)).items():
             try:

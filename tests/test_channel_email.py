@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import trio
 from aiosmtpd.controller import Controller
@@ -255,5 +256,11 @@ async def test_a_silent_server_times_out_and_is_retryable() -> None:
     assert trio.current_time() - start < 2
 
 
-def test_the_kind_is_registered() -> None:
+def test_the_kind_is_registered_and_checks_its_settings() -> None:
     assert channel_kinds()["email"] is Email
+    with pytest.raises(ValueError, match="username needs a password"):
+        channel(25, username="alerts")
+    with pytest.raises(ValueError, match=r"templates\.html: line 1"):
+        channel(25, templates={"html": "{% for %}"})
+    schema = {"$defs": {"duration": {"type": "number"}}, **Email.schema}
+    jsonschema.validate(dict(channel(25).settings), schema)

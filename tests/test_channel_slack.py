@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socketserver
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,11 +33,23 @@ def add_retry_after(receiver: Receiver, seconds: str) -> None:
     receiver._server.RequestHandlerClass = RetryAfter
 
 
+def quiet_disconnects(server: socketserver.BaseServer) -> None:
+    """Print no traceback when a client hung up before its answer (the timeout tests do so on purpose)."""
+    default = server.handle_error
+
+    def handle_error(request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            default(request, client_address)
+
+    setattr(server, "handle_error", handle_error)  # noqa: B010 - mypy refuses assigning to a method
+
+
 @pytest.fixture(scope="module")
 def shared_receiver() -> Iterator[tuple[Receiver, Any]]:
     # One server for the module: stopping one takes half a second (the stdlib server's poll interval).
     with Receiver() as receiver:
         assert receiver._server is not None
+        quiet_disconnects(receiver._server)
         yield receiver, receiver._server.RequestHandlerClass
 
 
@@ -184,3 +198,10 @@ def test_the_schema_accepts_a_typical_configuration() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(settings | {"templates": {"body": "x"}}, schema)
     assert channel_kinds()["slack"] is Slack
+
+
+def test_a_bad_template_override_is_refused_when_the_channel_is_built() -> None:
+    with pytest.raises(ValueError, match=r"templates\.slack: line 1: No filter named 'nope'"):
+        Slack("ops-slack", {"url": "https://hooks.slack.com/x", "templates": {"slack": "{{ summary | nope }}"}})
+    with pytest.raises(ValueError, match="unknown template 'body'"):
+        Slack("ops-slack", {"url": "https://hooks.slack.com/x", "templates": {"body": "x"}})

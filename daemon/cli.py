@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -174,10 +175,8 @@ def cmd_push(args: argparse.Namespace) -> int:
                 return 2
             labels[key] = value
         ts: Any = args.ts if args.ts is not None else time.time()
-        try:
+        with contextlib.suppress(ValueError):
             ts = float(ts)
-        except ValueError:
-            pass
         items = [{"metric": args.metric, "labels": labels, "ts": ts, "value": args.value}]
     accepted = 0
     with httpx.Client(timeout=30.0) as http:

@@ -170,7 +170,8 @@ def full_schema() -> dict[str, Any]:
         for name, kind in sorted(channels.items())
     ]
     item["unevaluatedProperties"] = False
-    return schema
+    complete: dict[str, Any] = schema
+    return complete
 
 
 @cache
@@ -191,7 +192,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     try:
         text = main_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {exc.strerror or exc}")]) from None
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {reason}")]) from None
     main, found = load_located(text, str(main_path))
     problems += found
     if problems:
@@ -300,7 +302,7 @@ def _schema_problems(doc: Located, error: jsonschema.ValidationError, secrets: s
         return [doc.problem((*path, name), "unknown key") for name in names if name not in known]
     if isinstance(error.instance, str) and any(secret in error.instance for secret in secrets):
         message = f"the value (a secret, not shown) fails {error.validator}: {error.validator_value!r}"
-    elif error.validator == "pattern" and error.schema.get("pattern") == base_schema()["$defs"]["duration"]["pattern"]:
+    elif error.validator == "pattern" and error.validator_value == base_schema()["$defs"]["duration"]["pattern"]:
         message = f"{error.instance!r} is not a duration (write e.g. 30s, 5m, 4h, 2d)"
     elif error.validator == "oneOf" and path and path[-1] == "match":
         message = "match is a map of label: value, or a list of matchers like 'model=alpha7' or 'venue=~\"tw.*\"'"

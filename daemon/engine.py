@@ -21,7 +21,7 @@ from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.notify import outgoing_for, repeat_interval
 from alphawatch.daemon.store import Store
 from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
-from alphawatch.rules import Condition, Sample, Selector
+from alphawatch.rules import Condition, Evaluator, Sample, Selector
 
 log = logging.getLogger("alphawatch.engine")
 
@@ -165,6 +165,8 @@ class Engine:
                 actor.resync = False
                 evaluator, tracker = await self._restore(rule)
             before = dict(tracker.alerts)
+            if evaluator.reads_store:
+                await evaluator.refresh(self.store, now)
             conditions, wake = evaluator.evaluate(now, tracker.firing())
             transitions, deadline = tracker.update(conditions, now)
             changed = [
@@ -189,7 +191,7 @@ class Engine:
                         evaluator.observe(sample)
             now = self.clock.now()
 
-    async def _restore(self, rule: RuleConfig) -> tuple[object, Tracker]:
+    async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
         now = self.clock.now()
         evaluator = rule.rule.new_evaluator(now)
         since = now - rule.rule.history()

@@ -106,7 +106,8 @@ def _check(
         errors.append(ItemError(index, "value", "must be finite (NaN and infinity are refused)"))
     if len(errors) != before or ts is None:
         return None
-    assert isinstance(metric, str) and isinstance(value, int | float)
+    assert isinstance(metric, str)
+    assert isinstance(value, int | float)
     sample = Sample(metric, tuple(sorted(labels.items())), ts, float(value))
     return sample, (metric, label_text, ts, float(value))
 

@@ -263,22 +263,24 @@ class Daemon:
         for actor in actors:
             by_status[actor.state.status] = by_status.get(actor.state.status, 0) + 1
         outbox = await self.store.query("SELECT state, count(*) AS n FROM outbox GROUP BY state")
+        firing = sum(a.firing for a in actors)
+        pending = sum(a.pending for a in actors)
+        ok = 1.0 if self.reload_status["ok"] else 0.0
         return [
             ("alphawatch_up", "gauge", "1 while the daemon runs", [({}, 1.0)]),
             ("alphawatch_samples_ingested_total", "counter", "samples committed", [({}, self.samples_ingested)]),
             ("alphawatch_ingest_batches_total", "counter", "batches committed", [({}, self.batches_ingested)]),
-            ("alphawatch_rules", "gauge", "rules by supervisor status", [({"status": s}, n) for s, n in by_status.items()]),
-            ("alphawatch_rule_restarts_total", "counter", "rule actor restarts",
-             [({"rule": a.state.name}, a.state.restarts) for a in actors]),
-            ("alphawatch_alerts", "gauge", "alerts held, by state",
-             [({"state": "firing"}, sum(a.firing for a in actors)), ({"state": "pending"}, sum(a.pending for a in actors))]),
-            ("alphawatch_notifications", "gauge", "outbox rows by state", [({"state": r["state"]}, r["n"]) for r in outbox]),
-            ("alphawatch_delivery_failures_total", "counter", "failed delivery attempts", [({}, self.outbox.failed_attempts)]),
-            ("alphawatch_config_last_reload_successful", "gauge", "1 if the last reload succeeded",
-             [({}, 1.0 if self.reload_status["ok"] else 0.0)]),
-            ("alphawatch_config_last_reload_success_timestamp_seconds", "gauge", "time of the last reload",
+            ("alphawatch_rules", "gauge", "rules by status", [({"status": s}, n) for s, n in by_status.items()]),
+            ("alphawatch_rule_restarts_total", "counter", "rule restarts", [({"rule": a.state.name}, a.state.restarts)
+                                                                            for a in actors]),
+            ("alphawatch_alerts", "gauge", "alerts held", [({"state": "firing"}, firing),
+                                                           ({"state": "pending"}, pending)]),
+            ("alphawatch_notifications", "gauge", "outbox rows", [({"state": r["state"]}, r["n"]) for r in outbox]),
+            ("alphawatch_delivery_failures_total", "counter", "failed attempts", [({}, self.outbox.failed_attempts)]),
+            ("alphawatch_config_last_reload_successful", "gauge", "1 if the last reload succeeded", [({}, ok)]),
+            ("alphawatch_config_last_reload_timestamp_seconds", "gauge", "last reload",
              [({}, self.reload_status["at"])]),
-            ("alphawatch_sse_subscribers", "gauge", "live page streams", [({}, self.broadcaster.statistics()["subscribers"])]),
+            ("alphawatch_sse_subscribers", "gauge", "live page streams", [({}, len(self.broadcaster))]),
         ]  # fmt: skip
 
     # retention --------------------------------------------------------------------------------------------
@@ -287,8 +289,8 @@ class Daemon:
             retention = self.config.daemon.retention
             if retention:
                 cutoff = self.clock.now() - retention
-                while await self.store.purge_before(cutoff):
-                    await trio.sleep(0.05)  # small batches, so ingest and rules never wait long
+                while await self.store.purge_before(cutoff):  # noqa: ASYNC110 - small batches, with pauses between
+                    await trio.sleep(0.05)
             await self.clock.sleep_until(self.clock.now() + RETENTION_EVERY)
 
 
@@ -352,8 +354,7 @@ async def run_daemon(
                 daemon.broadcaster.close()
                 web_stop.set()
                 with trio.move_on_after(SHUTDOWN_GRACE):
-                    while daemon.outbox.statistics()["in_flight"]:
-                        await trio.sleep(0.01)
+                    await daemon.outbox.wait_idle()
                 outbox_scope.cancel()
                 nursery.cancel_scope.cancel()
     log.info("stopped")

@@ -40,6 +40,7 @@ class Outbox:
         self._on_event = on_event
         self._wakeup = trio.Event()
         self._in_flight: set[int] = set()
+        self._idle = trio.Event()
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self.delivered = 0
         self.failed_attempts = 0
@@ -48,6 +49,12 @@ class Outbox:
     def wake(self) -> None:
         """New work was committed: look at the outbox now."""
         self._wakeup.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no delivery is in flight."""
+        while self._in_flight:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -84,6 +91,8 @@ class Outbox:
         finally:
             self._in_flight.discard(queued.id)
             self._wakeup.set()
+            if not self._in_flight:
+                self._idle.set()
 
     async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> None:
         settings = self._settings()

@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from alphawatch.daemon.store import Store
 
 Labels = tuple[tuple[str, str], ...]
 """Labels as a sorted tuple of pairs: hashable, cheap, and equal for equal label sets."""
@@ -102,7 +105,16 @@ class Condition:
 
 
 class Evaluator:
-    """The live state of one rule: fed samples, asked for conditions. Owned by one actor, never shared."""
+    """The live state of one rule: fed samples, asked for conditions. Owned by one actor, never shared.
+
+    A kind whose state lives in tables other than ``samples`` (e.g. feature cross-sections for drift) sets
+    ``reads_store`` and implements :meth:`refresh`, which the actor awaits before each evaluation.
+    """
+
+    reads_store: ClassVar[bool] = False
+
+    async def refresh(self, store: Store, now: float) -> None:
+        """Bring the state up to date from the store (only called when ``reads_store`` is true)."""
 
     def observe(self, sample: Sample) -> None:
         raise NotImplementedError
@@ -132,7 +144,7 @@ class RuleKind:
         self.settings = settings
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and _freeze(self.settings) == _freeze(other.settings)  # type: ignore[attr-defined]
+        return type(other) is type(self) and _freeze(self.settings) == _freeze(other.settings)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_freeze(self.settings)!r})"

@@ -67,7 +67,10 @@ class _ThresholdEvaluator(Evaluator):
                 times[:] = [sample.ts]
                 values[:] = [sample.value]
             return
-        at = bisect.bisect_right(times, sample.ts)
+        at = bisect.bisect_left(times, sample.ts)
+        if at < len(times) and times[at] == sample.ts:
+            values[at] = sample.value  # the same sample again (a replay after a restart): latest value wins
+            return
         times.insert(at, sample.ts)
         values.insert(at, sample.value)
 

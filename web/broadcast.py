@@ -48,5 +48,6 @@ class Broadcaster:
             channel.close()
         self._subscribers.clear()
 
-    def statistics(self) -> dict[str, int]:
-        return {"subscribers": len(self._subscribers)}
+    def __len__(self) -> int:
+        """How many streams are subscribed."""
+        return len(self._subscribers)

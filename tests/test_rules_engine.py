@@ -1,0 +1,255 @@
+"""Rule timing under trio's MockClock: `for`, `keep_firing_for`, hysteresis, windows, absence, repeats, reloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from alphawatch.daemon.config import load_config
+from tests.engine_harness import running_engine
+
+WEBHOOK = """
+channels:
+  - {name: hook, kind: webhook, url: "http://127.0.0.1:9/unused"}
+routes:
+  - channels: [hook]
+"""
+
+
+@pytest.fixture
+def config(write_config: Callable[..., Path]) -> Callable[[str], Path]:
+    def make(rules: str, daemon: str = "") -> Path:
+        return write_config(daemon + WEBHOOK + "rules:\n" + rules)
+
+    return make
+
+
+async def test_threshold_waits_for_its_pending_duration(config: Callable[[str], Path], autojump_clock: object) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, for: 5m}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.7, model="a7")
+        assert await h.state("exposure") == "pending"
+        await h.advance(299)
+        assert await h.state("exposure") == "pending"
+        assert await h.outbox() == []
+        await h.advance(1)
+        assert await h.state("exposure") == "firing"
+        (note,) = await h.outbox()
+        assert note["payload"]["status"] == "firing"
+        assert note["payload"]["alerts"][0]["value"] == 1.7
+        assert note["payload"]["alerts"][0]["labels"] == {"alertname": "exposure", "model": "a7", "severity": "warning"}
+
+
+async def test_a_pending_alert_that_clears_never_notifies(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, for: 5m}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.7)
+        await h.advance(60)
+        await h.push("gross", 1.2)
+        await h.advance(600)
+        assert await h.alerts("exposure") == []
+        assert await h.history("exposure") == [("inactive", "pending"), ("pending", "inactive")]
+        assert await h.outbox() == []
+
+
+async def test_resolved_notification_carries_the_recovery_value(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.9)
+        await h.advance(90)
+        await h.push("gross", 1.1)
+        assert await h.state("exposure") == "resolved"
+        firing, resolved = (n["payload"]["alerts"][0] for n in await h.outbox())
+        assert firing["value"] == 1.9
+        assert resolved["status"] == "resolved"
+        assert resolved["value"] == 1.1  # not the stale 1.9 Alertmanager would send
+        assert resolved["durationSeconds"] == pytest.approx(90, abs=0.01)
+        assert resolved["endsAt"] != "0001-01-01T00:00:00Z"
+
+
+async def test_keep_firing_for_holds_an_alert_through_a_brief_recovery(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, keep_firing_for: 10m}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.9)
+        await h.advance(30)
+        await h.push("gross", 1.0)
+        await h.advance(300)
+        assert await h.state("exposure") == "firing"
+        await h.push("gross", 1.8)  # wrong again within keep_firing_for: the same alert, no new notification
+        await h.advance(300)
+        await h.push("gross", 1.0)
+        await h.advance(599)
+        assert await h.state("exposure") == "firing"
+        await h.advance(1)
+        assert await h.state("exposure") == "resolved"
+        assert [n["payload"]["status"] for n in await h.outbox()] == ["firing", "resolved"]
+
+
+async def test_hysteresis_needs_the_value_to_clear_the_margin(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: ic, kind: threshold, metric: ic, op: below, value: 0.01, hysteresis: 0.005}
+    """)
+    async with running_engine(path) as h:
+        await h.push("ic", 0.005)
+        assert await h.state("ic") == "firing"
+        await h.push("ic", 0.012)  # above the limit but inside the margin
+        assert await h.state("ic") == "firing"
+        await h.push("ic", 0.016)
+        assert await h.state("ic") == "resolved"
+
+
+async def test_window_aggregate_changes_when_a_sample_leaves_the_window(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: errors, kind: threshold, metric: job_errors, op: above, value: 2, aggregate: count, window: 10m}
+    """)
+    async with running_engine(path) as h:
+        for _ in range(3):
+            await h.push("job_errors", 1)
+            await h.advance(60)
+        assert await h.state("errors") == "firing"
+        # the first sample leaves the window 10 minutes after it arrived: the rule wakes for it, unprompted
+        await h.advance(600 - 180 - 1)
+        assert await h.state("errors") == "firing"
+        await h.advance(1)
+        assert await h.state("errors") == "resolved"
+
+
+async def test_mean_over_a_window(config: Callable[[str], Path], autojump_clock: object) -> None:
+    path = config("""
+      - {name: ic, kind: threshold, metric: ic, op: below, value: 0.02, aggregate: mean, window: 1h}
+    """)
+    async with running_engine(path) as h:
+        await h.push("ic", 0.03)
+        await h.push("ic", 0.00, ts=h.clock.now() + 1)
+        await h.advance(2)
+        assert await h.state("ic") == "firing"  # mean 0.015
+        (note,) = await h.outbox()
+        assert note["payload"]["alerts"][0]["value"] == pytest.approx(0.015)
+
+
+async def test_series_alert_separately(config: Callable[[str], Path], autojump_clock: object) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, match: ["model=~a.*"]}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.9, model="a1")
+        await h.push("gross", 1.9, model="b1")  # not matched
+        await h.push("gross", 1.2, model="a2")
+        await h.push("gross", 1.8, model="a2")
+        alerts = await h.alerts("exposure")
+        assert sorted(a["series"] for a in alerts) == ['{"model":"a1"}', '{"model":"a2"}']
+
+
+async def test_repeat_interval_renotifies_a_firing_alert(config: Callable[[str], Path], autojump_clock: object) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, repeat_interval: 1h}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.9)
+        await h.advance(3599)
+        assert len(await h.outbox()) == 1
+        await h.advance(1)
+        assert len(await h.outbox()) == 2
+        await h.advance(3600)
+        notes = await h.outbox()
+        assert len(notes) == 3
+        assert len({n["idempotency_key"] for n in notes}) == 3
+
+
+async def test_absence_fires_exactly_when_the_feed_has_been_quiet_long_enough(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: feed, kind: absence, metric: heartbeat, absent_for: 5m, by: [feed]}
+    """)
+    async with running_engine(path) as h:
+        await h.push("heartbeat", 1, feed="twse")
+        await h.advance(299)
+        assert await h.state("feed") is None
+        await h.advance(1)
+        assert await h.state("feed") == "firing"
+        (alert,) = await h.alerts("feed")
+        assert alert["labels"] == '{"alertname":"feed","feed":"twse","severity":"warning"}'
+        await h.advance(120)
+        await h.push("heartbeat", 7, feed="twse")
+        assert await h.state("feed") == "resolved"
+        resolved = (await h.outbox())[-1]["payload"]["alerts"][0]
+        assert resolved["value"] == 7
+
+
+async def test_absence_without_any_sample_counts_from_start(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: preds, kind: absence, metric: predictions_published, absent_for: 1h}
+    """)
+    async with running_engine(path) as h:
+        await h.advance(3599)
+        assert await h.state("preds") is None
+        await h.advance(1)
+        assert await h.state("preds") == "firing"
+
+
+async def test_pending_timer_survives_a_restart(config: Callable[[str], Path], autojump_clock: object) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, for: 10m}
+    """)
+    async with running_engine(path, start=1_800_000_000.0) as h:
+        await h.push("gross", 1.9)
+        await h.advance(300)
+        assert await h.state("exposure") == "pending"
+    # the daemon was down for two minutes; the pending duration keeps counting from the first sample
+    async with running_engine(path, start=1_800_000_000.0 + 420) as h:
+        assert await h.state("exposure") == "pending"
+        await h.advance(179)
+        assert await h.state("exposure") == "pending"
+        await h.advance(1)
+        assert await h.state("exposure") == "firing"
+
+
+async def test_reload_keeps_unchanged_rules_and_restarts_changed_ones(
+    config: Callable[[str], Path], write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: keep, kind: threshold, metric: gross, op: above, value: 1.5, for: 10m}
+      - {name: change, kind: threshold, metric: gross, op: above, value: 1.5}
+      - {name: drop, kind: threshold, metric: gross, op: above, value: 1.5}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.9)
+        await h.advance(300)
+        keep_actor = h.engine.actors["keep"]
+        new = config("""
+      - {name: keep, kind: threshold, metric: gross, op: above, value: 1.5, for: 10m}
+      - {name: change, kind: threshold, metric: gross, op: above, value: 2.5}
+      - {name: new, kind: threshold, metric: gross, op: above, value: 1.0}
+    """)
+        added, changed, removed = await h.engine.apply(load_config(new))
+        await h.advance(0)
+        assert (added, changed, removed) == (["new"], ["change"], ["drop"])
+        assert h.engine.actors["keep"] is keep_actor
+        assert await h.state("drop") == "resolved"
+        assert await h.state("change") == "resolved"  # 1.9 is below the new limit
+        assert await h.state("new") == "firing"  # the new rule sees the samples already stored
+        await h.advance(300)
+        assert await h.state("keep") == "firing"  # its pending timer ran on across the reload

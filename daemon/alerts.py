@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from alphawatch.daemon.config import RuleConfig
 from alphawatch.rules import Condition, Labels
@@ -39,6 +40,7 @@ class Alert:
     false_since: float | None = None
     last_notified_at: float | None = None
     notify_seq: int = 0
+    details: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class Tracker:
                     alert = self._new(condition, now)
                     out.append(Transition(alert, INACTIVE, PENDING, now, condition.value, False))
                 else:
-                    alert = replace(alert, value=condition.value, false_since=None)
+                    alert = replace(alert, value=condition.value, false_since=None, details=condition.details)
                 self.alerts[condition.labels] = alert
             elif alert is not None:
                 if alert.state == PENDING:
@@ -82,7 +84,8 @@ class Tracker:
                     continue
                 if alert.false_since is None:
                     alert = replace(alert, false_since=now)
-                alert = replace(alert, value=condition.value if condition.value is not None else alert.value)
+                if condition.value is not None:
+                    alert = replace(alert, value=condition.value, details=condition.details or alert.details)
                 self.alerts[condition.labels] = alert
         out += self.tick(now)
         return out, self.next_deadline()
@@ -149,4 +152,5 @@ class Tracker:
             state=PENDING,
             active_at=now,
             value=condition.value,
+            details=condition.details,
         )

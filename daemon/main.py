@@ -389,6 +389,7 @@ def _alert_row(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     out["labels"] = json.loads(row["labels"])
     out["series"] = json.loads(row["series"])
+    out["details"] = json.loads(row["details"])
     out["value"] = _finite(row["value"])
     return out
 

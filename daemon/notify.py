@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,22 +18,31 @@ from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.store import Outgoing
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_PLACEHOLDER = re.compile(r"\{\{\s*(value|labels\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\s*(value|(labels|details)\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
 
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def render_annotation(text: str, labels: dict[str, str], value: float | None) -> str:
-    """Fill ``{{ value }}`` and ``{{ labels.NAME }}`` in an annotation."""
+def render_annotation(
+    text: str, labels: dict[str, str], value: float | None, details: Mapping[str, Any] | None = None
+) -> str:
+    """Fill ``{{ value }}``, ``{{ labels.NAME }}`` and ``{{ details.NAME }}`` in an annotation."""
 
     def fill(found: re.Match[str]) -> str:
         if found.group(1) == "value":
-            return "" if value is None else f"{value:.6g}"
-        return labels.get(found.group(2) or "", "")
+            return _number(value)
+        if found.group(2) == "labels":
+            return labels.get(found.group(3), "")
+        detail = (details or {}).get(found.group(3))
+        return _number(detail) if isinstance(detail, int | float) else ("" if detail is None else str(detail))
 
     return _PLACEHOLDER.sub(fill, text)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
 
 
 def alert_document(rule: RuleConfig, transition: Transition, external_url: str) -> dict[str, Any]:
@@ -45,7 +54,7 @@ def alert_document(rule: RuleConfig, transition: Transition, external_url: str) 
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
-        "annotations": {k: render_annotation(v, labels, value) for k, v in rule.annotations},
+        "annotations": {k: render_annotation(v, labels, value, dict(alert.details)) for k, v in rule.annotations},
         "startsAt": rfc3339(fired_at),
         "endsAt": rfc3339(alert.resolved_at) if resolved and alert.resolved_at else ZERO_TIME,
         "generatorURL": f"{external_url}/#rule={rule.name}",
@@ -54,6 +63,7 @@ def alert_document(rule: RuleConfig, transition: Transition, external_url: str) 
         "severity": labels.get("severity", rule.severity),
         "rule": rule.name,
         "durationSeconds": round(alert.resolved_at - fired_at, 3) if resolved and alert.resolved_at else None,
+        "details": dict(alert.details),
     }
 
 

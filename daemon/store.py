@@ -51,6 +51,7 @@ MIGRATIONS: tuple[str, ...] = (
         false_since REAL,
         last_notified_at REAL,
         notify_seq INTEGER NOT NULL DEFAULT 0,
+        details TEXT NOT NULL DEFAULT '{}',
         updated_at REAL NOT NULL
     ) STRICT;
     CREATE INDEX alerts_rule ON alerts (rule, state);
@@ -126,6 +127,10 @@ class Queued:
 def dump_labels(labels: Labels | dict[str, str]) -> str:
     items = labels.items() if isinstance(labels, dict) else labels
     return json.dumps(dict(sorted(items)), separators=(",", ":"), ensure_ascii=False)
+
+
+def _dump_details(details: tuple[tuple[str, Any], ...]) -> str:
+    return json.dumps(dict(details), separators=(",", ":"), ensure_ascii=False, default=str) if details else "{}"
 
 
 def _load_labels(text: str) -> Labels:
@@ -226,11 +231,14 @@ class Store:
     async def load_alerts(self, rule: str) -> list[Alert]:
         def work(db: sqlite3.Connection) -> list[Alert]:
             rows = db.execute(
-                "SELECT fingerprint, rule, series, labels, state, active_at, value, fired_at, resolved_at,"
-                " false_since, last_notified_at, notify_seq FROM alerts WHERE rule = ? AND state != 'resolved'",
+                "SELECT fingerprint, rule, series, labels, state, active_at, value, fired_at, resolved_at, false_since,"
+                " last_notified_at, notify_seq, details FROM alerts WHERE rule = ? AND state != 'resolved'",
                 (rule,),
             ).fetchall()
-            return [Alert(r[0], r[1], _load_labels(r[2]), _load_labels(r[3]), *r[4:]) for r in rows]
+            return [
+                Alert(r[0], r[1], _load_labels(r[2]), _load_labels(r[3]), *r[4:12], tuple(json.loads(r[12]).items()))
+                for r in rows
+            ]
 
         return await self.run(work)
 
@@ -250,12 +258,12 @@ class Store:
                     else:
                         db.execute(
                             "INSERT OR REPLACE INTO alerts (fingerprint, rule, series, labels, state, active_at,"
-                            " value, fired_at, resolved_at, false_since, last_notified_at, notify_seq, updated_at)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " value, fired_at, resolved_at, false_since, last_notified_at, notify_seq, details,"
+                            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 a.fingerprint, a.rule, dump_labels(a.series), dump_labels(a.labels), a.state,
                                 a.active_at, a.value, a.fired_at, a.resolved_at, a.false_since,
-                                a.last_notified_at, a.notify_seq, now,
+                                a.last_notified_at, a.notify_seq, _dump_details(a.details), now,
                             ),
                         )  # fmt: skip
                     if t.from_state != t.to_state or t.notify:

@@ -102,6 +102,8 @@ class Condition:
     labels: Labels
     active: bool
     value: float | None
+    details: tuple[tuple[str, Any], ...] = ()
+    """What a person needs to judge the alert (statistic, p-value, window, baseline …), as sorted pairs."""
 
 
 class Evaluator:

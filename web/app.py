@@ -7,6 +7,7 @@ Write endpoints need a bearer token (compared in constant time); errors are JSON
 from __future__ import annotations
 
 import hmac
+import importlib
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,25 +52,35 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def authorized(request: Request, token: str | None) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if token is None or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(daemon: Daemon, which: str, handler: Handler) -> Handler:
+    """``handler`` behind the ``ingest`` or ``admin`` token: 401 JSON without it."""
+
+    async def endpoint(request: Request) -> Response:
+        token = daemon.ingest_token if which == "ingest" else daemon.admin_token
+        if not authorized(request, token):
+            return error(401, f"a valid {which} token is required (Authorization: Bearer …)")
+        return await handler(request)
+
+    return endpoint
+
+
+# Route sets of other modules, mounted when present: (module, function(daemon) -> list[Route]).
+PLUGGED_ROUTES = (("alphawatch.web.modeldata", "routes"),)
+
+
 def create_app(daemon: Daemon) -> Starlette:
-    def authorized(request: Request, token: str | None) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if token is None or scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip().encode(), token.encode())
-
-    def guarded(
-        which: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            token = daemon.ingest_token if which == "ingest" else daemon.admin_token
-            if not authorized(request, token):
-                return error(401, f"a valid {which} token is required (Authorization: Bearer …)")
-            return await handler(request)
-
-        return endpoint
-
     async def ingest(request: Request) -> Response:
         try:
             body = await read_body(request, daemon.config.daemon.max_body)
@@ -162,8 +173,8 @@ def create_app(daemon: Daemon) -> Starlette:
         Route("/health", health),
         Route("/metrics", metrics),
         Route("/schema.json", schema),
-        Route("/-/reload", guarded("admin", reload), methods=["POST"]),
-        Route("/api/v1/samples", guarded("ingest", ingest), methods=["POST"]),
+        Route("/-/reload", guarded(daemon, "admin", reload), methods=["POST"]),
+        Route("/api/v1/samples", guarded(daemon, "ingest", ingest), methods=["POST"]),
         Route("/api/v1/alerts", alerts),
         Route("/api/v1/alerts/{fingerprint}", alert),
         Route("/api/v1/rules", rules),
@@ -171,6 +182,14 @@ def create_app(daemon: Daemon) -> Starlette:
         Route("/api/v1/status", status),
         Route("/api/v1/events", events),
     ]
+    for module_name, function in PLUGGED_ROUTES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        routes += getattr(module, function)(daemon)
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
 
 

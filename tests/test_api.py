@@ -1,0 +1,153 @@
+"""The HTTP API in-process: ingest validation (all or nothing), tokens, queries and /metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon_harness import AUTH, TOKEN, in_process
+
+CONFIG = f"""
+daemon:
+  state: state.db
+  listen: 127.0.0.1:0
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+  max_body: 4096
+  max_label_bytes: 64
+rules:
+  - {{name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}}
+"""
+NOW = "2026-11-26T01:00:00Z"
+
+
+@pytest.fixture
+def config(write_config: Callable[..., Path]) -> Path:
+    return write_config(CONFIG)
+
+
+def sample(**overrides: Any) -> dict[str, Any]:
+    return {"metric": "gross", "labels": {"model": "a7"}, "ts": NOW, "value": 1.0, **overrides}
+
+
+async def stored_samples(daemon: Any) -> int:
+    rows = await daemon.store.query("SELECT count(*) AS n FROM samples")
+    return int(rows[0]["n"])
+
+
+async def test_a_good_batch_is_committed_and_reaches_the_rule(config: Path) -> None:
+    async with in_process(config) as (daemon, client):
+        response = await client.post("/api/v1/samples", json=[sample(value=1.9)], headers=AUTH)
+        assert response.status_code == 200
+        assert response.json() == {"accepted": 1}
+        assert await stored_samples(daemon) == 1
+        for _ in range(100):
+            alerts = (await client.get("/api/v1/alerts")).json()["alerts"]
+            if alerts:
+                break
+            import trio
+
+            await trio.sleep(0.01)
+        assert [a["state"] for a in alerts] == ["firing"]
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "message"),
+    [
+        (sample(ts="2026-11-26T09:00:00"), "ts", "no UTC offset"),
+        (sample(ts=None), "ts", "required"),
+        (sample(ts="yesterday"), "ts", "not an RFC 3339 timestamp"),
+        (sample(ts=1_700_000_000_000), "ts", "in the future"),
+        (sample(ts=12), "ts", "before 2000-01-01"),
+        (sample(value=float("nan")), "value", "finite"),
+        (sample(value=float("inf")), "value", "finite"),
+        (sample(value="1.0"), "value", "a number"),
+        (sample(value=True), "value", "a number"),
+        (sample(metric="9lives"), "metric", "letters, digits"),
+        (sample(labels={"model": 7}), "labels.model", "strings"),
+        (sample(labels={"bad-name": "x"}), "labels.bad-name", "letters, digits"),
+        (sample(labels={"model": "x" * 80}), "labels", "the limit is 64"),
+        (sample(extra=1), "extra", "unknown field"),
+        ("not an object", "", "an object"),
+    ],
+)
+async def test_a_batch_with_one_bad_item_stores_nothing(config: Path, item: Any, field: str, message: str) -> None:
+    async with in_process(config) as (daemon, client):
+        body = json.dumps([sample(), item], allow_nan=True)
+        response = await client.post("/api/v1/samples", content=body, headers=AUTH)
+        assert response.status_code == 400
+        error = response.json()
+        assert "nothing was stored" in error["error"]
+        assert any(i["index"] == 1 and i["field"] == field and message in i["message"] for i in error["items"]), error
+        assert all(i["index"] == 1 for i in error["items"])
+        assert await stored_samples(daemon) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[]", 400, "empty"),
+        (b'{"rows": []}', 400, "expected a JSON array"),
+        (b"[" + b'{"metric":"m","ts":1,"value":1},' * 200 + b"1]", 413, "max_body"),
+    ],
+)
+async def test_malformed_bodies_get_a_json_error(config: Path, body: bytes, status: int, message: str) -> None:
+    async with in_process(config) as (daemon, client):
+        response = await client.post("/api/v1/samples", content=body, headers=AUTH)
+        assert response.status_code == status
+        assert message in response.json()["error"]
+        assert await stored_samples(daemon) == 0
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
+async def test_writes_need_the_token(config: Path, headers: dict[str, str]) -> None:
+    async with in_process(config) as (daemon, client):
+        response = await client.post("/api/v1/samples", json=[sample()], headers=headers)
+        assert response.status_code == 401
+        assert "token" in response.json()["error"]
+        assert (await client.post("/-/reload", headers=headers)).status_code == 401
+        assert await stored_samples(daemon) == 0
+
+
+async def test_queries_and_their_bad_parameters(config: Path) -> None:
+    async with in_process(config) as (_, client):
+        assert (await client.get("/api/v1/alerts?state=firing,resolved")).status_code == 200
+        bad = await client.get("/api/v1/alerts?state=burning")
+        assert bad.status_code == 400
+        assert "state" in bad.json()["error"]
+        assert (await client.get("/api/v1/alerts?limit=0")).status_code == 400
+        assert (await client.get("/api/v1/alerts/nope")).status_code == 404
+        assert (await client.get("/api/v1/nothing")).json() == {"error": "not found"}
+        rules = (await client.get("/api/v1/rules")).json()["rules"]
+        assert rules[0]["name"] == "exposure"
+        assert rules[0]["status"] == "running"
+        assert rules[0]["origin"].endswith("monitor.yaml:9")
+
+
+async def test_health_and_metrics(config: Path) -> None:
+    async with in_process(config) as (_, client):
+        await client.post("/api/v1/samples", json=[sample(), sample(ts="2026-11-26T01:00:01Z")], headers=AUTH)
+        health = (await client.get("/health")).json()
+        assert health["status"] == "ok"
+        assert set(health["components"]) == {"store", "rules", "outbox", "reload"}
+        metrics = (await client.get("/metrics")).text
+        assert "alphawatch_samples_ingested_total 2" in metrics
+        assert 'alphawatch_rules{status="running"} 1' in metrics
+
+
+async def test_reload_through_the_api_reports_the_difference(config: Path) -> None:
+    async with in_process(config) as (_, client):
+        config.write_text(config.read_text().replace("value: 1.5", "value: 2.5"))
+        response = await client.post("/-/reload", headers=AUTH)
+        assert response.json()["changed"] == ["exposure"]
+        config.write_text(config.read_text().replace("kind: threshold", "kind: thresh"))
+        response = await client.post("/-/reload", headers=AUTH)
+        assert response.status_code == 400
+        assert "monitor.yaml:9" in response.json()["error"]
+        health = (await client.get("/health")).json()
+        assert health["components"]["reload"]["ok"] is False
+        assert health["status"] == "degraded"

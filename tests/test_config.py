@@ -1,0 +1,154 @@
+"""Every class of configuration error names file:line:col and the key; secrets never appear in messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from alphawatch.daemon.config import full_schema, load_config
+from alphawatch.daemon.errors import ConfigError
+
+GOOD = """\
+daemon:
+  state: var/state.db
+  listen: 127.0.0.1:9464
+channels:
+  - {name: hook, kind: webhook, url: "http://127.0.0.1:9099/x"}
+routes:
+  - {match: {severity: critical}, channels: [hook]}
+rules:
+  - name: exposure
+    kind: threshold
+    metric: gross
+    op: above
+    value: 1.5
+    for: 5m
+"""
+
+
+def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env or {})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[..., Path]) -> None:
+    path = write_config(GOOD)
+    config = load_config(path, {})
+    assert config.daemon.state == path.parent / "var/state.db"
+    assert config.daemon.port == 9464
+    (rule,) = config.rules
+    assert rule.pending_for == 300
+    assert rule.origin == f"{path}:9"
+    assert load_config(path, {}) == config  # equal content, equal config: the reload diff relies on it
+    assert hash(rule) == hash(load_config(path, {}).rules[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rules: [\n", "monitor.yaml:2:1: (top): YAML syntax"),
+        ("daemon:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n", "monitor.yaml:3:3: daemon.listen: duplicate key"),
+        ("daemon:\n  colour: blue\n", "monitor.yaml:2:11: daemon.colour: unknown key"),
+        ("daemon:\n  retention: forever\n", "daemon.retention: 'forever' is not a duration"),
+        ("daemon:\n  language: fr\n", "daemon.language: 'fr' is not one of"),
+        ("rules:\n  - {name: r, kind: nope}\n", "rules[0].kind: 'nope' is not one of"),
+        ("rules:\n  - {kind: absence, metric: m, absent_for: 5m}\n", "rules[0]: 'name' is a required property"),
+        ("rules:\n  - {name: r, kind: absence, metric: m}\n", "rules[0]: 'absent_for' is a required property"),
+        ("rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, op: above}\n", "rules[0].op: unknown key"),
+        ("rules:\n  - {name: r, kind: threshold, metric: m, op: abov, value: 1}\n", "rules[0].op: 'abov' is not one"),
+        ("rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: no}\n", "rules[0].value: False is not"),
+        (
+            "rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: 1, aggregate: mean}\n",
+            "monitor.yaml:2:5: rules[0]: aggregate 'mean' needs a window",
+        ),
+        (
+            "rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: 1, match: ['m=~(']}\n",
+            "rules[0]: bad regex",
+        ),
+        (
+            "rules:\n  - {name: 'a b', kind: absence, metric: m, absent_for: 5m}\n",
+            "rules[0].name: 'a b' does not match",
+        ),
+        (
+            "rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m}\n"
+            "  - {name: r, kind: absence, metric: m, absent_for: 5m}\n",
+            "monitor.yaml:3:12: rules[1].name: duplicate rule name 'r' (first at ",
+        ),
+        (
+            "routes:\n  - {channels: [nowhere]}\n",
+            "monitor.yaml:2:17: routes[0].channels[0]: no channel named 'nowhere'",
+        ),
+        ("channels:\n  - {name: h, kind: webhook}\n", "channels[0]: 'url' is a required property"),
+        ("channels:\n  - {name: h, kind: webhook, url: ftp://x}\n", "channels[0].url: 'ftp://x' does not match"),
+        ("channels:\n  - {name: h, kind: pager, url: http://x}\n", "channels[0].kind: 'pager' is not one of"),
+        ("include: [missing.yaml]\n", "monitor.yaml:1:11: include[0]: no such file: missing.yaml"),
+        ("- just\n- a list\n", "the configuration must be a mapping"),
+    ],
+)
+def test_each_error_names_where_and_what(write_config: Callable[..., Path], text: str, expected: str) -> None:
+    found = problems(write_config(text))
+    assert any(expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once(write_config: Callable[..., Path]) -> None:
+    found = problems(write_config("daemon:\n  colour: blue\n  language: fr\nrules:\n  - {name: r, kind: nope}\n"))
+    assert len(found) == 3
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    assert problems(tmp_path / "absent.yaml") == [
+        f"{tmp_path / 'absent.yaml'}: (top): cannot read: No such file or directory"
+    ]
+
+
+def test_secrets_come_from_the_environment_and_files(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "admin.token").write_text("admin-token-from-a-file-123\n")
+    path = write_config(
+        "daemon:\n  tokens:\n    ingest: ${env:INGEST}\n    admin: ${file:admin.token}\n"
+        "channels:\n  - {name: h, kind: webhook, url: 'http://127.0.0.1:1/${env:HOOK}'}\n"
+    )
+    config = load_config(path, {"INGEST": "ingest-token-0123456789", "HOOK": "s3cr3t-path"})
+    assert config.daemon.ingest_token == "ingest-token-0123456789"
+    assert config.daemon.admin_token == "admin-token-from-a-file-123"
+    assert "ingest-token-0123456789" in config.secrets
+    assert "ingest-token-0123456789" not in repr(config)
+
+
+def test_missing_secrets_are_named_not_guessed(write_config: Callable[..., Path]) -> None:
+    path = write_config("daemon:\n  tokens:\n    ingest: ${env:NOPE}\n    admin: ${file:/nonexistent/token}\n")
+    found = problems(path)
+    assert any("monitor.yaml:3:13: daemon.tokens.ingest: environment variable NOPE is not set" in p for p in found)
+    assert any("daemon.tokens.admin: cannot read secret file /nonexistent/token" in p for p in found)
+
+
+def test_a_bad_secret_value_is_not_echoed(write_config: Callable[..., Path]) -> None:
+    path = write_config("daemon:\n  tokens:\n    ingest: ${env:SHORT}\n")
+    found = problems(path, {"SHORT": "tiny-secret"})
+    assert found == [f"{path}:3:13: daemon.tokens.ingest: the value (a secret, not shown) fails minLength: 16"]
+    assert "tiny-secret" not in "".join(found)
+
+
+def test_includes_are_loaded_and_located(write_config: Callable[..., Path]) -> None:
+    write_config("rules:\n  - {name: a, kind: absence, metric: m, absent_for: 5m}\n", "rules.d/a.yaml")
+    write_config("rules:\n  - {name: b, kind: absence, metric: m, absent_for: 5x}\n", "rules.d/b.yaml")
+    path = write_config("include: ['rules.d/*.yaml']\n")
+    found = problems(path)
+    assert len(found) == 1
+    assert "rules.d/b.yaml:2:53: rules[0].absent_for: '5x' is not a duration" in found[0]
+    write_config("rules:\n  - {name: b, kind: absence, metric: m, absent_for: 5m}\n", "rules.d/b.yaml")
+    assert [r.name for r in load_config(path, {}).rules] == ["a", "b"]
+
+
+def test_an_included_file_holds_only_rules(write_config: Callable[..., Path]) -> None:
+    write_config("daemon: {}\n", "more.yaml")
+    assert any("more.yaml:1:1: (top): an included file holds only a `rules:` list" in p
+               for p in problems(write_config("include: [more.yaml]\n")))  # fmt: skip
+
+
+def test_the_schema_lists_every_kind() -> None:
+    schema = full_schema()
+    assert set(schema["$defs"]["rule"]["properties"]["kind"]["enum"]) >= {"threshold", "absence"}
+    assert "webhook" in schema["properties"]["channels"]["items"]["properties"]["kind"]["enum"]

@@ -71,7 +71,8 @@ class DaemonProcess:
         return self
 
     def _read(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
+        assert self.process is not None
+        assert self.process.stderr is not None
         for line in self.process.stderr:
             try:
                 entry = json.loads(line)

@@ -159,6 +159,7 @@ def _alert_context(alert: Mapping[str, Any], language: str, fallback_url: str) -
         "model": labels.get("model", ""),
         "labels": labels,
         "annotations": annotations,
+        "details": dict(alert.get("details") or {}),
         "summary": annotations.get("summary", ""),
         "description": annotations.get("description", ""),
         "value": value,

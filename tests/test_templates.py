@@ -92,6 +92,13 @@ def test_overrides_see_the_documented_variables_and_filters() -> None:
     )
 
 
+def test_alerts_expose_the_rule_details() -> None:
+    payload = sample_payload()
+    payload["alerts"][0]["details"] = {"p_value": 0.0031, "window": "20d"}
+    source = "{% for a in alerts %}p={{ a.details.p_value | value }} over {{ a.details.window }}{% endfor %}"
+    assert render("sms", payload, "en", {"sms": source}) == "p=0.0031 over 20d"
+
+
 def test_a_failing_override_falls_back_to_the_built_in_template(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         text = render("subject", sample_payload(), "en", {"subject": "{{ range(10 ** 9) | list }}"})

@@ -1,0 +1,185 @@
+"""``alphawatch routes test``: which routes and channels an alert with given labels reaches at an instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alphawatch.daemon.calendar import load_calendars, local_datetime
+from alphawatch.daemon.durations import format_duration
+from alphawatch.daemon.errors import ConfigError, Problem
+from alphawatch.daemon.routing import (
+    GROUP_ALL,
+    KeyPath,
+    Locate,
+    RouteNode,
+    WindowActive,
+    build_route_tree,
+    group_labels,
+    hold_window,
+    release_at,
+    trace_routes,
+)
+from alphawatch.daemon.windows import build_windows
+from alphawatch.daemon.yamlpos import Located, load_located
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``routes`` command and its ``test`` subcommand to the ``alphawatch`` parser."""
+    parser = subparsers.add_parser("routes", help="the routing tree", description="Inspect the routing tree.")
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+    commands = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    test = commands.add_parser(
+        "test",
+        help="which routes and channels an alert reaches",
+        description="Walk the routing tree for an alert with these labels, at --at (default now), and print the "
+        "routes and channels it reaches, the routes skipped for their windows, and held notifications.",
+    )
+    test.add_argument(
+        "-c", "--config", default=os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml"), help="configuration file"
+    )
+    test.add_argument("--labels", nargs="+", required=True, metavar="K=V", type=_label, help="the alert's labels")
+    test.add_argument("--at", type=_instant, default=None, help="ISO time with offset, or epoch seconds; default now")
+    test.add_argument("--json", action="store_true", help="print JSON for scripts")
+    test.set_defaults(func=cmd_test)
+
+
+def _label(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"not a label: {text!r} (write name=value)")
+    return name, value.strip('"')
+
+
+def _instant(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the offset, e.g. {text}+08:00")
+    return moment.timestamp()
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    try:
+        path = Path(args.config)
+        doc, problems = load_located(path.read_text(encoding="utf-8"), str(path))
+        if problems:
+            raise ConfigError(problems)
+        data = doc.data if isinstance(doc.data, dict) else {}
+        if not isinstance(data.get("route"), dict):
+            raise ConfigError([doc.problem(("route",), "no route: section")])
+        tree = build_route_tree(data["route"], _locator(doc, "route"))
+        at = time.time() if args.at is None else args.at
+        labels = dict(args.labels)
+        timed = any(n.active_during or n.muted_during or n.hold_until for n in tree.walk())
+        active, next_edge = _windows(doc, path) if timed else (None, None)
+        routing = trace_routes(tree, labels, at=at, window_active=active)
+        out = _report(routing.routes, routing.muted, labels, at, active, next_edge)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (KeyError, ValueError, OSError) as exc:
+        print(f"alphawatch routes: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False, indent=2) if args.json else _text(out))
+    return 0
+
+
+def _locator(doc: Located, section: str) -> Locate:
+    def locate(p: KeyPath, message: str) -> Problem:
+        return doc.problem((section, *p), message)
+
+    return locate
+
+
+def _windows(doc: Located, path: Path) -> tuple[WindowActive, Any]:
+    cals = load_calendars(doc.data.get("calendar"), locate=_locator(doc, "calendar"), base_dir=path.parent)
+    windows = build_windows(doc.data.get("windows"), cals, locate=_locator(doc, "windows"))
+
+    def active(name: str, ts: float) -> bool:
+        if name not in windows:
+            raise KeyError(f"unknown window {name!r}")
+        return windows[name].active(ts)
+
+    def next_edge(name: str, ts: float) -> float | None:
+        return windows[name].next_edge(ts)
+
+    return active, next_edge
+
+
+def _report(
+    routes: tuple[RouteNode, ...],
+    muted: tuple[RouteNode, ...],
+    labels: dict[str, str],
+    at: float,
+    active: WindowActive | None,
+    next_edge: Any,
+) -> dict[str, Any]:
+    rows = []
+    for node in routes:
+        row: dict[str, Any] = {
+            "route": node.path,
+            "matchers": [f"{m.name}{m.op}{json.dumps(m.value)}" for m in node.matchers],
+            "channels": list(node.channels),
+            "group_by": "..." if node.group_by is GROUP_ALL else list(node.group_by),
+            "group_labels": group_labels(node, labels),
+            "group_wait": format_duration(node.group_wait),
+            "group_interval": format_duration(node.group_interval),
+            "repeat_interval": format_duration(node.repeat_interval),
+        }
+        hold = hold_window(node, labels)
+        if hold is not None and active is not None:
+            release = release_at(node, labels, at, window_active=active, next_edge=next_edge)
+            row["held_until"] = {"window": hold, "at": _iso(release)} if release > at else None
+        rows.append(row)
+    return {
+        "at": _iso(at),
+        "labels": labels,
+        "routes": rows,
+        "channels": list(dict.fromkeys(c for r in routes for c in r.channels)),
+        "skipped_for_windows": [
+            {"route": n.path, "active_during": list(n.active_during), "muted_during": list(n.muted_during)}
+            for n in muted
+        ],
+    }
+
+
+def _iso(ts: float) -> str:
+    return local_datetime(ts).isoformat()
+
+
+def _text(out: dict[str, Any]) -> str:
+    lines = [f"at {out['at']}"]
+    for row in out["routes"]:
+        matchers = ", ".join(row["matchers"]) or "(root)"
+        group = "..." if row["group_by"] == "..." else ", ".join(row["group_by"]) or "(none)"
+        lines.append(f"route {row['route']}  {matchers}  → {', '.join(row['channels'])}")
+        lines.append(
+            f"    group_by {group}; wait {row['group_wait']}, interval {row['group_interval']}, "
+            f"repeat {row['repeat_interval']}"
+        )
+        if row.get("held_until"):
+            lines.append(f"    held until {row['held_until']['window']} opens at {row['held_until']['at']}")
+    for skipped in out["skipped_for_windows"]:
+        why = [f"active_during {', '.join(skipped['active_during'])}"] if skipped["active_during"] else []
+        why += [f"muted_during {', '.join(skipped['muted_during'])}"] if skipped["muted_during"] else []
+        lines.append(f"skipped route {skipped['route']} ({'; '.join(why)})")
+    lines.append(f"channels: {', '.join(out['channels'])}")
+    return "\n".join(lines)

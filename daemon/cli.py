@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -109,7 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from alphawatch.daemon.main import run_daemon
 
-    return trio.run(run_daemon, Path(args.config))
+    code = trio.run(run_daemon, Path(args.config))
+    # shut down already: a late SIGTERM must not turn a clean exit into "killed by signal"
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -311,52 +311,57 @@ async def run_daemon(
     formatter = setup_logging(config.daemon.log_level, config.secrets)
     notifier = Notifier(environ)
     clock = clock or Clock()
-    async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
-        daemon = Daemon(path, config, store, clock, notifier, formatter)
-        await store.record_reload(True, "start", config.digest, ([r.name for r in config.rules], [], []), None)
-        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                engine_scope = trio.CancelScope()
-                outbox_scope = trio.CancelScope()
-                web_stop = trio.Event()
+    # the receiver stays open until the store is closed and a task drains it during shutdown: a second SIGTERM
+    # is absorbed (trio re-raises signals still pending when the receiver closes)
+    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as outer:
+            async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
+                daemon = Daemon(path, config, store, clock, notifier, formatter)
+                await store.record_reload(True, "start", config.digest, ([r.name for r in config.rules], [], []), None)
+                async with trio.open_nursery() as nursery:
+                    engine_scope = trio.CancelScope()
+                    outbox_scope = trio.CancelScope()
+                    web_stop = trio.Event()
 
-                async def run_engine(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-                    with engine_scope:
-                        await daemon.engine.run(task_status=task_status)
+                    async def run_engine(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                        with engine_scope:
+                            await daemon.engine.run(task_status=task_status)
 
-                async def run_outbox(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-                    with outbox_scope:
-                        await daemon.outbox.run(http, task_status=task_status)
+                    async def run_outbox(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                        with outbox_scope:
+                            await daemon.outbox.run(http, task_status=task_status)
 
-                await nursery.start(run_engine)
-                await nursery.start(run_outbox)
-                binds: list[str] = await nursery.start(
-                    _serve, daemon, config.daemon.host, config.daemon.port, web_stop.wait
-                )
-                nursery.start_soon(daemon.run_retention)
-                if notifier.watchdog_interval:
-                    nursery.start_soon(_watchdog, notifier, notifier.watchdog_interval)
-                log.info("alphawatch ready", extra={"listen": binds, "rules": len(config.rules),
-                                                    "state": str(config.daemon.state)})  # fmt: skip
-                if daemon.generated_token:
-                    log.info("API token generated", extra={"token_file": str(token_file(config))})
-                notifier.ready(daemon._status_line())
-                if on_ready is not None:
-                    await on_ready(daemon, binds)
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        await daemon.reload("SIGHUP")
-                        continue
-                    break
-                log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-                notifier.stopping()
-                engine_scope.cancel()
-                daemon.broadcaster.close()
-                web_stop.set()
-                with trio.move_on_after(SHUTDOWN_GRACE):
-                    await daemon.outbox.wait_idle()
-                outbox_scope.cancel()
-                nursery.cancel_scope.cancel()
+                    await nursery.start(run_engine)
+                    await nursery.start(run_outbox)
+                    binds: list[str] = await nursery.start(
+                        _serve, daemon, config.daemon.host, config.daemon.port, web_stop.wait
+                    )
+                    nursery.start_soon(daemon.run_retention)
+                    if notifier.watchdog_interval:
+                        nursery.start_soon(_watchdog, notifier, notifier.watchdog_interval)
+                    log.info("alphawatch ready", extra={"listen": binds, "rules": len(config.rules),
+                                                        "state": str(config.daemon.state)})  # fmt: skip
+                    if daemon.generated_token:
+                        log.info("API token generated", extra={"token_file": str(token_file(config))})
+                    notifier.ready(daemon._status_line())
+                    if on_ready is not None:
+                        await on_ready(daemon, binds)
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            await daemon.reload("SIGHUP")
+                            continue
+                        break
+                    log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+                    outer.start_soon(_absorb, signals)
+                    notifier.stopping()
+                    engine_scope.cancel()
+                    daemon.broadcaster.close()
+                    web_stop.set()
+                    with trio.move_on_after(SHUTDOWN_GRACE):
+                        await daemon.outbox.wait_idle()
+                    outbox_scope.cancel()
+                    nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
     log.info("stopped")
     return 0
 
@@ -375,6 +380,11 @@ async def _serve(
     config.graceful_timeout = 2.0
     config.keep_alive_timeout = 75.0
     await serve(create_app(daemon), config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+
+
+async def _absorb(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        log.info("already shutting down", extra={"signal": signal.Signals(signum).name})
 
 
 async def _watchdog(notifier: Notifier, interval: float) -> None:

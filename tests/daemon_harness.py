@@ -54,6 +54,7 @@ class DaemonProcess:
     url: str = ""
     logs: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reader: threading.Thread = field(default_factory=threading.Thread)
 
     def start(self, timeout: float = 20.0) -> DaemonProcess:
         self.logs.clear()
@@ -65,7 +66,8 @@ class DaemonProcess:
             text=True,
             env={**os.environ, **self.env},
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         ready = self.wait_log("alphawatch ready", timeout=timeout)
         self.url = ready["listen"][0]
         return self
@@ -106,12 +108,22 @@ class DaemonProcess:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        self._finish()
+        return code
 
     def kill(self) -> None:
         assert self.process is not None
         self.process.kill()
         self.process.wait(10)
+        self._finish()
+
+    def _finish(self) -> None:
+        """The process has exited: collect its last log lines and close the pipe."""
+        assert self.process is not None
+        self._reader.join(5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
     def post(self, path: str, body: Any, token: str = TOKEN) -> httpx.Response:
         return httpx.post(self.url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -128,6 +140,8 @@ def daemon_process(config: Path, env: dict[str, str] | None = None) -> Iterator[
     try:
         yield running
     finally:
-        if running.process is not None and running.process.poll() is None:
-            running.process.kill()
-            running.process.wait(10)
+        if running.process is not None:
+            if running.process.poll() is None:
+                running.process.kill()
+                running.process.wait(10)
+            running._finish()

@@ -1,0 +1,236 @@
+"""The real daemon as a subprocess: samples in over HTTP, webhooks out to a real receiver, signals, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.daemon_harness import TOKEN, daemon_process
+from tests.http_receiver import Receiver
+
+RULES = """
+  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+  - {name: ic-floor, kind: threshold, metric: ic, op: below, value: 0.01}
+"""
+
+
+def config_text(receiver: Receiver, rules: str = RULES, extra: str = "") -> str:
+    return f"""
+daemon:
+  state: state.db
+  listen: 127.0.0.1:0
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+  delivery: {{initial_backoff: 50ms, max_backoff: 200ms}}
+{extra}
+channels:
+  - {{name: hook, kind: webhook, url: "{receiver.url}/alerts", timeout: 2s}}
+routes:
+  - channels: [hook]
+rules:
+{rules}
+"""
+
+
+def push(daemon: object, metric: str, value: float, **labels: str) -> None:
+    response = daemon.post("/api/v1/samples", [{"metric": metric, "labels": labels, "ts": time.time(), "value": value}])  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+
+
+def test_a_sample_over_the_threshold_arrives_as_a_webhook(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    with daemon_process(write_config(config_text(receiver))) as daemon:
+        push(daemon, "gross", 1.9, model="alpha7")
+        (request,) = receiver.wait_for(1)
+        body = request.json()
+        assert body["version"] == "4"
+        assert body["status"] == "firing"
+        assert body["receiver"] == "hook"
+        (alert,) = body["alerts"]
+        assert alert["labels"] == {"alertname": "exposure", "model": "alpha7", "severity": "warning"}
+        assert alert["value"] == 1.9
+        assert len(request.headers["Idempotency-Key"]) == 32
+        push(daemon, "gross", 1.2, model="alpha7")
+        resolved = receiver.wait_for(2)[1].json()
+        assert resolved["status"] == "resolved"
+        assert resolved["alerts"][0]["value"] == 1.2
+        assert daemon.stop() == 0
+        assert daemon.wait_log("stopped")
+
+
+def test_sighup_applies_only_the_difference_and_a_broken_config_keeps_the_old_one(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    path = write_config(config_text(receiver))
+    with daemon_process(path) as daemon:
+        push(daemon, "gross", 1.9, model="a")
+        push(daemon, "ic", 0.0, model="a")
+        receiver.wait_for(2)
+        fired_before = {a["rule"]: a["fired_at"] for a in daemon.get("/api/v1/alerts")["alerts"]}
+
+        # change one rule: the other keeps its firing alert and sends nothing new
+        path.write_text(config_text(receiver, RULES.replace("value: 0.01", "value: -0.5")))
+        mark = len(daemon.logs)
+        daemon.signal(signal.SIGHUP)
+        reloaded = daemon.wait_log("configuration reloaded", after=mark)
+        assert reloaded["changed"] == ["ic-floor"]
+        assert reloaded["added"] == reloaded["removed"] == []
+        requests = receiver.wait_for(3)  # ic-floor: 0.0 is not below -0.5 any more, so it resolves
+        assert requests[2].json()["status"] == "resolved"
+        assert requests[2].json()["alerts"][0]["labels"]["alertname"] == "ic-floor"
+        alerts = daemon.get("/api/v1/alerts")["alerts"]
+        assert [(a["rule"], a["state"]) for a in alerts] == [("exposure", "firing")]
+        assert alerts[0]["fired_at"] == fired_before["exposure"]  # the unchanged rule's alert is the same alert
+
+        # a broken file: logged with file:line, the running rules go on
+        path.write_text(config_text(receiver, RULES.replace("op: above", "op: abov")))
+        mark = len(daemon.logs)
+        daemon.signal(signal.SIGHUP)
+        failed = daemon.wait_log("reload failed", after=mark)
+        assert f"{path}:" in failed["error"]
+        assert "op" in failed["error"]
+        health = daemon.get("/health")
+        assert health["components"]["reload"]["ok"] is False
+        push(daemon, "gross", 1.95, model="b")
+        assert receiver.wait_for(4)[3].json()["alerts"][0]["labels"]["model"] == "b"
+        time.sleep(0.3)
+        assert len(receiver.requests) == 4  # nothing was sent because of the reloads themselves
+        assert daemon.stop() == 0
+
+
+def test_kill_9_during_deliveries_loses_nothing(write_config: Callable[..., Path], receiver: Receiver) -> None:
+    receiver.answer(503)
+    path = write_config(config_text(receiver))
+    with daemon_process(path) as daemon:
+        for index in range(20):
+            push(daemon, "gross", 2.0, model=f"m{index}")
+        pending = httpx.get(daemon.url + "/api/v1/notifications?state=pending").json()["notifications"]
+        assert len(pending) == 20
+        receiver.wait_for(5)
+        daemon.kill()  # SIGKILL: no shutdown code runs
+    receiver.answer(200)
+    with daemon_process(path) as daemon:
+        requests = receiver.wait_for(25, timeout=20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            delivered = {r.headers["Idempotency-Key"] for r in receiver.requests[len(requests) - 20 :]}
+            keys = {r.headers["Idempotency-Key"] for r in receiver.requests}
+            done = httpx.get(daemon.url + "/api/v1/notifications?state=delivered").json()["notifications"]
+            if len(done) == 20:
+                break
+            time.sleep(0.05)
+        assert len(done) == 20
+        assert {n["idempotency_key"] for n in done} <= keys
+        assert len(delivered) >= 1
+        models = {r.json()["alerts"][0]["labels"]["model"] for r in receiver.requests if r.json()["status"] == "firing"}
+        assert models == {f"m{i}" for i in range(20)}
+        assert daemon.stop() == 0
+
+
+def test_a_broken_config_at_start_exits_1_naming_the_line(write_config: Callable[..., Path]) -> None:
+    path = write_config("daemon:\n  listen: 127.0.0.1:0\nrules:\n  - {name: r, kind: threshold}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "alphawatch.daemon.cli", "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert f"{path}:4:5: rules[0]: 'metric' is a required property" in result.stderr
+
+
+def test_check_command(write_config: Callable[..., Path], receiver: Receiver) -> None:
+    good = write_config(config_text(receiver))
+    result = subprocess.run([sys.executable, "-m", "alphawatch.daemon.cli", "check", "-c", str(good)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 0
+    assert "2 rules, 1 channels" in result.stdout
+    bad = write_config(
+        "rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: 1, for: soon}\n", "bad.yaml"
+    )
+    result = subprocess.run([sys.executable, "-m", "alphawatch.daemon.cli", "check", "-c", str(bad)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 1
+    assert f"{bad}:2:69: rules[0].for: 'soon' is not a duration" in result.stderr
+
+
+def test_push_and_status_commands_use_the_generated_token(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    path = write_config(config_text(receiver).replace(f"  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}\n", ""))
+    with daemon_process(path) as daemon:
+        token_file = path.parent / "state.db.token"
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        port = daemon.url.rsplit(":", 1)[1]
+        cli = [sys.executable, "-m", "alphawatch.daemon.cli"]
+        args = ["-c", str(path), "--url", daemon.url]
+        pushed = subprocess.run([*cli, "push", *args, "gross", "1.9", "-l", "model=cli"], capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+        assert pushed.returncode == 0, pushed.stderr
+        assert receiver.wait_for(1)[0].json()["alerts"][0]["labels"]["model"] == "cli"
+        lines = '{"metric": "ic", "labels": {"model": "x"}, "ts": %f, "value": 0.5}\n' % time.time()
+        pushed = subprocess.run([*cli, "push", *args, "-"], input=lines, capture_output=True, text=True, timeout=30)
+        assert "accepted 1 sample(s)" in pushed.stdout
+        status = subprocess.run([*cli, "status", *args], capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0
+        assert "1 alerts firing" in status.stdout
+        assert port in status.stdout
+        refused = subprocess.run([*cli, "push", *args, "--token", "wrong", "gross", "1"], capture_output=True,
+                                 text=True, timeout=30)  # fmt: skip
+        assert refused.returncode == 1
+        assert "401" in refused.stderr
+
+
+def test_sd_notify_sequence(write_config: Callable[..., Path], receiver: Receiver, tmp_path: Path) -> None:
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(10)
+    path = write_config(config_text(receiver))
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
+    with daemon_process(path, env) as daemon:
+
+        def next_message(want: str) -> dict[str, str]:
+            while True:
+                fields = dict(line.split("=", 1) for line in listener.recv(4096).decode().splitlines())
+                if want in fields:
+                    return fields
+
+        ready = next_message("READY")
+        assert ready["READY"] == "1"
+        assert "rules" in ready["STATUS"]
+        assert next_message("WATCHDOG") == {"WATCHDOG": "1"}
+        daemon.signal(signal.SIGHUP)
+        reloading = next_message("RELOADING")
+        assert abs(int(reloading["MONOTONIC_USEC"]) - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000) < 5e6
+        assert next_message("READY")["READY"] == "1"
+        daemon.signal(signal.SIGTERM)
+        assert next_message("STOPPING") == {"STOPPING": "1"}
+        assert daemon.stop() == 0
+    listener.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX only")
+def test_sigterm_with_deliveries_in_flight_exits_cleanly(write_config: Callable[..., Path], receiver: Receiver) -> None:
+    receiver.answer(200, delay=30)  # the receiver hangs: shutdown must not wait for it
+    path = write_config(config_text(receiver))
+    with daemon_process(path) as daemon:
+        push(daemon, "gross", 1.9, model="slow")
+        receiver.wait_for(1)
+        began = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - began < 10
+    pending = subprocess.run(
+        ["sqlite3", str(path.parent / "state.db"), "SELECT state FROM outbox"], capture_output=True, text=True
+    )
+    if pending.returncode == 0:
+        assert pending.stdout.split() == ["pending"]  # kept for the next start, not lost

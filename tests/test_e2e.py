@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon_harness import TOKEN, daemon_process
+from tests.daemon_harness import TOKEN, DaemonProcess, daemon_process
 from tests.http_receiver import Receiver
 
 RULES = """
@@ -40,8 +41,9 @@ rules:
 """
 
 
-def push(daemon: object, metric: str, value: float, **labels: str) -> None:
-    response = daemon.post("/api/v1/samples", [{"metric": metric, "labels": labels, "ts": time.time(), "value": value}])  # type: ignore[attr-defined]
+def push(daemon: DaemonProcess, metric: str, value: float, **labels: str) -> None:
+    sample = {"metric": metric, "labels": labels, "ts": time.time(), "value": value}
+    response = daemon.post("/api/v1/samples", [sample])
     assert response.status_code == 200, response.text
 
 
@@ -177,7 +179,7 @@ def test_push_and_status_commands_use_the_generated_token(
                                 text=True, timeout=30)  # fmt: skip
         assert pushed.returncode == 0, pushed.stderr
         assert receiver.wait_for(1)[0].json()["alerts"][0]["labels"]["model"] == "cli"
-        lines = '{"metric": "ic", "labels": {"model": "x"}, "ts": %f, "value": 0.5}\n' % time.time()
+        lines = json.dumps({"metric": "ic", "labels": {"model": "x"}, "ts": time.time(), "value": 0.5}) + "\n"
         pushed = subprocess.run([*cli, "push", *args, "-"], input=lines, capture_output=True, text=True, timeout=30)
         assert "accepted 1 sample(s)" in pushed.stdout
         status = subprocess.run([*cli, "status", *args], capture_output=True, text=True, timeout=30)

@@ -1,0 +1,87 @@
+"""Supervision under MockClock: a crashing rule restarts with exponential backoff, is parked past the restart
+intensity limit (and raised as an alert on the daemon itself), and never disturbs its siblings."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from alphawatch.daemon.config import load_config
+from alphawatch.rules import Condition, Evaluator, Labels, RuleKind, Sample, Selector
+from tests.engine_harness import running_engine
+
+
+class Fragile(RuleKind):
+    """A rule that crashes whenever it has seen the value 666 (which stays in the store, so restarts crash too)."""
+
+    kind: ClassVar[str] = "fragile"
+    schema: ClassVar[dict[str, Any]] = {}
+    starts: ClassVar[list[float]] = []
+
+    def selectors(self) -> tuple[Selector, ...]:
+        return (Selector("fragile_input"),)
+
+    def history(self) -> float:
+        return 86400.0
+
+    def new_evaluator(self, started_at: float) -> Evaluator:
+        Fragile.starts.append(started_at)
+        return _FragileEvaluator()
+
+
+class _FragileEvaluator(Evaluator):
+    def observe(self, sample: Sample) -> None:
+        if sample.value == 666:
+            raise RuntimeError("cannot digest 666")
+
+    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
+        return [], None
+
+
+CONFIG = """
+daemon:
+  supervisor: {initial_backoff: 1s, max_backoff: 8s, max_restarts: 4, restart_window: 10m}
+rules:
+  - {name: fragile, kind: threshold, metric: unused, op: above, value: 1}
+  - {name: sibling, kind: threshold, metric: gross, op: above, value: 1.5}
+"""
+
+
+async def test_crashes_back_off_exponentially_then_park_the_rule(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(CONFIG)
+    original = load_config(path)
+    fragile = dataclasses.replace(original.rules[0], kind="fragile", rule=Fragile({}))
+    config = dataclasses.replace(original, rules=(fragile, original.rules[1]))
+    Fragile.starts.clear()
+    async with running_engine(path, config) as h:
+        began = h.clock.now()
+        await h.push("fragile_input", 666)
+        await h.push("gross", 1.9)  # the sibling works while its neighbour crashes
+        assert await h.state("sibling") == "firing"
+        await h.advance(120)
+        # first start, then restarts after 1, 2, 4 and 8 seconds of backoff; the 5th crash exceeds max_restarts
+        gaps = [round(b - a, 3) for a, b in zip(Fragile.starts, Fragile.starts[1:], strict=False)]
+        assert gaps == [1.0, 2.0, 4.0, 8.0]
+        assert Fragile.starts[0] == began
+        actor = h.engine.actors["fragile"]
+        assert actor.state.status == "failed"
+        assert actor.state.restarts == 5
+        assert "cannot digest 666" in (actor.state.last_error or "")
+        (meta,) = await h.alerts("AlphawatchRuleFailed")
+        assert meta["state"] == "firing"
+        assert '"rule":"fragile"' in meta["labels"]
+        rows = await h.store.query("SELECT status, restarts FROM rule_state WHERE rule = 'fragile'")
+        assert rows == [{"status": "failed", "restarts": 5}]
+        await h.push("gross", 1.0)
+        assert await h.state("sibling") == "resolved"
+        assert h.engine.actors["sibling"].state.restarts == 0
+
+        # a new configuration of the parked rule starts it afresh and resolves the daemon's alert
+        await h.engine.apply(original)
+        await h.advance(1)
+        assert h.engine.actors["fragile"].state.status == "running"
+        assert await h.state("AlphawatchRuleFailed") == "resolved"

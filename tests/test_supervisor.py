@@ -4,6 +4,7 @@ intensity limit (and raised as an alert on the daemon itself), and never disturb
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -64,7 +65,7 @@ async def test_crashes_back_off_exponentially_then_park_the_rule(
         assert await h.state("sibling") == "firing"
         await h.advance(120)
         # first start, then restarts after 1, 2, 4 and 8 seconds of backoff; the 5th crash exceeds max_restarts
-        gaps = [round(b - a, 3) for a, b in zip(Fragile.starts, Fragile.starts[1:], strict=False)]
+        gaps = [round(b - a, 3) for a, b in itertools.pairwise(Fragile.starts)]
         assert gaps == [1.0, 2.0, 4.0, 8.0]
         assert Fragile.starts[0] == began
         actor = h.engine.actors["fragile"]

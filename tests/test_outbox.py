@@ -1,0 +1,99 @@
+"""Delivery from the durable outbox to a real HTTP receiver: retries with backoff, dead letters, idempotency."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from tests.daemon_harness import AUTH, TOKEN, in_process
+from tests.http_receiver import Receiver
+
+
+def config_text(receiver: Receiver, delivery: str) -> str:
+    return f"""
+daemon:
+  state: state.db
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+  delivery: {delivery}
+channels:
+  - {{name: hook, kind: webhook, url: "{receiver.url}/hook", timeout: 1s}}
+routes:
+  - channels: [hook]
+rules:
+  - {{name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}}
+"""
+
+
+async def fire(client: Any) -> None:
+    sample = {"metric": "gross", "labels": {}, "ts": time.time(), "value": 2.0}
+    assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).status_code == 200
+
+
+async def wait_for_state(client: Any, state: str) -> dict[str, Any]:
+    with trio.fail_after(10):
+        while True:
+            rows = (await client.get(f"/api/v1/notifications?state={state}")).json()["notifications"]
+            if rows:
+                return dict(rows[0])
+            await trio.sleep(0.02)
+
+
+async def test_failures_are_retried_with_growing_backoff_and_the_same_key(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(503, 500, 502, 200)
+    path = write_config(config_text(receiver, "{initial_backoff: 100ms, max_backoff: 1s}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        delivered = await wait_for_state(client, "delivered")
+        assert delivered["attempts"] == 4
+        requests = receiver.requests
+        assert len(requests) == 4
+        assert len({r.headers["Idempotency-Key"] for r in requests}) == 1
+        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(requests)]
+        # backoff 100, 200, 400 ms, each with jitter in [50%, 100%]
+        assert 0.04 < gaps[0] < 0.3
+        assert 0.09 < gaps[1] < 0.45
+        assert 0.19 < gaps[2] < 0.7
+
+
+async def test_a_refusal_goes_straight_to_the_dead_letters(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(400)
+    path = write_config(config_text(receiver, "{initial_backoff: 50ms}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        dead = await wait_for_state(client, "dead")
+        assert dead["last_error"] == "HTTP 400"
+        assert dead["payload"]["alerts"][0]["labels"]["alertname"] == "exposure"
+        assert len(receiver.requests) == 1
+        health = (await client.get("/health")).json()
+        assert health["components"]["outbox"] == {"status": "degraded", "pending": 0, "dead": 1}
+
+
+async def test_a_notification_older_than_max_age_is_dead_lettered(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(503)
+    path = write_config(config_text(receiver, "{initial_backoff: 50ms, max_backoff: 100ms, max_age: 500ms}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        dead = await wait_for_state(client, "dead")
+        assert "max_age" in dead["last_error"]
+        assert 3 <= len(receiver.requests) <= 12
+
+
+async def test_a_slow_receiver_times_out_and_is_retried(write_config: Callable[..., Path], receiver: Receiver) -> None:
+    receiver.responses = [(200, 3.0, b"{}"), (200, 0.0, b"{}")]
+    path = write_config(config_text(receiver, "{initial_backoff: 50ms}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        delivered = await wait_for_state(client, "delivered")
+        assert delivered["attempts"] == 2
+        assert delivered["last_error"] is None

@@ -49,7 +49,7 @@ class Browser:
         self.process = subprocess.Popen(
             [path, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
             pass_fds=(3, 4),  # closing the others happens after preexec_fn, which put the pipes there
-            preexec_fn=wire_fds,  # noqa: PLW1509
+            preexec_fn=wire_fds,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

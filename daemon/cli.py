@@ -21,6 +21,7 @@ DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml")
 # Commands of other modules, added when their module is present: (module, function that adds the parser).
 PLUGGED_COMMANDS = (
     ("alphawatch.daemon.calendar_cli", "add_parser"),
+    ("alphawatch.daemon.routing_cli", "add_parser"),
     ("alphawatch.rules.stats.cli", "add_parser"),
     ("alphawatch.channels._templates", "add_template_parser"),
 )

@@ -53,6 +53,7 @@ class Transition:
     at: float
     value: float | None
     notify: bool
+    note: str | None = None
 
 
 class Tracker:
@@ -60,6 +61,9 @@ class Tracker:
         self.rule = rule
         self.repeat_interval = repeat_interval
         self.alerts: dict[Labels, Alert] = {a.series: a for a in alerts if a.state in (PENDING, FIRING)}
+        self.muted = False
+        """While muted, alerts still change state (and the history records it) but no channel hears of it; when
+        the mute ends, alerts that fired meanwhile and still fire are notified then."""
 
     def firing(self) -> Mapping[Labels, bool]:
         """Series whose alert is firing, for hysteresis."""
@@ -91,22 +95,32 @@ class Tracker:
         return out, self.next_deadline()
 
     def tick(self, now: float) -> list[Transition]:
-        """Transitions due by the clock alone: pending → firing, keep_firing_for over, repeats."""
+        """Transitions due by the clock alone: pending → firing, keep_firing_for over, repeats, an ended mute."""
         out: list[Transition] = []
+        muted = self.muted
+        note = "muted" if muted else None
         for series, alert in list(self.alerts.items()):
             if alert.state == PENDING and now >= alert.active_at + self.rule.pending_for:
-                fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=now, notify_seq=1)
+                if muted:
+                    fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=None, notify_seq=0)
+                else:
+                    fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=now, notify_seq=1)
                 self.alerts[series] = fired
-                out.append(Transition(fired, PENDING, FIRING, now, alert.value, True))
+                out.append(Transition(fired, PENDING, FIRING, now, alert.value, not muted, note))
             elif alert.state == FIRING and alert.false_since is not None:
                 if now >= alert.false_since + self.rule.keep_firing_for:
                     resolved = replace(alert, state=RESOLVED, resolved_at=now, notify_seq=alert.notify_seq + 1)
                     del self.alerts[series]
-                    out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, True))
-            elif alert.state == FIRING and self._repeat_due(alert, now):
+                    heard = alert.last_notified_at is not None  # nobody is told of the end of what they never heard
+                    out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, heard and not muted, note))
+            elif alert.state == FIRING and not muted and alert.last_notified_at is None:
+                told = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
+                self.alerts[series] = told
+                out.append(Transition(told, FIRING, FIRING, now, alert.value, True, "unmuted"))
+            elif alert.state == FIRING and not muted and self._repeat_due(alert, now):
                 repeated = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
                 self.alerts[series] = repeated
-                out.append(Transition(repeated, FIRING, FIRING, now, alert.value, True))
+                out.append(Transition(repeated, FIRING, FIRING, now, alert.value, True, "repeat"))
         return out
 
     def resolve_all(self, now: float) -> list[Transition]:
@@ -128,7 +142,11 @@ class Tracker:
                 due = alert.active_at + self.rule.pending_for
             elif alert.false_since is not None:
                 due = alert.false_since + self.rule.keep_firing_for
-            elif self.repeat_interval > 0 and alert.last_notified_at is not None:
+            elif self.muted:
+                continue
+            elif alert.last_notified_at is None:
+                due = alert.active_at  # fired while muted and the mute is over: notify now
+            elif self.repeat_interval > 0:
                 due = alert.last_notified_at + self.repeat_interval
             else:
                 continue

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -21,12 +21,14 @@ from typing import Any
 import jsonschema
 
 from alphawatch.channels import Channel, channel_kinds
+from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendars
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
+from alphawatch.daemon.windows import WINDOW_REF_SCHEMA, WINDOWS_SCHEMA, Windows, build_windows
 from alphawatch.daemon.yamlpos import Located, load_located
 from alphawatch.daemon.yamlpos import Path as KeyPath
 from alphawatch.rules import Labels, Matcher, RuleKind, labels_of, rule_kinds
-from alphawatch.rules._base import parse_matcher
+from alphawatch.rules._base import RuleContext, parse_matcher
 
 SEVERITIES = ("info", "warning", "error", "critical", "emergency")
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -80,7 +82,15 @@ class RuleConfig:
     keep_firing_for: float = 0.0
     repeat_interval: float | None = None
     description: str = ""
+    active_during: tuple[str, ...] = ()
+    muted_during: tuple[str, ...] = ()
+    context: RuleContext | None = field(default=None, hash=False)
+    """Calendars and windows; compared only for rules that use them, so a calendar edit restarts just those."""
     origin: str = field(default="", compare=False)
+
+    @property
+    def uses_calendar(self) -> bool:
+        return bool(self.active_during or self.muted_during or self.rule.uses_calendar())
 
     def alert_labels(self, series: Labels) -> Labels:
         """Labels of an alert of this rule on ``series``: the series', then the rule's, then alertname/severity."""
@@ -116,6 +126,8 @@ class RouteConfig:
 @dataclass(frozen=True)
 class Config:
     daemon: DaemonSettings
+    calendars: Calendars
+    windows: Windows
     channels: tuple[ChannelConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
@@ -150,6 +162,11 @@ def full_schema() -> dict[str, Any]:
     """The complete schema: the base plus every rule and channel kind's own keys (for editors and validation)."""
     schema = json.loads(json.dumps(base_schema()))
     defs = schema["$defs"]
+    schema["properties"]["calendar"] = CALENDAR_SCHEMA
+    schema["properties"]["windows"] = WINDOWS_SCHEMA
+    window_list = {"type": "array", "items": WINDOW_REF_SCHEMA, "minItems": 1}
+    defs["rule"]["properties"]["active_during"] = window_list
+    defs["rule"]["properties"]["muted_during"] = window_list
     rules, channels = rule_kinds(), channel_kinds()
     defs["rule"]["properties"]["kind"] = {"enum": sorted(rules)}
     defs["rule"]["allOf"] = [
@@ -340,6 +357,15 @@ def _build(
 ) -> Config | None:
     data = main.data
     daemon = _daemon_settings(data.get("daemon") or {}, base_dir)
+    try:
+        calendars = load_calendars(
+            data.get("calendar"), locate=lambda p, m: main.problem(("calendar", *p), m), base_dir=base_dir
+        )
+        windows = build_windows(data.get("windows"), calendars, locate=lambda p, m: main.problem(("windows", *p), m))
+    except ConfigError as exc:
+        problems += exc.problems
+        return None
+    context = RuleContext(calendars, windows)
 
     channels: list[ChannelConfig] = []
     channel_names: dict[str, int] = {}
@@ -387,30 +413,35 @@ def _build(
                 problems.append(doc.problem((*path, "name"), f"duplicate rule name {name!r} (first at {seen[name]})"))
                 continue
             seen[name] = origin
-            rules.append(_rule(doc, path, raw, origin, problems))
-    return Config(
-        daemon,
-        tuple(channels),
-        tuple(routes),
-        tuple(r for r in rules if r),
-        (*(d.file for d in documents),),
-        frozenset(secrets),
-    )
+            rules.append(_rule(doc, path, raw, origin, context, problems))
+    return Config(daemon, calendars, windows, tuple(channels), tuple(routes), tuple(rules),
+                  (*(d.file for d in documents),), frozenset(secrets))  # fmt: skip
 
 
 _COMMON_RULE_KEYS = frozenset(
-    {"name", "kind", "description", "severity", "labels", "annotations", "for", "keep_firing_for", "repeat_interval"}
-)
+    {"name", "kind", "description", "severity", "labels", "annotations", "for", "keep_firing_for", "repeat_interval",
+     "active_during", "muted_during"}
+)  # fmt: skip
 
 
-def _rule(doc: Located, path: KeyPath, raw: dict[str, Any], origin: str, problems: list[Problem]) -> RuleConfig:
+def _rule(
+    doc: Located, path: KeyPath, raw: dict[str, Any], origin: str, context: RuleContext, problems: list[Problem]
+) -> RuleConfig:
     kind_settings = {k: v for k, v in raw.items() if k not in _COMMON_RULE_KEYS}
     try:
         rule = rule_kinds()[raw["kind"]](kind_settings)
     except (ValueError, KeyError) as exc:
         problems.append(doc.problem(path, str(exc).strip("'\"")))
         rule = RuleKind(kind_settings)
-    return RuleConfig(
+    rule.context = context
+    for key in ("active_during", "muted_during"):
+        for index, name in enumerate(raw.get(key) or []):
+            if name not in context.windows:
+                problems.append(doc.problem((*path, key, index), f"no window named {name!r}"))
+    for name in rule.window_names():
+        if name not in context.windows:
+            problems.append(doc.problem(path, f"no window named {name!r}"))
+    config = RuleConfig(
         name=raw["name"],
         kind=raw["kind"],
         rule=rule,
@@ -421,8 +452,11 @@ def _rule(doc: Located, path: KeyPath, raw: dict[str, Any], origin: str, problem
         keep_firing_for=_duration(raw.get("keep_firing_for")) or 0.0,
         repeat_interval=_duration(raw.get("repeat_interval")),
         description=raw.get("description", ""),
+        active_during=tuple(raw.get("active_during") or ()),
+        muted_during=tuple(raw.get("muted_during") or ()),
         origin=origin,
     )
+    return replace(config, context=context) if config.uses_calendar else config
 
 
 def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import trio
 
 from alphawatch.daemon.alerts import FIRING, Tracker, Transition
+from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.notify import outgoing_for, repeat_interval
@@ -34,6 +35,16 @@ RULE_FAILED = RuleConfig(
     labels=(("component", "alphawatch"),),
     annotations=(("summary", "rule {{ labels.rule }} crashed too often and is parked as failed"),),
 )
+
+CALENDAR_EXPIRING = RuleConfig(
+    name="AlphawatchCalendarExpiring",
+    kind="internal",
+    rule=None,  # type: ignore[arg-type]
+    severity="warning",
+    labels=(("component", "alphawatch"),),
+    annotations=(("summary", "{{ details.message }}"),),
+)
+CALENDAR_CHECK_EVERY = 6 * 3600.0
 
 
 @dataclass
@@ -66,16 +77,37 @@ class Engine:
         self._on_status = on_status
         self._nursery: trio.Nursery | None = None
         self._self_alerts = Tracker(RULE_FAILED, 0.0)
+        self._calendar_alerts = Tracker(CALENDAR_EXPIRING, 86400.0)
+        self._calendar_changed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the actors of the current configuration until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._self_alerts = Tracker(RULE_FAILED, 0.0, await self.store.load_alerts(RULE_FAILED.name))
+            self._calendar_alerts = Tracker(
+                CALENDAR_EXPIRING, 86400.0, await self.store.load_alerts(CALENDAR_EXPIRING.name)
+            )
             for rule in self.config.rules:
                 self._start(rule)
+            nursery.start_soon(self._watch_calendar)
             task_status.started()
             await trio.sleep_forever()
+
+    async def _watch_calendar(self) -> None:
+        """Raise a warning while a calendar's data runs out within ``calendar.warn_before``; repeat daily."""
+        while True:
+            now = self.clock.now()
+            warnings = self.config.calendars.expiry_warnings(now)
+            details = (("message", "; ".join(warnings)),) if warnings else ()
+            days_left = (self.config.calendars.valid_until - local_datetime(now).date()).days
+            condition = Condition((("calendar", "valid_until"),), bool(warnings), float(days_left), details)
+            transitions, deadline = self._calendar_alerts.update([condition], now)
+            await self._commit(CALENDAR_EXPIRING, transitions)
+            next_at = _earliest(deadline, now + CALENDAR_CHECK_EVERY)
+            with trio.move_on_at(self.clock.trio_deadline(next_at)):
+                await self._calendar_changed.wait()
+                self._calendar_changed = trio.Event()
 
     # configuration ----------------------------------------------------------------------------------------
     async def apply(self, new: Config) -> tuple[list[str], list[str], list[str]]:
@@ -85,7 +117,10 @@ class Engine:
         added = [n for n in new_rules if n not in old_rules]
         removed = [n for n in old_rules if n not in new_rules]
         changed = [n for n in new_rules if n in old_rules and new_rules[n] != old_rules[n]]
+        calendar_changed = new.calendars != self.config.calendars
         self.config = new
+        if calendar_changed:
+            self._calendar_changed.set()
         for name in removed + changed:
             actor = self.actors.pop(name)
             actor.cancel.cancel()
@@ -168,6 +203,13 @@ class Engine:
             if evaluator.reads_store:
                 await evaluator.refresh(self.store, now)
             conditions, wake = evaluator.evaluate(now, tracker.firing())
+            if rule.context is not None and (rule.active_during or rule.muted_during):
+                windows = rule.context.windows
+                if not all(windows[name].active(now) for name in rule.active_during):
+                    conditions = [Condition(c.labels, False, c.value, c.details) for c in conditions]
+                tracker.muted = any(windows[name].active(now) for name in rule.muted_during)
+                for name in (*rule.active_during, *rule.muted_during):
+                    wake = _earliest(wake, windows[name].next_edge(now))
             transitions, deadline = tracker.update(conditions, now)
             changed = [
                 Transition(a, a.state, a.state, now, a.value, False)

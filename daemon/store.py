@@ -100,6 +100,76 @@ MIGRATIONS: tuple[str, ...] = (
         error TEXT
     ) STRICT;
     """,
+    """
+    CREATE TABLE md_predictions (
+        model TEXT NOT NULL,
+        date TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        score REAL NOT NULL,
+        PRIMARY KEY (model, date, asset)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_returns (
+        date TEXT NOT NULL,
+        horizon INTEGER NOT NULL,
+        asset TEXT NOT NULL,
+        ret REAL NOT NULL,
+        PRIMARY KEY (date, horizon, asset)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_cross_sections (
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        date TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (kind, model, date)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_portfolio (
+        model TEXT NOT NULL,
+        date TEXT NOT NULL,
+        ret REAL NOT NULL,
+        PRIMARY KEY (model, date)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_positions (
+        model TEXT NOT NULL,
+        date TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        weight REAL NOT NULL,
+        PRIMARY KEY (model, date, asset)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_features (
+        model TEXT NOT NULL,
+        date TEXT NOT NULL,
+        feature TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        num REAL,
+        cat TEXT,
+        PRIMARY KEY (model, date, feature, asset)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_ic (
+        model TEXT NOT NULL,
+        horizon INTEGER NOT NULL,
+        date TEXT NOT NULL,
+        ic REAL,
+        assets INTEGER NOT NULL,
+        computed_at REAL NOT NULL,
+        PRIMARY KEY (model, horizon, date)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE md_references (
+        key TEXT PRIMARY KEY,
+        summary TEXT NOT NULL,
+        created_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE md_drift_scores (
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        date TEXT NOT NULL,
+        feature TEXT NOT NULL,
+        method TEXT NOT NULL,
+        score REAL,
+        p_value REAL,
+        PRIMARY KEY (source, model, date, feature, method)
+    ) STRICT, WITHOUT ROWID;
+    """,
 )
 
 
@@ -236,7 +306,11 @@ class Store:
                 (rule,),
             ).fetchall()
             return [
-                Alert(r[0], r[1], _load_labels(r[2]), _load_labels(r[3]), *r[4:12], tuple(json.loads(r[12]).items()))
+                Alert(
+                    fingerprint=r[0], rule=r[1], series=_load_labels(r[2]), labels=_load_labels(r[3]), state=r[4],
+                    active_at=r[5], value=r[6], fired_at=r[7], resolved_at=r[8], false_since=r[9],
+                    last_notified_at=r[10], notify_seq=r[11], details=tuple(json.loads(r[12]).items()),
+                )  # fmt: skip
                 for r in rows
             ]
 
@@ -270,8 +344,7 @@ class Store:
                         db.execute(
                             "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)"
                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value,
-                             "repeat" if t.from_state == t.to_state else None),
+                            (a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value, t.note),
                         )  # fmt: skip
                 db.executemany(
                     "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from alphawatch.daemon.calendar import Calendars
     from alphawatch.daemon.store import Store
+    from alphawatch.daemon.windows import Windows
 
 Labels = tuple[tuple[str, str], ...]
 """Labels as a sorted tuple of pairs: hashable, cheap, and equal for equal label sets."""
@@ -129,6 +131,14 @@ class Evaluator:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class RuleContext:
+    """What a configured rule may consult besides its samples: the market calendars and the named windows."""
+
+    calendars: Calendars
+    windows: Windows
+
+
 class RuleKind:
     """Base of rule kinds. A subclass sets ``kind`` and ``schema``; an instance is one configured rule's settings.
 
@@ -141,9 +151,19 @@ class RuleKind:
     kind: ClassVar[str]
     schema: ClassVar[dict[str, Any]]
     required: ClassVar[tuple[str, ...]] = ()
+    context: RuleContext | None = None
+    """Set by the configuration after construction; a kind that reads it says so in :meth:`uses_calendar`."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = settings
+
+    def uses_calendar(self) -> bool:
+        """Whether this rule's behaviour depends on the calendars or windows (a calendar edit restarts it)."""
+        return False
+
+    def window_names(self) -> tuple[str, ...]:
+        """Windows this rule's settings name (checked by the configuration)."""
+        return ()
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and _freeze(self.settings) == _freeze(other.settings)

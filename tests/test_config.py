@@ -56,7 +56,7 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ("daemon:\n  language: fr\n", "daemon.language: 'fr' is not one of"),
         ("rules:\n  - {name: r, kind: nope}\n", "rules[0].kind: 'nope' is not one of"),
         ("rules:\n  - {kind: absence, metric: m, absent_for: 5m}\n", "rules[0]: 'name' is a required property"),
-        ("rules:\n  - {name: r, kind: absence, metric: m}\n", "rules[0]: 'absent_for' is a required property"),
+        ("rules:\n  - {name: r, kind: absence, metric: m}\n", "rules[0]: an absence rule needs either absent_for or deadline"),
         ("rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, op: above}\n", "rules[0].op: unknown key"),
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: abov, value: 1}\n", "rules[0].op: 'abov' is not one"),
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: no}\n", "rules[0].value: False is not"),

@@ -152,3 +152,18 @@ def test_the_schema_lists_every_kind() -> None:
     schema = full_schema()
     assert set(schema["$defs"]["rule"]["properties"]["kind"]["enum"]) >= {"threshold", "absence"}
     assert "webhook" in schema["properties"]["channels"]["items"]["properties"]["kind"]["enum"]
+
+
+def test_calendar_files_and_windows_are_checked_with_the_config(write_config: Callable[..., Path]) -> None:
+    write_config(
+        "year: 2027\nvalid_until: 2027-12-31\ndays:\n  - {date: 2027-01-01, kind: festival, name: x, name_zh: x}\n",
+        "days-2027.yaml",
+    )
+    path = write_config(
+        "calendar: {files: [days-2027.yaml]}\n"
+        "rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, muted_during: [lunch]}\n"
+    )
+    found = problems(path)
+    assert any("days-2027.yaml:4:" in p and "festival" in p for p in found), found
+    path = write_config("rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, muted_during: [lunch]}\n")
+    assert problems(path) == [f"{path}:2:72: rules[0].muted_during[0]: no window named 'lunch'"]

@@ -1,0 +1,82 @@
+"""The real daemon as a subprocess, fed by the Python client and by ``alphawatch push-data``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alphawatch.daemon import modeldata_cli
+from alphawatch.daemon.client import AlphawatchClient, RefusedError
+from alphawatch.daemon.modeldata_cli import _chunks
+from tests.daemon_harness import TOKEN, daemon_process
+from tests.test_modeldata import panel, recent_days
+
+CONFIG = f"""
+daemon:
+  state: state.db
+  listen: 127.0.0.1:0
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+rules:
+  - {{name: decay, kind: ic, match: {{model: a7}}, window: 20, min_obs: 15, floor: 0.05}}
+  - {{name: sr, kind: sharpe, window: 20, min_obs: 15, benchmark: 0.5}}
+"""
+
+
+def push_data(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    modeldata_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["push-data", *argv])
+    code: int = args.func(args)
+    return code
+
+
+def test_client_and_cli_feed_the_real_daemon(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(CONFIG)
+    days = recent_days(25)
+    predictions, returns = panel(days, 40, -0.2, seed=4)
+    with daemon_process(path) as daemon:
+        with AlphawatchClient(daemon.url, TOKEN, batch_size=400) as client:
+            assert client.push_predictions(predictions) == {"accepted": 1000, "derived": 0}
+            with pytest.raises(RefusedError) as refused:
+                client.push_returns([{**returns[0], "return": "x"}])
+            assert refused.value.items[0]["field"] == "return"
+            portfolio = [{"model": "a7", "date": d, "return": -0.004 + 0.001 * (i % 3)} for i, d in enumerate(days)]
+            assert client.push_portfolio(portfolio) == {"accepted": 25, "derived": 0}
+        csv_file = tmp_path / "returns.csv"
+        csv_file.write_text(
+            "asset,date,horizon,return\n" + "".join(f"{r['asset']},{r['date']},1d,{r['return']}\n" for r in returns)
+        )
+        url = ["--url", daemon.url, "--token", TOKEN]
+        assert push_data("returns", str(csv_file), *url, "--chunk-bytes", "5000") == 0
+        out = capsys.readouterr().out  # a date split across two requests is computed twice, the second time complete
+        assert out.startswith("accepted 1000 returns row(s); ")
+        bad = tmp_path / "bad.ndjson"
+        bad.write_text('{"model": "a7", "date": "2026-11-21", "asset": "2330", "score": 1}\n')
+        assert push_data("predictions", str(bad), *url) == 1
+        assert "not a twse trading day" in capsys.readouterr().err
+        alerts = []
+        for _ in range(100):
+            alerts = httpx.get(daemon.url + "/api/v1/alerts", timeout=5).json()["alerts"]
+            if len(alerts) == 2:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert sorted(a["rule"] for a in alerts) == ["decay", "sr"]
+        assert daemon.stop() == 0
+
+
+def test_csv_chunks_repeat_the_header_and_split_between_rows() -> None:
+    body = b"a,b\n" + b"".join(b'%d,"x\ny"\n' % i for i in range(100))
+    pieces = list(_chunks(body, "csv", 200))
+    assert len(pieces) > 3
+    assert all(p.startswith(b"a,b\n") for p in pieces)
+    assert sum(p.count(b'"x\ny"') for p in pieces) == 100
+    lines = b"".join(b'{"i": %d}\n' % i for i in range(100))
+    assert b"".join(_chunks(lines, "ndjson", 100)) == lines

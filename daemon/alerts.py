@@ -1,8 +1,8 @@
 """The alert lifecycle, the same for every rule kind: inactive → pending → firing → resolved.
 
 A :class:`Tracker` belongs to one rule actor. It turns the rule's conditions into transitions, applying
-``for`` (pending duration), ``keep_firing_for`` and the repeat interval, and says when it next needs the clock.
-It does no I/O: the actor persists what it returns.
+``for`` (pending duration), ``keep_firing_for`` and the rule's mutes, and says when it next needs the clock.
+It does no I/O: the actor persists what it returns. Repeats belong to the notification groups (dispatch.py).
 """
 
 from __future__ import annotations
@@ -57,9 +57,8 @@ class Transition:
 
 
 class Tracker:
-    def __init__(self, rule: RuleConfig, repeat_interval: float, alerts: Iterable[Alert] = ()) -> None:
+    def __init__(self, rule: RuleConfig, alerts: Iterable[Alert] = ()) -> None:
         self.rule = rule
-        self.repeat_interval = repeat_interval
         self.alerts: dict[Labels, Alert] = {a.series: a for a in alerts if a.state in (PENDING, FIRING)}
         self.muted = False
         """While muted, alerts still change state (and the history records it) but no channel hears of it; when
@@ -95,7 +94,7 @@ class Tracker:
         return out, self.next_deadline()
 
     def tick(self, now: float) -> list[Transition]:
-        """Transitions due by the clock alone: pending → firing, keep_firing_for over, repeats, an ended mute."""
+        """Transitions due by the clock alone: pending → firing, keep_firing_for over, an ended mute."""
         out: list[Transition] = []
         muted = self.muted
         note = "muted" if muted else None
@@ -117,10 +116,6 @@ class Tracker:
                 told = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
                 self.alerts[series] = told
                 out.append(Transition(told, FIRING, FIRING, now, alert.value, True, "unmuted"))
-            elif alert.state == FIRING and not muted and self._repeat_due(alert, now):
-                repeated = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
-                self.alerts[series] = repeated
-                out.append(Transition(repeated, FIRING, FIRING, now, alert.value, True, "repeat"))
         return out
 
     def resolve_all(self, now: float) -> list[Transition]:
@@ -146,19 +141,10 @@ class Tracker:
                 continue
             elif alert.last_notified_at is None:
                 due = alert.active_at  # fired while muted and the mute is over: notify now
-            elif self.repeat_interval > 0:
-                due = alert.last_notified_at + self.repeat_interval
             else:
                 continue
             best = due if best is None or due < best else best
         return best
-
-    def _repeat_due(self, alert: Alert, now: float) -> bool:
-        return (
-            self.repeat_interval > 0
-            and alert.last_notified_at is not None
-            and now >= alert.last_notified_at + self.repeat_interval
-        )
 
     def _new(self, condition: Condition, now: float) -> Alert:
         labels = self.rule.alert_labels(condition.labels)

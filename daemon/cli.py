@@ -130,7 +130,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print(
         f"SUCCESS: {args.config} is valid: {len(config.rules)} rules, {len(config.channels)} channels, "
-        f"{len(config.routes)} routes ({len(config.files)} file(s))"
+        f"{sum(1 for _ in config.route.walk()) if config.route else 0} routes ({len(config.files)} file(s))"
     )
     return 0
 

@@ -24,11 +24,12 @@ from alphawatch.channels import Channel, channel_kinds
 from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendars
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
+from alphawatch.daemon.routing import ROUTE_SCHEMA, RouteNode, build_route_tree, check_references
 from alphawatch.daemon.windows import WINDOW_REF_SCHEMA, WINDOWS_SCHEMA, Windows, build_windows
 from alphawatch.daemon.yamlpos import Located, load_located
 from alphawatch.daemon.yamlpos import Path as KeyPath
-from alphawatch.rules import Labels, Matcher, RuleKind, labels_of, rule_kinds
-from alphawatch.rules._base import RuleContext, parse_matcher
+from alphawatch.rules import Labels, RuleKind, labels_of, rule_kinds
+from alphawatch.rules._base import RuleContext
 
 SEVERITIES = ("info", "warning", "error", "critical", "emergency")
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -58,7 +59,6 @@ class DaemonSettings:
     external_url: str = "http://127.0.0.1:9464"
     language: str = "en"
     retention: float | None = 400 * 86400.0
-    repeat_interval: float = 4 * 3600.0
     max_body: int = 8 * 1024 * 1024
     max_label_bytes: int = 1024
     log_level: str = "info"
@@ -80,7 +80,6 @@ class RuleConfig:
     annotations: Labels = ()
     pending_for: float = 0.0
     keep_firing_for: float = 0.0
-    repeat_interval: float | None = None
     description: str = ""
     active_during: tuple[str, ...] = ()
     muted_during: tuple[str, ...] = ()
@@ -113,23 +112,12 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
-class RouteConfig:
-    matchers: tuple[Matcher, ...]
-    channels: tuple[str, ...]
-    continue_: bool = False
-    repeat_interval: float | None = None
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
-
-
-@dataclass(frozen=True)
 class Config:
     daemon: DaemonSettings
     calendars: Calendars
     windows: Windows
     channels: tuple[ChannelConfig, ...] = ()
-    routes: tuple[RouteConfig, ...] = ()
+    route: RouteNode | None = None
     rules: tuple[RuleConfig, ...] = ()
     files: tuple[str, ...] = field(default=(), compare=False)
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -137,18 +125,8 @@ class Config:
     @property
     def digest(self) -> str:
         """A short hash identifying this configuration's content (secrets excluded)."""
-        text = repr((self.daemon, self.channels, self.routes, self.rules))
+        text = repr((self.daemon, self.channels, self.route, self.rules))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    def route(self, labels: Mapping[str, str]) -> list[RouteConfig]:
-        """Routes an alert with ``labels`` goes to, in order."""
-        out = []
-        for route in self.routes:
-            if route.matches(labels):
-                out.append(route)
-                if not route.continue_:
-                    break
-        return out
 
 
 @cache
@@ -164,6 +142,7 @@ def full_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     schema["properties"]["calendar"] = CALENDAR_SCHEMA
     schema["properties"]["windows"] = WINDOWS_SCHEMA
+    schema["properties"]["route"] = ROUTE_SCHEMA
     window_list = {"type": "array", "items": WINDOW_REF_SCHEMA, "minItems": 1}
     defs["rule"]["properties"]["active_during"] = window_list
     defs["rule"]["properties"]["muted_during"] = window_list
@@ -383,24 +362,18 @@ def _build(
             problems.append(main.problem(("channels", index), str(exc)))
         channels.append(config)
 
-    routes: list[RouteConfig] = []
-    for index, raw in enumerate(data.get("routes") or []):
-        for position, name in enumerate(raw["channels"]):
-            if name not in channel_names:
-                problems.append(main.problem(("routes", index, "channels", position), f"no channel named {name!r}"))
+    route: RouteNode | None = None
+    if data.get("route") is not None:
+
+        def locate_route(path: KeyPath, message: str) -> Problem:
+            return main.problem(("route", *path), message)
+
         try:
-            matchers = _matchers(raw.get("match"))
-        except ValueError as exc:
-            problems.append(main.problem(("routes", index, "match"), str(exc)))
-            continue
-        routes.append(
-            RouteConfig(
-                matchers,
-                tuple(raw["channels"]),
-                bool(raw.get("continue", False)),
-                _duration(raw.get("repeat_interval")),
-            )
-        )
+            route = build_route_tree(data["route"], locate_route)
+        except ConfigError as exc:
+            problems += exc.problems
+        else:
+            problems += check_references(route, locate_route, channels=channel_names, windows=windows)
 
     rules: list[RuleConfig] = []
     seen: dict[str, str] = {}
@@ -414,13 +387,13 @@ def _build(
                 continue
             seen[name] = origin
             rules.append(_rule(doc, path, raw, origin, context, problems))
-    return Config(daemon, calendars, windows, tuple(channels), tuple(routes), tuple(rules),
+    return Config(daemon, calendars, windows, tuple(channels), route, tuple(rules),
                   (*(d.file for d in documents),), frozenset(secrets))  # fmt: skip
 
 
 _COMMON_RULE_KEYS = frozenset(
-    {"name", "kind", "description", "severity", "labels", "annotations", "for", "keep_firing_for", "repeat_interval",
-     "active_during", "muted_during"}
+    {"name", "kind", "description", "severity", "labels", "annotations", "for", "keep_firing_for", "active_during",
+     "muted_during"}
 )  # fmt: skip
 
 
@@ -450,7 +423,6 @@ def _rule(
         annotations=labels_of(raw.get("annotations") or {}),
         pending_for=_duration(raw.get("for")) or 0.0,
         keep_firing_for=_duration(raw.get("keep_firing_for")) or 0.0,
-        repeat_interval=_duration(raw.get("repeat_interval")),
         description=raw.get("description", ""),
         active_during=tuple(raw.get("active_during") or ()),
         muted_during=tuple(raw.get("muted_during") or ()),
@@ -477,7 +449,6 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
         external_url=raw.get("external_url", f"http://{listen}"),
         language=raw.get("language", "en"),
         retention=parse_duration(retention) if retention else DaemonSettings.retention,
-        repeat_interval=_duration(raw.get("repeat_interval")) or DaemonSettings.repeat_interval,
         max_body=raw.get("max_body", DaemonSettings.max_body),
         max_label_bytes=raw.get("max_label_bytes", DaemonSettings.max_label_bytes),
         log_level=raw.get("log_level", "info"),
@@ -496,14 +467,6 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
             concurrency=delivery.get("concurrency", DeliverySettings.concurrency),
         ),
     )
-
-
-def _matchers(raw: Any) -> tuple[Matcher, ...]:
-    if not raw:
-        return ()
-    if isinstance(raw, Mapping):
-        return tuple(Matcher(k, "=", str(v)) for k, v in sorted(raw.items()))
-    return tuple(parse_matcher(m) for m in raw)
 
 
 def _duration(value: str | None) -> float | None:

@@ -19,7 +19,7 @@ from alphawatch.daemon.alerts import FIRING, Tracker, Transition
 from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig
-from alphawatch.daemon.notify import outgoing_for, repeat_interval
+from alphawatch.daemon.dispatch import Dispatcher, Writes
 from alphawatch.daemon.store import Store
 from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
 from alphawatch.rules import Condition, Evaluator, Sample, Selector
@@ -65,7 +65,7 @@ class Engine:
         config: Config,
         store: Store,
         clock: Clock,
-        on_committed: Callable[[RuleConfig, list[Transition]], None] = lambda *_: None,
+        on_committed: Callable[[RuleConfig, list[Transition], Writes], None] = lambda *_: None,
         on_status: Callable[[Actor], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
@@ -76,21 +76,23 @@ class Engine:
         self._on_committed = on_committed
         self._on_status = on_status
         self._nursery: trio.Nursery | None = None
-        self._self_alerts = Tracker(RULE_FAILED, 0.0)
-        self._calendar_alerts = Tracker(CALENDAR_EXPIRING, 86400.0)
+        self._self_alerts = Tracker(RULE_FAILED)
+        self._calendar_alerts = Tracker(CALENDAR_EXPIRING)
         self._calendar_changed = trio.Event()
+        self.dispatcher = Dispatcher(config)
+        self._dispatch_changed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the actors of the current configuration until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self._self_alerts = Tracker(RULE_FAILED, 0.0, await self.store.load_alerts(RULE_FAILED.name))
-            self._calendar_alerts = Tracker(
-                CALENDAR_EXPIRING, 86400.0, await self.store.load_alerts(CALENDAR_EXPIRING.name)
-            )
+            self._self_alerts = Tracker(RULE_FAILED, await self.store.load_alerts(RULE_FAILED.name))
+            self._calendar_alerts = Tracker(CALENDAR_EXPIRING, await self.store.load_alerts(CALENDAR_EXPIRING.name))
+            self.dispatcher.load(*await self.store.load_dispatch())
             for rule in self.config.rules:
                 self._start(rule)
             nursery.start_soon(self._watch_calendar)
+            nursery.start_soon(self._run_dispatch)
             task_status.started()
             await trio.sleep_forever()
 
@@ -119,6 +121,9 @@ class Engine:
         changed = [n for n in new_rules if n in old_rules and new_rules[n] != old_rules[n]]
         calendar_changed = new.calendars != self.config.calendars
         self.config = new
+        writes = self.dispatcher.apply(new, self.clock.now())
+        await self.store.save_dispatch(writes)
+        self.poke()
         if calendar_changed:
             self._calendar_changed.set()
         for name in removed + changed:
@@ -241,13 +246,30 @@ class Engine:
             for sample in await self.store.load_samples(selector, since):
                 evaluator.observe(sample)
         alerts = await self.store.load_alerts(rule.name)
-        return evaluator, Tracker(rule, repeat_interval(self.config, rule), alerts)
+        return evaluator, Tracker(rule, alerts)
 
     async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
         if not transitions:
             return
-        await self.store.apply(transitions, outgoing_for(self.config, rule, transitions))
-        self._on_committed(rule, transitions)
+        writes = self.dispatcher.route(rule, transitions, self.clock.now())
+        await self.store.apply(transitions, writes)
+        self._on_committed(rule, transitions, writes)
+        self.poke()
+
+    # groups ------------------------------------------------------------------------------------------------
+    def poke(self) -> None:
+        """Group timers may have moved: let the dispatcher look again."""
+        self._dispatch_changed.set()
+
+    async def _run_dispatch(self) -> None:
+        while True:
+            self._dispatch_changed = trio.Event()
+            writes = self.dispatcher.flush_due(self.clock.now())
+            if writes:
+                await self.store.save_dispatch(writes)
+                self._on_committed(RULE_FAILED, [], writes)
+            with trio.move_on_at(self.clock.trio_deadline(self.dispatcher.next_due())):
+                await self._dispatch_changed.wait()
 
     # the daemon's own alerts ------------------------------------------------------------------------------
     async def _set_failed(self, rule_name: str, failed: bool, value: float | None) -> None:
@@ -261,7 +283,7 @@ class Engine:
             await self._set_failed(rule_name, False, None)
 
     async def _resolve_removed(self, rule: RuleConfig) -> None:
-        tracker = Tracker(rule, 0.0, await self.store.load_alerts(rule.name))
+        tracker = Tracker(rule, await self.store.load_alerts(rule.name))
         await self._commit(rule, tracker.resolve_all(self.clock.now()))
 
 

@@ -26,6 +26,7 @@ from alphawatch.channels import Channel
 from alphawatch.daemon.alerts import INACTIVE, Transition
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig, load_config
+from alphawatch.daemon.dispatch import Writes
 from alphawatch.daemon.engine import Actor, Engine
 from alphawatch.daemon.errors import ConfigError
 from alphawatch.daemon.ingest import Batch
@@ -100,8 +101,8 @@ class Daemon:
         return self.config.daemon.admin_token or self.generated_token
 
     # events -----------------------------------------------------------------------------------------------
-    def _committed(self, rule: RuleConfig, transitions: list[Transition]) -> None:
-        if any(t.notify for t in transitions):
+    def _committed(self, rule: RuleConfig, transitions: list[Transition], writes: Writes) -> None:
+        if writes.outgoing:
             self.outbox.wake()
         for t in transitions:
             if t.from_state != t.to_state:

@@ -7,15 +7,13 @@ value), ``severity``, ``rule`` and ``durationSeconds``.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
-from alphawatch.daemon.config import Config, RuleConfig
-from alphawatch.daemon.store import Outgoing
+from alphawatch.daemon.alerts import RESOLVED, Transition
+from alphawatch.daemon.config import RuleConfig
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _PLACEHOLDER = re.compile(r"\{\{\s*(value|(labels|details)\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
@@ -65,47 +63,3 @@ def alert_document(rule: RuleConfig, transition: Transition, external_url: str) 
         "durationSeconds": round(alert.resolved_at - fired_at, 3) if resolved and alert.resolved_at else None,
         "details": dict(alert.details),
     }
-
-
-def outgoing_for(config: Config, rule: RuleConfig, transitions: Iterable[Transition]) -> list[Outgoing]:
-    """The notifications ``transitions`` cause under ``config``'s routes."""
-    out: list[Outgoing] = []
-    for transition in transitions:
-        if not transition.notify or transition.to_state not in (FIRING, RESOLVED):
-            continue
-        labels = dict(transition.alert.labels)
-        document = alert_document(rule, transition, config.daemon.external_url)
-        for route in config.route(labels):
-            for channel in route.channels:
-                key = _idempotency_key(channel, transition)
-                payload = {
-                    "version": "4",
-                    "groupKey": f"{{}}:{{fingerprint={transition.alert.fingerprint!r}}}".replace("'", '"'),
-                    "truncatedAlerts": 0,
-                    "status": document["status"],
-                    "receiver": channel,
-                    "groupLabels": {"alertname": labels.get("alertname", rule.name)},
-                    "commonLabels": labels,
-                    "commonAnnotations": document["annotations"],
-                    "externalURL": config.daemon.external_url,
-                    "alerts": [document],
-                }
-                out.append(Outgoing(channel, transition.alert.fingerprint, key, payload))
-    return out
-
-
-def repeat_interval(config: Config, rule: RuleConfig) -> float:
-    """The rule's own repeat interval, else its first route's, else the daemon's default."""
-    if rule.repeat_interval is not None:
-        return rule.repeat_interval
-    labels = dict(rule.alert_labels(()))
-    for route in config.route(labels):
-        if route.repeat_interval is not None:
-            return route.repeat_interval
-    return config.daemon.repeat_interval
-
-
-def _idempotency_key(channel: str, transition: Transition) -> str:
-    alert = transition.alert
-    text = f"{channel}|{alert.fingerprint}|{alert.active_at!r}|{alert.notify_seq}|{transition.to_state}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]

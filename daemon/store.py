@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from alphawatch.daemon.alerts import INACTIVE, Alert, Transition
+
+if TYPE_CHECKING:
+    from alphawatch.daemon.dispatch import Writes
 from alphawatch.daemon.errors import StoreError
 from alphawatch.rules import Labels, Sample, Selector
 
@@ -81,6 +84,36 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at REAL
     ) STRICT;
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    CREATE TABLE groups (
+        key TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_flush_at REAL,
+        next_flush_at REAL,
+        flushes INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE group_members (
+        group_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
+        sent TEXT,
+        active_at REAL NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (group_key, fingerprint)
+    ) STRICT;
+    CREATE TABLE suppressed (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        at REAL NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        detail TEXT
+    ) STRICT;
+    CREATE INDEX suppressed_fp ON suppressed (fingerprint, at);
     CREATE TABLE rule_state (
         rule TEXT PRIMARY KEY,
         status TEXT NOT NULL,
@@ -170,6 +203,38 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (source, model, date, feature, method)
     ) STRICT, WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX silences_ends ON silences (ends_at);
+    CREATE TABLE acks (
+        fingerprint TEXT PRIMARY KEY,
+        active_at REAL NOT NULL,
+        by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE suppressions (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        at REAL NOT NULL,
+        channel TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('silence', 'inhibited', 'muted_window', 'acknowledged')),
+        ref TEXT NOT NULL,
+        detail TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX suppressions_fp ON suppressions (fingerprint, at);
+    CREATE INDEX suppressions_at ON suppressions (at);
+    """,
 )
 
 
@@ -197,6 +262,46 @@ class Queued:
 def dump_labels(labels: Labels | dict[str, str]) -> str:
     items = labels.items() if isinstance(labels, dict) else labels
     return json.dumps(dict(sorted(items)), separators=(",", ":"), ensure_ascii=False)
+
+
+def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> None:
+    for key, group in writes.groups.items():
+        if group is None:
+            db.execute("DELETE FROM groups WHERE key = ?", (key,))
+            db.execute("DELETE FROM group_members WHERE group_key = ?", (key,))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO groups (key, route, labels, created_at, last_flush_at, next_flush_at, flushes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, group.node.path, dump_labels(group.labels), group.created_at, group.last_flush_at,
+                 group.next_flush_at, group.flushes),
+            )  # fmt: skip
+    for (key, fingerprint), member in writes.members.items():
+        if member is None:
+            db.execute("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", (key, fingerprint))
+        elif writes.groups.get(key, True) is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, fingerprint, member.rule, member.status, member.sent, member.active_at,
+                 json.dumps(member.doc, ensure_ascii=False)),
+            )  # fmt: skip
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at, next_attempt_at,"
+        " state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+        [(o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now, now)
+         for o in writes.outgoing],
+    )  # fmt: skip
+    db.executemany(
+        "INSERT INTO suppressed (fingerprint, rule, at, channel, kind, ref, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(fp, rule, at, channel, *_reason_fields(reason)) for fp, rule, at, channel, reason in writes.suppressed],
+    )
+
+
+def _reason_fields(reason: Any) -> tuple[str, str, str | None]:
+    if isinstance(reason, tuple):
+        return str(reason[0]), str(reason[1]), None
+    return str(reason.kind), str(reason.ref), getattr(reason, "detail", None)
 
 
 def _dump_details(details: tuple[tuple[str, Any], ...]) -> str:
@@ -307,19 +412,29 @@ class Store:
             ).fetchall()
             return [
                 Alert(
-                    fingerprint=r[0], rule=r[1], series=_load_labels(r[2]), labels=_load_labels(r[3]), state=r[4],
-                    active_at=r[5], value=r[6], fired_at=r[7], resolved_at=r[8], false_since=r[9],
-                    last_notified_at=r[10], notify_seq=r[11], details=tuple(json.loads(r[12]).items()),
-                )  # fmt: skip
+                    fingerprint=r[0],
+                    rule=r[1],
+                    series=_load_labels(r[2]),
+                    labels=_load_labels(r[3]),
+                    state=r[4],
+                    active_at=r[5],
+                    value=r[6],
+                    fired_at=r[7],
+                    resolved_at=r[8],
+                    false_since=r[9],
+                    last_notified_at=r[10],
+                    notify_seq=r[11],
+                    details=tuple(json.loads(r[12]).items()),
+                )
                 for r in rows
             ]
 
         return await self.run(work)
 
-    async def apply(self, transitions: Iterable[Transition], outgoing: Iterable[Outgoing]) -> None:
-        """Persist alert transitions and the notifications they cause in one transaction."""
-        transitions, outgoing = list(transitions), list(outgoing)
-        if not transitions and not outgoing:
+    async def apply(self, transitions: Iterable[Transition], writes: Writes | None = None) -> None:
+        """Persist alert transitions and what they change in the dispatcher (groups, notifications), at once."""
+        transitions = list(transitions)
+        if not transitions and not writes:
             return
         now = time.time()
 
@@ -345,22 +460,28 @@ class Store:
                             "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)"
                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value, t.note),
-                        )  # fmt: skip
-                db.executemany(
-                    "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"
-                    " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                    [
-                        (o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now,
-                         now)
-                        for o in outgoing
-                    ],
-                )  # fmt: skip
+                        )
+                if writes:
+                    _write_dispatch(db, writes, now)
 
         await self.run(work)
 
-    async def save_alert(self, alert: Alert) -> None:
-        """Persist an alert's state without a transition (e.g. ``false_since`` set while it keeps firing)."""
-        await self.apply([Transition(alert, alert.state, alert.state, alert.active_at, alert.value, False)], [])
+    async def save_dispatch(self, writes: Writes) -> None:
+        """Persist a dispatcher step (flushes) in one transaction."""
+        if not writes:
+            return
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                _write_dispatch(db, writes, now)
+
+        await self.run(work)
+
+    async def load_dispatch(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        groups = await self.query("SELECT * FROM groups")
+        members = await self.query("SELECT * FROM group_members")
+        return groups, members
 
     # outbox -----------------------------------------------------------------------------------------------
     async def due(self, now: float, limit: int, exclude: Iterable[int] = ()) -> list[Queued]:

@@ -16,8 +16,10 @@ daemon:
   listen: 127.0.0.1:9464
 channels:
   - {name: hook, kind: webhook, url: "http://127.0.0.1:9099/x"}
-routes:
-  - {match: {severity: critical}, channels: [hook]}
+route:
+  channels: [hook]
+  routes:
+    - {matchers: [severity=critical], channels: [hook]}
 rules:
   - name: exposure
     kind: threshold
@@ -41,7 +43,7 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
     assert config.daemon.port == 9464
     (rule,) = config.rules
     assert rule.pending_for == 300
-    assert rule.origin == f"{path}:9"
+    assert rule.origin == f"{path}:11"
     assert load_config(path, {}) == config  # equal content, equal config: the reload diff relies on it
     assert hash(rule) == hash(load_config(path, {}).rules[0])
 
@@ -56,7 +58,10 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ("daemon:\n  language: fr\n", "daemon.language: 'fr' is not one of"),
         ("rules:\n  - {name: r, kind: nope}\n", "rules[0].kind: 'nope' is not one of"),
         ("rules:\n  - {kind: absence, metric: m, absent_for: 5m}\n", "rules[0]: 'name' is a required property"),
-        ("rules:\n  - {name: r, kind: absence, metric: m}\n", "rules[0]: an absence rule needs either absent_for or deadline"),
+        (
+            "rules:\n  - {name: r, kind: absence, metric: m}\n",
+            "rules[0]: an absence rule needs either absent_for or deadline",
+        ),
         ("rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, op: above}\n", "rules[0].op: unknown key"),
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: abov, value: 1}\n", "rules[0].op: 'abov' is not one"),
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: no}\n", "rules[0].value: False is not"),
@@ -78,8 +83,8 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
             "monitor.yaml:3:12: rules[1].name: duplicate rule name 'r' (first at ",
         ),
         (
-            "routes:\n  - {channels: [nowhere]}\n",
-            "monitor.yaml:2:17: routes[0].channels[0]: no channel named 'nowhere'",
+            "route:\n  channels: [nowhere]\n",
+            "monitor.yaml:2:14: route.channels[0]: no channel named 'nowhere'",
         ),
         ("channels:\n  - {name: h, kind: webhook}\n", "channels[0]: 'url' is a required property"),
         ("channels:\n  - {name: h, kind: webhook, url: ftp://x}\n", "channels[0].url: 'ftp://x' does not match"),

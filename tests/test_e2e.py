@@ -34,8 +34,7 @@ daemon:
 {extra}
 channels:
   - {{name: hook, kind: webhook, url: "{receiver.url}/alerts", timeout: 2s}}
-routes:
-  - channels: [hook]
+route: {{channels: [hook], group_wait: 0s, group_interval: 1s, group_by: ['...']}}
 rules:
 {rules}
 """

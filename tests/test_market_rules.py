@@ -14,8 +14,7 @@ from tests.engine_harness import running_engine
 HOOK = """
 channels:
   - {name: hook, kind: webhook, url: "http://127.0.0.1:9/unused"}
-routes:
-  - channels: [hook]
+route: {channels: [hook], group_wait: 0s, group_interval: 1s, group_by: ['...']}
 """
 
 

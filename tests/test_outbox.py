@@ -22,8 +22,7 @@ daemon:
   delivery: {delivery}
 channels:
   - {{name: hook, kind: webhook, url: "{receiver.url}/hook", timeout: 1s}}
-routes:
-  - channels: [hook]
+route: {{channels: [hook], group_wait: 0s, group_interval: 1s, group_by: ['...']}}
 rules:
   - {{name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}}
 """

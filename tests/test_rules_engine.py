@@ -13,8 +13,7 @@ from tests.engine_harness import running_engine
 WEBHOOK = """
 channels:
   - {name: hook, kind: webhook, url: "http://127.0.0.1:9/unused"}
-routes:
-  - channels: [hook]
+route: {channels: [hook], group_wait: 0s, group_interval: 1s, group_by: ['...'], repeat_interval: 1h}
 """
 
 
@@ -162,7 +161,7 @@ async def test_series_alert_separately(config: Callable[[str], Path], autojump_c
 
 async def test_repeat_interval_renotifies_a_firing_alert(config: Callable[[str], Path], autojump_clock: object) -> None:
     path = config("""
-      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, repeat_interval: 1h}
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
     """)
     async with running_engine(path) as h:
         await h.push("gross", 1.9)

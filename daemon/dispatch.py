@@ -1,0 +1,295 @@
+"""Grouping and timing of notifications, with Alertmanager's semantics and state that survives restarts.
+
+An alert that fires is routed through the tree (at that instant: muted routes fall through) into one
+*aggregation group* per matching route and group-label set. A group sends one notification per channel with
+every alert in it: first ``group_wait`` after it was created; then, when alerts join or resolve, at
+``group_interval`` after its last flush (never later); and otherwise every ``repeat_interval`` while alerts still
+fire. Resolved alerts go out once, carrying their recovery value, then leave the group.
+
+The dispatcher is a state machine without I/O. :meth:`Dispatcher.route` runs in the rule actor's commit, so the
+group changes are written in the same transaction as the alert transitions; :meth:`Dispatcher.flush_due` turns
+due groups into outbox rows, again in one transaction. Everything is in the ``groups`` and ``group_members``
+tables, so a restart or a reload neither resends, loses nor delays a group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
+from alphawatch.daemon.config import Config, RuleConfig
+from alphawatch.daemon.notify import alert_document
+from alphawatch.daemon.routing import RouteNode, group_key_text, group_labels, release_at, trace_routes
+from alphawatch.daemon.store import Outgoing
+
+Reasoner = Callable[[str, Mapping[str, str], float, Iterable[tuple[str, Mapping[str, str]]]], Any]
+"""(fingerprint, labels, at, firing alerts) → a suppression reason or ``None`` (silences, inhibition)."""
+AckCheck = Callable[[str, float], Any]
+"""(fingerprint, active_at) → the acknowledgement of that firing episode or ``None``."""
+
+
+@dataclass
+class Member:
+    fingerprint: str
+    rule: str
+    status: str  # firing | resolved
+    sent: str | None  # the status this group last told its channels, None if never
+    active_at: float
+    doc: dict[str, Any]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = self.doc["labels"]
+        return labels
+
+
+@dataclass
+class Group:
+    key: str
+    node: RouteNode
+    labels: dict[str, str]
+    created_at: float
+    last_flush_at: float | None = None
+    next_flush_at: float | None = None
+    flushes: int = 0
+    members: dict[str, Member] = field(default_factory=dict)
+
+
+@dataclass
+class Writes:
+    """What one step changed, for the store to write in one transaction."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    groups: dict[str, Group | None] = field(default_factory=dict)  # key → group to save, or None to delete
+    members: dict[tuple[str, str], Member | None] = field(default_factory=dict)
+    suppressed: list[tuple[str, str, float, str, Any]] = field(default_factory=list)  # fp, rule, at, channel, reason
+
+    def __bool__(self) -> bool:
+        return bool(self.outgoing or self.groups or self.members or self.suppressed)
+
+    def merge(self, other: Writes) -> None:
+        self.outgoing += other.outgoing
+        self.groups.update(other.groups)
+        self.members.update(other.members)
+        self.suppressed += other.suppressed
+
+
+class Dispatcher:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.groups: dict[str, Group] = {}
+        self.by_alert: dict[str, set[str]] = {}  # fingerprint → keys of the groups it is in
+        self.reason: Reasoner = lambda *_: None
+        self.acknowledged: AckCheck = lambda *_: None
+
+    # configuration ----------------------------------------------------------------------------------------
+    def nodes(self) -> dict[str, RouteNode]:
+        return {node.path: node for node in self.config.route.walk()} if self.config.route else {}
+
+    def apply(self, config: Config, now: float) -> Writes:
+        """A new configuration: groups keep their timers where their route still exists (with its new
+        settings); members of vanished routes are routed again."""
+        self.config = config
+        nodes = self.nodes()
+        writes = Writes()
+        orphans: list[Member] = []
+        for group in list(self.groups.values()):
+            node = nodes.get(group.node.path)
+            if node is not None and node.group_by == group.node.group_by:
+                group.node = node
+                continue
+            orphans += [m for m in group.members.values() if m.status == FIRING]
+            self._drop(group, writes)
+        for member in orphans:
+            self._join(member, now, writes, fresh=False)
+        return writes
+
+    def load(self, groups: Iterable[dict[str, Any]], members: Iterable[dict[str, Any]]) -> None:
+        """Rebuild from the store at start."""
+        nodes = self.nodes()
+        for row in groups:
+            node = nodes.get(row["route"])
+            if node is None:
+                continue
+            self.groups[row["key"]] = Group(
+                row["key"], node, json.loads(row["labels"]), row["created_at"], row["last_flush_at"],
+                row["next_flush_at"], row["flushes"],
+            )  # fmt: skip
+        for row in members:
+            group = self.groups.get(row["group_key"])
+            if group is None:
+                continue
+            member = Member(row["fingerprint"], row["rule"], row["status"], row["sent"], row["active_at"],
+                            json.loads(row["doc"]))  # fmt: skip
+            group.members[member.fingerprint] = member
+            self.by_alert.setdefault(member.fingerprint, set()).add(group.key)
+
+    # alerts in ---------------------------------------------------------------------------------------------
+    def route(self, rule: RuleConfig, transitions: Iterable[Transition], now: float) -> Writes:
+        """Put alerts that fired into their groups and mark resolved ones; flush what is due right away."""
+        writes = Writes()
+        for t in transitions:
+            alert = t.alert
+            if t.to_state == FIRING and (t.from_state != FIRING or t.note == "unmuted"):
+                if not t.notify:
+                    continue  # fired while its rule is muted: told when the mute ends ("unmuted")
+                doc = alert_document(rule, t, self.config.daemon.external_url)
+                self._join(Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, doc), now, writes)
+            elif t.to_state == FIRING:
+                for key in self.by_alert.get(alert.fingerprint, ()):  # a new value: keep the documents current
+                    member = self.groups[key].members[alert.fingerprint]
+                    member.doc = alert_document(rule, t, self.config.daemon.external_url)
+                    writes.members[(key, member.fingerprint)] = member
+            elif t.to_state == RESOLVED:
+                doc = alert_document(rule, t, self.config.daemon.external_url)
+                for key in list(self.by_alert.get(alert.fingerprint, ())):
+                    group = self.groups[key]
+                    member = group.members[alert.fingerprint]
+                    if not t.notify:  # resolved while muted: leave quietly
+                        self._leave(group, member, writes)
+                        continue
+                    member.status, member.doc = RESOLVED, doc
+                    writes.members[(key, member.fingerprint)] = member
+                    self._changed(group, now, writes)
+        writes.merge(self.flush_due(now))
+        return writes
+
+    def _join(self, member: Member, now: float, writes: Writes, fresh: bool = True) -> None:
+        route = self.config.route
+        if route is None:
+            return
+        labels = member.labels
+        routing = trace_routes(route, labels, at=now, window_active=self._window_active)
+        for node in routing.routes:
+            if not node.channels:
+                continue
+            key = f"{node.path}|{group_key_text(node, labels)}"
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = Group(key, node, group_labels(node, labels), now)
+                group.next_flush_at = self._release(node, labels, now + node.group_wait)
+                writes.groups[key] = group
+            previous = group.members.get(member.fingerprint)
+            joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
+                            member.active_at, member.doc)  # fmt: skip
+            group.members[member.fingerprint] = joined
+            self.by_alert.setdefault(member.fingerprint, set()).add(key)
+            writes.members[(key, member.fingerprint)] = joined
+            if group.last_flush_at is not None:
+                self._changed(group, now, writes)
+        for node in routing.muted:
+            writes.suppressed.append(
+                (member.fingerprint, member.rule, now, ",".join(node.channels), ("muted_window", node.path))
+            )
+
+    def _changed(self, group: Group, now: float, writes: Writes) -> None:
+        """Something to tell: at ``group_interval`` after the last flush (or the pending first flush)."""
+        due = now if group.last_flush_at is None else max(now, group.last_flush_at + group.node.group_interval)
+        if group.last_flush_at is None and group.next_flush_at is not None:
+            due = group.next_flush_at  # still in group_wait
+        due = self._release(group.node, group.labels, due)
+        if group.next_flush_at is None or due < group.next_flush_at:
+            group.next_flush_at = due
+            writes.groups[group.key] = group
+
+    # flushing ----------------------------------------------------------------------------------------------
+    def next_due(self) -> float | None:
+        return min((g.next_flush_at for g in self.groups.values() if g.next_flush_at is not None), default=None)
+
+    def flush_due(self, now: float) -> Writes:
+        writes = Writes()
+        for group in [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= now]:
+            self._flush(group, now, writes)
+        return writes
+
+    def _flush(self, group: Group, now: float, writes: Writes) -> None:
+        firing_all = [(fp, m.labels) for g in self.groups.values() for fp, m in g.members.items() if m.status == FIRING]
+        visible: list[Member] = []
+        for member in group.members.values():
+            reason = self.reason(member.fingerprint, member.labels, now, firing_all)
+            if reason is not None:
+                writes.suppressed.append((member.fingerprint, member.rule, now, ",".join(group.node.channels), reason))
+                continue
+            visible.append(member)
+        firing = [m for m in visible if m.status == FIRING]
+        resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
+        changed = bool(resolved) or any(m.sent != FIRING for m in firing)
+        repeat = (
+            group.last_flush_at is not None
+            and now >= group.last_flush_at + group.node.repeat_interval
+            and any(self.acknowledged(m.fingerprint, m.active_at) is None for m in firing)
+        )
+        if changed or repeat:
+            group.flushes += 1
+            group.last_flush_at = now
+            self._notify(group, firing + resolved, now, writes)
+            for member in firing + resolved:
+                member.sent = member.status
+                writes.members[(group.key, member.fingerprint)] = member
+        for member in [m for m in group.members.values() if m.status == RESOLVED]:
+            self._leave(group, member, writes)
+        if not group.members:
+            self._drop(group, writes)
+            return
+        anchor = group.last_flush_at if group.last_flush_at is not None else now
+        group.next_flush_at = anchor + group.node.repeat_interval
+        writes.groups[group.key] = group
+
+    def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
+        docs = [m.doc for m in members]
+        common_labels = _common([d["labels"] for d in docs])
+        common_annotations = _common([d["annotations"] for d in docs])
+        status = "firing" if any(m.status == FIRING for m in members) else "resolved"
+        for channel in group.node.channels:
+            text = f"{channel}|{group.key}|{group.flushes}|{group.created_at!r}"
+            payload = {
+                "version": "4",
+                "groupKey": group.key.split("|", 1)[1],
+                "truncatedAlerts": 0,
+                "status": status,
+                "receiver": channel,
+                "groupLabels": group.labels,
+                "commonLabels": common_labels,
+                "commonAnnotations": common_annotations,
+                "externalURL": self.config.daemon.external_url,
+                "alerts": docs,
+            }
+            key = hashlib.sha256(text.encode()).hexdigest()[:32]
+            writes.outgoing.append(Outgoing(channel, group.key, key, payload))
+
+    def _leave(self, group: Group, member: Member, writes: Writes) -> None:
+        del group.members[member.fingerprint]
+        keys = self.by_alert.get(member.fingerprint)
+        if keys is not None:
+            keys.discard(group.key)
+            if not keys:
+                del self.by_alert[member.fingerprint]
+        writes.members[(group.key, member.fingerprint)] = None
+
+    def _drop(self, group: Group, writes: Writes) -> None:
+        for member in list(group.members.values()):
+            self._leave(group, member, writes)
+        self.groups.pop(group.key, None)
+        writes.groups[group.key] = None
+
+    # windows -----------------------------------------------------------------------------------------------
+    def _window_active(self, name: str, at: float) -> bool:
+        return self.config.windows[name].active(at)
+
+    def _release(self, node: RouteNode, labels: Mapping[str, str], at: float) -> float:
+        if node.hold_until is None:
+            return at
+        windows = self.config.windows
+        return release_at(node, labels, at, window_active=self._window_active,
+                          next_edge=lambda name, ts: windows[name].next_edge(ts))  # fmt: skip
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = maps[0]
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}

@@ -1,0 +1,168 @@
+"""Notification groups under MockClock: group_wait, group_interval, repeat_interval, resolved once, restarts,
+reloads, muted routes falling through and notifications held for a window."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alphawatch.daemon.calendar import TAIPEI
+from alphawatch.daemon.config import load_config
+from tests.engine_harness import Harness, running_engine
+
+CHANNELS = """
+channels:
+  - {name: sms, kind: webhook, url: "http://127.0.0.1:9/sms"}
+  - {name: mail, kind: webhook, url: "http://127.0.0.1:9/mail"}
+"""
+GROUPED = (
+    CHANNELS
+    + """
+route:
+  channels: [mail]
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 1h
+rules:
+  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+"""
+)
+START = 1_780_000_000.0  # 2026-05-28, inside the calendar's data
+
+
+def taipei(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=TAIPEI).timestamp()
+
+
+async def sent(h: Harness) -> list[dict[str, Any]]:
+    return [n["payload"] for n in await h.outbox()]
+
+
+def models(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted((a["labels"].get("model", ""), a["status"]) for a in payload["alerts"])
+
+
+async def test_a_group_waits_then_tells_everything_at_once(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(GROUPED), start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(10)
+        await h.push("gross", 1.8, model="b")
+        await h.advance(19)
+        assert await sent(h) == []
+        await h.advance(1)  # group_wait after the first alert
+        (first,) = await sent(h)
+        assert models(first) == [("a", "firing"), ("b", "firing")]
+        assert first["groupLabels"] == {"alertname": "exposure"}
+        assert first["commonLabels"] == {"alertname": "exposure", "severity": "warning"}
+
+        # a newcomer waits for group_interval after the last flush: not sooner, not later
+        await h.advance(30)
+        await h.push("gross", 2.0, model="c")
+        await h.advance(300 - 30 - 1)
+        assert len(await sent(h)) == 1
+        await h.advance(1)
+        second = (await sent(h))[1]
+        assert models(second) == [("a", "firing"), ("b", "firing"), ("c", "firing")]
+
+        # a resolution is told once, with its recovery value, then the alert leaves the group
+        await h.push("gross", 1.1, model="a")
+        await h.advance(300)
+        third = (await sent(h))[2]
+        assert models(third) == [("a", "resolved"), ("b", "firing"), ("c", "firing")]
+        assert next(a["value"] for a in third["alerts"] if a["status"] == "resolved") == 1.1
+        assert third["status"] == "firing"
+
+        # nothing new: the next word is the repeat, an hour after the last flush
+        await h.advance(3599)
+        assert len(await sent(h)) == 3
+        await h.advance(1)
+        assert models((await sent(h))[3]) == [("b", "firing"), ("c", "firing")]
+        keys = [n["idempotency_key"] for n in await h.outbox()]
+        assert len(set(keys)) == 4
+
+
+async def test_group_timers_survive_a_restart(write_config: Callable[..., Path], autojump_clock: object) -> None:
+    path = write_config(GROUPED)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(20)
+    async with running_engine(path, start=START + 25) as h:  # down for five seconds, inside group_wait
+        assert await sent(h) == []
+        await h.advance(4)
+        assert await sent(h) == []
+        await h.advance(1)
+        assert len(await sent(h)) == 1
+        await h.advance(600)
+        assert len(await sent(h)) == 1  # and not sent again after the restart
+    async with running_engine(path, start=START + 700) as h:
+        await h.advance(3600 - 700 + 30 - 1)
+        assert len(await sent(h)) == 1
+        await h.advance(1)
+        assert len(await sent(h)) == 2  # the repeat is still due an hour after the flush, across restarts
+
+
+async def test_a_reload_keeps_the_groups(write_config: Callable[..., Path], autojump_clock: object) -> None:
+    path = write_config(GROUPED)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        assert len(await sent(h)) == 1
+        changed = write_config(GROUPED.replace("value: 1.5}", "value: 1.5, labels: {team: q}}"), "new.yaml")
+        await h.engine.apply(load_config(changed))
+        await h.advance(600)
+        assert len(await sent(h)) == 1  # a reload does not resend the group
+
+
+async def test_a_muted_route_falls_through_and_emergencies_are_not_muted(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(
+        CHANNELS
+        + """
+route:
+  channels: [mail]
+  group_wait: 0s
+  group_by: ['...']
+  routes:
+    - {matchers: [team=risk], channels: [sms], muted_during: [trading]}
+    - {matchers: [team=risk], channels: [mail]}
+rules:
+  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical, labels: {team: risk}}
+  - {name: emerg, kind: threshold, metric: drawdown, op: above, value: 0.2, severity: emergency, labels: {team: risk}}
+"""
+    )
+    async with running_engine(path, start=taipei("2026-03-02T10:00:00")) as h:
+        await h.push("gross", 1.9)
+        await h.push("drawdown", 0.3)
+        receivers = {(p["alerts"][0]["rule"], p["receiver"]) for p in await sent(h)}
+        assert receivers == {("crit", "mail"), ("emerg", "sms")}
+        why = await h.store.query("SELECT fingerprint, kind, ref FROM suppressed")
+        assert [(r["kind"], r["ref"]) for r in why] == [("muted_window", "0.0")]
+
+
+async def test_a_held_route_waits_for_its_window(write_config: Callable[..., Path], autojump_clock: object) -> None:
+    path = write_config(
+        CHANNELS
+        + """
+route:
+  channels: [mail]
+  group_wait: 0s
+  routes:
+    - {matchers: [severity=critical], channels: [sms], active_during: [trading]}
+    - {matchers: [severity=critical], channels: [mail], hold_until: pre_open}
+rules:
+  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
+"""
+    )
+    async with running_engine(path, start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9)
+        await h.advance(taipei("2026-03-03T08:29:59") - h.clock.now())
+        assert await sent(h) == []
+        await h.advance(1)
+        (held,) = await sent(h)
+        assert held["receiver"] == "mail"

@@ -1,0 +1,230 @@
+"""``alphawatch silence add|list|expire``, ``alphawatch ack`` and ``alphawatch why``: talk to the running daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from alphawatch.daemon.errors import ConfigError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``silence``, ``ack`` and ``why`` commands to the ``alphawatch`` parser."""
+    silence = subparsers.add_parser(
+        "silence", help="create, list and expire silences", description="Silences of the running daemon."
+    )
+
+    def usage(args: argparse.Namespace) -> int:
+        silence.print_help()
+        return 2
+
+    silence.set_defaults(func=usage)
+    commands = silence.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+
+    add = commands.add_parser(
+        "add",
+        help="silence alerts matching all the matchers",
+        description="Create a silence: notifications of alerts matching every -m matcher are not sent from "
+        "--start (default now) for --duration or until --end. An emergency alert is only silenced when a matcher "
+        "names it (severity=emergency).",
+    )
+    _common(add)
+    add.add_argument(
+        "-m",
+        "--matcher",
+        action="append",
+        required=True,
+        metavar="MATCHER",
+        help='e.g. model=alpha7, alertname=~"IC.*", severity!=info (repeatable; all must match)',
+    )
+    span = add.add_mutually_exclusive_group(required=True)
+    span.add_argument("--duration", help="how long, e.g. 2h, 30m, 1d")
+    span.add_argument("--end", help="when it ends: RFC 3339 with offset, or epoch seconds")
+    add.add_argument("--start", help="when it starts (default now): RFC 3339 with offset, or epoch seconds")
+    add.add_argument("--by", required=True, help="who creates it")
+    add.add_argument("--comment", required=True, help="why")
+    add.set_defaults(func=cmd_add)
+
+    listing = commands.add_parser("list", help="list silences", description="Pending and active silences.")
+    _common(listing)
+    listing.add_argument("--all", action="store_true", help="expired ones too")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_list)
+
+    expire = commands.add_parser("expire", help="end a silence now", description="Expire a silence now.")
+    _common(expire)
+    expire.add_argument("id", help="the silence's id")
+    expire.set_defaults(func=cmd_expire)
+
+    ack = subparsers.add_parser(
+        "ack",
+        help="acknowledge a firing alert",
+        description="Acknowledge a firing alert: no repeats or escalation until it resolves or fires again.",
+    )
+    _common(ack)
+    ack.add_argument("fingerprint", help="the alert's fingerprint")
+    ack.add_argument("--by", help="who (required unless --remove)")
+    ack.add_argument("--comment", help="why (required unless --remove)")
+    ack.add_argument("--remove", action="store_true", help="remove the acknowledgement instead")
+    ack.set_defaults(func=cmd_ack)
+
+    why = subparsers.add_parser(
+        "why",
+        help="why an alert's notifications were not sent",
+        description="What suppresses the alert now, and every notification of it that was held back.",
+    )
+    _common(why)
+    why.add_argument("fingerprint", help="the alert's fingerprint")
+    why.add_argument("--limit", type=int, default=50, help="at most this many records (default 50)")
+    why.add_argument("--json", action="store_true", help="print JSON")
+    why.set_defaults(func=cmd_why)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", default=os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml"), help="configuration file"
+    )
+    parser.add_argument("--url", help="daemon URL (default: from the configuration's daemon.listen)")
+    parser.add_argument(
+        "--token", help="admin token (default: $ALPHAWATCH_TOKEN, the configuration's admin token, or its token file)"
+    )
+
+
+def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Send one request; returns ``(status, json)``, or ``(0, message)`` when the daemon cannot be reached."""
+    import httpx
+
+    from alphawatch.daemon.cli import _client
+
+    if method != "GET" and args.token is None and not os.environ.get("ALPHAWATCH_TOKEN"):
+        args.token = _admin_token(args.config)  # _client prefers the ingest token; writes here need the admin one
+    try:
+        url, headers = _client(args, write=method != "GET")
+    except (ConfigError, OSError) as exc:
+        return 0, str(exc)
+    try:
+        response = httpx.request(method, url + path, json=body, headers=headers, timeout=30.0)
+    except httpx.HTTPError as exc:
+        return 0, f"cannot reach the daemon at {url}: {type(exc).__name__}"
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, {"error": response.text[:200]}
+
+
+def _admin_token(config: str) -> str | None:
+    from alphawatch.daemon.config import load_config
+    from alphawatch.daemon.main import token_file
+
+    try:
+        loaded = load_config(config)
+    except (ConfigError, OSError):
+        return None
+    if loaded.daemon.admin_token:
+        return loaded.daemon.admin_token
+    path = token_file(loaded)
+    return path.read_text().strip() if path.exists() else None
+
+
+def _failed(command: str, status: int, answer: Any) -> int:
+    if status == 0:
+        print(f"{command}: {answer}", file=sys.stderr)
+        return 1
+    message = answer.get("error", answer) if isinstance(answer, dict) else answer
+    print(f"{command}: refused ({status}): {message}", file=sys.stderr)
+    for item in answer.get("fields", []) if isinstance(answer, dict) else []:
+        print(f"  {item['field'] or '(body)'}: {item['message']}", file=sys.stderr)
+    return 1
+
+
+def _instant(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"matchers": args.matcher, "created_by": args.by, "comment": args.comment}
+    if args.duration is not None:
+        body["duration"] = args.duration
+    if args.end is not None:
+        body["ends_at"] = _instant(args.end)
+    if args.start is not None:
+        body["starts_at"] = _instant(args.start)
+    status, answer = _request(args, "POST", "/api/v1/silences", body)
+    if status != 201:
+        return _failed("silence add", status, answer)
+    silence = answer["silence"]
+    print(f"silence {silence['id']} {silence['state']} from {silence['starts']} to {silence['ends']}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    states = "pending,active,expired" if args.all else "pending,active"
+    status, answer = _request(args, "GET", f"/api/v1/silences?state={states}")
+    if status != 200:
+        return _failed("silence list", status, answer)
+    if args.json:
+        print(json.dumps(answer["silences"], indent=2, ensure_ascii=False))
+        return 0
+    if not answer["silences"]:
+        print("no silences")
+        return 0
+    for s in answer["silences"]:
+        print(f"{s['id']}  {s['state']:<8} {s['starts']} → {s['ends']}  {s['created_by']}")
+        print(f"    {' '.join(s['matchers'])}")
+        print(f"    {s['comment']}")
+    return 0
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    status, answer = _request(args, "DELETE", f"/api/v1/silences/{args.id}")
+    if status != 200:
+        return _failed("silence expire", status, answer)
+    print(f"silence {answer['silence']['id']} expired at {answer['silence']['ends']}")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    path = f"/api/v1/alerts/{args.fingerprint}/ack"
+    if args.remove:
+        status, answer = _request(args, "DELETE", path)
+        if status != 200:
+            return _failed("ack", status, answer)
+        print(f"acknowledgement of {args.fingerprint} removed")
+        return 0
+    if not args.by or not args.comment:
+        print("ack: give --by and --comment (or --remove)", file=sys.stderr)
+        return 2
+    status, answer = _request(args, "POST", path, {"by": args.by, "comment": args.comment})
+    if status != 201:
+        return _failed("ack", status, answer)
+    print(f"alert {args.fingerprint} acknowledged by {answer['ack']['by']}")
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    status, answer = _request(args, "GET", f"/api/v1/alerts/{args.fingerprint}/suppressions?limit={args.limit}")
+    if status != 200:
+        return _failed("why", status, answer)
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 0
+    from alphawatch.daemon.silences import rfc3339
+
+    print(f"alert {answer['fingerprint']}: {answer['state'] or 'gone'}")
+    if answer["now"]:
+        for reason in answer["now"]:
+            print(f"now {reason['kind']}: {reason['detail']}")
+    else:
+        print("now: nothing suppresses it (muted time windows show in the record below)")
+    if not answer["suppressions"]:
+        print("no notification of it was held back")
+    for row in answer["suppressions"]:
+        channel = row["channel"] or "all channels"
+        print(f"{rfc3339(row['at'])}  {row['kind']:<12} {channel}: {row['detail']}")
+    return 0

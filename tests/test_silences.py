@@ -1,0 +1,273 @@
+"""Silences: matching (regex, negative, emergency), the lifecycle at exact instants, the API and its refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from alphawatch.daemon.clock import TrioClock
+from alphawatch.daemon.main import Daemon
+from alphawatch.daemon.silences import Silence, SilenceError, parse_silence
+from alphawatch.daemon.store import Store, open_store
+from alphawatch.daemon.suppression import Suppressions
+from alphawatch.web import app as web_app
+from tests.daemon_harness import AUTH, TOKEN, in_process
+
+ROUTES = ("alphawatch.web.suppression", "routes")
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+CONFIG = f"""
+daemon:
+  state: state.db
+  listen: 127.0.0.1:0
+  tokens: {{ingest: ingest-{TOKEN}, admin: {TOKEN}}}
+  max_body: 4096
+rules:
+  - {{name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}}
+"""
+
+
+def silence(*matchers: str, start: float = T0, end: float = T0 + 3600) -> Silence:
+    body = {"matchers": list(matchers), "starts_at": start, "ends_at": end, "created_by": "ann", "comment": "why"}
+    return parse_silence(body, now=T0)
+
+
+@asynccontextmanager
+async def app(config: Path) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient, Suppressions]]:
+    """The in-process daemon with these routes and its Suppressions (made here while the daemon has none)."""
+    plugged = web_app.PLUGGED_ROUTES
+    if ROUTES not in plugged:
+        web_app.PLUGGED_ROUTES = (*plugged, ROUTES)
+    try:
+        async with in_process(config) as (daemon, client):
+            found = getattr(daemon, "suppressions", None)
+            if found is None:
+                found = await Suppressions.load(daemon.store, ())
+                daemon.suppressions = found  # type: ignore[attr-defined]
+            yield daemon, client, found
+    finally:
+        web_app.PLUGGED_ROUTES = plugged
+
+
+@pytest.fixture
+def config(write_config: Callable[..., Path]) -> Path:
+    return write_config(CONFIG)
+
+
+async def count(store: Store, table: str = "silences") -> int:
+    return int((await store.query(f"SELECT count(*) AS n FROM {table}"))[0]["n"])
+
+
+# --- matching ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("matchers", "labels", "silenced"),
+    [
+        (["model=alpha7"], {"model": "alpha7"}, True),
+        (["model=alpha7"], {"model": "alpha70"}, False),
+        (['model=~"alpha[0-9]"'], {"model": "alpha7"}, True),
+        (['model=~"alpha[0-9]"'], {"model": "alpha70"}, False),  # regexes are anchored
+        (["model=alpha7", "alertname!=ICDecay"], {"model": "alpha7", "alertname": "Drift"}, True),
+        (["model=alpha7", "alertname!=ICDecay"], {"model": "alpha7", "alertname": "ICDecay"}, False),
+        (["model=alpha7", 'alertname!~"IC.*"'], {"model": "alpha7", "alertname": "ICDecay"}, False),
+        (["model=alpha7", "desk="], {"model": "alpha7"}, True),  # an empty value matches a missing label
+        (["model=alpha7"], {"model": "alpha7", "severity": "critical"}, True),
+        (["model=alpha7"], {"model": "alpha7", "severity": "emergency"}, False),  # emergencies must be named
+        (["model=alpha7", 'severity!="info"'], {"model": "alpha7", "severity": "emergency"}, False),
+        (["model=alpha7", 'severity=~".+"'], {"model": "alpha7", "severity": "emergency"}, False),
+        (["model=alpha7", "severity=emergency"], {"model": "alpha7", "severity": "emergency"}, True),
+        (['severity=~"critical|emergency"'], {"model": "alpha7", "severity": "emergency"}, True),
+    ],
+)
+def test_matching(matchers: list[str], labels: dict[str, str], silenced: bool) -> None:
+    assert silence(*matchers).matches(labels) is silenced
+
+
+@pytest.mark.parametrize("matchers", [['alertname=~".*"'], ["model!=x"], ['model=~".*"', "desk="], ["model="]])
+def test_matchers_that_match_everything_are_refused(matchers: list[str]) -> None:
+    with pytest.raises(SilenceError, match="silence everything") as caught:
+        silence(*matchers)
+    assert [f.field for f in caught.value.fields] == ["matchers"]
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------------------
+
+
+async def test_pending_active_expired_at_the_exact_instants() -> None:
+    async with open_store(":memory:", inline=True) as store:
+        suppressions = await Suppressions.load(store, (), now=T0)
+        later = silence("model=alpha7", start=T0 + 10, end=T0 + 70)
+        await suppressions.add_silence(later)
+        labels = {"model": "alpha7"}
+        assert later.state(T0) == "pending"
+        assert suppressions.next_change(T0) == T0 + 10
+        assert suppressions.reason("fp", labels, T0 + 9.999, []) is None
+        found = suppressions.reason("fp", labels, T0 + 10, [])
+        assert found is not None
+        assert (found.kind, found.ref) == ("silence", later.id)
+        assert found.detail == "silenced by ann until 2026-01-01T00:01:10Z: why"
+        assert suppressions.next_change(T0 + 10) == T0 + 70
+        assert suppressions.reason("fp", labels, T0 + 69.999, []) is not None
+        assert suppressions.reason("fp", labels, T0 + 70, []) is None
+        assert later.state(T0 + 70) == "expired"
+        assert suppressions.next_change(T0 + 70) is None
+        assert suppressions.silences() == []  # forgotten in memory, kept in the store
+        assert await count(store) == 1
+
+
+async def test_a_dispatcher_loop_wakes_at_each_edge_and_on_changes(autojump_clock: trio.testing.MockClock) -> None:
+    clock = TrioClock(T0)
+    seen: list[tuple[float, bool]] = []
+    async with open_store(":memory:", inline=True) as store:
+        suppressions = await Suppressions.load(store, (), now=clock.now())
+
+        async def dispatcher() -> None:
+            while True:
+                changed = suppressions.changed()
+                now = clock.now()
+                seen.append((now - T0, suppressions.reason("fp", {"model": "a"}, now, []) is not None))
+                with trio.move_on_at(clock.trio_deadline(suppressions.next_change(now))):
+                    await changed.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(dispatcher)
+            await trio.sleep(5)
+            created = silence("model=a", start=T0 + 30, end=T0 + 90)
+            await suppressions.add_silence(created)
+            await trio.sleep(55)
+            await suppressions.expire_silence(created.id, clock.now())
+            await trio.sleep(100)
+            nursery.cancel_scope.cancel()
+    assert seen == [(0, False), (5, False), (30, True), (60, False)]
+
+
+async def test_silences_survive_a_restart(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        first = await Suppressions.load(store, (), now=T0)
+        await first.add_silence(silence("model=a"))
+        await first.add_silence(silence("model=b", end=T0 + 60))
+    async with open_store(tmp_path / "state.db") as store:
+        again = await Suppressions.load(store, (), now=T0 + 61)
+        assert [s.texts for s in again.silences()] == [("model=a",)]
+        assert again.reason("fp", {"model": "a"}, T0 + 61, []) is not None
+
+
+# --- the API -----------------------------------------------------------------------------------------------------
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    return {"matchers": ["model=alpha7", 'alertname=~"IC.*"'], "duration": "2h", "created_by": "ann",
+            "comment": "retraining alpha7", **overrides}  # fmt: skip
+
+
+async def test_create_list_get_expire(config: Path) -> None:
+    async with app(config) as (daemon, client, suppressions):
+        created = await client.post("/api/v1/silences", json=body(), headers=AUTH)
+        assert created.status_code == 201, created.text
+        made = created.json()["silence"]
+        assert made["state"] == "active"
+        assert made["matchers"] == ["model=alpha7", 'alertname=~"IC.*"']
+        assert made["ends_at"] - made["starts_at"] == 7200
+        now = daemon.clock.now()
+        assert suppressions.reason("x", {"model": "alpha7", "alertname": "ICDecay"}, now, []) is not None  # at once
+        later = await client.post("/api/v1/silences", json=body(starts_at=now + 600), headers=AUTH)
+        assert later.json()["silence"]["state"] == "pending"
+
+        listed = (await client.get("/api/v1/silences")).json()["silences"]
+        assert {s["id"] for s in listed} == {made["id"], later.json()["id"]}
+        one = await client.get(f"/api/v1/silences/{made['id']}")
+        assert one.json()["silence"]["comment"] == "retraining alpha7"
+
+        expired = await client.delete(f"/api/v1/silences/{made['id']}", headers=AUTH)
+        assert expired.status_code == 200
+        assert expired.json()["silence"]["state"] == "expired"
+        assert suppressions.reason("x", {"model": "alpha7", "alertname": "ICDecay"}, daemon.clock.now(), []) is None
+        again = await client.delete(f"/api/v1/silences/{made['id']}", headers=AUTH)
+        assert again.status_code == 409
+        assert (await client.delete("/api/v1/silences/nope", headers=AUTH)).status_code == 404
+        assert (await client.get("/api/v1/silences/nope")).status_code == 404
+
+        pending = await client.delete(f"/api/v1/silences/{later.json()['id']}", headers=AUTH)
+        assert pending.json()["silence"]["state"] == "expired"  # a pending silence never starts
+        assert (await client.get("/api/v1/silences")).json()["silences"] == []
+        everything = (await client.get("/api/v1/silences?state=pending,active,expired")).json()["silences"]
+        assert len(everything) == 2
+        assert (await client.get("/api/v1/silences?state=gone")).status_code == 400
+
+
+async def test_writes_need_the_admin_token(config: Path) -> None:
+    async with app(config) as (daemon, client, _):
+        ingest = {"Authorization": f"Bearer ingest-{TOKEN}"}
+        for headers in ({}, ingest):
+            refused = await client.post("/api/v1/silences", json=body(), headers=headers)
+            assert refused.status_code == 401
+            assert TOKEN not in refused.text
+        made = (await client.post("/api/v1/silences", json=body(), headers=AUTH)).json()
+        assert (await client.delete(f"/api/v1/silences/{made['id']}", headers=ingest)).status_code == 401
+        assert await count(daemon.store) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"matchers": None}, "matchers", "required"),
+        ({"matchers": []}, "matchers", "required"),
+        ({"matchers": "model=a"}, "matchers", "required"),
+        ({"matchers": [7]}, "matchers[0]", "a string"),
+        ({"matchers": ["model=a", "9x=1"]}, "matchers[1]", "not a matcher"),
+        ({"matchers": ['model=~"("']}, "matchers[0]", "bad regex"),
+        ({"matchers": ['alertname=~".*"']}, "matchers", "silence everything"),
+        ({"matchers": ["m=a"] * 40}, "matchers", "at most"),
+        ({"created_by": None}, "created_by", "required"),
+        ({"created_by": "  "}, "created_by", "required"),
+        ({"comment": None}, "comment", "required"),
+        ({"comment": "x" * 3000}, "comment", "at most"),
+        ({"duration": None}, "ends_at", "exactly one"),
+        ({"ends_at": "2099-01-01T00:00:00Z"}, "ends_at", "exactly one"),
+        ({"duration": "forever"}, "duration", "not a duration"),
+        ({"duration": -5}, "duration", "positive"),
+        ({"duration": True}, "duration", "a duration"),
+        ({"duration": None, "ends_at": "2026-12-01T09:00:00"}, "ends_at", "no UTC offset"),
+        ({"duration": None, "ends_at": "tomorrow"}, "ends_at", "not an RFC 3339"),
+        ({"duration": None, "ends_at": 1_000_000}, "ends_at", "between 2000"),
+        ({"duration": None, "ends_at": 1_767_225_600}, "ends_at", "after now"),
+        ({"starts_at": "2099-01-01T09:00:00"}, "starts_at", "no UTC offset"),
+        ({"starts_at": [1]}, "starts_at", "RFC 3339"),
+        ({"extra": 1}, "extra", "unknown field"),
+        ({"id": "mine"}, "id", "unknown field"),
+    ],
+)
+async def test_each_bad_field_is_named_and_nothing_is_stored(
+    config: Path, change: dict[str, Any], field: str, message: str
+) -> None:
+    async with app(config) as (daemon, client, suppressions):
+        refused = await client.post("/api/v1/silences", json=body(**change), headers=AUTH)
+        assert refused.status_code == 400, refused.text
+        fields = refused.json()["fields"]
+        assert any(f["field"] == field and message in f["message"] for f in fields), fields
+        assert await count(daemon.store) == 0
+        assert suppressions.silences() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "status"), [(b"{not json", 400), (b"[1, 2]", 400), (b"null", 400), (b"{" + b" " * 5000 + b"}", 413)]
+)
+async def test_bodies_that_are_not_a_silence(config: Path, content: bytes, status: int) -> None:
+    async with app(config) as (daemon, client, _):
+        refused = await client.post("/api/v1/silences", content=content, headers=AUTH)
+        assert refused.status_code == status
+        assert "error" in refused.json()
+        assert await count(daemon.store) == 0
+
+
+async def test_all_bad_fields_are_reported_at_once(config: Path) -> None:
+    async with app(config) as (_, client, _suppressions):
+        refused = await client.post("/api/v1/silences", json={"matchers": ["??"], "duration": "x"}, headers=AUTH)
+        fields = {f["field"] for f in refused.json()["fields"]}
+        assert fields == {"matchers[0]", "created_by", "comment", "duration"}

@@ -1,0 +1,221 @@
+"""HTTP routes for silences, acknowledgements and the suppression record ("why did I not get this alert").
+
+- ``POST /api/v1/silences`` (admin): ``{matchers, starts_at?, ends_at | duration, created_by, comment}`` → 201;
+- ``GET /api/v1/silences?state=pending,active,expired&limit=``, ``GET /api/v1/silences/{id}``;
+- ``DELETE /api/v1/silences/{id}`` (admin): expire now (409 when already expired);
+- ``POST /api/v1/alerts/{fingerprint}/ack`` (admin): ``{by, comment}`` on a firing alert (404 unknown,
+  409 not firing); ``DELETE`` the same path to remove the ack;
+- ``GET /api/v1/alerts/{fingerprint}/suppressions?limit=``: what suppresses the alert now, its ack, and every
+  recorded suppressed notification; ``GET /api/v1/suppressions?since=&kind=&limit=``: the record of all alerts.
+
+Bad input gets a 4xx JSON ``{"error": ..., "fields": [{"field", "message"}, ...]}`` and stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import trio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from alphawatch.daemon import silences as silence_store
+from alphawatch.daemon.acks import NotFiring, UnknownAlert, check_ack
+from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
+from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
+from alphawatch.web.app import BodyTooLarge, Handler, error, guarded, read_body
+
+if TYPE_CHECKING:
+    from alphawatch.daemon.main import Daemon
+
+SILENCE_STATES = ("pending", "active", "expired")
+
+
+class SuppressionApi:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._lock = trio.Lock()
+
+    async def suppressions(self) -> Suppressions:
+        """The daemon's :class:`Suppressions` (made here, once, if the daemon has none yet)."""
+        found: Suppressions | None = getattr(self.daemon, "suppressions", None)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = getattr(self.daemon, "suppressions", None)
+            if found is None:
+                rules = getattr(self.daemon.config, "inhibit_rules", ())
+                found = await Suppressions.load(self.daemon.store, rules, now=self.daemon.clock.now())
+                self.daemon.suppressions = found  # type: ignore[attr-defined]
+            return found
+
+    async def _json(self, request: Request) -> tuple[Any, Response | None]:
+        limit = self.daemon.config.daemon.max_body
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge:
+            return None, error(413, f"body larger than daemon.max_body ({limit} bytes)")
+        try:
+            return json.loads(body), None
+        except ValueError as exc:
+            return None, error(400, f"the body is not JSON: {exc}", fields=[{"field": "", "message": "not JSON"}])
+
+    # silences ------------------------------------------------------------------------------------------------
+    async def create_silence(self, request: Request) -> Response:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        now = self.daemon.clock.now()
+        try:
+            silence = parse_silence(body, now)
+        except SilenceError as exc:
+            return error(400, f"silence refused: {exc}", fields=[f.as_json() for f in exc.fields])
+        await (await self.suppressions()).add_silence(silence)
+        self.daemon.broadcaster.publish({"type": "silence", "event": "created", "id": silence.id})
+        return JSONResponse({"id": silence.id, "silence": silence.as_json(now)}, status_code=201)
+
+    async def list_silences(self, request: Request) -> Response:
+        raw = request.query_params.get("state", "pending,active")
+        states = tuple(s.strip() for s in raw.split(",") if s.strip())
+        if not states or not all(s in SILENCE_STATES for s in states):
+            return error(400, f"state is a comma-separated list of {', '.join(SILENCE_STATES)}")
+        limit = _whole(request.query_params.get("limit"), 1000, 1, 10_000)
+        if limit is None:
+            return error(400, "limit is a whole number from 1 to 10000")
+        now = self.daemon.clock.now()
+        ending_after = None if EXPIRED in states else now
+        found = await self.daemon.store.run(lambda db: silence_store.load(db, ending_after=ending_after))
+        rows = [s.as_json(now) for s in found if s.state(now) in states][:limit]
+        return JSONResponse({"silences": rows})
+
+    async def get_silence(self, request: Request) -> Response:
+        silence_id = request.path_params["id"]
+        found = await self.daemon.store.run(lambda db: silence_store.get(db, silence_id))
+        if found is None:
+            return error(404, "no such silence")
+        return JSONResponse({"silence": found.as_json(self.daemon.clock.now())})
+
+    async def expire_silence(self, request: Request) -> Response:
+        now = self.daemon.clock.now()
+        silence, live = await (await self.suppressions()).expire_silence(request.path_params["id"], now)
+        if silence is None:
+            return error(404, "no such silence")
+        if not live:
+            return error(409, "the silence has already expired", silence=silence.as_json(now))
+        self.daemon.broadcaster.publish({"type": "silence", "event": "expired", "id": silence.id})
+        return JSONResponse({"silence": silence.as_json(now)})
+
+    # acknowledgements ----------------------------------------------------------------------------------------
+    async def ack(self, request: Request) -> Response:
+        body, refused = await self._json(request)
+        if refused is not None:
+            return refused
+        fields, errors = check_ack(body)
+        if errors:
+            return error(400, "acknowledgement refused: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                         fields=errors)  # fmt: skip
+        fingerprint = request.path_params["fingerprint"]
+        now = self.daemon.clock.now()
+        try:
+            ack = await (await self.suppressions()).acknowledge(fingerprint, fields["by"], fields["comment"], now)
+        except UnknownAlert:
+            return error(404, "no such alert")
+        except NotFiring as exc:
+            return error(409, str(exc), state=exc.state)
+        self.daemon.broadcaster.publish({"type": "ack", "event": "created", "fingerprint": fingerprint})
+        return JSONResponse({"ack": ack.as_json()}, status_code=201)
+
+    async def unack(self, request: Request) -> Response:
+        fingerprint = request.path_params["fingerprint"]
+        if not await (await self.suppressions()).unacknowledge(fingerprint):
+            return error(404, "the alert is not acknowledged")
+        self.daemon.broadcaster.publish({"type": "ack", "event": "removed", "fingerprint": fingerprint})
+        return JSONResponse({"removed": fingerprint})
+
+    # the record ----------------------------------------------------------------------------------------------
+    async def alert_suppressions(self, request: Request) -> Response:
+        fingerprint = request.path_params["fingerprint"]
+        limit = _whole(request.query_params.get("limit"), 1000, 1, 10_000)
+        if limit is None:
+            return error(400, "limit is a whole number from 1 to 10000")
+        store = self.daemon.store
+        alert = await store.query("SELECT labels, state, active_at FROM alerts WHERE fingerprint = ?", [fingerprint])
+        rows = await suppression_log(store, fingerprint=fingerprint, limit=limit)
+        if not alert and not rows:
+            return error(404, "no such alert, and nothing recorded for it")
+        suppressions = await self.suppressions()
+        now = self.daemon.clock.now()
+        current: list[dict[str, str]] = []
+        ack = suppressions.ack_of(fingerprint)
+        state = alert[0]["state"] if alert else None
+        if alert and state != "resolved":
+            firing = await store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
+            others = [(r["fingerprint"], json.loads(r["labels"])) for r in firing]
+            reason = suppressions.reason(fingerprint, json.loads(alert[0]["labels"]), now, others)
+            if reason is not None:
+                current.append(reason.as_json())
+            held = suppressions.acknowledged(fingerprint, alert[0]["active_at"])
+            if held is not None:
+                current.append(suppressions.ack_reason(held).as_json())
+        return JSONResponse({
+            "fingerprint": fingerprint,
+            "state": state,
+            "now": current,
+            "ack": ack.as_json() if ack is not None else None,
+            "suppressions": rows,
+        })  # fmt: skip
+
+    async def all_suppressions(self, request: Request) -> Response:
+        params = request.query_params
+        limit = _whole(params.get("limit"), 1000, 1, 10_000)
+        if limit is None:
+            return error(400, "limit is a whole number from 1 to 10000")
+        since = None
+        if params.get("since") is not None:
+            raw: Any = params["since"]
+            try:
+                since = parse_instant(float(raw) if _is_number(raw) else raw)
+            except ValueError as exc:
+                return error(400, f"since: {exc}")
+        kind = params.get("kind")
+        if kind is not None and kind not in KINDS:
+            return error(400, f"kind is one of {', '.join(KINDS)}")
+        rows = await suppression_log(self.daemon.store, since=since, kind=kind, limit=limit)
+        return JSONResponse({"suppressions": rows})
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _whole(raw: str | None, default: int, low: int, high: int) -> int | None:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        return None
+    return int(raw)
+
+
+def routes(daemon: Daemon) -> list[Route]:
+    """The routes of this module, mounted through ``web.app.PLUGGED_ROUTES``."""
+    api = SuppressionApi(daemon)
+
+    def admin(handler: Handler) -> Handler:
+        return guarded(daemon, "admin", handler)
+
+    return [
+        Route("/api/v1/silences", admin(api.create_silence), methods=["POST"]),
+        Route("/api/v1/silences", api.list_silences, methods=["GET"]),
+        Route("/api/v1/silences/{id}", api.get_silence, methods=["GET"]),
+        Route("/api/v1/silences/{id}", admin(api.expire_silence), methods=["DELETE"]),
+        Route("/api/v1/alerts/{fingerprint}/ack", admin(api.ack), methods=["POST"]),
+        Route("/api/v1/alerts/{fingerprint}/ack", admin(api.unack), methods=["DELETE"]),
+        Route("/api/v1/alerts/{fingerprint}/suppressions", api.alert_suppressions, methods=["GET"]),
+        Route("/api/v1/suppressions", api.all_suppressions, methods=["GET"]),
+    ]

@@ -110,8 +110,9 @@ class Tracker:
                 if now >= alert.false_since + self.rule.keep_firing_for:
                     resolved = replace(alert, state=RESOLVED, resolved_at=now, notify_seq=alert.notify_seq + 1)
                     del self.alerts[series]
-                    heard = alert.last_notified_at is not None  # nobody is told of the end of what they never heard
-                    out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, heard and not muted, note))
+                    # told if and only if its firing was told: a mute never leaves a receiver with a stale alert
+                    heard = alert.last_notified_at is not None
+                    out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, heard, note))
             elif alert.state == FIRING and not muted and alert.last_notified_at is None:
                 told = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
                 self.alerts[series] = told

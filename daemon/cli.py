@@ -148,7 +148,7 @@ def _client(args: argparse.Namespace, write: bool) -> tuple[str, dict[str, str]]
             url = f"http://{'[' + host + ']' if ':' in host else host}:{config.daemon.port}"
         if token is None:
             token = config.daemon.ingest_token or config.daemon.admin_token
-            path = token_file(config)
+            path = token_file(config.daemon)
             if token is None and path.exists():
                 token = path.read_text().strip()
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import jsonschema
 
@@ -56,7 +56,8 @@ class DaemonSettings:
     state: Path
     host: str = "127.0.0.1"
     port: int = 9464
-    external_url: str = "http://127.0.0.1:9464"
+    external_url: str = ""
+    """Where people reach the page (links in notifications); empty: the address the daemon listens on."""
     language: str = "en"
     retention: float | None = 400 * 86400.0
     max_body: int = 8 * 1024 * 1024
@@ -335,7 +336,11 @@ def _build(
     main: Located, documents: list[Located], base_dir: Path, secrets: set[str], problems: list[Problem]
 ) -> Config | None:
     data = main.data
-    daemon = _daemon_settings(data.get("daemon") or {}, base_dir)
+    try:
+        daemon = _daemon_settings(data.get("daemon") or {}, base_dir)
+    except ValueError as exc:
+        problems.append(main.problem(("daemon", "listen"), str(exc)))
+        return None
     try:
         calendars = load_calendars(
             data.get("calendar"), locate=lambda p, m: main.problem(("calendar", *p), m), base_dir=base_dir
@@ -435,9 +440,12 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
     listen = raw.get("listen", DEFAULT_LISTEN)
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
+    if int(port) > 65535:
+        raise ValueError(f"port {port} is not a TCP port (0-65535)")
     state = Path(raw.get("state", "alphawatch.db"))
     if not state.is_absolute():
-        state = base_dir / state
+        # under systemd the unit's StateDirectory= is the place; elsewhere, beside the configuration file
+        state = Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or base_dir) / state
     tokens = raw.get("tokens") or {}
     supervisor = raw.get("supervisor") or {}
     delivery = raw.get("delivery") or {}
@@ -446,7 +454,7 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
         state=state,
         host=host,
         port=int(port),
-        external_url=raw.get("external_url", f"http://{listen}"),
+        external_url=raw.get("external_url", ""),
         language=raw.get("language", "en"),
         retention=parse_duration(retention) if retention else DaemonSettings.retention,
         max_body=raw.get("max_body", DaemonSettings.max_body),
@@ -455,22 +463,27 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
         ingest_token=tokens.get("ingest"),
         admin_token=tokens.get("admin"),
         supervisor=SupervisorSettings(
-            initial_backoff=_duration(supervisor.get("initial_backoff")) or SupervisorSettings.initial_backoff,
-            max_backoff=_duration(supervisor.get("max_backoff")) or SupervisorSettings.max_backoff,
+            initial_backoff=_duration(supervisor.get("initial_backoff"), SupervisorSettings.initial_backoff),
+            max_backoff=_duration(supervisor.get("max_backoff"), SupervisorSettings.max_backoff),
             max_restarts=supervisor.get("max_restarts", SupervisorSettings.max_restarts),
-            restart_window=_duration(supervisor.get("restart_window")) or SupervisorSettings.restart_window,
+            restart_window=_duration(supervisor.get("restart_window"), SupervisorSettings.restart_window),
         ),
         delivery=DeliverySettings(
-            initial_backoff=_duration(delivery.get("initial_backoff")) or DeliverySettings.initial_backoff,
-            max_backoff=_duration(delivery.get("max_backoff")) or DeliverySettings.max_backoff,
-            max_age=_duration(delivery.get("max_age")) or DeliverySettings.max_age,
+            initial_backoff=_duration(delivery.get("initial_backoff"), DeliverySettings.initial_backoff),
+            max_backoff=_duration(delivery.get("max_backoff"), DeliverySettings.max_backoff),
+            max_age=_duration(delivery.get("max_age"), DeliverySettings.max_age),
             concurrency=delivery.get("concurrency", DeliverySettings.concurrency),
         ),
     )
 
 
-def _duration(value: str | None) -> float | None:
-    return parse_duration(value) if value else None
+@overload
+def _duration(value: str | None) -> float | None: ...
+@overload
+def _duration(value: str | None, default: float) -> float: ...
+def _duration(value: str | None, default: float | None = None) -> float | None:
+    """Seconds of a duration setting; ``default`` only when it is absent (``0s`` means zero)."""
+    return parse_duration(value) if value else default
 
 
 def _origin(doc: Located, path: KeyPath) -> str:

@@ -196,6 +196,7 @@ class Engine:
         rule = actor.config
         evaluator, tracker = await self._restore(rule)
         started()
+        await self._clear_failed(rule.name)  # it runs again (after a restart of the daemon, say)
         await self.store.set_rule_state(rule.name, actor.state.status, actor.state.restarts, actor.state.last_error)
         if self._on_status is not None:
             await self._on_status(actor)

@@ -14,6 +14,7 @@ import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,10 @@ from hypercorn.trio import serve
 from alphawatch.channels import Channel
 from alphawatch.daemon.alerts import INACTIVE, Transition
 from alphawatch.daemon.clock import Clock
-from alphawatch.daemon.config import Config, RuleConfig, load_config
+from alphawatch.daemon.config import Config, DaemonSettings, RuleConfig, load_config
 from alphawatch.daemon.dispatch import Writes
 from alphawatch.daemon.engine import Actor, Engine
-from alphawatch.daemon.errors import ConfigError
+from alphawatch.daemon.errors import ConfigError, StoreError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.logs import JsonFormatter, setup_logging
 from alphawatch.daemon.outbox import Outbox
@@ -40,23 +41,28 @@ from alphawatch.web.broadcast import Broadcaster
 log = logging.getLogger("alphawatch.daemon")
 SHUTDOWN_GRACE = 5.0
 RETENTION_EVERY = 3600.0
+DEAD_LETTER_DEGRADES = 86400.0  # a dead letter keeps /health "degraded" for a day
 
 
-def token_file(config: Config) -> Path:
+def token_file(settings: DaemonSettings) -> Path:
     """Where the generated token lives when the configuration names none: beside the state file, mode 0600."""
-    return config.daemon.state.with_name(config.daemon.state.name + ".token")
+    return settings.state.with_name(settings.state.name + ".token")
 
 
 def read_or_create_token(path: Path) -> str:
+    """The token in ``path``; a new random one (logged as created, never shown) if the file is absent or empty."""
     try:
-        return path.read_text().strip()
+        token = path.read_text().strip()
     except FileNotFoundError:
-        pass
+        token = ""
+    if len(token) >= 16:
+        return token
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(token + "\n")
+    log.info("API token generated", extra={"token_file": str(path)})
     return token
 
 
@@ -77,20 +83,36 @@ class Daemon:
         self.notifier = notifier
         self.formatter = formatter
         self.started_at = clock.now()
+        self.bound = config.daemon  # what the process was started with: listen and state need a restart
         self.broadcaster = Broadcaster()
-        self.generated_token = (
-            read_or_create_token(token_file(config))
-            if not (config.daemon.ingest_token and config.daemon.admin_token)
-            else None
-        )
+        self.generated_token = self._token(config)
         self.channels: dict[str, Channel] = {c.name: c.build() for c in config.channels}
         self.engine = Engine(config, store, clock, self._committed, self._rule_status)
         self.outbox = Outbox(store, lambda: self.channels, lambda: self.config.daemon.delivery, clock, self._delivery)
         self.reload_status: dict[str, Any] = {"ok": True, "at": self.started_at, "trigger": "start", "error": None,
                                               "digest": config.digest}  # fmt: skip
+        self.bound_url = ""
         self.samples_ingested = 0
         self.batches_ingested = 0
         self._reload_lock = trio.Lock()
+
+    def _token(self, config: Config) -> str | None:
+        if config.daemon.ingest_token and config.daemon.admin_token:
+            return None
+        return read_or_create_token(token_file(self.bound))
+
+    def use_config(self, config: Config) -> None:
+        """Make ``config`` the running one (the engine applies rule changes itself)."""
+        if not config.daemon.external_url and self.bound_url:
+            config = replace(config, daemon=replace(config.daemon, external_url=self.bound_url))
+        self.config = config
+        self.engine.config = config
+        self.engine.dispatcher.config = config
+        self.channels = {c.name: c.build() for c in config.channels}
+        self.generated_token = self._token(config)
+        if self.formatter is not None:
+            self.formatter.set_secrets(config.secrets)
+        logging.getLogger("alphawatch").setLevel(config.daemon.log_level.upper())
 
     @property
     def ingest_token(self) -> str | None:
@@ -140,11 +162,10 @@ class Daemon:
             except ConfigError as exc:
                 return await self._reload_failed(trigger, str(exc))
             warnings = self._fixed_settings_changed(new)
+            if not new.daemon.external_url and self.bound_url:
+                new = replace(new, daemon=replace(new.daemon, external_url=self.bound_url))
             added, changed, removed = await self.engine.apply(new)
-            self.config = new
-            self.channels = {c.name: c.build() for c in new.channels}
-            if self.formatter is not None:
-                self.formatter.set_secrets(new.secrets)
+            self.use_config(new)
             elapsed_ms = round((time.perf_counter() - began) * 1000, 2)
             self.reload_status = {"ok": True, "at": self.clock.now(), "trigger": trigger, "error": None,
                                   "digest": new.digest, "warnings": warnings}  # fmt: skip
@@ -171,7 +192,7 @@ class Daemon:
         return {"ok": False, "error": message}
 
     def _fixed_settings_changed(self, new: Config) -> list[str]:
-        old, fresh = self.config.daemon, new.daemon
+        old, fresh = self.bound, new.daemon
         out = []
         for name in ("state", "host", "port"):
             if getattr(old, name) != getattr(fresh, name):
@@ -194,10 +215,17 @@ class Daemon:
         failed = [a.state.name for a in self.engine.actors.values() if a.state.status == "failed"]
         components["rules"] = {"status": "degraded" if failed else "ok", "total": len(self.engine.actors),
                                "failed": failed}  # fmt: skip
-        dead = await self.store.query("SELECT count(*) AS n FROM outbox WHERE state = 'dead'")
-        pending = await self.store.query("SELECT count(*) AS n FROM outbox WHERE state = 'pending'")
-        components["outbox"] = {"status": "degraded" if dead[0]["n"] else "ok", "pending": pending[0]["n"],
-                                "dead": dead[0]["n"]}  # fmt: skip
+        try:
+            counts = await self.store.query(
+                "SELECT sum(state = 'pending') AS pending, sum(state = 'dead') AS dead,"
+                " sum(state = 'dead' AND finished_at > ?) AS recent FROM outbox",
+                [self.clock.now() - DEAD_LETTER_DEGRADES],
+            )
+            pending, dead, recent = (int(counts[0][k] or 0) for k in ("pending", "dead", "recent"))
+            components["outbox"] = {"status": "degraded" if recent else "ok", "pending": pending, "dead": dead,
+                                    "dead_last_24h": recent}  # fmt: skip
+        except Exception as exc:
+            components["outbox"] = {"status": "down", "error": type(exc).__name__}
         components["reload"] = {"status": "ok" if self.reload_status["ok"] else "degraded", **self.reload_status}
         statuses = [c["status"] for c in components.values()]
         overall = "down" if "down" in statuses else ("degraded" if "degraded" in statuses else "ok")
@@ -303,15 +331,33 @@ async def run_daemon(
     on_ready: Callable[[Daemon, list[str]], Awaitable[None]] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    formatter = setup_logging("info")
     try:
         config = load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            log.error("configuration error: %s", problem)
+            log.error("configuration error: %s", problem, extra={"file": problem.file, "line": problem.line,
+                                                                  "key": problem.path})  # fmt: skip
         return 1
-    formatter = setup_logging(config.daemon.log_level, config.secrets)
-    notifier = Notifier(environ)
-    clock = clock or Clock()
+    formatter.set_secrets(config.secrets)
+    logging.getLogger("alphawatch").setLevel(config.daemon.log_level.upper())
+    try:
+        await _run(path, config, clock or Clock(), Notifier(environ), formatter, on_ready)
+    except StoreError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    log.info("stopped")
+    return 0
+
+
+async def _run(
+    path: Path,
+    config: Config,
+    clock: Clock,
+    notifier: Notifier,
+    formatter: JsonFormatter,
+    on_ready: Callable[[Daemon, list[str]], Awaitable[None]] | None,
+) -> None:
     # the receiver stays open until the store is closed and a task drains it during shutdown: a second SIGTERM
     # is absorbed (trio re-raises signals still pending when the receiver closes)
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
@@ -332,18 +378,18 @@ async def run_daemon(
                         with outbox_scope:
                             await daemon.outbox.run(http, task_status=task_status)
 
-                    await nursery.start(run_engine)
-                    await nursery.start(run_outbox)
                     binds: list[str] = await nursery.start(
                         _serve, daemon, config.daemon.host, config.daemon.port, web_stop.wait
                     )
+                    daemon.bound_url = binds[0] if binds else ""
+                    daemon.use_config(daemon.config)
+                    await nursery.start(run_engine)
+                    await nursery.start(run_outbox)
                     nursery.start_soon(daemon.run_retention)
                     if notifier.watchdog_interval:
                         nursery.start_soon(_watchdog, notifier, notifier.watchdog_interval)
                     log.info("alphawatch ready", extra={"listen": binds, "rules": len(config.rules),
                                                         "state": str(config.daemon.state)})  # fmt: skip
-                    if daemon.generated_token:
-                        log.info("API token generated", extra={"token_file": str(token_file(config))})
                     notifier.ready(daemon._status_line())
                     if on_ready is not None:
                         await on_ready(daemon, binds)
@@ -363,8 +409,6 @@ async def run_daemon(
                     outbox_scope.cancel()
                     nursery.cancel_scope.cancel()
             outer.cancel_scope.cancel()
-    log.info("stopped")
-    return 0
 
 
 async def _serve(

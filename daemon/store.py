@@ -591,7 +591,7 @@ async def open_store(path: Path | str, *, inline: bool = False) -> AsyncIterator
     try:
         db = _connect(path)
         migrate(db)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the state file {path}: {exc}") from None
     store = Store(db, inline)
     try:

@@ -73,7 +73,7 @@ async def test_a_refusal_goes_straight_to_the_dead_letters(
         assert dead["payload"]["alerts"][0]["labels"]["alertname"] == "exposure"
         assert len(receiver.requests) == 1
         health = (await client.get("/health")).json()
-        assert health["components"]["outbox"] == {"status": "degraded", "pending": 0, "dead": 1}
+        assert health["components"]["outbox"] == {"status": "degraded", "pending": 0, "dead": 1, "dead_last_24h": 1}
 
 
 async def test_a_notification_older_than_max_age_is_dead_lettered(

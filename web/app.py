@@ -56,7 +56,7 @@ def authorized(request: Request, token: str | None) -> bool:
     """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if token is None or scheme.lower() != "bearer":
+    if not token or scheme.lower() != "bearer" or not given.strip():
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
 

@@ -24,6 +24,7 @@ from alphawatch.channels import Channel, channel_kinds
 from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendars
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
+from alphawatch.daemon.escalation import ESCALATIONS_SCHEMA, Policy, build_policies
 from alphawatch.daemon.routing import ROUTE_SCHEMA, RouteNode, build_route_tree, check_references
 from alphawatch.daemon.windows import WINDOW_REF_SCHEMA, WINDOWS_SCHEMA, Windows, build_windows
 from alphawatch.daemon.yamlpos import Located, load_located
@@ -119,6 +120,7 @@ class Config:
     windows: Windows
     channels: tuple[ChannelConfig, ...] = ()
     route: RouteNode | None = None
+    escalations: tuple[Policy, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
     files: tuple[str, ...] = field(default=(), compare=False)
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -144,6 +146,7 @@ def full_schema() -> dict[str, Any]:
     schema["properties"]["calendar"] = CALENDAR_SCHEMA
     schema["properties"]["windows"] = WINDOWS_SCHEMA
     schema["properties"]["route"] = ROUTE_SCHEMA
+    schema["properties"]["escalations"] = ESCALATIONS_SCHEMA
     window_list = {"type": "array", "items": WINDOW_REF_SCHEMA, "minItems": 1}
     defs["rule"]["properties"]["active_during"] = window_list
     defs["rule"]["properties"]["muted_during"] = window_list
@@ -380,6 +383,17 @@ def _build(
         else:
             problems += check_references(route, locate_route, channels=channel_names, windows=windows)
 
+    escalations: tuple[Policy, ...] = ()
+    try:
+        escalations = build_policies(
+            data.get("escalations") or [],
+            lambda p, m: main.problem(("escalations", *p), m),
+            set(channel_names),
+            windows,
+        )
+    except ConfigError as exc:
+        problems += exc.problems
+
     rules: list[RuleConfig] = []
     seen: dict[str, str] = {}
     for doc in documents:
@@ -392,7 +406,7 @@ def _build(
                 continue
             seen[name] = origin
             rules.append(_rule(doc, path, raw, origin, context, problems))
-    return Config(daemon, calendars, windows, tuple(channels), route, tuple(rules),
+    return Config(daemon, calendars, windows, tuple(channels), route, escalations, tuple(rules),
                   (*(d.file for d in documents),), frozenset(secrets))  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
 from alphawatch.daemon.config import Config, RuleConfig
+from alphawatch.daemon.escalation import Policy, policy_for
 from alphawatch.daemon.notify import alert_document
 from alphawatch.daemon.routing import RouteNode, group_key_text, group_labels, release_at, trace_routes
 from alphawatch.daemon.store import Outgoing
@@ -60,6 +61,19 @@ class Group:
 
 
 @dataclass
+class Escalating:
+    """A firing alert under an escalation policy; ``next_tier`` is the index of the tier still to come."""
+
+    fingerprint: str
+    rule: str
+    policy: str
+    active_at: float
+    fired_at: float
+    next_tier: int
+    doc: dict[str, Any]
+
+
+@dataclass
 class Writes:
     """What one step changed, for the store to write in one transaction."""
 
@@ -67,15 +81,17 @@ class Writes:
     groups: dict[str, Group | None] = field(default_factory=dict)  # key → group to save, or None to delete
     members: dict[tuple[str, str], Member | None] = field(default_factory=dict)
     suppressed: list[tuple[str, str, float, str, Any]] = field(default_factory=list)  # fp, rule, at, channel, reason
+    escalations: dict[str, Escalating | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.outgoing or self.groups or self.members or self.suppressed)
+        return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations)
 
     def merge(self, other: Writes) -> None:
         self.outgoing += other.outgoing
         self.groups.update(other.groups)
         self.members.update(other.members)
         self.suppressed += other.suppressed
+        self.escalations.update(other.escalations)
 
 
 class Dispatcher:
@@ -83,6 +99,7 @@ class Dispatcher:
         self.config = config
         self.groups: dict[str, Group] = {}
         self.by_alert: dict[str, set[str]] = {}  # fingerprint → keys of the groups it is in
+        self.escalating: dict[str, Escalating] = {}
         self.reason: Reasoner = lambda *_: None
         self.acknowledged: AckCheck = lambda *_: None
 
@@ -108,8 +125,18 @@ class Dispatcher:
             self._join(member, now, writes, fresh=False)
         return writes
 
-    def load(self, groups: Iterable[dict[str, Any]], members: Iterable[dict[str, Any]]) -> None:
+    def load(
+        self,
+        groups: Iterable[dict[str, Any]],
+        members: Iterable[dict[str, Any]],
+        escalations: Iterable[dict[str, Any]] = (),
+    ) -> None:
         """Rebuild from the store at start."""
+        for row in escalations:
+            self.escalating[row["fingerprint"]] = Escalating(
+                row["fingerprint"], row["rule"], row["policy"], row["active_at"], row["fired_at"], row["next_tier"],
+                json.loads(row["doc"]),
+            )  # fmt: skip
         nodes = self.nodes()
         for row in groups:
             node = nodes.get(row["route"])
@@ -139,12 +166,19 @@ class Dispatcher:
                     continue  # fired while its rule is muted: told when the mute ends ("unmuted")
                 doc = alert_document(rule, t, self.config.daemon.external_url)
                 self._join(Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, doc), now, writes)
+                policy = policy_for(self.config.escalations, doc["labels"])
+                if policy is not None and alert.fingerprint not in self.escalating:
+                    escalating = Escalating(alert.fingerprint, rule.name, policy.name, alert.active_at, now, 0, doc)
+                    self.escalating[alert.fingerprint] = escalating
+                    writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
                 for key in self.by_alert.get(alert.fingerprint, ()):  # a new value: keep the documents current
                     member = self.groups[key].members[alert.fingerprint]
                     member.doc = alert_document(rule, t, self.config.daemon.external_url)
                     writes.members[(key, member.fingerprint)] = member
             elif t.to_state == RESOLVED:
+                if self.escalating.pop(alert.fingerprint, None) is not None:
+                    writes.escalations[alert.fingerprint] = None
                 doc = alert_document(rule, t, self.config.daemon.external_url)
                 for key in list(self.by_alert.get(alert.fingerprint, ())):
                     group = self.groups[key]
@@ -198,13 +232,68 @@ class Dispatcher:
 
     # flushing ----------------------------------------------------------------------------------------------
     def next_due(self) -> float | None:
-        return min((g.next_flush_at for g in self.groups.values() if g.next_flush_at is not None), default=None)
+        due = [g.next_flush_at for g in self.groups.values() if g.next_flush_at is not None]
+        due += [at for e in self.escalating.values() if (at := self._escalation_due(e)) is not None]
+        return min(due, default=None)
 
     def flush_due(self, now: float) -> Writes:
         writes = Writes()
         for group in [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= now]:
             self._flush(group, now, writes)
+        for escalating in list(self.escalating.values()):
+            due = self._escalation_due(escalating)
+            if due is not None and due <= now:
+                self._escalate(escalating, now, writes)
         return writes
+
+    # escalation --------------------------------------------------------------------------------------------
+    def _policy(self, escalating: Escalating) -> Policy | None:
+        return next((p for p in self.config.escalations if p.name == escalating.policy), None)
+
+    def _escalation_due(self, escalating: Escalating) -> float | None:
+        policy = self._policy(escalating)
+        if policy is None or escalating.next_tier >= len(policy.tiers):
+            return None
+        due = escalating.fired_at + policy.tiers[escalating.next_tier].after
+        for name in policy.active_during:  # outside its windows a tier waits for the next opening
+            window = self.config.windows[name]
+            if not window.active(due):
+                edge = window.next_edge(due)
+                due = edge if edge is not None else due
+        return due
+
+    def _escalate(self, escalating: Escalating, now: float, writes: Writes) -> None:
+        policy = self._policy(escalating)
+        fingerprint = escalating.fingerprint
+        if policy is None or self.acknowledged(fingerprint, escalating.active_at) is not None:
+            self.escalating.pop(fingerprint, None)  # acknowledged: escalation stops for this episode
+            writes.escalations[fingerprint] = None
+            return
+        if not all(self.config.windows[name].active(now) for name in policy.active_during):
+            return  # woken at a window edge that closed it; the next opening is the new due time
+        tier = policy.tiers[escalating.next_tier]
+        doc = dict(escalating.doc)
+        labels = dict(doc["labels"])
+        if tier.severity:
+            labels["severity"] = doc["severity"] = tier.severity
+        doc["labels"] = labels
+        doc["escalation"] = {"policy": policy.name, "tier": escalating.next_tier + 1, "after_s": tier.after}
+        for channel in tier.channels:
+            text = f"{channel}|{fingerprint}|{escalating.active_at!r}|escalation|{escalating.next_tier}"
+            payload = {
+                "version": "4", "groupKey": f"{{}}:{{escalation={_quote(policy.name)}}}", "truncatedAlerts": 0,
+                "status": "firing", "receiver": channel, "groupLabels": {"alertname": labels.get("alertname", "")},
+                "commonLabels": labels, "commonAnnotations": doc["annotations"],
+                "externalURL": self.config.daemon.external_url, "alerts": [doc],
+            }  # fmt: skip
+            key = hashlib.sha256(text.encode()).hexdigest()[:32]
+            writes.outgoing.append(Outgoing(channel, fingerprint, key, payload))
+        escalating.next_tier += 1
+        if escalating.next_tier >= len(policy.tiers):
+            self.escalating.pop(fingerprint, None)
+            writes.escalations[fingerprint] = None
+        else:
+            writes.escalations[fingerprint] = escalating
 
     def _flush(self, group: Group, now: float, writes: Writes) -> None:
         firing_all = [(fp, m.labels) for g in self.groups.values() for fp, m in g.members.items() if m.status == FIRING]
@@ -286,6 +375,10 @@ class Dispatcher:
         windows = self.config.windows
         return release_at(node, labels, at, window_active=self._window_active,
                           next_edge=lambda name, ts: windows[name].next_edge(ts))  # fmt: skip
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _common(maps: list[dict[str, str]]) -> dict[str, str]:

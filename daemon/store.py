@@ -103,6 +103,15 @@ MIGRATIONS: tuple[str, ...] = (
         doc TEXT NOT NULL,
         PRIMARY KEY (group_key, fingerprint)
     ) STRICT;
+    CREATE TABLE escalations (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        active_at REAL NOT NULL,
+        fired_at REAL NOT NULL,
+        next_tier INTEGER NOT NULL,
+        doc TEXT NOT NULL
+    ) STRICT;
     CREATE TABLE suppressed (
         id INTEGER PRIMARY KEY,
         fingerprint TEXT NOT NULL,
@@ -285,6 +294,16 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> None:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, fingerprint, member.rule, member.status, member.sent, member.active_at,
                  json.dumps(member.doc, ensure_ascii=False)),
+            )  # fmt: skip
+    for fingerprint, escalating in writes.escalations.items():
+        if escalating is None:
+            db.execute("DELETE FROM escalations WHERE fingerprint = ?", (fingerprint,))
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO escalations (fingerprint, rule, policy, active_at, fired_at, next_tier, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (fingerprint, escalating.rule, escalating.policy, escalating.active_at, escalating.fired_at,
+                 escalating.next_tier, json.dumps(escalating.doc, ensure_ascii=False)),
             )  # fmt: skip
     db.executemany(
         "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at, next_attempt_at,"
@@ -478,10 +497,11 @@ class Store:
 
         await self.run(work)
 
-    async def load_dispatch(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def load_dispatch(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         groups = await self.query("SELECT * FROM groups")
         members = await self.query("SELECT * FROM group_members")
-        return groups, members
+        escalations = await self.query("SELECT * FROM escalations")
+        return groups, members, escalations
 
     # outbox -----------------------------------------------------------------------------------------------
     async def due(self, now: float, limit: int, exclude: Iterable[int] = ()) -> list[Queued]:

@@ -166,3 +166,55 @@ rules:
         await h.advance(1)
         (held,) = await sent(h)
         assert held["receiver"] == "mail"
+
+
+ESCALATING = CHANNELS + """
+  - {name: head, kind: webhook, url: "http://127.0.0.1:9/head"}
+route: {channels: [mail], group_wait: 0s}
+escalations:
+  - name: desk
+    matchers: [severity=critical]
+    tiers:
+      - {after: 10m, channels: [sms], severity: emergency}
+      - {after: 30m, channels: [head]}
+rules:
+  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
+  - {name: mild, kind: threshold, metric: ic, op: below, value: 0.0}
+"""
+
+
+async def test_unacknowledged_alerts_escalate_tier_by_tier(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(ESCALATING)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9)
+        await h.push("ic", -0.1)  # not matched by the policy: never escalates
+        await h.advance(599)
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "mail"]
+        await h.advance(1)
+        tier1 = (await sent(h))[2]
+        assert tier1["receiver"] == "sms"
+        assert tier1["alerts"][0]["labels"]["severity"] == "emergency"  # bumped
+        assert tier1["alerts"][0]["escalation"] == {"policy": "desk", "tier": 1, "after_s": 600.0}
+    async with running_engine(path, start=START + 1200) as h:  # a restart between the tiers
+        await h.advance(599)
+        assert len(await sent(h)) == 3
+        await h.advance(1)
+        assert (await sent(h))[3]["receiver"] == "head"
+        await h.advance(7200)
+        assert len(await sent(h)) == 4  # every tier once
+
+
+async def test_an_acknowledgement_stops_the_escalation(write_config: Callable[..., Path], autojump_clock: object) -> None:
+    async with running_engine(write_config(ESCALATING), start=START) as h:
+        await h.push("gross", 1.9)
+        await h.advance(600)
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
+        (alert,) = await h.alerts("crit")
+        h.engine.dispatcher.acknowledged = lambda fp, active_at: "ops" if fp == alert["fingerprint"] else None
+        await h.advance(3600)
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
+        await h.push("gross", 1.0)
+        await h.advance(300)
+        assert [p["status"] for p in await sent(h)] == ["firing", "firing", "resolved"]

@@ -125,7 +125,7 @@ def _admin_token(config: str) -> str | None:
         return None
     if loaded.daemon.admin_token:
         return loaded.daemon.admin_token
-    path = token_file(loaded)
+    path = token_file(loaded.daemon)
     return path.read_text().strip() if path.exists() else None
 
 

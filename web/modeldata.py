@@ -34,20 +34,14 @@ if TYPE_CHECKING:
 
 
 class ModelDataApi:
-    """The endpoints, with the trading calendar they check dates against (loaded on first use)."""
+    """The endpoints. Dates are checked against the configuration's default venue calendar (TWSE unless
+    ``calendar.default_venue`` says otherwise), so a closure added to the config and reloaded applies at once."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self._calendar: Calendar | None = None
-        self._lock = trio.Lock()
 
-    async def calendar(self) -> Calendar:
-        async with self._lock:
-            if self._calendar is None:
-                from alphawatch.daemon.calendar import load_calendars
-
-                self._calendar = (await trio.to_thread.run_sync(load_calendars)).default
-            return self._calendar
+    def calendar(self) -> Calendar:
+        return self.daemon.config.calendars.default
 
     async def push(self, kind: str, request: Request) -> Response:
         daemon = self.daemon
@@ -58,7 +52,7 @@ class ModelDataApi:
             return error(413, f"body larger than daemon.max_body ({limit} bytes); split it")
         now = daemon.clock.now()
         content_type = request.headers.get("content-type", "application/json")
-        calendar = await self.calendar()
+        calendar = self.calendar()
         try:
             batch = await trio.to_thread.run_sync(parse_model_data, kind, body, content_type, calendar, now)
         except IngestError as exc:

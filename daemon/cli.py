@@ -22,6 +22,8 @@ DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml")
 PLUGGED_COMMANDS = (
     ("alphawatch.daemon.calendar_cli", "add_parser"),
     ("alphawatch.daemon.routing_cli", "add_parser"),
+    ("alphawatch.daemon.suppression_cli", "add_parser"),
+    ("alphawatch.daemon.modeldata_cli", "add_parser"),
     ("alphawatch.rules.stats.cli", "add_parser"),
     ("alphawatch.channels._templates", "add_template_parser"),
 )
@@ -135,7 +137,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, write: bool) -> tuple[str, dict[str, str]]:
+def _client(args: argparse.Namespace, write: bool, admin: bool = False) -> tuple[str, dict[str, str]]:
+    """The daemon's URL and the headers for a request: ``--token``, ``$ALPHAWATCH_TOKEN``, the configuration's
+    ingest (or, with ``admin``, admin) token, or the generated token file."""
     url = args.url
     token = args.token or os.environ.get("ALPHAWATCH_TOKEN")
     if url is None or (write and token is None):
@@ -147,7 +151,7 @@ def _client(args: argparse.Namespace, write: bool) -> tuple[str, dict[str, str]]
             host = config.daemon.host
             url = f"http://{'[' + host + ']' if ':' in host else host}:{config.daemon.port}"
         if token is None:
-            token = config.daemon.ingest_token or config.daemon.admin_token
+            token = config.daemon.admin_token if admin else config.daemon.ingest_token
             path = token_file(config.daemon)
             if token is None and path.exists():
                 token = path.read_text().strip()

@@ -25,6 +25,7 @@ from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendar
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.escalation import ESCALATIONS_SCHEMA, Policy, build_policies
+from alphawatch.daemon.inhibition import INHIBIT_RULES_SCHEMA, InhibitRule, build_inhibit_rules
 from alphawatch.daemon.routing import ROUTE_SCHEMA, RouteNode, build_route_tree, check_references
 from alphawatch.daemon.windows import WINDOW_REF_SCHEMA, WINDOWS_SCHEMA, Windows, build_windows
 from alphawatch.daemon.yamlpos import Located, load_located
@@ -121,6 +122,7 @@ class Config:
     channels: tuple[ChannelConfig, ...] = ()
     route: RouteNode | None = None
     escalations: tuple[Policy, ...] = ()
+    inhibit_rules: tuple[InhibitRule, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
     files: tuple[str, ...] = field(default=(), compare=False)
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -128,7 +130,7 @@ class Config:
     @property
     def digest(self) -> str:
         """A short hash identifying this configuration's content (secrets excluded)."""
-        text = repr((self.daemon, self.channels, self.route, self.rules))
+        text = repr((self.daemon, self.channels, self.route, self.escalations, self.inhibit_rules, self.rules))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -147,6 +149,7 @@ def full_schema() -> dict[str, Any]:
     schema["properties"]["windows"] = WINDOWS_SCHEMA
     schema["properties"]["route"] = ROUTE_SCHEMA
     schema["properties"]["escalations"] = ESCALATIONS_SCHEMA
+    schema["properties"]["inhibit_rules"] = INHIBIT_RULES_SCHEMA
     window_list = {"type": "array", "items": WINDOW_REF_SCHEMA, "minItems": 1}
     defs["rule"]["properties"]["active_during"] = window_list
     defs["rule"]["properties"]["muted_during"] = window_list
@@ -394,6 +397,14 @@ def _build(
     except ConfigError as exc:
         problems += exc.problems
 
+    inhibit_rules: tuple[InhibitRule, ...] = ()
+    try:
+        inhibit_rules = build_inhibit_rules(
+            data.get("inhibit_rules"), lambda p, m: main.problem(("inhibit_rules", *p), m)
+        )
+    except ConfigError as exc:
+        problems += exc.problems
+
     rules: list[RuleConfig] = []
     seen: dict[str, str] = {}
     for doc in documents:
@@ -406,7 +417,7 @@ def _build(
                 continue
             seen[name] = origin
             rules.append(_rule(doc, path, raw, origin, context, problems))
-    return Config(daemon, calendars, windows, tuple(channels), route, escalations, tuple(rules),
+    return Config(daemon, calendars, windows, tuple(channels), route, escalations, inhibit_rules, tuple(rules),
                   (*(d.file for d in documents),), frozenset(secrets))  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from alphawatch.daemon.escalation import Policy, policy_for
 from alphawatch.daemon.notify import alert_document
 from alphawatch.daemon.routing import RouteNode, group_key_text, group_labels, release_at, trace_routes
 from alphawatch.daemon.store import Outgoing
+from alphawatch.daemon.suppression import Reason, Suppressed
 
 Reasoner = Callable[[str, Mapping[str, str], float, Iterable[tuple[str, Mapping[str, str]]]], Any]
 """(fingerprint, labels, at, firing alerts) → a suppression reason or ``None`` (silences, inhibition)."""
@@ -80,7 +81,7 @@ class Writes:
     outgoing: list[Outgoing] = field(default_factory=list)
     groups: dict[str, Group | None] = field(default_factory=dict)  # key → group to save, or None to delete
     members: dict[tuple[str, str], Member | None] = field(default_factory=dict)
-    suppressed: list[tuple[str, str, float, str, Any]] = field(default_factory=list)  # fp, rule, at, channel, reason
+    suppressed: list[Suppressed] = field(default_factory=list)
     escalations: dict[str, Escalating | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
@@ -216,9 +217,10 @@ class Dispatcher:
             if group.last_flush_at is not None:
                 self._changed(group, now, writes)
         for node in routing.muted:
-            writes.suppressed.append(
-                (member.fingerprint, member.rule, now, ",".join(node.channels), ("muted_window", node.path))
-            )
+            window = next(iter(node.muted_during or node.active_during), "")
+            detail = f"route {node.path} is muted now ({'muted_during' if node.muted_during else 'active_during'})"
+            reason = Reason("muted_window", window, detail)
+            writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, ",".join(node.channels)))
 
     def _changed(self, group: Group, now: float, writes: Writes) -> None:
         """Something to tell: at ``group_interval`` after the last flush (or the pending first flush)."""
@@ -229,6 +231,13 @@ class Dispatcher:
         if group.next_flush_at is None or due < group.next_flush_at:
             group.next_flush_at = due
             writes.groups[group.key] = group
+
+    def reconsider(self, now: float) -> None:
+        """Silences or inhibitions changed: groups holding back news look again now."""
+        for group in self.groups.values():
+            waiting = group.next_flush_at is None or group.next_flush_at > now
+            if waiting and any(m.sent != m.status for m in group.members.values()):
+                group.next_flush_at = now
 
     # flushing ----------------------------------------------------------------------------------------------
     def next_due(self) -> float | None:
@@ -301,7 +310,9 @@ class Dispatcher:
         for member in group.members.values():
             reason = self.reason(member.fingerprint, member.labels, now, firing_all)
             if reason is not None:
-                writes.suppressed.append((member.fingerprint, member.rule, now, ",".join(group.node.channels), reason))
+                if member.sent != member.status:  # recorded when it holds back news, not on every repeat
+                    channels = ",".join(group.node.channels)
+                    writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
                 continue
             visible.append(member)
         firing = [m for m in visible if m.status == FIRING]

@@ -22,6 +22,7 @@ from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.dispatch import Dispatcher, Writes
 from alphawatch.daemon.store import Store
 from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
+from alphawatch.daemon.suppression import Suppressions
 from alphawatch.rules import Condition, Evaluator, Sample, Selector
 
 log = logging.getLogger("alphawatch.engine")
@@ -81,6 +82,8 @@ class Engine:
         self._calendar_changed = trio.Event()
         self.dispatcher = Dispatcher(config)
         self._dispatch_changed = trio.Event()
+        self.suppressions: Suppressions | None = None
+        """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the actors of the current configuration until cancelled."""
@@ -263,14 +266,29 @@ class Engine:
         self._dispatch_changed.set()
 
     async def _run_dispatch(self) -> None:
+        suppressions = self.suppressions
+        if suppressions is not None:
+            self.dispatcher.reason = suppressions.reason
+            self.dispatcher.acknowledged = suppressions.acknowledged
+        reconsider_at: float | None = None
         while True:
             self._dispatch_changed = trio.Event()
-            writes = self.dispatcher.flush_due(self.clock.now())
+            now = self.clock.now()
+            if suppressions is not None:
+                changed = suppressions.changed()
+                if reconsider_at is not None and now >= reconsider_at:
+                    self.dispatcher.reconsider(now)
+                reconsider_at = suppressions.next_change(now)
+            writes = self.dispatcher.flush_due(now)
             if writes:
                 await self.store.save_dispatch(writes)
                 self._on_committed(RULE_FAILED, [], writes)
-            with trio.move_on_at(self.clock.trio_deadline(self.dispatcher.next_due())):
-                await self._dispatch_changed.wait()
+            next_at = _earliest(self.dispatcher.next_due(), reconsider_at)
+            async with trio.open_nursery() as waiting:
+                waiting.cancel_scope.deadline = self.clock.trio_deadline(next_at)
+                waiting.start_soon(_set_then_cancel, self._dispatch_changed, waiting.cancel_scope)
+                if suppressions is not None:
+                    waiting.start_soon(_changed_then_cancel, changed, waiting.cancel_scope, self)
 
     # the daemon's own alerts ------------------------------------------------------------------------------
     async def _set_failed(self, rule_name: str, failed: bool, value: float | None) -> None:
@@ -286,6 +304,17 @@ class Engine:
     async def _resolve_removed(self, rule: RuleConfig) -> None:
         tracker = Tracker(rule, await self.store.load_alerts(rule.name))
         await self._commit(rule, tracker.resolve_all(self.clock.now()))
+
+
+async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _changed_then_cancel(event: trio.Event, scope: trio.CancelScope, engine: Engine) -> None:
+    await event.wait()
+    engine.dispatcher.reconsider(engine.clock.now())
+    scope.cancel()
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

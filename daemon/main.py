@@ -35,6 +35,8 @@ from alphawatch.daemon.logs import JsonFormatter, setup_logging
 from alphawatch.daemon.outbox import Outbox
 from alphawatch.daemon.sdnotify import Notifier
 from alphawatch.daemon.store import Queued, Store, open_store
+from alphawatch.daemon.suppression import Suppressions
+from alphawatch.daemon.suppression import purge_before as purge_suppressions
 from alphawatch.web.app import create_app
 from alphawatch.web.broadcast import Broadcaster
 
@@ -92,6 +94,7 @@ class Daemon:
         self.reload_status: dict[str, Any] = {"ok": True, "at": self.started_at, "trigger": "start", "error": None,
                                               "digest": config.digest}  # fmt: skip
         self.bound_url = ""
+        self.suppressions: Suppressions | None = None
         self.samples_ingested = 0
         self.batches_ingested = 0
         self._reload_lock = trio.Lock()
@@ -166,6 +169,8 @@ class Daemon:
                 new = replace(new, daemon=replace(new.daemon, external_url=self.bound_url))
             added, changed, removed = await self.engine.apply(new)
             self.use_config(new)
+            if self.suppressions is not None:
+                self.suppressions.set_inhibit_rules(new.inhibit_rules)
             elapsed_ms = round((time.perf_counter() - began) * 1000, 2)
             self.reload_status = {"ok": True, "at": self.clock.now(), "trigger": trigger, "error": None,
                                   "digest": new.digest, "warnings": warnings}  # fmt: skip
@@ -320,6 +325,8 @@ class Daemon:
                 cutoff = self.clock.now() - retention
                 while await self.store.purge_before(cutoff):  # noqa: ASYNC110 - small batches, with pauses between
                     await trio.sleep(0.05)
+                while await purge_suppressions(self.store, cutoff):  # noqa: ASYNC110
+                    await trio.sleep(0.05)
             await self.clock.sleep_until(self.clock.now() + RETENTION_EVERY)
 
 
@@ -364,6 +371,8 @@ async def _run(
         async with trio.open_nursery() as outer:
             async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
                 daemon = Daemon(path, config, store, clock, notifier, formatter)
+                daemon.suppressions = await Suppressions.load(store, config.inhibit_rules, now=clock.now())
+                daemon.engine.suppressions = daemon.suppressions
                 await store.record_reload(True, "start", config.digest, ([r.name for r in config.rules], [], []), None)
                 async with trio.open_nursery() as nursery:
                     engine_scope = trio.CancelScope()

@@ -84,45 +84,6 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at REAL
     ) STRICT;
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
-    CREATE TABLE groups (
-        key TEXT PRIMARY KEY,
-        route TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        last_flush_at REAL,
-        next_flush_at REAL,
-        flushes INTEGER NOT NULL DEFAULT 0
-    ) STRICT;
-    CREATE TABLE group_members (
-        group_key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
-        sent TEXT,
-        active_at REAL NOT NULL,
-        doc TEXT NOT NULL,
-        PRIMARY KEY (group_key, fingerprint)
-    ) STRICT;
-    CREATE TABLE escalations (
-        fingerprint TEXT PRIMARY KEY,
-        rule TEXT NOT NULL,
-        policy TEXT NOT NULL,
-        active_at REAL NOT NULL,
-        fired_at REAL NOT NULL,
-        next_tier INTEGER NOT NULL,
-        doc TEXT NOT NULL
-    ) STRICT;
-    CREATE TABLE suppressed (
-        id INTEGER PRIMARY KEY,
-        fingerprint TEXT NOT NULL,
-        rule TEXT NOT NULL,
-        at REAL NOT NULL,
-        channel TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        detail TEXT
-    ) STRICT;
-    CREATE INDEX suppressed_fp ON suppressed (fingerprint, at);
     CREATE TABLE rule_state (
         rule TEXT PRIMARY KEY,
         status TEXT NOT NULL,
@@ -244,6 +205,37 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX suppressions_fp ON suppressions (fingerprint, at);
     CREATE INDEX suppressions_at ON suppressions (at);
     """,
+    # 4: notification groups and escalations (the dispatcher)
+    """
+    CREATE TABLE groups (
+        key TEXT PRIMARY KEY,
+        route TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_flush_at REAL,
+        next_flush_at REAL,
+        flushes INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE group_members (
+        group_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
+        sent TEXT,
+        active_at REAL NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (group_key, fingerprint)
+    ) STRICT;
+    CREATE TABLE escalations (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        active_at REAL NOT NULL,
+        fired_at REAL NOT NULL,
+        next_tier INTEGER NOT NULL,
+        doc TEXT NOT NULL
+    ) STRICT;
+    """,
 )
 
 
@@ -311,16 +303,10 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> None:
         [(o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now, now)
          for o in writes.outgoing],
     )  # fmt: skip
-    db.executemany(
-        "INSERT INTO suppressed (fingerprint, rule, at, channel, kind, ref, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(fp, rule, at, channel, *_reason_fields(reason)) for fp, rule, at, channel, reason in writes.suppressed],
-    )
+    if writes.suppressed:
+        from alphawatch.daemon.suppression import write_records
 
-
-def _reason_fields(reason: Any) -> tuple[str, str, str | None]:
-    if isinstance(reason, tuple):
-        return str(reason[0]), str(reason[1]), None
-    return str(reason.kind), str(reason.ref), getattr(reason, "detail", None)
+        write_records(db, writes.suppressed)
 
 
 def _dump_details(details: tuple[tuple[str, Any], ...]) -> str:

@@ -23,6 +23,7 @@ from alphawatch.daemon.config import load_config
 from alphawatch.daemon.main import Daemon
 from alphawatch.daemon.sdnotify import Notifier
 from alphawatch.daemon.store import open_store
+from alphawatch.daemon.suppression import Suppressions
 from alphawatch.web.app import create_app
 
 TOKEN = "test-token-0123456789abcdef"
@@ -35,6 +36,7 @@ async def in_process(path: Path) -> AsyncIterator[tuple[Daemon, httpx.AsyncClien
     config = load_config(path)
     async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
         daemon = Daemon(path, config, store, Clock(), Notifier({}), None)
+        daemon.suppressions = daemon.engine.suppressions = await Suppressions.load(store, config.inhibit_rules)
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.engine.run)
             await nursery.start(daemon.outbox.run, http)

@@ -141,8 +141,8 @@ rules:
         await h.push("drawdown", 0.3)
         receivers = {(p["alerts"][0]["rule"], p["receiver"]) for p in await sent(h)}
         assert receivers == {("crit", "mail"), ("emerg", "sms")}
-        why = await h.store.query("SELECT fingerprint, kind, ref FROM suppressed")
-        assert [(r["kind"], r["ref"]) for r in why] == [("muted_window", "0.0")]
+        why = await h.store.query("SELECT rule, kind, ref, channel FROM suppressions")
+        assert [tuple(r.values()) for r in why] == [("crit", "muted_window", "trading", "sms")]
 
 
 async def test_a_held_route_waits_for_its_window(write_config: Callable[..., Path], autojump_clock: object) -> None:
@@ -168,7 +168,9 @@ rules:
         assert held["receiver"] == "mail"
 
 
-ESCALATING = CHANNELS + """
+ESCALATING = (
+    CHANNELS
+    + """
   - {name: head, kind: webhook, url: "http://127.0.0.1:9/head"}
 route: {channels: [mail], group_wait: 0s}
 escalations:
@@ -181,6 +183,7 @@ rules:
   - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
   - {name: mild, kind: threshold, metric: ic, op: below, value: 0.0}
 """
+)
 
 
 async def test_unacknowledged_alerts_escalate_tier_by_tier(
@@ -206,7 +209,9 @@ async def test_unacknowledged_alerts_escalate_tier_by_tier(
         assert len(await sent(h)) == 4  # every tier once
 
 
-async def test_an_acknowledgement_stops_the_escalation(write_config: Callable[..., Path], autojump_clock: object) -> None:
+async def test_an_acknowledgement_stops_the_escalation(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
     async with running_engine(write_config(ESCALATING), start=START) as h:
         await h.push("gross", 1.9)
         await h.advance(600)

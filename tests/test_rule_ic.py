@@ -18,8 +18,11 @@ START = 1_795_132_800.0  # 2026-11-20T00:00:00Z: every date below is in the past
 RULES = """
 channels:
   - {name: hook, kind: webhook, url: "http://127.0.0.1:9/unused"}
-routes:
-  - channels: [hook]
+route:
+  channels: [hook]
+  group_wait: 0s
+  group_interval: 1s
+  group_by: ["..."]
 rules:
 """
 

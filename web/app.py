@@ -77,7 +77,7 @@ def guarded(daemon: Daemon, which: str, handler: Handler) -> Handler:
 
 
 # Route sets of other modules, mounted when present: (module, function(daemon) -> list[Route]).
-PLUGGED_ROUTES = (("alphawatch.web.modeldata", "routes"),)
+PLUGGED_ROUTES = (("alphawatch.web.modeldata", "routes"), ("alphawatch.web.suppression", "routes"))
 
 
 def create_app(daemon: Daemon) -> Starlette:

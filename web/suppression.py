@@ -48,7 +48,7 @@ class SuppressionApi:
             if found is None:
                 rules = getattr(self.daemon.config, "inhibit_rules", ())
                 found = await Suppressions.load(self.daemon.store, rules, now=self.daemon.clock.now())
-                self.daemon.suppressions = found  # type: ignore[attr-defined]
+                self.daemon.suppressions = found
             return found
 
     async def _json(self, request: Request) -> tuple[Any, Response | None]:

@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
     "KINDS",
@@ -212,17 +213,17 @@ def build_context(payload: Mapping[str, Any], language: str = "en") -> dict[str,
     }
 
 
-@jinja2.pass_context
 def _duration_filter(context: jinja2.runtime.Context, seconds: object) -> str:
     return format_duration(seconds, str(context.get("lang", "en")))
 
 
-@jinja2.pass_context
 def _severity_filter(context: jinja2.runtime.Context, severity: object) -> str:
     return SEVERITY_NAMES[language_of(context.get("lang"))].get(str(severity), str(severity).upper())
 
 
 def _blank_none(value: object) -> object:
+    import jinja2
+
     return "" if value is None or isinstance(value, jinja2.Undefined) else value
 
 
@@ -235,6 +236,10 @@ def _slack_escape(value: object) -> str:
 
 @cache
 def _environment(kind: str) -> SandboxedEnvironment:
+    # jinja2 is imported on first use: a daemon that only sends webhooks never loads it
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
     env = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
         autoescape=kind == "html",
@@ -243,7 +248,12 @@ def _environment(kind: str) -> SandboxedEnvironment:
         lstrip_blocks=True,
         finalize=_slack_escape if kind == "slack" else _blank_none,
     )
-    env.filters.update(value=format_value, duration=_duration_filter, time=format_time, severity=_severity_filter)
+    env.filters.update(
+        value=format_value,
+        duration=jinja2.pass_context(_duration_filter),
+        time=format_time,
+        severity=jinja2.pass_context(_severity_filter),
+    )
     return env
 
 

@@ -18,19 +18,23 @@ from alphawatch.daemon.errors import ConfigError
 
 DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml")
 
-# Commands of other modules, added when their module is present: (module, function that adds the parser).
+# Commands of other modules: (the commands it adds, module, function that adds them). A module is imported only
+# when its command is asked for (or for the full --help), so `alphawatch run` does not pay for numpy.
 PLUGGED_COMMANDS = (
-    ("alphawatch.daemon.calendar_cli", "add_parser"),
-    ("alphawatch.daemon.routing_cli", "add_parser"),
-    ("alphawatch.daemon.suppression_cli", "add_parser"),
-    ("alphawatch.daemon.modeldata_cli", "add_parser"),
-    ("alphawatch.rules.stats.cli", "add_parser"),
-    ("alphawatch.channels._templates", "add_template_parser"),
+    (("calendar",), "alphawatch.daemon.calendar_cli", "add_parser"),
+    (("routes",), "alphawatch.daemon.routing_cli", "add_parser"),
+    (("silence", "ack", "why"), "alphawatch.daemon.suppression_cli", "add_parser"),
+    (("push-data",), "alphawatch.daemon.modeldata_cli", "add_parser"),
+    (("stats",), "alphawatch.rules.stats.cli", "add_parser"),
+    (("template",), "alphawatch.channels._templates", "add_template_parser"),
 )
+OWN_COMMANDS = frozenset({"run", "check", "push", "status", "schema"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(None if command is None or command not in OWN_COMMANDS else command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -39,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``only`` (one of our own commands) the plugged-in commands are left out."""
     parser = argparse.ArgumentParser(
         prog="alphawatch", description="Operational monitor for machine-learning alpha models (Taiwan equities)."
     )
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.set_defaults(func=cmd_schema)
 
-    for module_name, function in PLUGGED_COMMANDS:
+    for _names, module_name, function in PLUGGED_COMMANDS if only is None else ():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

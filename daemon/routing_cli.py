@@ -8,26 +8,20 @@ import os
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from alphawatch.daemon.calendar import load_calendars, local_datetime
+from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.durations import format_duration
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.routing import (
     GROUP_ALL,
-    KeyPath,
-    Locate,
     RouteNode,
     WindowActive,
-    build_route_tree,
     group_labels,
     hold_window,
     release_at,
     trace_routes,
 )
-from alphawatch.daemon.windows import build_windows
-from alphawatch.daemon.yamlpos import Located, load_located
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,19 +71,22 @@ def _instant(text: str) -> float:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from alphawatch.daemon.config import load_config
+
     try:
-        path = Path(args.config)
-        doc, problems = load_located(path.read_text(encoding="utf-8"), str(path))
-        if problems:
-            raise ConfigError(problems)
-        data = doc.data if isinstance(doc.data, dict) else {}
-        if not isinstance(data.get("route"), dict):
-            raise ConfigError([doc.problem(("route",), "no route: section")])
-        tree = build_route_tree(data["route"], _locator(doc, "route"))
+        config = load_config(args.config)
+        if config.route is None:
+            raise ConfigError([Problem(str(args.config), 0, 0, "route", "no route: section")])
+        tree, windows = config.route, config.windows
         at = time.time() if args.at is None else args.at
         labels = dict(args.labels)
-        timed = any(n.active_during or n.muted_during or n.hold_until for n in tree.walk())
-        active, next_edge = _windows(doc, path) if timed else (None, None)
+
+        def active(name: str, ts: float) -> bool:
+            return windows[name].active(ts)
+
+        def next_edge(name: str, ts: float) -> float | None:
+            return windows[name].next_edge(ts)
+
         routing = trace_routes(tree, labels, at=at, window_active=active)
         out = _report(routing.routes, routing.muted, labels, at, active, next_edge)
     except ConfigError as exc:
@@ -100,28 +97,6 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(out, ensure_ascii=False, indent=2) if args.json else _text(out))
     return 0
-
-
-def _locator(doc: Located, section: str) -> Locate:
-    def locate(p: KeyPath, message: str) -> Problem:
-        return doc.problem((section, *p), message)
-
-    return locate
-
-
-def _windows(doc: Located, path: Path) -> tuple[WindowActive, Any]:
-    cals = load_calendars(doc.data.get("calendar"), locate=_locator(doc, "calendar"), base_dir=path.parent)
-    windows = build_windows(doc.data.get("windows"), cals, locate=_locator(doc, "windows"))
-
-    def active(name: str, ts: float) -> bool:
-        if name not in windows:
-            raise KeyError(f"unknown window {name!r}")
-        return windows[name].active(ts)
-
-    def next_edge(name: str, ts: float) -> float | None:
-        return windows[name].next_edge(ts)
-
-    return active, next_edge
 
 
 def _report(

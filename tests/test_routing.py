@@ -414,7 +414,9 @@ def test_check_references() -> None:
 
 CONFIG = """\
 channels:
-  - {name: ops-email, kind: email}
+  - {name: ops-email, kind: webhook, url: "http://127.0.0.1:9/mail"}
+  - {name: ops-sms, kind: webhook, url: "http://127.0.0.1:9/sms"}
+  - {name: ops-slack, kind: webhook, url: "http://127.0.0.1:9/slack"}
 route:
   channels: [ops-email]
   group_by: [alertname, model]

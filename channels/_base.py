@@ -61,6 +61,21 @@ class Channel:
         """Deliver once. Return on success; raise :class:`DeliveryError` otherwise."""
         raise NotImplementedError
 
+    @property
+    def concurrency(self) -> int | None:
+        """Deliveries in flight at once on this channel (``None``: the daemon's ``delivery.concurrency``)."""
+        value = self.settings.get("concurrency")
+        return int(value) if value is not None else None
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """``(count, seconds)``: at most ``count`` notifications per ``seconds``, or ``None`` for no limit."""
+        value = self.settings.get("rate_limit")
+        if not value:
+            return None
+        count, _, unit = str(value).partition("/")
+        return int(count), {"s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
     def describe(self) -> dict[str, Any]:
         """Settings safe to show in the API and on the page: secrets replaced by ``"<secret>"``."""
         return {k: ("<secret>" if k in self.secret_fields else v) for k, v in self.settings.items()}

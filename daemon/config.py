@@ -51,6 +51,7 @@ class DeliverySettings:
     max_backoff: float = 300.0
     max_age: float = 86400.0
     concurrency: int = 8
+    fallback_channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ def _known_keys(instance: Any, path: KeyPath) -> frozenset[str]:
         rule_kind = rule_kinds().get(instance.get("kind", ""))
         return _COMMON_RULE_KEYS | frozenset(rule_kind.schema if rule_kind else ())
     channel_kind = channel_kinds().get(instance.get("kind", ""))
-    return frozenset({"name", "kind", "timeout", "language"}) | frozenset(
+    return frozenset({"name", "kind", "timeout", "language", "concurrency", "rate_limit"}) | frozenset(
         channel_kind.schema.get("properties", {}) if channel_kind else ()
     )
 
@@ -372,6 +373,10 @@ def _build(
         except (ValueError, KeyError) as exc:
             problems.append(main.problem(("channels", index), str(exc)))
         channels.append(config)
+
+    fallback = daemon.delivery.fallback_channel
+    if fallback is not None and fallback not in channel_names:
+        problems.append(main.problem(("daemon", "delivery", "fallback_channel"), f"no channel named {fallback!r}"))
 
     route: RouteNode | None = None
     if data.get("route") is not None:
@@ -498,6 +503,7 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
             max_backoff=_duration(delivery.get("max_backoff"), DeliverySettings.max_backoff),
             max_age=_duration(delivery.get("max_age"), DeliverySettings.max_age),
             concurrency=delivery.get("concurrency", DeliverySettings.concurrency),
+            fallback_channel=delivery.get("fallback_channel"),
         ),
     )
 

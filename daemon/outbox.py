@@ -7,8 +7,10 @@ Receivers can drop repeats by the ``Idempotency-Key`` header.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Mapping
 
 import httpx
@@ -19,7 +21,7 @@ from alphawatch.channels import Channel, Notification
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import DeliverySettings
 from alphawatch.daemon.errors import DeliveryError
-from alphawatch.daemon.store import Queued, Store
+from alphawatch.daemon.store import Outgoing, Queued, Store
 
 log = logging.getLogger("alphawatch.outbox")
 
@@ -42,6 +44,7 @@ class Outbox:
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
         self._limiters: dict[str, trio.CapacityLimiter] = {}
+        self._sent: dict[str, deque[float]] = {}
         self.delivered = 0
         self.failed_attempts = 0
         self.dead = 0
@@ -104,14 +107,16 @@ class Outbox:
         if now - queued.created_at > settings.max_age:
             await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s)")
             return
+        concurrency = channel.concurrency or settings.concurrency
         limiter = self._limiters.get(queued.channel)
-        if limiter is None or limiter.total_tokens != settings.concurrency:
-            limiter = self._limiters[queued.channel] = trio.CapacityLimiter(settings.concurrency)
+        if limiter is None or limiter.total_tokens != concurrency:
+            limiter = self._limiters[queued.channel] = trio.CapacityLimiter(concurrency)
         notification = Notification(
             queued.id, queued.channel, queued.idempotency_key, queued.payload, queued.created_at, queued.attempts
         )
         try:
             async with limiter:
+                await self._pace(channel)
                 await channel.send(notification, http)
         except DeliveryError as exc:
             await self._failed(queued, str(exc), exc.retryable, exc.retry_after, settings)
@@ -122,6 +127,22 @@ class Outbox:
         self.delivered += 1
         await self._store.finish(queued.id, "delivered", None, self._clock.now())
         self._on_event("delivered", queued, None)
+
+    async def _pace(self, channel: Channel) -> None:
+        """Wait for the channel's rate limit: a sliding window of its last sends."""
+        limit = channel.rate_limit
+        if limit is None:
+            return
+        count, seconds = limit
+        sent = self._sent.setdefault(channel.name, deque())
+        while True:
+            now = self._clock.now()
+            while sent and sent[0] <= now - seconds:
+                sent.popleft()
+            if len(sent) < count:
+                sent.append(now)
+                return
+            await self._clock.sleep_until(sent[0] + seconds)
 
     async def _failed(
         self, queued: Queued, error: str, retryable: bool, retry_after: float | None, settings: DeliverySettings
@@ -144,5 +165,35 @@ class Outbox:
         log.error(
             "notification dead-lettered", extra={"channel": queued.channel, "notification": queued.id, "error": error}
         )
-        await self._store.finish(queued.id, "dead", error, self._clock.now())
+        now = self._clock.now()
+        await self._store.finish(queued.id, "dead", error, now)
+        fallback = self._settings().fallback_channel
+        if fallback is not None and fallback != queued.channel:
+            await self._store.enqueue([dead_letter_report(queued, error, fallback, now)])
+            self.wake()
         self._on_event("dead", queued, error)
+
+
+def dead_letter_report(queued: Queued, error: str, channel: str, now: float) -> Outgoing:
+    """The notification telling ``channel`` that a notification could not be delivered (Alertmanager v4 shape)."""
+    from alphawatch.daemon.notify import ZERO_TIME, rfc3339
+
+    failed = queued.payload.get("alerts", [])
+    names = sorted({a.get("labels", {}).get("alertname", "") for a in failed})
+    labels = {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": queued.channel}
+    annotations = {
+        "summary": f"a notification to {queued.channel} was not delivered: {error}",
+        "description": f"{len(failed)} alert(s): {', '.join(names)}; outbox id {queued.id}",
+    }
+    alert = {
+        "status": "firing", "labels": labels, "annotations": annotations, "startsAt": rfc3339(now),
+        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"dead-letter-{queued.id}", "value": None,
+        "severity": "error", "rule": "AlphawatchNotificationFailed", "durationSeconds": None, "details": {},
+    }  # fmt: skip
+    payload = {
+        "version": "4", "groupKey": '{}:{alertname="AlphawatchNotificationFailed"}', "truncatedAlerts": 0,
+        "status": "firing", "receiver": channel, "groupLabels": {"alertname": labels["alertname"]},
+        "commonLabels": labels, "commonAnnotations": annotations, "externalURL": "", "alerts": [alert],
+    }  # fmt: skip
+    key = hashlib.sha256(f"dead-letter|{queued.id}|{channel}".encode()).hexdigest()[:32]
+    return Outgoing(channel, f"dead-letter-{queued.id}", key, payload)

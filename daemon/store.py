@@ -505,6 +505,12 @@ class Store:
 
         return await self.run(work)
 
+    async def enqueue(self, outgoing: list[Outgoing]) -> None:
+        """Put notifications in the outbox (one transaction)."""
+        from alphawatch.daemon.dispatch import Writes
+
+        await self.save_dispatch(Writes(outgoing=outgoing))
+
     async def next_attempt_at(self) -> float | None:
         def work(db: sqlite3.Connection) -> float | None:
             row = db.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()

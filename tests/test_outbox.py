@@ -96,3 +96,36 @@ async def test_a_slow_receiver_times_out_and_is_retried(write_config: Callable[.
         delivered = await wait_for_state(client, "delivered")
         assert delivered["attempts"] == 2
         assert delivered["last_error"] is None
+
+
+async def test_a_dead_letter_is_reported_to_the_fallback_channel(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(400, 200)
+    text = config_text(receiver, "{initial_backoff: 50ms, fallback_channel: pager}").replace(
+        "channels:\n", f'channels:\n  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
+    )
+    async with in_process(write_config(text)) as (_, client):
+        await fire(client)
+        with trio.fail_after(10):
+            while len(receiver.requests) < 2:
+                await trio.sleep(0.02)
+        report = receiver.requests[1]
+        assert report.path == "/pager"
+        alert = report.json()["alerts"][0]
+        assert alert["labels"] == {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": "hook"}
+        assert "HTTP 400" in alert["annotations"]["summary"]
+
+
+async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[..., Path], receiver: Receiver) -> None:
+    text = config_text(receiver, "{initial_backoff: 50ms}").replace("timeout: 1s}", "timeout: 1s, rate_limit: 2/s}")
+    text = text.replace("value: 1.5}", "value: 1.5}\n  - {name: e2, kind: threshold, metric: g2, op: above, value: 1}")
+    async with in_process(write_config(text)) as (_, client):
+        samples = [{"metric": m, "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0}
+                   for m in ("gross", "g2") for i in range(2)]  # fmt: skip
+        assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
+        with trio.fail_after(10):
+            while len(receiver.requests) < 4:
+                await trio.sleep(0.02)
+        times = sorted(r.received_at for r in receiver.requests)
+        assert times[2] - times[0] >= 0.95  # the third waits for the first to leave the one-second window

@@ -266,15 +266,14 @@ class Engine:
         self._dispatch_changed.set()
 
     async def _run_dispatch(self) -> None:
-        suppressions = self.suppressions
-        if suppressions is not None:
-            self.dispatcher.reason = suppressions.reason
-            self.dispatcher.acknowledged = suppressions.acknowledged
         reconsider_at: float | None = None
         while True:
             self._dispatch_changed = trio.Event()
             now = self.clock.now()
+            suppressions = self.suppressions
             if suppressions is not None:
+                self.dispatcher.reason = suppressions.reason
+                self.dispatcher.acknowledged = suppressions.acknowledged
                 changed = suppressions.changed()
                 if reconsider_at is not None and now >= reconsider_at:
                     self.dispatcher.reconsider(now)

@@ -223,3 +223,64 @@ async def test_an_acknowledgement_stops_the_escalation(
         await h.push("gross", 1.0)
         await h.advance(300)
         assert [p["status"] for p in await sent(h)] == ["firing", "firing", "resolved"]
+
+
+SILENCED = (
+    CHANNELS
+    + """
+route: {channels: [mail], group_wait: 0s, group_interval: 1m, group_by: ['...']}
+inhibit_rules:
+  - {source_matchers: [alertname=feed], target_matchers: [alertname=exposure], equal: [model]}
+rules:
+  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+  - {name: feed, kind: threshold, metric: feed_down, op: above, value: 0}
+"""
+)
+
+
+async def with_suppressions(h: Harness) -> Any:
+    from alphawatch.daemon.suppression import Suppressions
+
+    suppressions = await Suppressions.load(h.store, h.engine.config.inhibit_rules, now=h.clock.now())
+    h.engine.suppressions = suppressions
+    h.engine.dispatcher.reason = suppressions.reason
+    h.engine.dispatcher.acknowledged = suppressions.acknowledged
+    h.engine.poke()
+    return suppressions
+
+
+async def test_a_silence_holds_news_back_and_its_end_lets_it_out(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    from alphawatch.daemon.silences import parse_silence
+
+    path = write_config(SILENCED)
+    async with running_engine(path, start=START) as h:
+        suppressions = await with_suppressions(h)
+        body = {"matchers": ["model=a7"], "duration": "30m", "created_by": "ops", "comment": "deploying"}
+        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await h.push("gross", 1.9, model="a7")
+        await h.advance(600)
+        assert await sent(h) == []
+        (why,) = await h.store.query("SELECT kind, detail FROM suppressions")
+        assert why["kind"] == "silence"
+        await h.advance(1200 - 1)
+        assert await sent(h) == []
+        await h.advance(1)  # the silence ends: the still-firing alert is told at that instant
+        (told,) = await sent(h)
+        assert models(told) == [("a7", "firing")]
+
+
+async def test_an_inhibiting_alert_holds_back_its_targets(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(SILENCED), start=START) as h:
+        await with_suppressions(h)
+        await h.push("feed_down", 1, model="a7")
+        await h.push("gross", 1.9, model="a7")  # inhibited: same model as the firing feed alert
+        await h.push("gross", 1.9, model="b2")  # not inhibited
+        await h.advance(1)
+        rules = sorted((p["alerts"][0]["rule"], p["alerts"][0]["labels"]["model"]) for p in await sent(h))
+        assert rules == [("exposure", "b2"), ("feed", "a7")]
+        rows = await h.store.query("SELECT kind, ref FROM suppressions")
+        assert [r["kind"] for r in rows] == ["inhibited"]

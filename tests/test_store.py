@@ -1,0 +1,54 @@
+"""The SQLite state file: migrations, WAL, refusing a newer schema, and retention in small batches."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from alphawatch.daemon.errors import StoreError
+from alphawatch.daemon.store import MIGRATIONS, open_store
+from alphawatch.rules import Selector
+
+NOW = 1_780_000_000.0
+
+
+async def test_a_new_file_is_migrated_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "state.db"
+    async with open_store(path):
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer alphawatch"):
+        async with open_store(path):
+            pass
+
+
+async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="cannot open the state file"):
+        async with open_store(tmp_path / "file" / "state.db"):
+            pass
+
+
+async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        old = [("m", "{}", NOW - 1000 - i, 1.0) for i in range(120)]
+        new = [("m", "{}", NOW + i, 2.0) for i in range(5)]
+        await store.insert_samples(old + new)
+        batches = []
+        while gone := await store.purge_before(NOW - 500, batch=50):
+            batches.append(gone)
+        assert batches == [50, 50, 20]
+        kept = await store.load_samples(Selector("m"), 0)
+        assert [s.value for s in kept] == [2.0] * 5

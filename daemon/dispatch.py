@@ -247,8 +247,13 @@ class Dispatcher:
 
     def flush_due(self, now: float) -> Writes:
         writes = Writes()
-        for group in [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= now]:
-            self._flush(group, now, writes)
+        due = [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= now]
+        # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
+        firing: list[tuple[str, Mapping[str, str]]] = []
+        if due and self.config.inhibit_rules:
+            firing = [(fp, m.labels) for g in self.groups.values() for fp, m in g.members.items() if m.status == FIRING]
+        for group in due:
+            self._flush(group, now, writes, firing)
         for escalating in list(self.escalating.values()):
             due = self._escalation_due(escalating)
             if due is not None and due <= now:
@@ -304,8 +309,7 @@ class Dispatcher:
         else:
             writes.escalations[fingerprint] = escalating
 
-    def _flush(self, group: Group, now: float, writes: Writes) -> None:
-        firing_all = [(fp, m.labels) for g in self.groups.values() for fp, m in g.members.items() if m.status == FIRING]
+    def _flush(self, group: Group, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]) -> None:
         visible: list[Member] = []
         for member in group.members.values():
             reason = self.reason(member.fingerprint, member.labels, now, firing_all)

@@ -114,6 +114,11 @@ class Dispatcher:
         self.config = config
         nodes = self.nodes()
         writes = Writes()
+        policies = {p.name for p in config.escalations}
+        for fingerprint, escalating in list(self.escalating.items()):
+            if escalating.policy not in policies:  # the policy is gone: its pending tiers with it
+                del self.escalating[fingerprint]
+                writes.escalations[fingerprint] = None
         orphans: list[Member] = []
         for group in list(self.groups.values()):
             node = nodes.get(group.node.path)
@@ -322,12 +327,10 @@ class Dispatcher:
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
         changed = bool(resolved) or any(m.sent != FIRING for m in firing)
-        repeat = (
-            group.last_flush_at is not None
-            and now >= group.last_flush_at + group.node.repeat_interval
-            and any(self.acknowledged(m.fingerprint, m.active_at) is None for m in firing)
-        )
-        if changed or repeat:
+        if not changed:  # a repeat reminds of what nobody acknowledged, and only of that
+            firing = [m for m in firing if self.acknowledged(m.fingerprint, m.active_at) is None]
+        repeat = group.last_flush_at is not None and now >= group.last_flush_at + group.node.repeat_interval
+        if changed or (repeat and firing):
             group.flushes += 1
             group.last_flush_at = now
             self._notify(group, firing + resolved, now, writes)
@@ -341,6 +344,8 @@ class Dispatcher:
             return
         anchor = group.last_flush_at if group.last_flush_at is not None else now
         group.next_flush_at = anchor + group.node.repeat_interval
+        if group.next_flush_at <= now:  # nothing was worth telling at a repeat: look again a full interval later
+            group.next_flush_at = now + group.node.repeat_interval
         writes.groups[group.key] = group
 
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:

@@ -65,6 +65,7 @@ def read_or_create_token(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode on open: make it private in any case
     with os.fdopen(descriptor, "w") as handle:
         handle.write(token + "\n")
     log.info("API token generated", extra={"token_file": str(path)})

@@ -284,3 +284,17 @@ async def test_an_inhibiting_alert_holds_back_its_targets(
         assert rules == [("exposure", "b2"), ("feed", "a7")]
         rows = await h.store.query("SELECT kind, ref FROM suppressions")
         assert [r["kind"] for r in rows] == ["inhibited"]
+
+
+async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[..., Path], autojump_clock: object) -> None:
+    async with running_engine(write_config(GROUPED), start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.push("gross", 1.9, model="b")
+        await h.advance(30)
+        acked = {a["fingerprint"] for a in await h.alerts("exposure") if '"model":"a"' in a["labels"]}
+        h.engine.dispatcher.acknowledged = lambda fp, active_at: "ops" if fp in acked else None
+        await h.advance(3600)
+        assert models((await sent(h))[1]) == [("b", "firing")]
+        acked |= {a["fingerprint"] for a in await h.alerts("exposure")}
+        await h.advance(3600 * 3)
+        assert len(await sent(h)) == 2  # everything acknowledged: no more repeats

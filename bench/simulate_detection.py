@@ -5,9 +5,13 @@ returns ``R_t = c·s_t + Σ_{k=1..5} e_{t+k}`` (overlapping, e iid N(0, 1)), wit
 Spearman IC is 0.05 (``ρ = 2·sin(π·0.05/6)``). A baseline of 250 days (the "training period") precedes the
 monitored days. Rules, evaluated on a trailing window of W days:
 
-- decline: ``ic_decline(window, baseline, horizon=5)`` p < alpha;
-- floor:   ``ic_test(window, floor=0.05, horizon=5)`` p < alpha (at the true IC: the worst case for size);
-- the same decline test with lag 0 (a plain t-test), to show what ignoring the overlap costs;
+- the ``ic`` rule with its defaults and a baseline: alarm when any of floor 0, decline, sign flip fires
+  (``ic_test(window, floor=0, baseline=...)``, ``ic_decline(window, baseline)``, ``ic_sign_flip``), the
+  variance of the window mean taken from the baseline (``method="baseline"``);
+- decline alone, the same test;
+- floor 0.05 (at the true IC: the worst case for size), variance from the baseline, and from the window
+  alone (lag 2·(h − 1) = 8, small-sample t: the rule without a baseline, whose default window is 20);
+- before: decline with Welch HAC variances at lag 4 (``method="welch"``), and at lag 0 (a plain t-test);
 - CUSUM (k = 0.5, h = 5, downward) on the daily IC, standardised by the baseline mean and std.
 
 Drift: 50 N(0, 1) features, 300 rows a day, a 250-day reference (75,000 rows), current window = last 5 days
@@ -28,7 +32,16 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from alphawatch.rules.stats import Cusum, ReferenceSummary, decide_drift, feature_drift, ic_decline, ic_test, rank_ic
+from alphawatch.rules.stats import (
+    Cusum,
+    ReferenceSummary,
+    decide_drift,
+    feature_drift,
+    ic_decline,
+    ic_sign_flip,
+    ic_test,
+    rank_ic,
+)
 
 ASSETS, HORIZON, IC, PHI, BASE = 300, 5, 0.05, 0.95, 250
 
@@ -55,12 +68,32 @@ def ic_series(rng: np.random.Generator, days: int, change_at: int | None) -> NDA
 Rule = Callable[[NDArray[np.float64], NDArray[np.float64]], bool]
 
 
+def rule_defaults(w: NDArray[np.float64], b: NDArray[np.float64], alpha: float) -> bool:
+    """What the ``ic`` rule decides with a baseline and its default conditions (``rules/ic.py``)."""
+    m = min(20, w.size)
+    return bool(
+        ic_test(w, horizon=HORIZON, floor=0.0, baseline=b, min_obs=m).p_value < alpha
+        or ic_decline(w, b, horizon=HORIZON, min_obs=m).p_value < alpha
+        or ic_sign_flip(w, b, horizon=HORIZON, alpha=alpha, min_obs=m).flipped
+    )
+
+
 def ic_rules(alpha: float) -> dict[str, Rule]:
     return {
-        "decline (HAC, lag 4)": lambda w, b: ic_decline(w, b, horizon=HORIZON, min_obs=10).p_value < alpha,
-        "floor 0.05 (HAC, lag 4)": lambda w, b: ic_test(w, horizon=HORIZON, floor=IC, min_obs=10).p_value < alpha,
-        "decline (HAC, lag 9 = 2h − 1)": lambda w, b: ic_decline(w, b, lag=9, min_obs=10).p_value < alpha,
-        "decline (plain t, lag 0)": lambda w, b: ic_decline(w, b, lag=0, min_obs=10).p_value < alpha,
+        "**ic rule, defaults** (floor 0, decline, sign flip; baseline variance)": lambda w, b: rule_defaults(
+            w, b, alpha
+        ),
+        "decline (baseline variance, lag W − 1)": lambda w, b: ic_decline(w, b, min_obs=10).p_value < alpha,
+        "floor 0.05 (baseline variance)": lambda w, b: ic_test(w, floor=IC, baseline=b, min_obs=10).p_value < alpha,
+        "floor 0.05 (no baseline: window only, lag 8, small-sample t)": lambda w, b: (
+            ic_test(w, horizon=HORIZON, floor=IC, min_obs=10).p_value < alpha
+        ),
+        "before: decline (Welch HAC, lag 4)": lambda w, b: (
+            ic_decline(w, b, horizon=HORIZON, min_obs=10, method="welch").p_value < alpha
+        ),
+        "before: decline (plain t, lag 0)": lambda w, b: (
+            ic_decline(w, b, lag=0, min_obs=10, method="welch").p_value < alpha
+        ),
     }
 
 
@@ -113,6 +146,8 @@ def simulate_ic(alpha: float, windows: tuple[int, ...], panels: int, reps: int, 
                 f"{med:.0f} | {len(got)}/{reps} |"
             )
         got = delays["CUSUM k=0.5 h=5"]
+        if w != windows[0]:
+            continue  # CUSUM does not depend on W
         lines.append(
             f"| ic | CUSUM k=0.5 h=5 (daily) | – | {monitored_days} days | "
             f"{cusum_alarm_days / monitored_days * 250:.2f} alarms / 250 days | "
@@ -163,7 +198,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.perf_counter()
     q = args.quick
-    lines = simulate_ic(args.alpha, (20, 40), panels=5 if q else 25, reps=20 if q else 200, seed=1)
+    lines = simulate_ic(args.alpha, (10, 20, 40), panels=5 if q else 25, reps=20 if q else 200, seed=1)
     lines += simulate_drift(
         args.alpha, refs=2 if q else 20, per_ref=10 if q else 50, reps_per_ref=2 if q else 10, seed=2
     )

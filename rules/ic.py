@@ -4,9 +4,10 @@ Sample-driven: it watches a daily IC series (by default ``alphawatch_ic{model, h
 derives from predictions and returns), one sample per trading day, so a window of N trading days is the last N
 samples of a series. Conditions, each one-sided at ``alpha`` (see docs/statistics.md):
 
-- ``floor``: the mean IC is significantly below ``floor`` (HAC t-test, lag ``horizon − 1`` by default);
+- ``floor``: the mean IC is significantly below ``floor`` (HAC t-test; the variance of the window mean is
+  estimated on the baseline when there is one, else on the window at lag ``2·(horizon − 1)``, small-sample t);
 - ``decline``: the mean IC is significantly below the baseline's (a fixed date range such as the training
-  period, or the ``lagged`` values just before the window);
+  period, or the ``lagged`` values just before the window), the variance estimated on the baseline;
 - ``sign_flip``: the mean IC is significantly of the sign opposite to the baseline mean.
 
 A window with fewer than ``min_obs`` values, or a constant one, is "not enough data": never an alert.
@@ -169,6 +170,10 @@ def insufficient(labels: Labels, reason: str, **details: Any) -> Condition:
 
 
 CONDITIONS = ("floor", "decline", "sign_flip")
+# With a baseline, ten trading days: the variance comes from the baseline, the false-alarm rate stays near
+# alpha and an IC that drops to 0 is caught in a median of 10 days. Without one the window must carry its own
+# variance estimate: 20 days (docs/statistics.md, "Statistical quality").
+DEFAULT_WINDOW, DEFAULT_WINDOW_ALONE = 10, 20
 
 
 class IC(RuleKind):
@@ -189,13 +194,13 @@ class IC(RuleKind):
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
         self.selector = selector_from({"metric": "alphawatch_ic", **settings})
-        self.window = int(settings.get("window", 60))
+        self.baseline = Baseline.of(settings.get("baseline"))
+        self.window = int(settings.get("window", DEFAULT_WINDOW if self.baseline else DEFAULT_WINDOW_ALONE))
         self.min_obs = min(int(settings.get("min_obs", 20)), self.window)
         self.horizon: int | None = settings.get("horizon")
         self.lag: int | None = settings.get("lag")
         self.alpha = float(settings.get("alpha", 0.05))
         self.floor = float(settings.get("floor", 0.0))
-        self.baseline = Baseline.of(settings.get("baseline"))
         default = ("floor", "decline", "sign_flip") if self.baseline else ("floor",)
         self.conditions = tuple(settings.get("conditions", default))
         if self.baseline is None and set(self.conditions) & {"decline", "sign_flip"}:
@@ -241,7 +246,13 @@ class _ICEvaluator(Evaluator):
                                   "alpha": rule.alpha}  # fmt: skip
         current, base = baseline.split(times, values, rule.window) if baseline else (values[-rule.window :], [])
         test = stats.ic_test(
-            current, horizon=horizon, lag=rule.lag, floor=rule.floor, alternative="less", min_obs=rule.min_obs
+            current,
+            horizon=horizon,
+            lag=rule.lag,
+            floor=rule.floor,
+            alternative="less",
+            min_obs=rule.min_obs,
+            baseline=base if baseline is not None else None,
         )
         if test.status != stats.OK:
             return insufficient(labels, test.reason, n=test.n, **common)
@@ -249,6 +260,7 @@ class _ICEvaluator(Evaluator):
             **common, "status": "ok", "statistic": "mean rank IC", "mean_ic": clean(test.mean),
             "ir": clean(test.ir), "hit_rate": clean(test.hit_rate), "t_stat": clean(test.t_stat),
             "p_value": clean(test.p_value), "n": test.n, "lag": test.lag, "floor": rule.floor, "se": clean(test.se),
+            "df": clean(test.df), "variance_from": test.variance,
         }  # fmt: skip
         fired = []
         if "floor" in rule.conditions and test.p_value < rule.alpha:
@@ -258,7 +270,11 @@ class _ICEvaluator(Evaluator):
             decline = stats.ic_decline(current, base, horizon=horizon, lag=rule.lag, min_obs=rule.min_obs)
             details["baseline_mean_ic"] = clean(decline.baseline_mean)
             if decline.status == stats.OK:
-                details.update(decline_t=clean(decline.t_stat), decline_p_value=clean(decline.p_value))
+                details.update(
+                    decline_t=clean(decline.t_stat),
+                    decline_p_value=clean(decline.p_value),
+                    decline_df=clean(decline.df),
+                )
                 if "decline" in rule.conditions and decline.p_value < rule.alpha:
                     fired.append("decline")
             else:

@@ -61,27 +61,28 @@ async def test_ic_rule_is_silent_while_the_ic_holds_and_fires_after_it_drops_to_
       - name: decay
         kind: ic
         match: {{model: a7}}
-        window: 40
+        window: 20
         alpha: 0.01
         baseline: {{start: {days[0]}, end: {days[119]}}}
     """)
     rng = np.random.default_rng(7)
-    healthy = 0.08 + 0.1 * rng.standard_normal(180)
-    dead = 0.0 + 0.1 * rng.standard_normal(40)
+    healthy = 0.08 + 0.05 * rng.standard_normal(180)
+    dead = 0.0 + 0.05 * rng.standard_normal(40)
     async with running_engine(path, start=START) as h:
         before = await push_ics(h, days[:180], healthy)
         assert set(before) == {None}, "no alert while the IC holds at its baseline level"
         after = await push_ics(h, days[180:], dead)
         first = after.index("firing")
-        assert first < 40, f"fired only {first + 1} days after the IC dropped"  # within one window
+        assert first < 20, f"fired only {first + 1} days after the IC dropped"
         found = await details(h, "decay")
         assert "decline" in str(found["triggered"])
         assert found["baseline"] == f"{days[0]}..{days[119]}"
         assert float(found["decline_p_value"]) < 0.01  # type: ignore[arg-type]
         assert found["horizon"] == "1d"
-        assert found["lag"] == 0
+        assert found["lag"] == 19  # the baseline's variance at the window's bandwidth
+        assert found["variance_from"] == "baseline"
         assert float(found["baseline_mean_ic"]) == pytest.approx(healthy[:120].mean(), abs=1e-6)  # type: ignore[arg-type]
-        assert str(found["window"]).startswith("last 40 of 40 values")
+        assert str(found["window"]).startswith("last 20 of 20 values")
 
 
 async def test_not_enough_data_never_fires(config: Callable[[str], Path], autojump_clock: object) -> None:
@@ -99,7 +100,7 @@ async def test_not_enough_data_never_fires(config: Callable[[str], Path], autoju
         assert cond.firing == 0
 
 
-async def test_floor_uses_newey_west_with_the_horizons_lag(
+async def test_floor_uses_newey_west_with_twice_the_horizons_overlap(
     config: Callable[[str], Path], autojump_clock: object
 ) -> None:
     days = trading_days(date(2025, 3, 3), 30)
@@ -112,7 +113,9 @@ async def test_floor_uses_newey_west_with_the_horizons_lag(
             await h.push("alphawatch_ic", float(value), ts=close_ts(day), model="a7", horizon="5d")
         assert await h.state("floor") == "firing"
         found = await details(h, "floor")
-        assert found["lag"] == 4  # horizon 5d → lag 4
+        assert found["lag"] == 8  # horizon 5d → twice the overlap
+        assert found["variance_from"] == "window"
+        assert 1 < float(found["df"]) < 29  # type: ignore[arg-type]
         assert found["triggered"] == "floor"
         assert float(found["t_stat"]) < 0  # type: ignore[arg-type]
 

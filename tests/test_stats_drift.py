@@ -181,3 +181,22 @@ def test_chi_square_matches_scipy() -> None:
 
 def test_single_observations() -> None:
     assert ks_2samp_pvalue(1.0, 1, 1) == pytest.approx((1.0, stats.ks_2samp([0.0], [1.0]).pvalue, "exact"))
+
+
+@pytest.mark.parametrize("case", ["ties within current", "ties within reference", "ties across", "unequal sizes"])
+def test_ks_and_wasserstein_match_scipy_with_each_kind_of_tie(case: str) -> None:
+    rng = np.random.default_rng(21)
+    a, b = rng.standard_normal(700), rng.standard_normal(450) + 0.1
+    if case == "ties within current":
+        b = np.round(b, 1) + 0.025
+    elif case == "ties within reference":
+        a = np.round(a, 1) + 0.025
+    elif case == "ties across":
+        a, b = np.round(a, 1), np.round(b, 1)
+    else:
+        b = b[:333]
+    rep = feature_drift(ReferenceSummary.from_rows(a[:, None]), b[:, None])
+    d, p = _scipy_ks(a, b)
+    assert rep.ks_statistic[0] == pytest.approx(d, abs=1e-12)
+    assert rep.ks_pvalue[0] == pytest.approx(p, abs=1e-9)
+    assert rep.wasserstein[0] * a.std() == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9)

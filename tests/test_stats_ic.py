@@ -6,6 +6,7 @@ from scipy import stats
 
 from alphawatch.rules.stats import (
     average_ranks,
+    bartlett_bias_and_df,
     ic_decline,
     ic_sign_flip,
     ic_test,
@@ -90,25 +91,76 @@ def test_newey_west_matches_direct_formula(lag: int) -> None:
     assert newey_west_long_run_variance(x, lag) == pytest.approx(_reference_newey_west(x, lag), rel=1e-12)
 
 
+def _reference_bias_and_df(n: int, lag: int) -> tuple[float, float]:
+    """κ = tr(MKM)/n and ν = tr(MKM)²/tr((MKM)²) from the matrices themselves."""
+    k = np.array([[max(0.0, 1 - abs(s - t) / (lag + 1)) for t in range(n)] for s in range(n)])
+    m = np.eye(n) - 1.0 / n
+    a = m @ k @ m
+    return float(np.trace(a)) / n, float(np.trace(a) ** 2 / np.trace(a @ a))
+
+
+@pytest.mark.parametrize(("n", "lag"), [(3, 1), (5, 0), (10, 9), (20, 4), (37, 36), (60, 80), (250, 19)])
+def test_bartlett_bias_and_df_match_the_matrix_formulas(n: int, lag: int) -> None:
+    kappa, df = bartlett_bias_and_df(n, lag)
+    ref_kappa, ref_df = _reference_bias_and_df(n, min(lag, n - 1))
+    assert kappa == pytest.approx(ref_kappa, rel=1e-12)
+    assert df == pytest.approx(ref_df, rel=1e-10)
+
+
+def test_bartlett_bias_and_df_by_simulation() -> None:
+    """E[S] = κσ² and Var(S) = 2(κσ²)²/ν for white noise."""
+    x = np.random.default_rng(12).standard_normal((20_000, 20))
+    s = np.array([newey_west_long_run_variance(row, 4) for row in x])
+    kappa, df = bartlett_bias_and_df(20, 4)
+    assert s.mean() == pytest.approx(kappa, rel=0.01)
+    assert s.var() == pytest.approx(2 * kappa**2 / df, rel=0.04)
+
+
 def test_ic_test_t_stat_and_pvalue() -> None:
     rng = np.random.default_rng(4)
     ic = rng.normal(0.02, 0.08, 120)
     res = ic_test(ic, horizon=5, floor=0.05, alternative="less")
-    se = np.sqrt(_reference_newey_west(ic, 4) / ic.size)
+    kappa, df = _reference_bias_and_df(120, 8)
+    se = np.sqrt(_reference_newey_west(ic, 8) / kappa / ic.size)
     t = (ic.mean() - 0.05) / se
     assert res.status == "ok"
-    assert res.lag == 4
+    assert (res.lag, res.variance) == (8, "window")  # twice the overlap of 5-day returns
+    assert res.t_stat == pytest.approx(t, rel=1e-10)
+    assert res.df == pytest.approx(df, rel=1e-10)
+    assert res.p_value == pytest.approx(stats.t.cdf(t, df), abs=1e-12)
+    two = ic_test(ic, horizon=5, floor=0.05, alternative="two-sided")
+    assert two.p_value == pytest.approx(2 * stats.t.sf(abs(t), df), abs=1e-12)
+
+
+def test_ic_test_textbook_reference() -> None:
+    rng = np.random.default_rng(4)
+    ic = rng.normal(0.02, 0.08, 120)
+    res = ic_test(ic, lag=4, floor=0.05, small_sample=False)
+    t = (ic.mean() - 0.05) / np.sqrt(_reference_newey_west(ic, 4) / ic.size)
     assert res.t_stat == pytest.approx(t, rel=1e-10)
     assert res.p_value == pytest.approx(stats.t.cdf(t, ic.size - 1), abs=1e-12)
-    two = ic_test(ic, horizon=5, floor=0.05, alternative="two-sided")
-    assert two.p_value == pytest.approx(2 * stats.t.sf(abs(t), ic.size - 1), abs=1e-12)
 
 
-def test_ic_test_lag_zero_is_the_plain_t_test_up_to_ddof() -> None:
+def test_ic_test_lag_zero_is_the_plain_t_test() -> None:
     ic = np.random.default_rng(5).normal(0.01, 0.1, 50)
-    res = ic_test(ic, lag=0, alternative="two-sided")
     plain = stats.ttest_1samp(ic, 0.0)
-    assert res.t_stat == pytest.approx(plain.statistic * np.sqrt(50 / 49), rel=1e-12)
+    res = ic_test(ic, lag=0, alternative="two-sided")
+    assert res.t_stat == pytest.approx(plain.statistic, rel=1e-12)
+    assert res.p_value == pytest.approx(plain.pvalue, abs=1e-12)
+    textbook = ic_test(ic, lag=0, alternative="two-sided", small_sample=False)
+    assert textbook.t_stat == pytest.approx(plain.statistic * np.sqrt(50 / 49), rel=1e-12)
+
+
+def test_ic_test_with_a_baseline_takes_the_variance_from_it() -> None:
+    rng = np.random.default_rng(8)
+    base, cur = rng.normal(0.05, 0.1, 250), rng.normal(0.0, 0.3, 15)
+    res = ic_test(cur, floor=0.05, baseline=base, min_obs=10)
+    kappa, df = _reference_bias_and_df(250, 14)
+    t = (cur.mean() - 0.05) / np.sqrt(_reference_newey_west(base, 14) / kappa / 15)
+    assert (res.variance, res.lag) == ("baseline", 14)
+    assert res.t_stat == pytest.approx(t, rel=1e-10)
+    assert res.p_value == pytest.approx(stats.t.cdf(t, df), abs=1e-12)
+    assert ic_test(cur, baseline=base[:5], min_obs=10).variance == "window"  # too short a baseline: not used
 
 
 def test_ic_test_insufficient_and_constant() -> None:
@@ -122,7 +174,7 @@ def test_ic_test_insufficient_and_constant() -> None:
 def test_ic_decline_welch_with_hac_variances() -> None:
     rng = np.random.default_rng(6)
     base, cur = rng.normal(0.05, 0.1, 250), rng.normal(0.0, 0.1, 40)
-    res = ic_decline(cur, base, horizon=5)
+    res = ic_decline(cur, base, horizon=5, method="welch")
     vc = _reference_newey_west(cur, 4) / cur.size
     vb = _reference_newey_west(base, 4) / base.size
     t = (cur.mean() - base.mean()) / np.sqrt(vc + vb)
@@ -131,6 +183,22 @@ def test_ic_decline_welch_with_hac_variances() -> None:
     assert res.df == pytest.approx(df, rel=1e-10)
     assert res.p_value == pytest.approx(stats.t.cdf(t, df), abs=1e-12)
     assert ic_decline(cur[:5], base).status == "insufficient_data"
+
+
+def test_ic_decline_with_the_baseline_variance() -> None:
+    rng = np.random.default_rng(6)
+    base, cur = rng.normal(0.05, 0.1, 250), rng.normal(0.0, 0.1, 20)
+    res = ic_decline(cur, base, horizon=5)
+    kappa, df = _reference_bias_and_df(250, 19)
+    v = _reference_newey_west(base, 19) / kappa * (1 / 20 + 1 / 250)
+    t = (cur.mean() - base.mean()) / np.sqrt(v)
+    assert (res.method, res.lag) == ("baseline", 19)
+    assert res.t_stat == pytest.approx(t, rel=1e-10)
+    assert res.df == pytest.approx(df, rel=1e-10)
+    assert res.p_value == pytest.approx(stats.t.cdf(t, df), abs=1e-12)
+    assert ic_decline(cur, np.full(250, 0.05)).status == "insufficient_data"
+    with pytest.raises(ValueError, match="method"):
+        ic_decline(cur, base, method="z")  # type: ignore[arg-type]
 
 
 def test_sign_flip() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .categorical import ChiSquareResult, chi_square_drift
 from .changepoint import Cusum, PageHinkley, run_detector
 from .drift import DriftDecision, DriftMethod, DriftReport, DriftThresholds, decide_drift, feature_drift
-from .hac import default_lag, newey_west_long_run_variance
+from .hac import bartlett_bias_and_df, default_lag, newey_west_long_run_variance, window_lag
 from .ic import (
     DailyIC,
     ICDecline,
@@ -50,6 +50,7 @@ __all__ = [
     "Status",
     "adjust_pvalues",
     "average_ranks",
+    "bartlett_bias_and_df",
     "benjamini_hochberg",
     "bonferroni",
     "chi_square_drift",
@@ -69,4 +70,5 @@ __all__ = [
     "run_detector",
     "sharpe_degradation",
     "sharpe_stats",
+    "window_lag",
 ]

@@ -118,7 +118,9 @@ def cmd_ic(args: argparse.Namespace) -> int:
     daily = rank_ic(pick(scores, d1, a1), pick(rets, d2, a2), min_assets=args.min_assets).ic
     base = _split(dates, args.baseline_end)
     cur = daily[~base][-args.window :]
-    out: dict[str, Any] = {"window": _asdict(ic_test(cur, horizon=args.horizon, floor=args.floor, alternative="less"))}
+    ref = daily[base] if base.any() else None
+    test = ic_test(cur, horizon=args.horizon, floor=args.floor, alternative="less", baseline=ref)
+    out: dict[str, Any] = {"window": _asdict(test)}
     if base.any():
         out["decline_vs_baseline"] = _asdict(ic_decline(cur, daily[base], horizon=args.horizon))
         out["sign_flip"] = _asdict(ic_sign_flip(cur, daily[base], horizon=args.horizon, alpha=args.alpha))

@@ -14,6 +14,7 @@ The same functions serve ``prediction_drift`` (one column: the model scores).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,24 +91,106 @@ class DriftDecision:
     share: float = float("nan")
 
 
-def _merge_stats(r: NDArray[np.float64], c: NDArray[np.float64]) -> tuple[float, float]:
-    """KS statistic and Wasserstein-1 distance of two sorted finite samples, from their merged order."""
+class _Workspace:
+    """Buffers and index grids reused across features. Fresh arrays of this size come from ``mmap`` and
+    page-fault on first touch, which costs as much as the arithmetic itself; the quantile grid of the
+    Wasserstein distance depends only on the two sample sizes."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.floats = np.empty((3, 0))
+        self.index = np.empty(0, dtype=np.intp)
+        self.grids: dict[tuple[int, int], tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]] = {}
+        self.steps: dict[tuple[int, int], NDArray[np.int64]] = {}
+
+    def indices(self, size: int) -> NDArray[np.intp]:
+        if self.index.size < size:
+            self.index = np.empty(size, dtype=np.intp)
+        return self.index[:size]
+
+    def buffers(self, size: int) -> NDArray[np.float64]:
+        if size > self.size:
+            self.size, self.floats = size, np.empty((3, size))
+        return self.floats
+
+    def scaled(self, n: int, m: int) -> NDArray[np.int64]:
+        """``(1..n)·m``: the empirical CDF at each order statistic of a sample of ``n``, times ``n·m``."""
+        if (n, m) not in self.steps:
+            self.steps[(n, m)] = np.arange(1, n + 1, dtype=np.int64) * m
+        return self.steps[(n, m)]
+
+    def grid(self, nr: int, nc: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+        """The union of the quantile breakpoints ``i/nr`` and ``j/nc`` as exact integers over ``nr·nc``: per
+        interval, the order statistic of each sample and the interval's width."""
+        if (nr, nc) not in self.grids:
+            u = np.union1d(np.arange(1, nr + 1, dtype=np.int64) * nc, np.arange(1, nc + 1, dtype=np.int64) * nr)
+            ir = (u + nc - 1) // nc - 1
+            ic = (u + nr - 1) // nr - 1
+            width = np.diff(u, prepend=0) / (nr * nc)
+            self.grids[(nr, nc)] = (ir.astype(np.intp), ic.astype(np.intp), width)
+        return self.grids[(nr, nc)]
+
+
+def _any_tie(a: NDArray[np.intp], r: NDArray[np.float64], c: NDArray[np.float64], ws: _Workspace) -> bool:
+    """Whether some current value equals a reference value: ``r[a_j − 1] == c_j`` (``a_j = 0`` wraps to
+    ``r[-1] > c_j``: never equal)."""
+    nc = c.size
+    below = np.subtract(a, 1, out=ws.indices(nc))
+    return bool(np.equal(np.take(r, below, out=ws.buffers(nc)[0, :nc]), c).any())
+
+
+def _ks_untied(a: NDArray[np.intp], c: NDArray[np.float64], nr: int, ws: _Workspace) -> float:
+    """D when no current value equals a reference value: ``#{r < c_j} = a_j``, so the largest
+    ``F_cur − F_ref`` is at the last of tied current values, ``(j + 1)/nc − a_j/nr``, and the largest
+    ``F_ref − F_cur`` just below the first of them, ``a_j/nr − j/nc``."""
+    nc = c.size
+    a = a * nc
+    tied = c[1:] == c[:-1]
+    up = ws.scaled(nc, nr) - a  # (j + 1)·nr − a_j·nc
+    top = max(int(np.max(up[:-1], where=~tied, initial=0)), int(up[-1]))
+    np.subtract(a, ws.scaled(nc, nr), out=up)
+    up += nr  # a_j·nc − j·nr
+    top = max(top, int(up[0]), int(np.max(up[1:], where=~tied, initial=0)))
+    return top / (nr * nc)
+
+
+def _ks_tied(a: NDArray[np.intp], r: NDArray[np.float64], c: NDArray[np.float64], ws: _Workspace) -> float:
+    """D with ties across the samples: ``F_ref − F_cur`` at every current value (last of its ties) and at
+    every reference value equal to no current value (last of its ties), where ``F_cur`` is the count
+    ``#{c < r_i} = #{j: a_j ≤ i}``."""
     nr, nc = r.size, c.size
-    total = nr + nc
-    pos_c = np.arange(nc) + np.searchsorted(r, c, side="right")
-    is_c = np.zeros(total, dtype=bool)
-    is_c[pos_c] = True
-    merged = np.empty(total)
-    merged[is_c] = c
-    merged[~is_c] = r
-    cc = np.cumsum(is_c)
-    diff = (np.arange(1, total + 1) - cc) / nr - cc / nc
-    gaps = np.diff(merged)
-    last_of_tie = np.ones(total, dtype=bool)
-    last_of_tie[:-1] = gaps != 0
-    d = float(np.abs(diff[last_of_tie]).max())
-    w = float(np.sum(np.abs(diff[:-1]) * gaps))
-    return d, w
+    below = np.cumsum(np.bincount(a, minlength=nr + 1)[:nr])
+    a = a * nc
+    a -= ws.scaled(nc, nr)
+    np.abs(a, out=a)
+    top = max(int(np.max(a[:-1], where=c[1:] != c[:-1], initial=0)), int(a[-1]))
+    keep = np.take(c, np.minimum(below, nc - 1)) != r
+    keep[:-1] &= r[1:] != r[:-1]
+    below *= nr
+    below -= ws.scaled(nr, nc)
+    np.abs(below, out=below)
+    return max(top, int(np.max(below, where=keep, initial=0))) / (nr * nc)
+
+
+def _merge_stats(r: NDArray[np.float64], c: NDArray[np.float64], ws: _Workspace | None = None) -> tuple[float, float]:
+    """KS statistic and Wasserstein-1 distance of two sorted finite samples.
+
+    KS: one binary search gives ``a_j = #{r ≤ c_j}``, hence ``F_ref − F_cur`` at each current value; without
+    ties across the samples that is all D needs, else see :func:`_ks_tied`. Wasserstein-1 from the quantile
+    functions,
+    ``∫₀¹ |Q_ref(u) − Q_cur(u)| du``, summed exactly over the union of the two step grids.
+    """
+    ws = ws or _Workspace()
+    nr, nc = r.size, c.size
+    # Differences in units of 1/(nr·nc), in integers: exact, and no int → float conversions.
+    a = np.searchsorted(r, c, side="right")
+    d = _ks_tied(a, r, c, ws) if _any_tie(a, r, c, ws) else _ks_untied(a, c, nr, ws)
+    buf = ws.buffers(max(nr + nc, 1))
+    ir, ic, width = ws.grid(nr, nc)
+    q = np.take(r, ir, out=buf[1, : ir.size])
+    q -= np.take(c, ic, out=buf[2, : ic.size])
+    np.abs(q, out=q)
+    return d, float(q @ width)
 
 
 def _shares(counts: NDArray[np.int64], n: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -148,16 +231,19 @@ def feature_drift(
     methods = ["" for _ in range(features)]
     usable = (n_ref >= min_obs) & (reference.std > 0)
 
+    spaces: dict[int, _Workspace] = {}  # one per thread
+
     def block(f0: int) -> None:
         # Sorting a few features at a time bounds the extra memory to a small slice of the current rows.
         f1 = min(f0 + _BLOCK, features)
         cols, n = sorted_columns(rows[:, f0:f1])
         n_cur[f0:f1] = n
+        ws = spaces.setdefault(threading.get_ident(), _Workspace())
         cur_counts[f0:f1] = bin_counts(cols, n, reference.edges[f0:f1])
         for i, f in enumerate(range(f0, f1)):
             if not (usable[f] and n[i] >= min_obs):
                 continue
-            d, w = _merge_stats(reference.sample[f, : reference.sample_n[f]], cols[i, : n[i]])
+            d, w = _merge_stats(reference.sample[f, : reference.sample_n[f]], cols[i, : n[i]], ws)
             d, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n[i]), ks_method)
             ks_d[f], ks_p[f], methods[f] = d, p, used if reference.exact else f"{used} (sketch)"
             wass[f] = w / reference.std[f]

@@ -2,8 +2,10 @@
 
 Input is a dates × assets matrix of model scores and one of forward returns, NaN where an asset is missing.
 The daily IC of a date is the Pearson correlation of the average ranks of the assets present on both sides
-(``scipy.stats.spearmanr`` per row). Tests on the IC series use Newey–West standard errors with lag
-``horizon − 1`` because consecutive ``horizon``-day forward returns overlap.
+(``scipy.stats.spearmanr`` per row). Tests on the IC series use Bartlett (Newey–West) long-run variances
+priced for their small samples (``hac.bartlett_bias_and_df``): with a baseline, the variance of an n-day window
+mean is estimated on the baseline at bandwidth n; without one, on the window itself at lag
+``2·(horizon − 1)``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
-from .hac import default_lag, newey_west_long_run_variance, student_t_pvalue
+from .hac import bartlett_bias_and_df, default_lag, newey_west_long_run_variance, student_t_pvalue, window_lag
 from .ranks import average_ranks
 from .result import INSUFFICIENT, OK, Status
 
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 Alternative = Literal["less", "greater", "two-sided"]
+DeclineMethod = Literal["baseline", "welch"]
 _NAN = float("nan")
 
 
@@ -57,7 +60,10 @@ class RollingIC:
 
 @dataclass(frozen=True)
 class ICTest:
-    """One-sample test of the mean IC against ``floor`` with a Newey–West standard error."""
+    """One-sample test of the mean IC against ``floor`` with a Newey–West standard error.
+
+    ``variance`` says where the long-run variance came from: ``"baseline"`` or ``"window"``.
+    """
 
     status: Status
     reason: str
@@ -70,11 +76,13 @@ class ICTest:
     se: float = _NAN
     t_stat: float = _NAN
     p_value: float = _NAN
+    df: float = _NAN
+    variance: str = "window"
 
 
 @dataclass(frozen=True)
 class ICDecline:
-    """Welch-style test that the current mean IC is below the baseline mean, HAC variances on both sides."""
+    """Test that the current mean IC is below the baseline mean (see :func:`ic_decline`)."""
 
     status: Status
     reason: str
@@ -85,6 +93,8 @@ class ICDecline:
     t_stat: float = _NAN
     df: float = _NAN
     p_value: float = _NAN
+    lag: int = 0
+    method: str = "baseline"
 
 
 @dataclass(frozen=True)
@@ -176,27 +186,42 @@ def ic_test(
     floor: float = 0.0,
     alternative: Alternative = "less",
     min_obs: int = 20,
+    baseline: ArrayLike | None = None,
+    small_sample: bool = True,
 ) -> ICTest:
-    """Test the mean of an IC window against ``floor``: ``t = (mean − floor) / sqrt(S_NW / n)``, t(n − 1).
+    """Test the mean of an IC window against ``floor``: ``t = (mean − floor) / SE``.
 
+    Without ``baseline``: ``SE² = S / (κ·n)`` with ``S`` the Bartlett long-run variance of the window at lag
+    ``2·(horizon − 1)`` (:func:`~.hac.window_lag`), ``κ`` its bias factor and ``t`` referred to Student t
+    with the Satterthwaite degrees of freedom ``ν`` (:func:`~.hac.bartlett_bias_and_df`). With a
+    ``baseline`` of at least ``min_obs`` values (the same process when nothing has changed): ``S`` of the
+    baseline at lag ``n − 1`` — the exact variance of an n-value mean is ``(1/n)·Σ_{|j|<n} (1 − |j|/n)·γ_j``,
+    a Bartlett sum at bandwidth n — with the baseline's ``κ`` and ``ν``. ``small_sample=False`` gives the
+    textbook ``SE² = S/n`` and ``t(n − 1)``.
     ``alternative="less"`` asks "is the mean IC significantly below the floor?". NaN dates are dropped.
     """
     x = _finite(ic)
     n = x.size
-    lag = default_lag(horizon) if lag is None else int(lag)
-    if n < max(int(min_obs), 3):
-        return ICTest(INSUFFICIENT, f"{n} finite IC values, need {max(int(min_obs), 3)}", n=n, lag=lag)
+    need = max(int(min_obs), 3)
+    b = _finite(baseline) if baseline is not None else None
+    use_base = b is not None and b.size >= need
+    lag = int(lag) if lag is not None else (n - 1 if use_base else window_lag(horizon))
+    if n < need:
+        return ICTest(INSUFFICIENT, f"{n} finite IC values, need {need}", n=n, lag=lag)
     mean = float(x.mean())
     std = float(x.std(ddof=1))
     hit = float((x > 0).mean())
     if std == 0.0:
         return ICTest(INSUFFICIENT, "IC series is constant", n=n, mean=mean, std=std, hit_rate=hit, lag=lag)
-    se = float(np.sqrt(newey_west_long_run_variance(x, lag) / n))
+    sample = b if use_base and b is not None else x
+    s = newey_west_long_run_variance(sample, lag)
+    kappa, df = bartlett_bias_and_df(sample.size, lag) if small_sample else (1.0, float(n - 1))
+    se = float(np.sqrt(s / kappa / n))
     if not se > 0.0:
         return ICTest(INSUFFICIENT, "zero Newey–West variance", n=n, mean=mean, std=std, hit_rate=hit, lag=lag)
     t = (mean - floor) / se
-    p = student_t_pvalue(t, float(n - 1), alternative)
-    return ICTest(OK, "", n, mean, std, mean / std, hit, lag, se, t, p)
+    p = student_t_pvalue(t, df, alternative)
+    return ICTest(OK, "", n, mean, std, mean / std, hit, lag, se, t, p, df, "baseline" if use_base else "window")
 
 
 def _hac_mean_var(x: NDArray[np.float64], lag: int) -> tuple[float, float]:
@@ -210,25 +235,46 @@ def ic_decline(
     horizon: int = 1,
     lag: int | None = None,
     min_obs: int = 20,
+    method: DeclineMethod = "baseline",
 ) -> ICDecline:
     """One-sided test that the current window's mean IC is below the baseline window's mean.
 
-    ``t = (m_c − m_b) / sqrt(v_c + v_b)`` with ``v = S_NW / n`` on each side and Welch–Satterthwaite
-    degrees of freedom ``(v_c + v_b)² / (v_c²/(n_c − 1) + v_b²/(n_b − 1))``; p = lower tail of Student t.
+    ``method="baseline"`` (default): under no change both windows are the same process, so the variance of
+    ``m_c − m_b`` is estimated on the (longer) baseline: ``V = S_b/κ_b · (1/n_c + 1/n_b)`` with ``S_b`` the
+    Bartlett long-run variance of the baseline at lag ``n_c − 1`` (the exact variance of an ``n_c``-value
+    mean, see :func:`ic_test`), ``κ_b`` its bias factor and Student t with its Satterthwaite df ``ν_b``
+    (:func:`~.hac.bartlett_bias_and_df`). ``method="welch"``: ``V = S_c/n_c + S_b/n_b`` at lag
+    ``horizon − 1`` on each side, Welch–Satterthwaite df ``(v_c + v_b)² / (v_c²/(n_c − 1) + v_b²/(n_b − 1))``
+    — too liberal on short windows of a persistent IC (docs/statistics.md, "Statistical quality").
     """
     c, b = _finite(current), _finite(baseline)
-    lag = default_lag(horizon) if lag is None else int(lag)
     need = max(int(min_obs), 3)
+    if method == "baseline":
+        lag = int(lag) if lag is not None else c.size - 1
+    elif method == "welch":
+        lag = default_lag(horizon) if lag is None else int(lag)
+    else:
+        raise ValueError(f"method must be 'baseline' or 'welch', not {method!r}")
     if c.size < need or b.size < need:
-        return ICDecline(INSUFFICIENT, f"{c.size} current and {b.size} baseline IC values, need {need} each")
-    mc, vc = _hac_mean_var(c, lag)
-    mb, vb = _hac_mean_var(b, lag)
-    if not vc + vb > 0.0:
-        return ICDecline(INSUFFICIENT, "both IC windows are constant", mc, mb, mc - mb)
-    se = float(np.sqrt(vc + vb))
-    df = (vc + vb) ** 2 / (vc**2 / (c.size - 1) + vb**2 / (b.size - 1))
+        return ICDecline(
+            INSUFFICIENT, f"{c.size} current and {b.size} baseline IC values, need {need} each", lag=lag, method=method
+        )
+    mc, mb = float(c.mean()), float(b.mean())
+    if method == "baseline":
+        kappa, df = bartlett_bias_and_df(b.size, lag)
+        v = newey_west_long_run_variance(b, lag) / kappa * (1.0 / c.size + 1.0 / b.size)
+        if not v > 0.0:
+            return ICDecline(INSUFFICIENT, "baseline IC values are constant", mc, mb, mc - mb, lag=lag, method=method)
+    else:
+        vc, vb = _hac_mean_var(c, lag)[1], _hac_mean_var(b, lag)[1]
+        if not vc + vb > 0.0:
+            return ICDecline(INSUFFICIENT, "both IC windows are constant", mc, mb, mc - mb, lag=lag, method=method)
+        v = vc + vb
+        df = v**2 / (vc**2 / (c.size - 1) + vb**2 / (b.size - 1))
+    se = float(np.sqrt(v))
     t = (mc - mb) / se
-    return ICDecline(OK, "", mc, mb, mc - mb, se, t, float(df), student_t_pvalue(t, float(df), "less"))
+    p = student_t_pvalue(t, float(df), "less")
+    return ICDecline(OK, "", mc, mb, mc - mb, se, t, float(df), p, lag, method)
 
 
 def ic_sign_flip(
@@ -239,9 +285,11 @@ def ic_sign_flip(
     lag: int | None = None,
     alpha: float = 0.05,
     min_obs: int = 20,
+    baseline_variance: bool = True,
 ) -> ICSignFlip:
-    """Flag a sign flip: the current mean IC is significantly (one-sided, HAC) of the sign opposite to
-    the baseline mean. A baseline mean of exactly 0 has no sign and yields ``insufficient_data``.
+    """Flag a sign flip: the current mean IC is significantly (one-sided, :func:`ic_test`) of the sign
+    opposite to the baseline mean, the window's variance estimated on the baseline unless
+    ``baseline_variance=False``. A baseline mean of exactly 0 has no sign and yields ``insufficient_data``.
     """
     b = _finite(baseline)
     need = max(int(min_obs), 3)
@@ -251,7 +299,13 @@ def ic_sign_flip(
     if mb == 0.0:
         return ICSignFlip(INSUFFICIENT, "baseline mean IC is exactly 0", mb)
     res = ic_test(
-        current, horizon=horizon, lag=lag, floor=0.0, alternative="less" if mb > 0 else "greater", min_obs=min_obs
+        current,
+        horizon=horizon,
+        lag=lag,
+        floor=0.0,
+        alternative="less" if mb > 0 else "greater",
+        min_obs=min_obs,
+        baseline=b if baseline_variance else None,
     )
     if res.status != OK:
         return ICSignFlip(INSUFFICIENT, res.reason, mb, res.mean)

@@ -16,7 +16,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ReferenceSummary", "sorted_columns"]
+__all__ = ["ReferenceSummary", "sort_into", "sorted_columns"]
+
+_BLOCK = 8  # features sorted at a time: bounds the temporaries to a small slice of the rows
+
+
+def sort_into(block: NDArray[np.float64], out: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Copy a rows × k block into ``out`` (k × rows), each feature sorted with non-finite values moved to
+    the end as NaN; return the finite count per feature."""
+    out[...] = block.T
+    finite = np.isfinite(out)
+    if not finite.all():
+        out[~finite] = np.nan  # ±inf would sort as values; treat as missing
+    out.sort(axis=1)
+    return np.asarray(finite.sum(axis=1), dtype=np.int64)
 
 
 def sorted_columns(rows: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -27,10 +40,8 @@ def sorted_columns(rows: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int
         x = x[:, None]
     if x.ndim != 2:
         raise ValueError(f"expected rows × features, got shape {x.shape}")
-    cols = np.ascontiguousarray(x.T)
-    cols[~np.isfinite(cols)] = np.nan  # ±inf would sort as values; treat as missing
-    cols.sort(axis=1)
-    return cols, np.isfinite(cols).sum(axis=1).astype(np.int64)
+    cols = np.empty((x.shape[1], x.shape[0]))
+    return cols, sort_into(x, cols)
 
 
 def _quantiles(sorted_cols: NDArray[np.float64], n: NDArray[np.int64], q: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -82,28 +93,45 @@ class ReferenceSummary:
         """Summarise reference rows (rows × features; NaN = missing) into ``bins`` quantile bins per feature."""
         if bins < 2:
             raise ValueError("bins must be at least 2")
-        cols, n = sorted_columns(rows)
-        features = cols.shape[0]
+        x = np.asarray(rows, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise ValueError(f"expected rows × features, got shape {x.shape}")
+        length, features = x.shape
         labels = tuple(names) if names is not None else tuple(f"f{i}" for i in range(features))
         if len(labels) != features:
             raise ValueError(f"{len(labels)} names for {features} features")
+        exact = max_sample is None or length <= max_sample
+        k = length if exact else int(max_sample)  # type: ignore[arg-type]
+        n = np.zeros(features, dtype=np.int64)
         mean = np.full(features, np.nan)
         std = np.full(features, np.nan)
-        for f in range(features):
-            if n[f]:
-                v = cols[f, : n[f]]
-                mean[f] = v.mean()
-                std[f] = v.std()
-        edges = _quantiles(cols, n, np.arange(1, bins) / bins)
-        counts = bin_counts(cols, n, edges)
-        exact = max_sample is None or cols.shape[1] <= max_sample
+        edges = np.full((features, bins - 1), np.nan)
+        counts = np.zeros((features, bins), dtype=np.int64)
+        # Exact: the sorted columns are the sample, sorted in place a block of features at a time, so the only
+        # memory beyond the input is the summary itself. Sketch: one block-sized buffer, reused.
+        sample = np.empty((features, k)) if exact else np.full((features, k), np.nan)
+        buffer = None if exact else np.empty((min(_BLOCK, features), length))
+        for f0 in range(0, features, _BLOCK):
+            f1 = min(f0 + _BLOCK, features)
+            cols = sample[f0:f1] if buffer is None else buffer[: f1 - f0]
+            nb = sort_into(x[:, f0:f1], cols)
+            n[f0:f1] = nb
+            for i, f in enumerate(range(f0, f1)):
+                if nb[i]:
+                    v = cols[i, : nb[i]]
+                    mean[f] = v.mean()
+                    std[f] = v.std()
+            edges[f0:f1] = _quantiles(cols, nb, np.arange(1, bins) / bins)
+            counts[f0:f1] = bin_counts(cols, nb, edges[f0:f1])
+            if buffer is not None:
+                sample[f0:f1] = _quantiles(cols, nb, np.linspace(0.0, 1.0, k))
         if exact:
-            width = int(n.max()) if features and n.size else 0
-            sample = cols if width == cols.shape[1] else cols[:, :width].copy()
+            width = int(n.max()) if features else 0
+            sample = sample[:, :width]  # a view: no copy of the data
             sample_n = n.copy()
         else:
-            k = int(max_sample)  # type: ignore[arg-type]
-            sample = _quantiles(cols, n, np.linspace(0.0, 1.0, k))
             sample_n = np.where(n > 0, np.minimum(n, k), 0).astype(np.int64)
             sample[n == 0] = np.nan
         return cls(labels, n, mean, std, edges, counts, sample, sample_n, exact)

@@ -8,7 +8,7 @@ It does no I/O: the actor persists what it returns. Repeats belong to the notifi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,13 +60,15 @@ class Tracker:
     def __init__(self, rule: RuleConfig, alerts: Iterable[Alert] = ()) -> None:
         self.rule = rule
         self.alerts: dict[Labels, Alert] = {a.series: a for a in alerts if a.state in (PENDING, FIRING)}
+        self.dirty: set[Labels] = set()
+        """Series whose alert changed without a transition (a new value, ``false_since``): to be saved."""
         self.muted = False
         """While muted, alerts still change state (and the history records it) but no channel hears of it; when
         the mute ends, alerts that fired meanwhile and still fire are notified then."""
 
     def firing(self) -> Mapping[Labels, bool]:
-        """Series whose alert is firing, for hysteresis."""
-        return {series: a.state == FIRING for series, a in self.alerts.items()}
+        """Series whose alert is firing, for hysteresis (a live view, not a copy)."""
+        return _FiringView(self.alerts)
 
     def update(self, conditions: Iterable[Condition], now: float) -> tuple[list[Transition], float | None]:
         """Apply the rule's conditions at ``now``; return transitions and the next instant to call again."""
@@ -77,19 +79,25 @@ class Tracker:
                 if alert is None:
                     alert = self._new(condition, now)
                     out.append(Transition(alert, INACTIVE, PENDING, now, condition.value, False))
-                else:
-                    alert = replace(alert, value=condition.value, false_since=None, details=condition.details)
-                self.alerts[condition.labels] = alert
+                    self.alerts[condition.labels] = alert
+                elif (alert.value, alert.false_since, alert.details) != (condition.value, None, condition.details):
+                    self.alerts[condition.labels] = replace(
+                        alert, value=condition.value, false_since=None, details=condition.details
+                    )
+                    self.dirty.add(condition.labels)
             elif alert is not None:
                 if alert.state == PENDING:
                     del self.alerts[condition.labels]
                     out.append(Transition(alert, PENDING, INACTIVE, now, condition.value, False))
                     continue
-                if alert.false_since is None:
-                    alert = replace(alert, false_since=now)
-                if condition.value is not None:
-                    alert = replace(alert, value=condition.value, details=condition.details or alert.details)
-                self.alerts[condition.labels] = alert
+                updated = alert
+                if updated.false_since is None:
+                    updated = replace(updated, false_since=now)
+                if condition.value is not None and condition.value != updated.value:
+                    updated = replace(updated, value=condition.value, details=condition.details or updated.details)
+                if updated is not alert:
+                    self.alerts[condition.labels] = updated
+                    self.dirty.add(condition.labels)
         out += self.tick(now)
         return out, self.next_deadline()
 
@@ -159,3 +167,23 @@ class Tracker:
             value=condition.value,
             details=condition.details,
         )
+
+
+class _FiringView(Mapping[Labels, bool]):
+    __slots__ = ("_alerts",)
+
+    def __init__(self, alerts: dict[Labels, Alert]) -> None:
+        self._alerts = alerts
+
+    def __getitem__(self, series: Labels) -> bool:
+        return self._alerts[series].state == FIRING
+
+    def get(self, series: Labels, default: Any = None) -> Any:
+        alert = self._alerts.get(series)
+        return default if alert is None else alert.state == FIRING
+
+    def __iter__(self) -> Iterator[Labels]:
+        return iter(self._alerts)
+
+    def __len__(self) -> int:
+        return len(self._alerts)

@@ -208,9 +208,10 @@ class Engine:
             if actor.resync:
                 actor.resync = False
                 evaluator, tracker = await self._restore(rule)
-            before = dict(tracker.alerts)
             if evaluator.reads_store:
                 await evaluator.refresh(self.store, now)
+            if rule.active_during or rule.muted_during:
+                evaluator.report_all()  # a window edge changes the answer of every series
             conditions, wake = evaluator.evaluate(now, tracker.firing())
             if rule.context is not None and (rule.active_during or rule.muted_during):
                 windows = rule.context.windows
@@ -220,14 +221,17 @@ class Engine:
                 for name in (*rule.active_during, *rule.muted_during):
                     wake = _earliest(wake, windows[name].next_edge(now))
             transitions, deadline = tracker.update(conditions, now)
+            moved = {t.alert.series for t in transitions}
             changed = [
                 Transition(a, a.state, a.state, now, a.value, False)
-                for s, a in tracker.alerts.items()
-                if before.get(s) is not a and not any(t.alert.series == s for t in transitions)
+                for s in tracker.dirty - moved
+                if (a := tracker.alerts.get(s)) is not None
             ]
+            tracker.dirty.clear()
             await self._commit(rule, transitions + changed)
-            actor.firing = sum(1 for a in tracker.alerts.values() if a.state == FIRING)
-            actor.pending = len(tracker.alerts) - actor.firing
+            if transitions:
+                actor.firing = sum(1 for a in tracker.alerts.values() if a.state == FIRING)
+                actor.pending = len(tracker.alerts) - actor.firing
             next_at = _earliest(wake, deadline)
             with trio.move_on_at(self.clock.trio_deadline(next_at)):
                 batch = await actor.receive.receive()

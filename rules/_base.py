@@ -120,6 +120,9 @@ class Evaluator:
     async def refresh(self, store: Store, now: float) -> None:
         """Bring the state up to date from the store (only called when ``reads_store`` is true)."""
 
+    def report_all(self) -> None:
+        """Make the next :meth:`evaluate` report every series, not only those with news (a window opened)."""
+
     def observe(self, sample: Sample) -> None:
         raise NotImplementedError
 

@@ -59,8 +59,13 @@ class _ThresholdEvaluator(Evaluator):
     def __init__(self, rule: Threshold) -> None:
         self.rule = rule
         self.series: dict[Labels, tuple[list[float], list[float]]] = {}
+        self.touched: set[Labels] = set()
+
+    def report_all(self) -> None:
+        self.touched.update(self.series)
 
     def observe(self, sample: Sample) -> None:
+        self.touched.add(sample.labels)
         times, values = self.series.setdefault(sample.labels, ([], []))
         if self.rule.window is None:
             if not times or sample.ts >= times[-1]:
@@ -78,7 +83,11 @@ class _ThresholdEvaluator(Evaluator):
         rule = self.rule
         out: list[Condition] = []
         wake: float | None = None
-        for labels, (times, values) in list(self.series.items()):
+        # without a window the answer changes only with a sample: look at the series that got one
+        keys = list(self.series) if rule.window is not None else [k for k in self.touched if k in self.series]
+        self.touched.clear()
+        for labels in keys:
+            times, values = self.series[labels]
             if rule.window is not None:
                 # keep samples in (now - window, now]; the oldest leaving the window is the next wake-up
                 cut = bisect.bisect_right(times, now - rule.window)

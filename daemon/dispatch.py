@@ -260,8 +260,8 @@ class Dispatcher:
         for group in due:
             self._flush(group, now, writes, firing)
         for escalating in list(self.escalating.values()):
-            due = self._escalation_due(escalating)
-            if due is not None and due <= now:
+            at = self._escalation_due(escalating)
+            if at is not None and at <= now:
                 self._escalate(escalating, now, writes)
         return writes
 

@@ -24,6 +24,7 @@ from alphawatch.daemon.errors import DeliveryError
 from alphawatch.daemon.store import Outgoing, Queued, Store
 
 log = logging.getLogger("alphawatch.outbox")
+BATCH = 256
 
 
 class Outbox:
@@ -43,6 +44,7 @@ class Outbox:
         self._wakeup = trio.Event()
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
+        self._saturated = False
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._sent: dict[str, deque[float]] = {}
         self.delivered = 0
@@ -75,38 +77,37 @@ class Outbox:
             while True:
                 self._wakeup = trio.Event()
                 now = self._clock.now()
-                batch = await self._store.due(now, limit=256, exclude=self._in_flight)
+                batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
                 for queued in batch:
                     self._in_flight.add(queued.id)
                     nursery.start_soon(self._deliver, http, queued)
-                if len(batch) == 256:
-                    await trio.lowlevel.checkpoint()
-                    continue
-                next_at = await self._store.next_attempt_at()
-                if next_at is not None and next_at <= now and self._in_flight:
-                    next_at = None  # only in-flight rows are due: they wake us when they finish
+                # a full batch may have left due rows behind: look again when a delivery frees up
+                self._saturated = len(batch) == BATCH
                 with trio.move_on_at(self._clock.trio_deadline(next_at)):
                     await self._wakeup.wait()
 
     async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
+        delivered = False
         try:
-            await self._attempt(http, queued)
+            delivered = await self._attempt(http, queued)
         finally:
             self._in_flight.discard(queued.id)
-            self._wakeup.set()
+            if self._saturated or not delivered:  # a retry time to schedule, or rows waiting for a slot
+                self._wakeup.set()
             if not self._in_flight:
                 self._idle.set()
 
-    async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> None:
+    async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> bool:
+        """One delivery attempt; whether it was delivered."""
         settings = self._settings()
         now = self._clock.now()
         channel = self._channels().get(queued.channel)
         if channel is None:
             await self._dead(queued, f"no channel named {queued.channel!r} in the configuration")
-            return
+            return False
         if now - queued.created_at > settings.max_age:
             await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s)")
-            return
+            return False
         concurrency = channel.concurrency or settings.concurrency
         limiter = self._limiters.get(queued.channel)
         if limiter is None or limiter.total_tokens != concurrency:
@@ -120,13 +121,14 @@ class Outbox:
                 await channel.send(notification, http)
         except DeliveryError as exc:
             await self._failed(queued, str(exc), exc.retryable, exc.retry_after, settings)
-            return
+            return False
         except Exception as exc:
             await self._failed(queued, f"{type(exc).__name__}", True, None, settings)
-            return
+            return False
         self.delivered += 1
         await self._store.finish(queued.id, "delivered", None, self._clock.now())
         self._on_event("delivered", queued, None)
+        return True
 
     async def _pace(self, channel: Channel) -> None:
         """Wait for the channel's rate limit: a sliding window of its last sends."""

@@ -490,18 +490,21 @@ class Store:
         return groups, members, escalations
 
     # outbox -----------------------------------------------------------------------------------------------
-    async def due(self, now: float, limit: int, exclude: Iterable[int] = ()) -> list[Queued]:
-        skip = tuple(exclude)
+    async def due(self, now: float, limit: int, exclude: set[int]) -> tuple[list[Queued], float | None]:
+        """Up to ``limit`` pending notifications due at ``now`` (those in ``exclude`` are already being sent), and
+        when the next one not yet due falls due."""
 
-        def work(db: sqlite3.Connection) -> list[Queued]:
+        def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None]:
             rows = db.execute(
                 "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts FROM outbox"
                 " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-                (now, limit + len(skip)),
+                (now, limit + len(exclude)),
             ).fetchall()
-            return [Queued(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows if r[0] not in skip][
-                :limit
-            ]
+            due = [Queued(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows if r[0] not in exclude]
+            later = db.execute(
+                "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?", (now,)
+            ).fetchone()[0]
+            return due[:limit], later
 
         return await self.run(work)
 
@@ -510,13 +513,6 @@ class Store:
         from alphawatch.daemon.dispatch import Writes
 
         await self.save_dispatch(Writes(outgoing=outgoing))
-
-    async def next_attempt_at(self) -> float | None:
-        def work(db: sqlite3.Connection) -> float | None:
-            row = db.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
-            return None if row[0] is None else float(row[0])
-
-        return await self.run(work)
 
     async def finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
         def work(db: sqlite3.Connection) -> None:

@@ -13,12 +13,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, overload
 
 import jsonschema
+import yaml
 
 from alphawatch.channels import Channel, channel_kinds
 from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendars
@@ -187,9 +188,76 @@ _SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 _UNEXPECTED = re.compile(r"'([^']+)'")
 
 
+_LAST: dict[str, tuple[str, Config]] = {}
+"""The last configuration loaded from each path, with the digest of everything it was made from."""
+
+
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and build the configuration at ``path`` (and its includes). Raise :class:`ConfigError`."""
+    """Read, validate and build the configuration at ``path`` (and its includes). Raise :class:`ConfigError`.
+
+    A reload of files that did not change (same texts, same secrets, same environment values) returns the
+    configuration already built, so an idle SIGHUP costs reading the files and hashing them.
+    """
     env = os.environ if environ is None else environ
+    digest = _inputs_digest(Path(path), env)
+    last = _LAST.get(str(path))
+    if digest is not None and last is not None and last[0] == digest:
+        return last[1]
+    config = _load_config(path, env)
+    if digest is not None:
+        _LAST.clear()  # one configuration per process is the rule; keep the memo small
+        _LAST[str(path)] = (digest, config)
+    return config
+
+
+def _inputs_digest(main_path: Path, env: Mapping[str, str]) -> str | None:
+    """A hash of every input of :func:`load_config`: the texts of the file, its includes and the calendar files
+    it names, and the environment variables and secret files it refers to. ``None`` if any cannot be read."""
+    try:
+        text = main_path.read_text(encoding="utf-8")
+        includes, calendar_files = _references(text)
+        base = main_path.parent
+        files = [main_path, *(Path(f) for p in includes for f in sorted(glob.glob(str(base / p))))]
+        files += [p if p.is_absolute() else base / p for p in map(Path, calendar_files)]
+        texts = [(str(f), f.read_text(encoding="utf-8")) for f in files]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    hasher = hashlib.sha256()
+    for name, body in texts:
+        hasher.update(f"{name}\0{len(body)}\0".encode())
+        hasher.update(body.encode())
+        for source, ref in _SECRET_REF.findall(body):
+            ref = ref.strip()
+            if source == "env":
+                value = env.get(ref)
+            else:
+                secret = Path(ref) if os.path.isabs(ref) else base / ref
+                try:
+                    value = secret.read_text(encoding="utf-8")
+                except OSError:
+                    value = None
+            hasher.update(f"\0{source}:{ref}={value!r}".encode())
+    hasher.update(os.environ.get("STATE_DIRECTORY", "").encode())
+    return hasher.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _references(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The include patterns and calendar files a configuration text names (a quick parse, no positions)."""
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)
+    except yaml.YAMLError:
+        raise ValueError("not YAML") from None
+    if not isinstance(data, dict):
+        return (), ()
+    includes = data.get("include") or []
+    calendar = data.get("calendar") or {}
+    files = calendar.get("files") or [] if isinstance(calendar, dict) else []
+    return tuple(str(p) for p in includes), tuple(str(f) for f in files)
+
+
+def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config:
     main_path = Path(path)
     problems: list[Problem] = []
     secrets: set[str] = set()

@@ -172,3 +172,16 @@ def test_calendar_files_and_windows_are_checked_with_the_config(write_config: Ca
     assert any("days-2027.yaml:4:" in p and "festival" in p for p in found), found
     path = write_config("rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, muted_during: [lunch]}\n")
     assert problems(path) == [f"{path}:2:72: rules[0].muted_during[0]: no window named 'lunch'"]
+
+
+def test_an_unchanged_configuration_is_not_built_again(write_config: Callable[..., Path]) -> None:
+    write_config("rules:\n  - {name: a, kind: absence, metric: m, absent_for: 5m}\n", "rules.d/a.yaml")
+    text = GOOD.replace("listen: 127.0.0.1:9464", "listen: 127.0.0.1:9464\n  tokens: {ingest: '${env:TOKEN}'}")
+    path = write_config(text + "include: ['rules.d/*.yaml']\n")
+    first = load_config(path, {"TOKEN": "a-token-of-sixteen-chars"})
+    assert load_config(path, {"TOKEN": "a-token-of-sixteen-chars"}) is first
+    rotated = load_config(path, {"TOKEN": "another-token-of-16-chars"})
+    assert rotated is not first
+    assert rotated.daemon.ingest_token == "another-token-of-16-chars"
+    write_config("rules:\n  - {name: b, kind: absence, metric: m, absent_for: 5m}\n", "rules.d/b.yaml")
+    assert [r.name for r in load_config(path, {"TOKEN": "another-token-of-16-chars"}).rules] == ["exposure", "a", "b"]

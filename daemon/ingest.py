@@ -51,8 +51,11 @@ def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
     errors: list[ItemError] = []
     samples: list[Sample] = []
     rows: list[tuple[str, str, float, float]] = []
+    fast = _FastPath(now, max_label_bytes)
     for index, item in enumerate(items):
-        checked = _check(index, item, now, max_label_bytes, errors)
+        checked = fast.check(item)
+        if checked is None:  # not plainly valid: the careful check names what is wrong
+            checked = _check(index, item, now, max_label_bytes, errors)
         if checked is not None:
             samples.append(checked[0])
             rows.append(checked[1])
@@ -60,6 +63,69 @@ def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
         bad = len({e.index for e in errors})
         raise IngestError(f"{bad} of {len(items)} samples are invalid; nothing was stored", errors)
     return Batch(samples, rows)
+
+
+class _FastPath:
+    """Accepts the common, valid item cheaply: each metric name and label set is checked once per batch."""
+
+    def __init__(self, now: float, max_label_bytes: int) -> None:
+        self.earliest, self.latest = EARLIEST, now + FUTURE_SLACK
+        self.max_label_bytes = max_label_bytes
+        self.metrics: dict[str, bool] = {}
+        self.labels: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, str], ...], str] | None] = {}
+
+    def check(self, item: Any) -> tuple[Sample, tuple[str, str, float, float]] | None:
+        if type(item) is not dict or not item.keys() <= _KEYS:
+            return None
+        metric, value, ts = item.get("metric"), item.get("value"), item.get("ts")
+        if type(metric) is not str or type(value) not in (int, float) or not math.isfinite(value):
+            return None
+        ok = self.metrics.get(metric)
+        if ok is None:
+            ok = self.metrics[metric] = METRIC.match(metric) is not None
+        if not ok:
+            return None
+        if type(ts) in (int, float):
+            ts = float(ts)
+        elif type(ts) is str:
+            try:
+                parsed = datetime.fromisoformat(ts)
+            except ValueError:
+                return None
+            if parsed.utcoffset() is None:
+                return None
+            ts = parsed.timestamp()
+        else:
+            return None
+        if not self.earliest <= ts <= self.latest:
+            return None
+        raw = item.get("labels", _NO_LABELS)
+        if type(raw) is not dict:
+            return None
+        key = tuple(raw.items())
+        known = self.labels.get(key, _UNSEEN)
+        if known is _UNSEEN:
+            known = self.labels[key] = self._labels(raw)
+        if known is None:
+            return None
+        labels, text = known
+        value = float(value)
+        return Sample(metric, labels, ts, value), (metric, text, ts, value)
+
+    def _labels(self, raw: dict[str, Any]) -> tuple[tuple[tuple[str, str], ...], str] | None:
+        if len(raw) > MAX_LABELS:
+            return None
+        for name, value in raw.items():
+            if type(value) is not str or not LABEL.match(name):
+                return None
+        text = dump_labels(raw)
+        if len(text.encode()) > self.max_label_bytes:
+            return None
+        return tuple(sorted(raw.items())), text
+
+
+_NO_LABELS: dict[str, str] = {}
+_UNSEEN: Any = object()
 
 
 def samples_from_lines(lines: Iterable[str]) -> list[dict[str, Any]]:

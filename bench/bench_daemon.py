@@ -156,7 +156,6 @@ def daemon_config(state: str, hook_port: int, rules: list[dict[str, Any]], port:
         f"  listen: 127.0.0.1:{port}",
         "  language: en",
         "  retention: 400d",
-        "  repeat_interval: 4h",
         "  tokens:",
         f"    ingest: {INGEST_TOKEN}",
         f"    admin: {ADMIN_TOKEN}",
@@ -165,11 +164,17 @@ def daemon_config(state: str, hook_port: int, rules: list[dict[str, Any]], port:
         "    kind: webhook",
         f"    url: http://127.0.0.1:{hook_port}/hook",
         "    timeout: 10s",
-        "routes:",
+        # the same grouping as the peer's bench: every alert its own group, sent at once
+        "route:",
+        "  channels: [hook]",
+        "  group_by: ['...']",
+        "  group_wait: 0s",
+        "  group_interval: 1s",
+        "  repeat_interval: 1h",
     ]
     if example:
-        lines += ["  - match: {severity: critical}", "    channels: [hook]"]
-    lines += ["  - channels: [hook]", "rules:"]
+        lines += ["  routes:", "    - matchers: [severity=critical]", "      group_wait: 0s"]
+    lines += ["rules:"]
     if example:
         lines += EXAMPLE_RULES.splitlines()
     for r in rules:

@@ -98,6 +98,7 @@ class Daemon:
         self.reload_status: dict[str, Any] = {"ok": True, "at": self.started_at, "trigger": "start", "error": None,
                                               "digest": config.digest}  # fmt: skip
         self.bound_url = ""
+        self._loaded = config  # as load_config returned it (before the bound address is filled in)
         self.suppressions: Suppressions | None = None
         self.samples_ingested = 0
         self.batches_ingested = 0
@@ -168,6 +169,7 @@ class Daemon:
                 new = await trio.to_thread.run_sync(load_config, self.path)
             except ConfigError as exc:
                 return await self._reload_failed(trigger, str(exc))
+            previous, self._loaded = self._loaded, new
             warnings = self._fixed_settings_changed(new)
             if not new.daemon.external_url and self.bound_url:
                 new = replace(new, daemon=replace(new.daemon, external_url=self.bound_url))
@@ -187,7 +189,8 @@ class Daemon:
                 log.warning(warning)
             self.broadcaster.publish({"type": "reload", "ok": True})
             self.outbox.wake()
-            release_memory()
+            if new is not previous:  # a reload of unchanged files builds nothing, so there is nothing to hand back
+                release_memory()
             self.notifier.ready(self._status_line())
             return {"ok": True, "added": added, "changed": changed, "removed": removed, "warnings": warnings,
                     "digest": new.digest, "ms": elapsed_ms}  # fmt: skip

@@ -77,7 +77,9 @@ class _FastPath:
     def check(self, item: Any) -> tuple[Sample, tuple[str, str, float, float]] | None:
         if type(item) is not dict or not item.keys() <= _KEYS:
             return None
-        metric, value, ts = item.get("metric"), item.get("value"), item.get("ts")
+        metric: Any = item.get("metric")
+        value: Any = item.get("value")
+        ts: Any = item.get("ts")
         if type(metric) is not str or type(value) not in (int, float) or not math.isfinite(value):
             return None
         ok = self.metrics.get(metric)

@@ -19,8 +19,8 @@ from alphawatch.daemon.alerts import FIRING, Tracker, Transition
 from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig
-from alphawatch.daemon.dispatch import Dispatcher, Writes
-from alphawatch.daemon.store import Store
+from alphawatch.daemon.dispatch import Dispatcher
+from alphawatch.daemon.store import Queued, Store
 from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
 from alphawatch.daemon.suppression import Suppressions
 from alphawatch.rules import Condition, Evaluator, Sample, Selector
@@ -66,7 +66,7 @@ class Engine:
         config: Config,
         store: Store,
         clock: Clock,
-        on_committed: Callable[[RuleConfig, list[Transition], Writes], None] = lambda *_: None,
+        on_committed: Callable[[RuleConfig, list[Transition], list[Queued]], None] = lambda *_: None,
         on_status: Callable[[Actor], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
@@ -125,7 +125,7 @@ class Engine:
         calendar_changed = new.calendars != self.config.calendars
         self.config = new
         writes = self.dispatcher.apply(new, self.clock.now())
-        await self.store.save_dispatch(writes)
+        self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(writes))
         self.poke()
         if calendar_changed:
             self._calendar_changed.set()
@@ -260,8 +260,8 @@ class Engine:
         if not transitions:
             return
         writes = self.dispatcher.route(rule, transitions, self.clock.now())
-        await self.store.apply(transitions, writes)
-        self._on_committed(rule, transitions, writes)
+        queued = await self.store.apply(transitions, writes)
+        self._on_committed(rule, transitions, queued)
         self.poke()
 
     # groups ------------------------------------------------------------------------------------------------
@@ -284,8 +284,8 @@ class Engine:
                 reconsider_at = suppressions.next_change(now)
             writes = self.dispatcher.flush_due(now)
             if writes:
-                await self.store.save_dispatch(writes)
-                self._on_committed(RULE_FAILED, [], writes)
+                queued = await self.store.save_dispatch(writes)
+                self._on_committed(RULE_FAILED, [], queued)
             next_at = _earliest(self.dispatcher.next_due(), reconsider_at)
             async with trio.open_nursery() as waiting:
                 waiting.cancel_scope.deadline = self.clock.trio_deadline(next_at)

@@ -30,7 +30,6 @@ from alphawatch.channels import Channel
 from alphawatch.daemon.alerts import INACTIVE, Transition
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, DaemonSettings, RuleConfig, load_config
-from alphawatch.daemon.dispatch import Writes
 from alphawatch.daemon.engine import Actor, Engine
 from alphawatch.daemon.errors import ConfigError, StoreError
 from alphawatch.daemon.ingest import Batch
@@ -131,9 +130,9 @@ class Daemon:
         return self.config.daemon.admin_token or self.generated_token
 
     # events -----------------------------------------------------------------------------------------------
-    def _committed(self, rule: RuleConfig, transitions: list[Transition], writes: Writes) -> None:
-        if writes.outgoing:
-            self.outbox.wake()
+    def _committed(self, rule: RuleConfig, transitions: list[Transition], queued: list[Queued]) -> None:
+        if queued:
+            self.outbox.submit(queued)
         for t in transitions:
             if t.from_state != t.to_state:
                 self.broadcaster.publish(

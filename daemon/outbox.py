@@ -45,11 +45,25 @@ class Outbox:
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
         self._saturated = False
+        self._finished: set[int] = set()  # finished since the loop last looked at the table
+        self._nursery: trio.Nursery | None = None
+        self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._sent: dict[str, deque[float]] = {}
         self.delivered = 0
         self.failed_attempts = 0
         self.dead = 0
+
+    def submit(self, queued: list[Queued]) -> None:
+        """Deliver notifications just committed, without looking them up again (the loop finds any left over)."""
+        nursery = self._nursery
+        if nursery is None or self._http is None:
+            self.wake()
+            return
+        for item in queued:
+            if item.id not in self._in_flight:
+                self._in_flight.add(item.id)
+                nursery.start_soon(self._deliver, self._http, item)
 
     def wake(self) -> None:
         """New work was committed: look at the outbox now."""
@@ -73,12 +87,17 @@ class Outbox:
         self, http: httpx.AsyncClient, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery, self._http = nursery, http
             task_status.started()
             while True:
                 self._wakeup = trio.Event()
+                self._finished.clear()
                 now = self._clock.now()
                 batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
                 for queued in batch:
+                    # submitted meanwhile, and maybe done already: the snapshot is older than that
+                    if queued.id in self._in_flight or queued.id in self._finished:
+                        continue
                     self._in_flight.add(queued.id)
                     nursery.start_soon(self._deliver, http, queued)
                 # a full batch may have left due rows behind: look again when a delivery frees up
@@ -92,6 +111,7 @@ class Outbox:
             delivered = await self._attempt(http, queued)
         finally:
             self._in_flight.discard(queued.id)
+            self._finished.add(queued.id)
             if self._saturated or not delivered:  # a retry time to schedule, or rows waiting for a slot
                 self._wakeup.set()
             if not self._in_flight:

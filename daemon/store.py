@@ -265,7 +265,8 @@ def dump_labels(labels: Labels | dict[str, str]) -> str:
     return json.dumps(dict(sorted(items)), separators=(",", ":"), ensure_ascii=False)
 
 
-def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> None:
+def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[Queued]:
+    """Write a dispatcher step; return the notifications it queued (for delivery without a second look)."""
     for key, group in writes.groups.items():
         if group is None:
             db.execute("DELETE FROM groups WHERE key = ?", (key,))
@@ -297,16 +298,20 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> None:
                 (fingerprint, escalating.rule, escalating.policy, escalating.active_at, escalating.fired_at,
                  escalating.next_tier, json.dumps(escalating.doc, ensure_ascii=False)),
             )  # fmt: skip
-    db.executemany(
-        "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at, next_attempt_at,"
-        " state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-        [(o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now, now)
-         for o in writes.outgoing],
-    )  # fmt: skip
+    queued = []
+    for o in writes.outgoing:
+        row = db.execute(
+            "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"
+            " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
+            (o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now, now),
+        ).fetchone()
+        if row is not None:  # None: the same notification (idempotency key) was queued before
+            queued.append(Queued(row[0], o.channel, o.fingerprint, o.idempotency_key, o.payload, now, 0))
     if writes.suppressed:
         from alphawatch.daemon.suppression import write_records
 
         write_records(db, writes.suppressed)
+    return queued
 
 
 def _dump_details(details: tuple[tuple[str, Any], ...]) -> str:
@@ -436,14 +441,15 @@ class Store:
 
         return await self.run(work)
 
-    async def apply(self, transitions: Iterable[Transition], writes: Writes | None = None) -> None:
-        """Persist alert transitions and what they change in the dispatcher (groups, notifications), at once."""
+    async def apply(self, transitions: Iterable[Transition], writes: Writes | None = None) -> list[Queued]:
+        """Persist alert transitions and what they change in the dispatcher (groups, notifications), at once.
+        Returns the notifications queued."""
         transitions = list(transitions)
         if not transitions and not writes:
-            return
+            return []
         now = time.time()
 
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Connection) -> list[Queued]:
             with db:
                 for t in transitions:
                     a = t.alert
@@ -466,22 +472,21 @@ class Store:
                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value, t.note),
                         )
-                if writes:
-                    _write_dispatch(db, writes, now)
+                return _write_dispatch(db, writes, now) if writes else []
 
-        await self.run(work)
+        return await self.run(work)
 
-    async def save_dispatch(self, writes: Writes) -> None:
-        """Persist a dispatcher step (flushes) in one transaction."""
+    async def save_dispatch(self, writes: Writes) -> list[Queued]:
+        """Persist a dispatcher step (flushes) in one transaction; returns the notifications queued."""
         if not writes:
-            return
+            return []
         now = time.time()
 
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Connection) -> list[Queued]:
             with db:
-                _write_dispatch(db, writes, now)
+                return _write_dispatch(db, writes, now)
 
-        await self.run(work)
+        return await self.run(work)
 
     async def load_dispatch(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         groups = await self.query("SELECT * FROM groups")
@@ -512,7 +517,7 @@ class Store:
         """Put notifications in the outbox (one transaction)."""
         from alphawatch.daemon.dispatch import Writes
 
-        await self.save_dispatch(Writes(outgoing=outgoing))
+        await self.save_dispatch(Writes(outgoing=outgoing))  # the outbox's loop picks them up
 
     async def finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
         def work(db: sqlite3.Connection) -> None:

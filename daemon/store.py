@@ -566,6 +566,10 @@ class Store:
 
         await self.run(work)
 
+    async def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file without blocking writers (``PASSIVE``)."""
+        await self.run(lambda db: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Read-only rows as dicts, for the API."""
 
@@ -585,6 +589,8 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA busy_timeout = 5000")
+    # checkpoints run from a background task (Store.checkpoint), not inside a commit on the alert path
+    db.execute("PRAGMA wal_autocheckpoint = 20000")
     return db
 
 

@@ -52,3 +52,17 @@ async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path
         assert batches == [50, 50, 20]
         kept = await store.load_samples(Selector("m"), 0)
         assert [s.value for s in kept] == [2.0] * 5
+
+
+@pytest.mark.parametrize(
+    "labels", [{}, {"model": "a7", "desk": "tw"}, {"q": '"quoted" \\ 中文 \n\t'}, {"b": "1", "a": "2"}]
+)
+def test_label_text_is_canonical_json(labels: dict[str, str]) -> None:
+    import json
+
+    from alphawatch.daemon.store import dump_labels
+
+    expected = json.dumps(dict(sorted(labels.items())), separators=(",", ":"), ensure_ascii=False)
+    assert dump_labels(labels) == expected
+    assert dump_labels(tuple(labels.items())) == expected
+    assert json.loads(dump_labels(labels)) == labels

@@ -78,7 +78,7 @@ class _Receiver(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         t_mono = time.monotonic_ns()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -111,7 +111,7 @@ class _Receiver(BaseHTTPRequestHandler):
             self.out.flush()
         self._answer(code, b"ok\n" if code == 200 else b"unavailable\n")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(200)
 
 
@@ -378,7 +378,7 @@ class AWSystem:
     def status(self) -> dict[str, Any] | None:
         try:
             return self.d.status()  # type: ignore[no-any-return]
-        except Exception as exc:  # noqa: BLE001 - informative only
+        except Exception as exc:
             return {"error": repr(exc)}
 
     def stop(self) -> None:
@@ -578,7 +578,9 @@ class Bench:
             "all_delivered": complete,
             "first_post_to_last_group_s": round(elapsed, 3) if elapsed else None,
             "alerts_per_s": round(len(all_ids) / elapsed) if elapsed else None,
-            "alerts_per_s_without_group_wait": round(len(all_ids) / (elapsed - 1.0)) if elapsed and elapsed > 1 else None,
+            "alerts_per_s_without_group_wait": (
+                round(len(all_ids) / (elapsed - 1.0)) if elapsed and elapsed > 1 else None
+            ),
             "notifications_200": len(ok),
             "notifications_non_200": len(failed),
             "groups_delivered": sum(1 for g in groups if g in first_group_arrival),
@@ -641,7 +643,7 @@ class Bench:
                     raise RuntimeError("join POST failed")
             ids = [p[3] for p in plan]
             tail.wait_for(ids, 15.0, step=0.001)
-            for _when, k, g, aid in plan:
+            for _when, _k, g, aid in plan:
                 arr = tail.first_ok.get(aid)
                 expected = last_flush[g] + int(gi_ms * 1e6)
                 rows.append(
@@ -684,7 +686,7 @@ class Bench:
             try:
                 s.start(name if name != "burst503" else "burst503")
                 self.res[s.name][name] = fn(s, tail)
-            except Exception as exc:  # noqa: BLE001 - keep the other system's figures; report the failure
+            except Exception as exc:
                 self.res[s.name][name] = {"error": repr(exc)}
                 print(f"  {s.name} {name} failed: {exc!r}", file=sys.stderr, flush=True)
             finally:
@@ -765,9 +767,11 @@ class Bench:
         p99 = g(la, "p99")
         rows.append(("1. alert → webhook p99, ms", f(p99, 2), f(g(lm, "p99"), 2), "≤ 10",
                      meets(None if p99 is None else p99 <= TARGETS["latency_p99_ms"])))  # fmt: skip
-        rows.append(("1. alerts not delivered", f(g(aw, "latency", "missing")), f(g(am, "latency", "missing")), "0",
-                     meets(None if g(aw, "latency", "missing") is None else g(aw, "latency", "missing") == 0)))  # fmt: skip
-        for key, label in (("burst", "2a. burst"), ("burst503", f"2b. burst, receiver 503 for the first {self.a.fail_s:g} s")):
+        miss = g(aw, "latency", "missing")
+        rows.append(("1. alerts not delivered", f(miss), f(g(am, "latency", "missing")), "0",
+                     meets(None if miss is None else miss == 0)))  # fmt: skip
+        b503 = f"2b. burst, receiver 503 for the first {self.a.fail_s:g} s"
+        for key, label in (("burst", "2a. burst"), ("burst503", b503)):
             ba, bm = g(aw, key) or {}, g(am, key) or {}
             tput, tput_am = g(ba, "alerts_per_s"), g(bm, "alerts_per_s")
             rows.append((f"{label}: alerts/s, first POST → last group notification ({f(g(ba, 'alerts'))} alerts, "
@@ -795,11 +799,13 @@ class Bench:
             if key == "burst":
                 lg = g(ba, "late_groups_over_100ms")
                 rows.append((f"{label}: groups first delivered > 100 ms after first POST + group_wait",
-                             f(lg), f(g(bm, "late_groups_over_100ms")), "0", meets(None if lg is None else lg == 0)))  # fmt: skip
+                             f(lg), f(g(bm, "late_groups_over_100ms")), "0",
+                             meets(None if lg is None else lg == 0)))  # fmt: skip
             else:
                 rows.append((f"{label}: 503 answers; receiver recovery → last group, s",
                              f"{f(g(ba, 'answers_503'))}; {f(g(ba, 'recovery_to_last_group_s'), 2)}",
-                             f"{f(g(bm, 'answers_503'))}; {f(g(bm, 'recovery_to_last_group_s'), 2)}", "", ""))  # fmt: skip
+                             f"{f(g(bm, 'answers_503'))}; {f(g(bm, 'recovery_to_last_group_s'), 2)}",
+                             "", ""))  # fmt: skip
         ja, jm = g(aw, "join", "delay_ms") or {}, g(am, "join", "delay_ms") or {}
         mx = g(ja, "max")
         rows.append((f"3. join → delivery vs last flush + group_interval (5 s): delay min / p50 / max, ms "

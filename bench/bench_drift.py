@@ -120,7 +120,8 @@ def child(mode: str, rows: int, features: int) -> dict[str, Any]:
         drifted = -1
         for m in result.get("metrics", []):
             v = m.get("value")
-            if isinstance(v, dict) and "count" in v and "DriftedColumnsCount" in str(m.get("metric_id", "")):
+            name = str(m.get("metric_name", m.get("metric_id", "")))
+            if isinstance(v, dict) and "count" in v and "DriftedColumnsCount" in name:
                 drifted = int(v["count"])
         import evidently
 

@@ -183,7 +183,9 @@ def test_single_observations() -> None:
     assert ks_2samp_pvalue(1.0, 1, 1) == pytest.approx((1.0, stats.ks_2samp([0.0], [1.0]).pvalue, "exact"))
 
 
-@pytest.mark.parametrize("case", ["ties within current", "ties within reference", "ties across", "unequal sizes"])
+@pytest.mark.parametrize(
+    "case", ["ties within current", "ties within reference", "ties across", "unequal sizes", "equal sizes"]
+)
 def test_ks_and_wasserstein_match_scipy_with_each_kind_of_tie(case: str) -> None:
     rng = np.random.default_rng(21)
     a, b = rng.standard_normal(700), rng.standard_normal(450) + 0.1
@@ -193,10 +195,33 @@ def test_ks_and_wasserstein_match_scipy_with_each_kind_of_tie(case: str) -> None
         a = np.round(a, 1) + 0.025
     elif case == "ties across":
         a, b = np.round(a, 1), np.round(b, 1)
-    else:
+    elif case == "unequal sizes":
         b = b[:333]
+    else:
+        b = rng.standard_normal(700) + 0.1
     rep = feature_drift(ReferenceSummary.from_rows(a[:, None]), b[:, None])
     d, p = _scipy_ks(a, b)
     assert rep.ks_statistic[0] == pytest.approx(d, abs=1e-12)
     assert rep.ks_pvalue[0] == pytest.approx(p, abs=1e-9)
     assert rep.wasserstein[0] * a.std() == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9)
+
+
+def test_bounded_ks_search_is_exact_on_random_ties_and_sizes() -> None:
+    """The segment-bounded search (current samples of 256 values and more) against scipy's full evaluation."""
+    rng = np.random.default_rng(22)
+    for _ in range(150):
+        nr, nc = (int(v) for v in rng.integers(10, 3000, 2))
+        nc = max(nc, 256)
+        levels = int(rng.choice([3, 20, 500, 10**9]))
+        a = rng.integers(0, levels, nr) / levels + rng.normal(0, 0.05) * (levels > 10**6)
+        b = rng.integers(0, levels, nc) / levels + rng.choice([0.0, 0.01, 0.2])
+        rep = feature_drift(ReferenceSummary.from_rows(a[:, None]), b[:, None], min_obs=1, ks_method="asymp")
+        assert rep.ks_statistic[0] == pytest.approx(_scipy_ks(a, b)[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [141, 5_000, 50_000])
+def test_kolmogorov_sf_upper_tail_matches_kstwo(n: int) -> None:
+    """2.2 ≤ n·x² < 18: Smirnov's exact sum, vectorised (scipy's is an O(n) scalar loop)."""
+    for nx2 in np.linspace(2.2, 17.9, 12):
+        x = float(np.sqrt(nx2 / n))
+        assert kolmogorov_sf(n, x) == pytest.approx(stats.kstwo.sf(x, n), abs=1e-10, rel=1e-8)

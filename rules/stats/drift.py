@@ -26,13 +26,13 @@ from numpy.typing import ArrayLike, NDArray
 from . import _special as special
 from .ks import KSMethod, ks_2samp_pvalue
 from .multiple import Correction, adjust_pvalues
-from .reference import ReferenceSummary, bin_counts, sorted_columns
+from .reference import ReferenceSummary, bin_counts, sort_into
 from .result import INSUFFICIENT, OK, Status
 
 __all__ = ["DriftDecision", "DriftMethod", "DriftReport", "DriftThresholds", "decide_drift", "feature_drift"]
 
 DriftMethod = Literal["psi", "ks", "js", "wasserstein"]
-_BLOCK = 8
+_BLOCK = 4  # features sorted at a time: bounds the temporaries to a small slice of the current rows
 
 
 @dataclass(frozen=True)
@@ -98,26 +98,20 @@ class _Workspace:
 
     def __init__(self) -> None:
         self.size = 0
-        self.floats = np.empty((3, 0))
-        self.index = np.empty(0, dtype=np.intp)
+        self.floats = np.empty((2, 0))
+        self.sorted = np.empty((0, 0))
         self.grids: dict[tuple[int, int], tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]] = {}
-        self.steps: dict[tuple[int, int], NDArray[np.int64]] = {}
 
-    def indices(self, size: int) -> NDArray[np.intp]:
-        if self.index.size < size:
-            self.index = np.empty(size, dtype=np.intp)
-        return self.index[:size]
+    def block(self, features: int, length: int) -> NDArray[np.float64]:
+        """A features × length buffer for one block of sorted current columns, kept across blocks."""
+        if self.sorted.shape[0] < features or self.sorted.shape[1] != length:
+            self.sorted = np.empty((features, length))
+        return self.sorted[:features]
 
     def buffers(self, size: int) -> NDArray[np.float64]:
         if size > self.size:
-            self.size, self.floats = size, np.empty((3, size))
+            self.size, self.floats = size, np.empty((2, size))
         return self.floats
-
-    def scaled(self, n: int, m: int) -> NDArray[np.int64]:
-        """``(1..n)·m``: the empirical CDF at each order statistic of a sample of ``n``, times ``n·m``."""
-        if (n, m) not in self.steps:
-            self.steps[(n, m)] = np.arange(1, n + 1, dtype=np.int64) * m
-        return self.steps[(n, m)]
 
     def grid(self, nr: int, nc: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
         """The union of the quantile breakpoints ``i/nr`` and ``j/nc`` as exact integers over ``nr·nc``: per
@@ -131,64 +125,59 @@ class _Workspace:
         return self.grids[(nr, nc)]
 
 
-def _any_tie(a: NDArray[np.intp], r: NDArray[np.float64], c: NDArray[np.float64], ws: _Workspace) -> bool:
-    """Whether some current value equals a reference value: ``r[a_j − 1] == c_j`` (``a_j = 0`` wraps to
-    ``r[-1] > c_j``: never equal)."""
-    nc = c.size
-    below = np.subtract(a, 1, out=ws.indices(nc))
-    return bool(np.equal(np.take(r, below, out=ws.buffers(nc)[0, :nc]), c).any())
+_SEGMENT = 32  # current values per segment of the bounded KS search
 
 
-def _ks_untied(a: NDArray[np.intp], c: NDArray[np.float64], nr: int, ws: _Workspace) -> float:
-    """D when no current value equals a reference value: ``#{r < c_j} = a_j``, so the largest
-    ``F_cur − F_ref`` is at the last of tied current values, ``(j + 1)/nc − a_j/nr``, and the largest
-    ``F_ref − F_cur`` just below the first of them, ``a_j/nr − j/nc``."""
-    nc = c.size
-    a = a * nc
-    tied = c[1:] == c[:-1]
-    up = ws.scaled(nc, nr) - a  # (j + 1)·nr − a_j·nc
-    top = max(int(np.max(up[:-1], where=~tied, initial=0)), int(up[-1]))
-    np.subtract(a, ws.scaled(nc, nr), out=up)
-    up += nr  # a_j·nc − j·nr
-    top = max(top, int(up[0]), int(np.max(up[1:], where=~tied, initial=0)))
-    return top / (nr * nc)
+def _ks_statistic(r: NDArray[np.float64], c: NDArray[np.float64]) -> float:
+    """Two-sample KS statistic of two sorted finite samples, exact, searching only where the maximum can be.
 
-
-def _ks_tied(a: NDArray[np.intp], r: NDArray[np.float64], c: NDArray[np.float64], ws: _Workspace) -> float:
-    """D with ties across the samples: ``F_ref − F_cur`` at every current value (last of its ties) and at
-    every reference value equal to no current value (last of its ties), where ``F_cur`` is the count
-    ``#{c < r_i} = #{j: a_j ≤ i}``."""
+    At any x, ``nr·nc·|F_ref(x) − F_cur(x)| = |R(x)·nc − C(x)·nr|`` with ``R``, ``C`` the counts ``≤ x`` (two
+    right-side binary searches: exact with ties anywhere). Every ``_SEGMENT``-th current value ``p_m`` is
+    evaluated; on ``[p_m, p_{m+1})`` both counts lie between their values at ``p_m`` and the counts below
+    ``p_{m+1}``, which bounds the difference there. Only segments whose bound beats the best value found are
+    searched value by value (their current and reference values), so the result is the exact supremum for a
+    fraction of the searches.
+    """
     nr, nc = r.size, c.size
-    below = np.cumsum(np.bincount(a, minlength=nr + 1)[:nr])
-    a = a * nc
-    a -= ws.scaled(nc, nr)
-    np.abs(a, out=a)
-    top = max(int(np.max(a[:-1], where=c[1:] != c[:-1], initial=0)), int(a[-1]))
-    keep = np.take(c, np.minimum(below, nc - 1)) != r
-    keep[:-1] &= r[1:] != r[:-1]
-    below *= nr
-    below -= ws.scaled(nr, nc)
-    np.abs(below, out=below)
-    return max(top, int(np.max(below, where=keep, initial=0))) / (nr * nc)
+
+    def at(x: NDArray[np.float64]) -> int:
+        return int(np.abs(np.searchsorted(r, x, "right") * nc - np.searchsorted(c, x, "right") * nr).max(initial=0))
+
+    if nc < 8 * _SEGMENT:
+        return max(at(r), at(c)) / (nr * nc)
+    p = c[::_SEGMENT]
+    rr, rl = np.searchsorted(r, p, "right"), np.searchsorted(r, p, "left")
+    cr, cl = np.searchsorted(c, p, "right"), np.searchsorted(c, p, "left")
+    best = max(int(np.abs(rr * nc - cr * nr).max()), int(rl[0]) * nc)  # below c_0: F_cur = 0
+    rl_next, cl_next = np.append(rl[1:], nr), np.append(cl[1:], nc)
+    bound = np.maximum(rl_next * nc - cr * nr, cl_next * nr - rr * nc)
+    (seg,) = np.nonzero(bound > best)
+    if seg.size:
+        ci = (seg * _SEGMENT)[:, None] + np.arange(_SEGMENT)
+        ci = ci[ci < nc]
+        lengths = rl_next[seg] - rl[seg]
+        ri = np.repeat(rl[seg] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        best = max(best, at(np.concatenate((c[ci], r[ri]))))
+    return best / (nr * nc)
 
 
 def _merge_stats(r: NDArray[np.float64], c: NDArray[np.float64], ws: _Workspace | None = None) -> tuple[float, float]:
     """KS statistic and Wasserstein-1 distance of two sorted finite samples.
 
-    KS: one binary search gives ``a_j = #{r ≤ c_j}``, hence ``F_ref − F_cur`` at each current value; without
-    ties across the samples that is all D needs, else see :func:`_ks_tied`. Wasserstein-1 from the quantile
-    functions,
-    ``∫₀¹ |Q_ref(u) − Q_cur(u)| du``, summed exactly over the union of the two step grids.
+    KS: :func:`_ks_statistic`. Wasserstein-1 from the quantile functions, ``∫₀¹ |Q_ref(u) − Q_cur(u)| du``,
+    summed exactly over the union of the two step grids.
     """
     ws = ws or _Workspace()
     nr, nc = r.size, c.size
-    # Differences in units of 1/(nr·nc), in integers: exact, and no int → float conversions.
-    a = np.searchsorted(r, c, side="right")
-    d = _ks_tied(a, r, c, ws) if _any_tie(a, r, c, ws) else _ks_untied(a, c, nr, ws)
+    d = _ks_statistic(r, c)
+    if nr == nc:  # the two step grids coincide: W1 = mean |r_i − c_i|
+        q = np.subtract(r, c, out=ws.buffers(nr)[0, :nr])
+        np.abs(q, out=q)
+        return d, float(q.sum()) / nr
     buf = ws.buffers(max(nr + nc, 1))
     ir, ic, width = ws.grid(nr, nc)
-    q = np.take(r, ir, out=buf[1, : ir.size])
-    q -= np.take(c, ic, out=buf[2, : ic.size])
+    q = np.take(r, ir, out=buf[0, : ir.size])
+    q -= np.take(c, ic, out=buf[1, : ic.size])
     np.abs(q, out=q)
     return d, float(q @ width)
 
@@ -236,9 +225,10 @@ def feature_drift(
     def block(f0: int) -> None:
         # Sorting a few features at a time bounds the extra memory to a small slice of the current rows.
         f1 = min(f0 + _BLOCK, features)
-        cols, n = sorted_columns(rows[:, f0:f1])
-        n_cur[f0:f1] = n
         ws = spaces.setdefault(threading.get_ident(), _Workspace())
+        cols = ws.block(f1 - f0, rows.shape[0])
+        n = sort_into(rows[:, f0:f1], cols)
+        n_cur[f0:f1] = n
         cur_counts[f0:f1] = bin_counts(cols, n, reference.edges[f0:f1])
         for i, f in enumerate(range(f0, f1)):
             if not (usable[f] and n[i] >= min_obs):

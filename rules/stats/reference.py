@@ -25,11 +25,14 @@ def sort_into(block: NDArray[np.float64], out: NDArray[np.float64]) -> NDArray[n
     """Copy a rows × k block into ``out`` (k × rows), each feature sorted with non-finite values moved to
     the end as NaN; return the finite count per feature."""
     out[...] = block.T
-    finite = np.isfinite(out)
-    if not finite.all():
-        out[~finite] = np.nan  # ±inf would sort as values; treat as missing
+    counts = np.empty(out.shape[0], dtype=np.int64)
+    for i, row in enumerate(out):  # a row at a time: the mask stays small
+        finite = np.isfinite(row)
+        counts[i] = np.count_nonzero(finite)
+        if counts[i] < row.size:
+            row[~finite] = np.nan  # ±inf would sort as values; treat as missing
     out.sort(axis=1)
-    return np.asarray(finite.sum(axis=1), dtype=np.int64)
+    return counts
 
 
 def sorted_columns(rows: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:

@@ -59,7 +59,13 @@ class Transition:
 class Tracker:
     def __init__(self, rule: RuleConfig, alerts: Iterable[Alert] = ()) -> None:
         self.rule = rule
-        self.alerts: dict[Labels, Alert] = {a.series: a for a in alerts if a.state in (PENDING, FIRING)}
+        self.alerts: dict[Labels, Alert] = {}
+        self._timed: set[Labels] = set()
+        """Series whose alert the clock alone can change (pending, keeping on firing, not told yet): only these
+        are looked at by :meth:`tick`, so an evaluation costs what changed, not every alert held."""
+        for alert in alerts:
+            if alert.state in (PENDING, FIRING):
+                self._put(alert.series, alert)
         self.dirty: set[Labels] = set()
         """Series whose alert changed without a transition (a new value, ``false_since``): to be saved."""
         self.muted = False
@@ -79,15 +85,16 @@ class Tracker:
                 if alert is None:
                     alert = self._new(condition, now)
                     out.append(Transition(alert, INACTIVE, PENDING, now, condition.value, False))
-                    self.alerts[condition.labels] = alert
+                    self._put(condition.labels, alert)
                 elif (alert.value, alert.false_since, alert.details) != (condition.value, None, condition.details):
-                    self.alerts[condition.labels] = replace(
-                        alert, value=condition.value, false_since=None, details=condition.details
+                    self._put(
+                        condition.labels,
+                        replace(alert, value=condition.value, false_since=None, details=condition.details),
                     )
                     self.dirty.add(condition.labels)
             elif alert is not None:
                 if alert.state == PENDING:
-                    del self.alerts[condition.labels]
+                    self._drop(condition.labels)
                     out.append(Transition(alert, PENDING, INACTIVE, now, condition.value, False))
                     continue
                 updated = alert
@@ -96,7 +103,7 @@ class Tracker:
                 if condition.value is not None and condition.value != updated.value:
                     updated = replace(updated, value=condition.value, details=condition.details or updated.details)
                 if updated is not alert:
-                    self.alerts[condition.labels] = updated
+                    self._put(condition.labels, updated)
                     self.dirty.add(condition.labels)
         out += self.tick(now)
         return out, self.next_deadline()
@@ -106,24 +113,25 @@ class Tracker:
         out: list[Transition] = []
         muted = self.muted
         note = "muted" if muted else None
-        for series, alert in list(self.alerts.items()):
+        for series in list(self._timed):
+            alert = self.alerts[series]
             if alert.state == PENDING and now >= alert.active_at + self.rule.pending_for:
                 if muted:
                     fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=None, notify_seq=0)
                 else:
                     fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=now, notify_seq=1)
-                self.alerts[series] = fired
+                self._put(series, fired)
                 out.append(Transition(fired, PENDING, FIRING, now, alert.value, not muted, note))
             elif alert.state == FIRING and alert.false_since is not None:
                 if now >= alert.false_since + self.rule.keep_firing_for:
                     resolved = replace(alert, state=RESOLVED, resolved_at=now, notify_seq=alert.notify_seq + 1)
-                    del self.alerts[series]
+                    self._drop(series)
                     # told if and only if its firing was told: a mute never leaves a receiver with a stale alert
                     heard = alert.last_notified_at is not None
                     out.append(Transition(resolved, FIRING, RESOLVED, now, alert.value, heard, note))
             elif alert.state == FIRING and not muted and alert.last_notified_at is None:
                 told = replace(alert, last_notified_at=now, notify_seq=alert.notify_seq + 1)
-                self.alerts[series] = told
+                self._put(series, told)
                 out.append(Transition(told, FIRING, FIRING, now, alert.value, True, "unmuted"))
         return out
 
@@ -137,11 +145,13 @@ class Tracker:
             else:
                 out.append(Transition(alert, PENDING, INACTIVE, now, alert.value, False))
         self.alerts.clear()
+        self._timed.clear()
         return out
 
     def next_deadline(self) -> float | None:
         best: float | None = None
-        for alert in self.alerts.values():
+        for series in self._timed:
+            alert = self.alerts[series]
             if alert.state == PENDING:
                 due = alert.active_at + self.rule.pending_for
             elif alert.false_since is not None:
@@ -154,6 +164,17 @@ class Tracker:
                 continue
             best = due if best is None or due < best else best
         return best
+
+    def _put(self, series: Labels, alert: Alert) -> None:
+        self.alerts[series] = alert
+        if alert.state == PENDING or alert.false_since is not None or alert.last_notified_at is None:
+            self._timed.add(series)
+        else:
+            self._timed.discard(series)
+
+    def _drop(self, series: Labels) -> None:
+        del self.alerts[series]
+        self._timed.discard(series)
 
     def _new(self, condition: Condition, now: float) -> Alert:
         labels = self.rule.alert_labels(condition.labels)

@@ -83,9 +83,10 @@ class Writes:
     members: dict[tuple[str, str], Member | None] = field(default_factory=dict)
     suppressed: list[Suppressed] = field(default_factory=list)
     escalations: dict[str, Escalating | None] = field(default_factory=dict)
+    sent: list[tuple[str, str, str]] = field(default_factory=list)  # group key, fingerprint, status told
 
     def __bool__(self) -> bool:
-        return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations)
+        return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations or self.sent)
 
     def merge(self, other: Writes) -> None:
         self.outgoing += other.outgoing
@@ -93,6 +94,7 @@ class Writes:
         self.members.update(other.members)
         self.suppressed += other.suppressed
         self.escalations.update(other.escalations)
+        self.sent += other.sent
 
 
 class Dispatcher:
@@ -336,7 +338,8 @@ class Dispatcher:
             self._notify(group, firing + resolved, now, writes)
             for member in firing + resolved:
                 member.sent = member.status
-                writes.members[(group.key, member.fingerprint)] = member
+                if (group.key, member.fingerprint) not in writes.members:  # else written whole in this step
+                    writes.sent.append((group.key, member.fingerprint, member.status))
         for member in [m for m in group.members.values() if m.status == RESOLVED]:
             self._leave(group, member, writes)
         if not group.members:

@@ -45,7 +45,10 @@ class Outbox:
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
         self._saturated = False
-        self._finished: set[int] = set()  # finished since the loop last looked at the table
+        self._finished: set[int] = set()
+        self._failing: set[str] = (
+            set()
+        )  # channels whose last attempt failed  # finished since the loop last looked at the table
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
@@ -146,7 +149,12 @@ class Outbox:
             await self._failed(queued, f"{type(exc).__name__}", True, None, settings)
             return False
         self.delivered += 1
-        await self._store.finish(queued.id, "delivered", None, self._clock.now())
+        now = self._clock.now()
+        await self._store.finish(queued.id, "delivered", None, now)
+        if queued.channel in self._failing:  # the receiver is back: what waits for it need not sit out its backoff
+            self._failing.discard(queued.channel)
+            if await self._store.retry_channel_now(queued.channel, now):
+                self.wake()
         self._on_event("delivered", queued, None)
         return True
 
@@ -170,6 +178,8 @@ class Outbox:
         self, queued: Queued, error: str, retryable: bool, retry_after: float | None, settings: DeliverySettings
     ) -> None:
         self.failed_attempts += 1
+        if retry_after is None:  # a receiver that asked for a pause is not hurried when a sibling gets through
+            self._failing.add(queued.channel)
         if not retryable:
             await self._dead(queued, error)
             return

@@ -293,6 +293,8 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
                 (key, fingerprint, member.rule, member.status, member.sent, member.active_at,
                  json.dumps(member.doc, ensure_ascii=False)),
             )  # fmt: skip
+    db.executemany("UPDATE group_members SET sent = ? WHERE group_key = ? AND fingerprint = ?",
+                   [(status, key, fp) for key, fp, status in writes.sent])  # fmt: skip
     for fingerprint, escalating in writes.escalations.items():
         if escalating is None:
             db.execute("DELETE FROM escalations WHERE fingerprint = ?", (fingerprint,))
@@ -454,29 +456,35 @@ class Store:
             return []
         now = time.time()
 
+        # one row per alert (its last state in this step) and one history row per change, each in one statement
+        latest: dict[str, Transition] = {}
+        history = []
+        for t in transitions:
+            latest[t.alert.fingerprint] = t
+            if t.from_state != t.to_state or t.notify:
+                a = t.alert
+                history.append((a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value, t.note))
+        gone = [(fp,) for fp, t in latest.items() if t.to_state == INACTIVE]
+        rows = [
+            (a.fingerprint, a.rule, dump_labels(a.series), dump_labels(a.labels), a.state, a.active_at, a.value,
+             a.fired_at, a.resolved_at, a.false_since, a.last_notified_at, a.notify_seq, _dump_details(a.details), now)
+            for t in latest.values() if t.to_state != INACTIVE for a in (t.alert,)
+        ]  # fmt: skip
+
         def work(db: sqlite3.Connection) -> list[Queued]:
             with db:
-                for t in transitions:
-                    a = t.alert
-                    if t.to_state == INACTIVE:
-                        db.execute("DELETE FROM alerts WHERE fingerprint = ? AND state = 'pending'", (a.fingerprint,))
-                    else:
-                        db.execute(
-                            "INSERT OR REPLACE INTO alerts (fingerprint, rule, series, labels, state, active_at,"
-                            " value, fired_at, resolved_at, false_since, last_notified_at, notify_seq, details,"
-                            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                a.fingerprint, a.rule, dump_labels(a.series), dump_labels(a.labels), a.state,
-                                a.active_at, a.value, a.fired_at, a.resolved_at, a.false_since,
-                                a.last_notified_at, a.notify_seq, _dump_details(a.details), now,
-                            ),
-                        )  # fmt: skip
-                    if t.from_state != t.to_state or t.notify:
-                        db.execute(
-                            "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (a.fingerprint, a.rule, t.at, t.from_state, t.to_state, t.value, t.note),
-                        )
+                db.executemany("DELETE FROM alerts WHERE fingerprint = ? AND state = 'pending'", gone)
+                db.executemany(
+                    "INSERT OR REPLACE INTO alerts (fingerprint, rule, series, labels, state, active_at, value,"
+                    " fired_at, resolved_at, false_since, last_notified_at, notify_seq, details, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.executemany(
+                    "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    history,
+                )
                 return _write_dispatch(db, writes, now) if writes else []
 
         return await self.run(work)
@@ -534,6 +542,19 @@ class Store:
                 )
 
         await self.run(work)
+
+    async def retry_channel_now(self, channel: str, now: float) -> int:
+        """Make every pending notification of ``channel`` due now (its receiver answers again)."""
+
+        def work(db: sqlite3.Connection) -> int:
+            with db:
+                return db.execute(
+                    "UPDATE outbox SET next_attempt_at = ? WHERE channel = ? AND state = 'pending'"
+                    " AND next_attempt_at > ?",
+                    (now, channel, now),
+                ).rowcount
+
+        return await self.run(work)
 
     async def retry_later(self, outbox_id: int, at: float, error: str) -> None:
         def work(db: sqlite3.Connection) -> None:

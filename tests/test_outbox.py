@@ -129,3 +129,27 @@ async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[...
                 await trio.sleep(0.02)
         times = sorted(r.received_at for r in receiver.requests)
         assert times[2] - times[0] >= 0.95  # the third waits for the first to leave the one-second window
+
+
+async def test_a_receiver_back_up_gets_the_backlog_at_once(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(503, 503, 503, 200)
+    text = config_text(receiver, "{initial_backoff: 5s, max_backoff: 30s}")
+    text = text.replace(
+        "value: 1.5}", "value: 1.5}\n  - {name: other, kind: threshold, metric: g2, op: above, value: 1}"
+    )
+    async with in_process(write_config(text)) as (_, client):
+        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(3)]
+        assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
+        with trio.fail_after(5):
+            while len(receiver.requests) < 3:
+                await trio.sleep(0.02)
+        began = trio.current_time()
+        sample = {"metric": "g2", "labels": {}, "ts": time.time(), "value": 5.0}
+        assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).status_code == 200
+        with trio.fail_after(5):
+            while len(receiver.requests) < 7:
+                await trio.sleep(0.02)
+        assert trio.current_time() - began < 2.0  # not the 2.5–5 s of their own backoff
+        assert [r.json()["status"] for r in receiver.requests[3:]] == ["firing"] * 4

@@ -60,6 +60,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (kill -9): nothing was delivered
+                    return
                 with receiver.lock:
                     index = len(receiver.requests)
                     receiver.requests.append(

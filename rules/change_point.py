@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from alphawatch.daemon.durations import parse_duration
-from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Sample, Selector, selector_from
+from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Selector, selector_from
 from alphawatch.rules.ic import (
     ALL_HISTORY,
     DATE_SCHEMA,
     DAY,
-    SeriesValues,
+    SeriesJudge,
     clean,
     date_of,
     day_start,
@@ -91,26 +91,16 @@ class ChangePoint(RuleKind):
         return _ChangePointEvaluator(self)
 
 
-class _ChangePointEvaluator(Evaluator):
+class _ChangePointEvaluator(SeriesJudge):
     def __init__(self, rule: ChangePoint) -> None:
+        super().__init__()
         self.rule = rule
-        self.values = SeriesValues()
-        self.last: dict[Labels, Condition] = {}
 
-    def observe(self, sample: Sample) -> None:
-        self.values.add(sample)
-
-    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
-        for labels in self.values.changed:
-            times = self.values.series[labels][0]
-            self.values.trim(labels, bisect.bisect_left(times, self.rule.oldest_kept(now)))
-            self.last[labels] = self._judge(labels)
-        self.values.changed.clear()
-        return list(self.last.values()), None
-
-    def _judge(self, labels: Labels) -> Condition:
+    def judge(self, labels: Labels, now: float) -> Condition:
         from alphawatch.rules import stats
 
+        times = self.values.series[labels][0]
+        self.values.trim(labels, bisect.bisect_left(times, self.rule.oldest_kept(now)))
         rule = self.rule
         times, values = self.values.series[labels]
         common: dict[str, Any] = {"method": rule.method, "direction": rule.direction, "hold": rule.hold}

@@ -176,6 +176,27 @@ CONDITIONS = ("floor", "decline", "sign_flip")
 DEFAULT_WINDOW, DEFAULT_WINDOW_ALONE = 10, 20
 
 
+class SeriesJudge(Evaluator):
+    """An evaluator that keeps each series' values and judges again only the series that got a new one
+    (the shape of the ``ic``, ``sharpe`` and ``change_point`` kinds). Subclasses implement :meth:`judge`."""
+
+    def __init__(self) -> None:
+        self.values = SeriesValues()
+        self.last: dict[Labels, Condition] = {}
+
+    def observe(self, sample: Sample) -> None:
+        self.values.add(sample)
+
+    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
+        for labels in self.values.changed:
+            self.last[labels] = self.judge(labels, now)
+        self.values.changed.clear()
+        return list(self.last.values()), None
+
+    def judge(self, labels: Labels, now: float) -> Condition:
+        raise NotImplementedError
+
+
 class IC(RuleKind):
     kind: ClassVar[str] = "ic"
     schema: ClassVar[dict[str, Any]] = {
@@ -216,22 +237,12 @@ class IC(RuleKind):
         return _ICEvaluator(self)
 
 
-class _ICEvaluator(Evaluator):
+class _ICEvaluator(SeriesJudge):
     def __init__(self, rule: IC) -> None:
+        super().__init__()
         self.rule = rule
-        self.values = SeriesValues()
-        self.last: dict[Labels, Condition] = {}
 
-    def observe(self, sample: Sample) -> None:
-        self.values.add(sample)
-
-    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
-        for labels in self.values.changed:
-            self.last[labels] = self._judge(labels)
-        self.values.changed.clear()
-        return list(self.last.values()), None
-
-    def _judge(self, labels: Labels) -> Condition:
+    def judge(self, labels: Labels, now: float) -> Condition:
         from alphawatch.rules import stats
 
         rule = self.rule

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Sample, Selector, selector_from
+from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Selector, selector_from
 from alphawatch.rules.ic import (
     BASELINE_SCHEMA,
     Baseline,
-    SeriesValues,
+    SeriesJudge,
     clean,
     insufficient,
     trading_days_span,
@@ -73,22 +73,12 @@ class Sharpe(RuleKind):
         return _SharpeEvaluator(self)
 
 
-class _SharpeEvaluator(Evaluator):
+class _SharpeEvaluator(SeriesJudge):
     def __init__(self, rule: Sharpe) -> None:
+        super().__init__()
         self.rule = rule
-        self.values = SeriesValues()
-        self.last: dict[Labels, Condition] = {}
 
-    def observe(self, sample: Sample) -> None:
-        self.values.add(sample)
-
-    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
-        for labels in self.values.changed:
-            self.last[labels] = self._judge(labels)
-        self.values.changed.clear()
-        return list(self.last.values()), None
-
-    def _judge(self, labels: Labels) -> Condition:
+    def judge(self, labels: Labels, now: float) -> Condition:
         from alphawatch.rules import stats
 
         rule = self.rule

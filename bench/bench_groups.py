@@ -602,9 +602,7 @@ class Bench:
             recover = t0 + int(fail_s * 1e9)
             out["fail_s"] = fail_s
             out["answers_503"] = len(failed)
-            out["attempts_per_group_max"] = max(
-                collections.Counter(r.get("gk") for r in recs).values(), default=0
-            )
+            out["attempts_per_group_max"] = max(collections.Counter(r.get("gk") for r in recs).values(), default=0)
             out["recovery_to_last_group_s"] = round((t_done - recover) / 1e9, 2) if t_done and complete else None
             out["delivered_before_recovery"] = sum(1 for r in ok if r["t"] < recover)
         if isinstance(s, AWSystem):
@@ -629,9 +627,7 @@ class Bench:
         rows: list[dict[str, Any]] = []
         for rnd in (1, 2):
             offs = offsets if rnd == 1 else list(reversed(offsets))
-            plan = sorted(
-                (last_flush[g] + int(offs[k] * 1e9), k, g, f"j-{g}-{rnd}") for k, g in enumerate(groups)
-            )
+            plan = sorted((last_flush[g] + int(offs[k] * 1e9), k, g, f"j-{g}-{rnd}") for k, g in enumerate(groups))
             joined_at: dict[str, int] = {}
             for when, _k, g, aid in plan:
                 body = s.body("join", [(aid, g)])

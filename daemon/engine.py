@@ -94,8 +94,8 @@ class Engine:
             self.dispatcher.load(*await self.store.load_dispatch())
             for rule in self.config.rules:
                 self._start(rule)
-            nursery.start_soon(self._watch_calendar)
-            nursery.start_soon(self._run_dispatch)
+            nursery.start_soon(_keep_running, "calendar watch", self._watch_calendar)
+            nursery.start_soon(_keep_running, "dispatcher", self._run_dispatch)
             task_status.started()
             await trio.sleep_forever()
 
@@ -307,6 +307,17 @@ class Engine:
     async def _resolve_removed(self, rule: RuleConfig) -> None:
         tracker = Tracker(rule, await self.store.load_alerts(rule.name))
         await self._commit(rule, tracker.resolve_all(self.clock.now()))
+
+
+async def _keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a task of the engine's own for ever: a crash is logged and the task starts again a second later,
+    its state (in memory and in the store) intact, instead of taking every rule down with it."""
+    while True:
+        try:
+            await run()
+        except Exception as exc:
+            log.error("%s crashed; restarting it", name, exc_info=exc)
+            await trio.sleep(1.0)
 
 
 async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -398,7 +398,13 @@ async def _run(
 
                     async def run_outbox(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
                         with outbox_scope:
-                            await daemon.outbox.run(http, task_status=task_status)
+                            task_status.started()
+                            while True:  # a crash (the disk, say) must not stop delivery for good
+                                try:
+                                    await daemon.outbox.run(http)
+                                except Exception as exc:
+                                    log.error("outbox crashed; restarting it", exc_info=exc)
+                                    await trio.sleep(1.0)
 
                     binds: list[str] = await nursery.start(
                         _serve, daemon, config.daemon.host, config.daemon.port, web_stop.wait

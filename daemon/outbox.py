@@ -89,24 +89,29 @@ class Outbox:
     async def run(
         self, http: httpx.AsyncClient, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery, self._http = nursery, http
-            task_status.started()
-            while True:
-                self._wakeup = trio.Event()
-                self._finished.clear()
-                now = self._clock.now()
-                batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
-                for queued in batch:
-                    # submitted meanwhile, and maybe done already: the snapshot is older than that
-                    if queued.id in self._in_flight or queued.id in self._finished:
-                        continue
-                    self._in_flight.add(queued.id)
-                    nursery.start_soon(self._deliver, http, queued)
-                # a full batch may have left due rows behind: look again when a delivery frees up
-                self._saturated = len(batch) == BATCH
-                with trio.move_on_at(self._clock.trio_deadline(next_at)):
-                    await self._wakeup.wait()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery, self._http = nursery, http
+                task_status.started()
+                while True:
+                    self._wakeup = trio.Event()
+                    self._finished.clear()
+                    now = self._clock.now()
+                    batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
+                    for queued in batch:
+                        # submitted meanwhile, and maybe done already: the snapshot is older than that
+                        if queued.id in self._in_flight or queued.id in self._finished:
+                            continue
+                        self._in_flight.add(queued.id)
+                        nursery.start_soon(self._deliver, http, queued)
+                    # a full batch may have left due rows behind: look again when a delivery frees up
+                    self._saturated = len(batch) == BATCH
+                    with trio.move_on_at(self._clock.trio_deadline(next_at)):
+                        await self._wakeup.wait()
+        finally:
+            # deliveries that were in flight stay pending in the table: a restarted loop finds them again
+            self._nursery = None
+            self._in_flight.clear()
 
     async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
         delivered = False

@@ -72,6 +72,7 @@ class Escalating:
     fired_at: float
     next_tier: int
     doc: dict[str, Any]
+    not_before: float | None = None  # the tier fell due outside its windows: wait for this opening
 
 
 @dataclass
@@ -103,6 +104,10 @@ class Dispatcher:
         self.groups: dict[str, Group] = {}
         self.by_alert: dict[str, set[str]] = {}  # fingerprint → keys of the groups it is in
         self.escalating: dict[str, Escalating] = {}
+        self.held: set[str] = set()
+        self._stale: dict[
+            str, list[dict[str, Any]]
+        ] = {}  # groups whose last flush held news back for a silence or an inhibition
         self.reason: Reasoner = lambda *_: None
         self.acknowledged: AckCheck = lambda *_: None
 
@@ -124,7 +129,7 @@ class Dispatcher:
         orphans: list[Member] = []
         for group in list(self.groups.values()):
             node = nodes.get(group.node.path)
-            if node is not None and node.group_by == group.node.group_by:
+            if node is not None and _same_route(node, group.node):
                 group.node = node
                 continue
             orphans += [m for m in group.members.values() if m.status == FIRING]
@@ -146,9 +151,12 @@ class Dispatcher:
                 json.loads(row["doc"]),
             )  # fmt: skip
         nodes = self.nodes()
+        stale: dict[str, list[dict[str, Any]]] = {}
         for row in groups:
             node = nodes.get(row["route"])
-            if node is None:
+            labels = json.loads(row["labels"])
+            if node is None or row["key"] != f"{node.path}|{group_key_text(node, labels)}":
+                stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
                 continue
             self.groups[row["key"]] = Group(
                 row["key"], node, json.loads(row["labels"]), row["created_at"], row["last_flush_at"],
@@ -157,11 +165,28 @@ class Dispatcher:
         for row in members:
             group = self.groups.get(row["group_key"])
             if group is None:
+                if row["group_key"] in stale:
+                    stale[row["group_key"]].append(row)
                 continue
             member = Member(row["fingerprint"], row["rule"], row["status"], row["sent"], row["active_at"],
                             json.loads(row["doc"]))  # fmt: skip
             group.members[member.fingerprint] = member
             self.by_alert.setdefault(member.fingerprint, set()).add(group.key)
+        self._stale = stale
+
+    def adopt(self, now: float) -> Writes:
+        """After :meth:`load`: route the firing alerts of groups whose route no longer exists (or moved), and
+        forget those groups."""
+        writes = Writes()
+        for key, rows in self._stale.items():
+            writes.groups[key] = None
+            for row in rows:
+                if row["status"] == FIRING:
+                    doc = json.loads(row["doc"])
+                    member = Member(row["fingerprint"], row["rule"], FIRING, None, row["active_at"], doc)
+                    self._join(member, now, writes, fresh=False)
+        self._stale = {}
+        return writes
 
     # alerts in ---------------------------------------------------------------------------------------------
     def route(self, rule: RuleConfig, transitions: Iterable[Transition], now: float) -> Writes:
@@ -240,11 +265,16 @@ class Dispatcher:
             writes.groups[group.key] = group
 
     def reconsider(self, now: float) -> None:
-        """Silences or inhibitions changed: groups holding back news look again now."""
-        for group in self.groups.values():
-            waiting = group.next_flush_at is None or group.next_flush_at > now
-            if waiting and any(m.sent != m.status for m in group.members.values()):
-                group.next_flush_at = now
+        """Silences or inhibitions changed: groups that held news back look again now (their own timers, such
+        as group_wait and hold_until, still apply)."""
+        for key in list(self.held):
+            group = self.groups.get(key)
+            if group is None:
+                self.held.discard(key)
+                continue
+            due = self._release(group.node, group.labels, now)
+            if group.next_flush_at is None or due < group.next_flush_at:
+                group.next_flush_at = due
 
     # flushing ----------------------------------------------------------------------------------------------
     def next_due(self) -> float | None:
@@ -276,11 +306,8 @@ class Dispatcher:
         if policy is None or escalating.next_tier >= len(policy.tiers):
             return None
         due = escalating.fired_at + policy.tiers[escalating.next_tier].after
-        for name in policy.active_during:  # outside its windows a tier waits for the next opening
-            window = self.config.windows[name]
-            if not window.active(due):
-                edge = window.next_edge(due)
-                due = edge if edge is not None else due
+        if escalating.not_before is not None:
+            due = max(due, escalating.not_before)
         return due
 
     def _escalate(self, escalating: Escalating, now: float, writes: Writes) -> None:
@@ -291,7 +318,13 @@ class Dispatcher:
             writes.escalations[fingerprint] = None
             return
         if not all(self.config.windows[name].active(now) for name in policy.active_during):
-            return  # woken at a window edge that closed it; the next opening is the new due time
+            opening = self._all_open(policy.active_during, now)
+            if opening is None:  # the windows never open again within the calendar's data: stop here
+                self.escalating.pop(fingerprint, None)
+                writes.escalations[fingerprint] = None
+            else:
+                escalating.not_before = opening
+            return
         tier = policy.tiers[escalating.next_tier]
         doc = dict(escalating.doc)
         labels = dict(doc["labels"])
@@ -318,9 +351,12 @@ class Dispatcher:
 
     def _flush(self, group: Group, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]) -> None:
         visible: list[Member] = []
+        self.held.discard(group.key)
         for member in group.members.values():
             reason = self.reason(member.fingerprint, member.labels, now, firing_all)
             if reason is not None:
+                if member.sent != member.status:
+                    self.held.add(group.key)
                 if member.sent != member.status:  # recorded when it holds back news, not on every repeat
                     channels = ",".join(group.node.channels)
                     writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
@@ -340,12 +376,16 @@ class Dispatcher:
                 member.sent = member.status
                 if (group.key, member.fingerprint) not in writes.members:  # else written whole in this step
                     writes.sent.append((group.key, member.fingerprint, member.status))
+        if group.last_flush_at is None:
+            group.last_flush_at = (
+                now  # group_wait is over even if nothing could be told: later news waits group_interval
+            )
         for member in [m for m in group.members.values() if m.status == RESOLVED]:
             self._leave(group, member, writes)
         if not group.members:
             self._drop(group, writes)
             return
-        anchor = group.last_flush_at if group.last_flush_at is not None else now
+        anchor = group.last_flush_at
         group.next_flush_at = anchor + group.node.repeat_interval
         if group.next_flush_at <= now:  # nothing was worth telling at a repeat: look again a full interval later
             group.next_flush_at = now + group.node.repeat_interval
@@ -388,6 +428,19 @@ class Dispatcher:
         self.groups.pop(group.key, None)
         writes.groups[group.key] = None
 
+    def _all_open(self, names: tuple[str, ...], after: float) -> float | None:
+        """The first instant after ``after`` at which every window in ``names`` is on, or ``None``."""
+        windows = [self.config.windows[name] for name in names]
+        at = after
+        for _ in range(1000):
+            if all(w.active(at) for w in windows):
+                return at
+            edges = [e for w in windows if (e := w.next_edge(at)) is not None]
+            if not edges:
+                return None
+            at = min(edges)
+        return None
+
     # windows -----------------------------------------------------------------------------------------------
     def _window_active(self, name: str, at: float) -> bool:
         return self.config.windows[name].active(at)
@@ -398,6 +451,11 @@ class Dispatcher:
         windows = self.config.windows
         return release_at(node, labels, at, window_active=self._window_active,
                           next_edge=lambda name, ts: windows[name].next_edge(ts))  # fmt: skip
+
+
+def _same_route(new: RouteNode, old: RouteNode) -> bool:
+    """Whether a route at the same place in the tree is still the same route for the groups it holds."""
+    return new.key == old.key and new.group_by == old.group_by and new.channels == old.channels
 
 
 def _quote(text: str) -> str:

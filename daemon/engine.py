@@ -8,6 +8,7 @@ timers and their alerts; changed rules restart; removed rules stop and resolve t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -92,10 +93,11 @@ class Engine:
             self._self_alerts = Tracker(RULE_FAILED, await self.store.load_alerts(RULE_FAILED.name))
             self._calendar_alerts = Tracker(CALENDAR_EXPIRING, await self.store.load_alerts(CALENDAR_EXPIRING.name))
             self.dispatcher.load(*await self.store.load_dispatch())
+            self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(self.dispatcher.adopt(self.clock.now())))
             for rule in self.config.rules:
                 self._start(rule)
             nursery.start_soon(_keep_running, "calendar watch", self._watch_calendar)
-            nursery.start_soon(_keep_running, "dispatcher", self._run_dispatch)
+            nursery.start_soon(_keep_running, "dispatcher", self._run_dispatch, self._reload_dispatch)
             task_status.started()
             await trio.sleep_forever()
 
@@ -265,6 +267,13 @@ class Engine:
         self.poke()
 
     # groups ------------------------------------------------------------------------------------------------
+    async def _reload_dispatch(self) -> None:
+        """After a failed write the groups in memory may be ahead of the store: the store is the truth."""
+        dispatcher = Dispatcher(self.config)
+        dispatcher.load(*await self.store.load_dispatch())
+        dispatcher.reason, dispatcher.acknowledged = self.dispatcher.reason, self.dispatcher.acknowledged
+        self.dispatcher = dispatcher
+
     def poke(self) -> None:
         """Group timers may have moved: let the dispatcher look again."""
         self._dispatch_changed.set()
@@ -309,15 +318,20 @@ class Engine:
         await self._commit(rule, tracker.resolve_all(self.clock.now()))
 
 
-async def _keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run a task of the engine's own for ever: a crash is logged and the task starts again a second later,
-    its state (in memory and in the store) intact, instead of taking every rule down with it."""
+async def _keep_running(
+    name: str, run: Callable[[], Awaitable[None]], recover: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Run a task of the engine's own for ever: a crash is logged and the task starts again a second later
+    (after ``recover``), instead of taking every rule down with it."""
     while True:
         try:
             await run()
         except Exception as exc:
             log.error("%s crashed; restarting it", name, exc_info=exc)
             await trio.sleep(1.0)
+            if recover is not None:
+                with contextlib.suppress(Exception):
+                    await recover()
 
 
 async def _set_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:

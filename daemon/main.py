@@ -173,6 +173,8 @@ class Daemon:
             warnings = self._fixed_settings_changed(new)
             if not new.daemon.external_url and self.bound_url:
                 new = replace(new, daemon=replace(new.daemon, external_url=self.bound_url))
+            # channels first: rules applying the new configuration may already queue to a new channel
+            self.channels = {c.name: c.build() for c in new.channels}
             added, changed, removed = await self.engine.apply(new)
             self.use_config(new)
             if self.suppressions is not None:

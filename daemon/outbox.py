@@ -64,7 +64,7 @@ class Outbox:
             self.wake()
             return
         for item in queued:
-            if item.id not in self._in_flight:
+            if item.id not in self._in_flight and item.id not in self._finished:
                 self._in_flight.add(item.id)
                 nursery.start_soon(self._deliver, self._http, item)
 

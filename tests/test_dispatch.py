@@ -298,3 +298,53 @@ async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[...,
         acked |= {a["fingerprint"] for a in await h.alerts("exposure")}
         await h.advance(3600 * 3)
         assert len(await sent(h)) == 2  # everything acknowledged: no more repeats
+
+
+async def test_an_unrelated_silence_does_not_cut_group_wait(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    from alphawatch.daemon.silences import parse_silence
+
+    async with running_engine(write_config(GROUPED), start=START) as h:
+        suppressions = await with_suppressions(h)
+        await h.push("gross", 1.9, model="a")
+        await h.advance(5)
+        body = {"matchers": ["model=unrelated"], "duration": "1h", "created_by": "ops", "comment": "x"}
+        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await h.advance(5)
+        assert await sent(h) == []  # still inside group_wait (30 s)
+        await h.advance(20)
+        assert len(await sent(h)) == 1
+
+
+async def test_alerts_of_a_route_removed_while_down_are_routed_again(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    tree = (
+        CHANNELS
+        + """
+route:
+  channels: [mail]
+  group_wait: 0s
+  group_interval: 1s
+  routes:
+    - {matchers: [model=a], channels: [sms]}
+rules:
+  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+"""
+    )
+    path = write_config(tree)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        assert [p["receiver"] for p in await sent(h)] == ["sms"]
+    path.write_text(tree.replace("  routes:\n    - {matchers: [model=a], channels: [sms]}\n", ""))
+    async with running_engine(path, start=START + 60) as h:
+        await h.advance(1)
+        await h.push("gross", 1.0, model="a")
+        await h.advance(2)
+        assert [(p["receiver"], p["status"]) for p in await sent(h)] == [
+            ("sms", "firing"),
+            ("mail", "firing"),
+            ("mail", "resolved"),
+        ]
+        assert await h.store.query("SELECT key FROM groups") == []

@@ -75,19 +75,70 @@ class Escalating:
     not_before: float | None = None  # the tier fell due outside its windows: wait for this opening
 
 
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    route: str
+    labels: dict[str, str]
+    created_at: float
+    last_flush_at: float | None
+    next_flush_at: float | None
+    flushes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    rule: str
+    status: str
+    sent: str | None
+    active_at: float
+    doc: str  # JSON
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRow:
+    rule: str
+    policy: str
+    active_at: float
+    fired_at: float
+    next_tier: int
+    doc: str  # JSON
+
+
 @dataclass
 class Writes:
-    """What one step changed, for the store to write in one transaction."""
+    """What one step changed, for the store to write in one transaction.
+
+    While a step runs the maps hold the live objects; :meth:`freeze` turns them into rows of their values at the
+    end of the step, so a write queued behind another can never store a later state than its own step saw (a
+    member marked sent before the outbox row that tells it exists).
+    """
 
     outgoing: list[Outgoing] = field(default_factory=list)
-    groups: dict[str, Group | None] = field(default_factory=dict)  # key → group to save, or None to delete
-    members: dict[tuple[str, str], Member | None] = field(default_factory=dict)
+    groups: dict[str, Group | GroupRow | None] = field(default_factory=dict)  # key → to save, or None to delete
+    members: dict[tuple[str, str], Member | MemberRow | None] = field(default_factory=dict)
     suppressed: list[Suppressed] = field(default_factory=list)
-    escalations: dict[str, Escalating | None] = field(default_factory=dict)
+    escalations: dict[str, Escalating | EscalationRow | None] = field(default_factory=dict)
     sent: list[tuple[str, str, str]] = field(default_factory=list)  # group key, fingerprint, status told
 
     def __bool__(self) -> bool:
         return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations or self.sent)
+
+    def freeze(self) -> Writes:
+        for key, group in self.groups.items():
+            if isinstance(group, Group):
+                self.groups[key] = GroupRow(group.node.path, dict(group.labels), group.created_at,
+                                            group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
+        for pair, member in self.members.items():
+            if isinstance(member, Member):
+                doc = json.dumps(member.doc, ensure_ascii=False)
+                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at, doc)
+        for fingerprint, escalating in self.escalations.items():
+            if isinstance(escalating, Escalating):
+                doc = json.dumps(escalating.doc, ensure_ascii=False)
+                self.escalations[fingerprint] = EscalationRow(escalating.rule, escalating.policy,
+                                                              escalating.active_at, escalating.fired_at,
+                                                              escalating.next_tier, doc)  # fmt: skip
+        return self
 
     def merge(self, other: Writes) -> None:
         self.outgoing += other.outgoing
@@ -136,7 +187,7 @@ class Dispatcher:
             self._drop(group, writes)
         for member in orphans:
             self._join(member, now, writes, fresh=False)
-        return writes
+        return writes.freeze()
 
     def load(
         self,
@@ -186,7 +237,7 @@ class Dispatcher:
                     member = Member(row["fingerprint"], row["rule"], FIRING, None, row["active_at"], doc)
                     self._join(member, now, writes, fresh=False)
         self._stale = {}
-        return writes
+        return writes.freeze()
 
     # alerts in ---------------------------------------------------------------------------------------------
     def route(self, rule: RuleConfig, transitions: Iterable[Transition], now: float) -> Writes:
@@ -223,7 +274,7 @@ class Dispatcher:
                     writes.members[(key, member.fingerprint)] = member
                     self._changed(group, now, writes)
         writes.merge(self.flush_due(now))
-        return writes
+        return writes.freeze()
 
     def _join(self, member: Member, now: float, writes: Writes, fresh: bool = True) -> None:
         route = self.config.route
@@ -295,7 +346,7 @@ class Dispatcher:
             at = self._escalation_due(escalating)
             if at is not None and at <= now:
                 self._escalate(escalating, now, writes)
-        return writes
+        return writes.freeze()
 
     # escalation --------------------------------------------------------------------------------------------
     def _policy(self, escalating: Escalating) -> Policy | None:

@@ -110,7 +110,7 @@ class Engine:
             days_left = (self.config.calendars.valid_until - local_datetime(now).date()).days
             condition = Condition((("calendar", "valid_until"),), bool(warnings), float(days_left), details)
             transitions, deadline = self._calendar_alerts.update([condition], now)
-            await self._commit(CALENDAR_EXPIRING, transitions)
+            await self._commit(CALENDAR_EXPIRING, _with_changes(self._calendar_alerts, transitions, now))
             next_at = _earliest(deadline, now + CALENDAR_CHECK_EVERY)
             with trio.move_on_at(self.clock.trio_deadline(next_at)):
                 await self._calendar_changed.wait()
@@ -223,14 +223,8 @@ class Engine:
                 for name in (*rule.active_during, *rule.muted_during):
                     wake = _earliest(wake, windows[name].next_edge(now))
             transitions, deadline = tracker.update(conditions, now)
-            moved = {t.alert.series for t in transitions}
-            changed = [
-                Transition(a, a.state, a.state, now, a.value, False)
-                for s in tracker.dirty - moved
-                if (a := tracker.alerts.get(s)) is not None
-            ]
-            tracker.dirty.clear()
-            await self._commit(rule, transitions + changed)
+            changed = _with_changes(tracker, transitions, now)
+            await self._commit(rule, changed)
             if transitions:
                 actor.firing = sum(1 for a in tracker.alerts.values() if a.state == FIRING)
                 actor.pending = len(tracker.alerts) - actor.firing
@@ -307,6 +301,7 @@ class Engine:
         now = self.clock.now()
         condition = Condition((("rule", rule_name),), failed, value)
         transitions, _ = self._self_alerts.update([condition], now)
+        transitions = _with_changes(self._self_alerts, transitions, now)
         await self._commit(RULE_FAILED, transitions)
 
     async def _clear_failed(self, rule_name: str) -> None:
@@ -343,6 +338,18 @@ async def _changed_then_cancel(event: trio.Event, scope: trio.CancelScope, engin
     await event.wait()
     engine.dispatcher.reconsider(engine.clock.now())
     scope.cancel()
+
+
+def _with_changes(tracker: Tracker, transitions: list[Transition], now: float) -> list[Transition]:
+    """The transitions, plus a quiet one for each alert that changed without one (a new value), to be saved."""
+    moved = {t.alert.series for t in transitions}
+    quiet = [
+        Transition(alert, alert.state, alert.state, now, alert.value, False)
+        for series in tracker.dirty - moved
+        if (alert := tracker.alerts.get(series)) is not None
+    ]
+    tracker.dirty.clear()
+    return transitions + quiet
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -272,26 +272,30 @@ _quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None
 
 def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[Queued]:
     """Write a dispatcher step; return the notifications it queued (for delivery without a second look)."""
+    from alphawatch.daemon.dispatch import EscalationRow, GroupRow, MemberRow
+
     for key, group in writes.groups.items():
         if group is None:
             db.execute("DELETE FROM groups WHERE key = ?", (key,))
             db.execute("DELETE FROM group_members WHERE group_key = ?", (key,))
         else:
+            assert isinstance(group, GroupRow), "Writes.freeze() first"
             db.execute(
                 "INSERT OR REPLACE INTO groups (key, route, labels, created_at, last_flush_at, next_flush_at, flushes)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, group.node.path, dump_labels(group.labels), group.created_at, group.last_flush_at,
+                (key, group.route, dump_labels(group.labels), group.created_at, group.last_flush_at,
                  group.next_flush_at, group.flushes),
             )  # fmt: skip
     for (key, fingerprint), member in writes.members.items():
         if member is None:
             db.execute("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", (key, fingerprint))
         elif writes.groups.get(key, True) is not None:
+            assert isinstance(member, MemberRow), "Writes.freeze() first"
             db.execute(
                 "INSERT OR REPLACE INTO group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, fingerprint, member.rule, member.status, member.sent, member.active_at,
-                 json.dumps(member.doc, ensure_ascii=False)),
+                 member.doc),
             )  # fmt: skip
     db.executemany("UPDATE group_members SET sent = ? WHERE group_key = ? AND fingerprint = ?",
                    [(status, key, fp) for key, fp, status in writes.sent])  # fmt: skip
@@ -299,11 +303,12 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
         if escalating is None:
             db.execute("DELETE FROM escalations WHERE fingerprint = ?", (fingerprint,))
         else:
+            assert isinstance(escalating, EscalationRow), "Writes.freeze() first"
             db.execute(
                 "INSERT OR REPLACE INTO escalations (fingerprint, rule, policy, active_at, fired_at, next_tier, doc)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (fingerprint, escalating.rule, escalating.policy, escalating.active_at, escalating.fired_at,
-                 escalating.next_tier, json.dumps(escalating.doc, ensure_ascii=False)),
+                 escalating.next_tier, escalating.doc),
             )  # fmt: skip
     queued = []
     for o in writes.outgoing:

@@ -60,6 +60,7 @@ class Tracker:
     def __init__(self, rule: RuleConfig, alerts: Iterable[Alert] = ()) -> None:
         self.rule = rule
         self.alerts: dict[Labels, Alert] = {}
+        self.firing_count = 0
         self._timed: set[Labels] = set()
         """Series whose alert the clock alone can change (pending, keeping on firing, not told yet): only these
         are looked at by :meth:`tick`, so an evaluation costs what changed, not every alert held."""
@@ -146,6 +147,7 @@ class Tracker:
                 out.append(Transition(alert, PENDING, INACTIVE, now, alert.value, False))
         self.alerts.clear()
         self._timed.clear()
+        self.firing_count = 0
         return out
 
     def next_deadline(self) -> float | None:
@@ -166,6 +168,11 @@ class Tracker:
         return best
 
     def _put(self, series: Labels, alert: Alert) -> None:
+        old = self.alerts.get(series)
+        if old is not None and old.state == FIRING:
+            self.firing_count -= 1
+        if alert.state == FIRING:
+            self.firing_count += 1
         self.alerts[series] = alert
         if alert.state == PENDING or alert.false_since is not None or alert.last_notified_at is None:
             self._timed.add(series)
@@ -173,7 +180,8 @@ class Tracker:
             self._timed.discard(series)
 
     def _drop(self, series: Labels) -> None:
-        del self.alerts[series]
+        if self.alerts.pop(series).state == FIRING:
+            self.firing_count -= 1
         self._timed.discard(series)
 
     def _new(self, condition: Condition, now: float) -> Alert:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from alphawatch.daemon.alerts import FIRING, Tracker, Transition
+from alphawatch.daemon.alerts import Tracker, Transition
 from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig
@@ -225,9 +225,8 @@ class Engine:
             transitions, deadline = tracker.update(conditions, now)
             changed = _with_changes(tracker, transitions, now)
             await self._commit(rule, changed)
-            if transitions:
-                actor.firing = sum(1 for a in tracker.alerts.values() if a.state == FIRING)
-                actor.pending = len(tracker.alerts) - actor.firing
+            actor.firing = tracker.firing_count
+            actor.pending = len(tracker.alerts) - actor.firing
             next_at = _earliest(wake, deadline)
             with trio.move_on_at(self.clock.trio_deadline(next_at)):
                 batch = await actor.receive.receive()

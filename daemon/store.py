@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -262,9 +263,17 @@ class Queued:
 
 def dump_labels(labels: Labels | dict[str, str]) -> str:
     """The canonical text of a label set (sorted keys, compact): what identifies a series in the store."""
-    items = sorted(labels.items() if isinstance(labels, dict) else labels)
+    if isinstance(labels, tuple):
+        return _labels_text(labels)
+    items = sorted(labels.items())
     # the same text json.dumps(..., separators=(",", ":"), ensure_ascii=False) gives, at a third of the cost
     return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in items) + "}"
+
+
+@lru_cache(maxsize=65536)
+def _labels_text(labels: Labels) -> str:
+    # alerts keep their labels as one tuple for life: their text is made once, not at every save
+    return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in sorted(labels)) + "}"
 
 
 _quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
@@ -286,17 +295,19 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
                 (key, group.route, dump_labels(group.labels), group.created_at, group.last_flush_at,
                  group.next_flush_at, group.flushes),
             )  # fmt: skip
+    gone, rows = [], []
     for (key, fingerprint), member in writes.members.items():
         if member is None:
-            db.execute("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", (key, fingerprint))
+            gone.append((key, fingerprint))
         elif writes.groups.get(key, True) is not None:
             assert isinstance(member, MemberRow), "Writes.freeze() first"
-            db.execute(
-                "INSERT OR REPLACE INTO group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, fingerprint, member.rule, member.status, member.sent, member.active_at,
-                 member.doc),
-            )  # fmt: skip
+            rows.append((key, fingerprint, member.rule, member.status, member.sent, member.active_at, member.doc))
+    db.executemany("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", gone)
+    db.executemany(
+        "INSERT OR REPLACE INTO group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     db.executemany("UPDATE group_members SET sent = ? WHERE group_key = ? AND fingerprint = ?",
                    [(status, key, fp) for key, fp, status in writes.sent])  # fmt: skip
     for fingerprint, escalating in writes.escalations.items():

@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ from hypercorn.trio import serve
 
 from alphawatch.channels import Channel
 from alphawatch.daemon.alerts import INACTIVE, Transition
+from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, DaemonSettings, RuleConfig, load_config
 from alphawatch.daemon.engine import Actor, Engine
 from alphawatch.daemon.errors import ConfigError, StoreError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.logs import JsonFormatter, setup_logging
+from alphawatch.daemon.modeldata_store import purge_before as purge_model_data
 from alphawatch.daemon.outbox import Outbox
 from alphawatch.daemon.sdnotify import Notifier
 from alphawatch.daemon.store import Queued, Store, open_store
@@ -341,6 +344,9 @@ class Daemon:
                 while await self.store.purge_before(cutoff):  # noqa: ASYNC110 - small batches, with pauses between
                     await trio.sleep(0.05)
                 while await purge_suppressions(self.store, cutoff):  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+                day = local_datetime(cutoff).date().isoformat()
+                while await self.store.run(partial(purge_model_data, cutoff=day)):  # noqa: ASYNC110
                     await trio.sleep(0.05)
             await self.clock.sleep_until(self.clock.now() + RETENTION_EVERY)
 

@@ -169,3 +169,36 @@ def models(db: sqlite3.Connection) -> dict[str, dict[str, object]]:
     for model, horizons in db.execute("SELECT model, group_concat(DISTINCT horizon) FROM md_ic GROUP BY model"):
         out[model]["ic_horizons"] = sorted(int(h) for h in str(horizons).split(","))
     return dict(out)
+
+
+_BY_KIND = {"predictions": "md_predictions", "features": "md_features", "positions": "md_positions"}
+
+
+def purge_before(db: sqlite3.Connection, cutoff: str, sections: int = 20) -> int:
+    """Delete raw model data dated before ``cutoff`` (an ISO date), a few cross-sections per call; the daily IC
+    (``md_ic``) and the saved drift references stay. Returns how many rows went: loop until it returns 0."""
+    gone = 0
+    with db:
+        old = db.execute(
+            "SELECT kind, model, date FROM md_cross_sections WHERE date < ? LIMIT ?", (cutoff, sections)
+        ).fetchall()
+        for kind, model, day in old:
+            table = _BY_KIND.get(kind)
+            if table is not None:  # each delete is one (model, date) prefix of the primary key
+                gone += db.execute(f"DELETE FROM {table} WHERE model = ? AND date = ?", (model, day)).rowcount
+            gone += db.execute(
+                "DELETE FROM md_cross_sections WHERE kind = ? AND model = ? AND date = ?", (kind, model, day)
+            ).rowcount
+        models = db.execute("SELECT model FROM md_cross_sections UNION SELECT model FROM md_portfolio").fetchall()
+        sources = db.execute("SELECT DISTINCT source FROM md_drift_scores").fetchall()  # one per drift rule
+        for (model,) in models:
+            gone += db.execute("DELETE FROM md_portfolio WHERE model = ? AND date < ?", (model, cutoff)).rowcount
+            gone += db.execute("DELETE FROM md_positions WHERE model = ? AND date < ?", (model, cutoff)).rowcount
+            for (source,) in sources:
+                gone += db.execute(
+                    "DELETE FROM md_drift_scores WHERE source = ? AND model = ? AND date < ?", (source, model, cutoff)
+                ).rowcount
+        row = db.execute("SELECT date FROM md_returns WHERE date < ? LIMIT 1", (cutoff,)).fetchone()
+        if row is not None:
+            gone += db.execute("DELETE FROM md_returns WHERE date = ?", (row[0],)).rowcount
+    return gone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -260,3 +261,39 @@ async def test_the_ic_rule_fires_from_http_data_and_the_ic_api_shows_the_rolling
         models = (await client.get("/api/v1/models")).json()["models"]
         assert models["a7"]["predictions"]["dates"] == 40
         assert models["a7"]["ic_horizons"] == [1]
+
+
+async def test_retention_prunes_raw_model_data_but_keeps_the_daily_ic(tmp_path: Path) -> None:
+    from alphawatch.daemon.modeldata_store import purge_before
+    from alphawatch.daemon.store import open_store
+
+    async with open_store(tmp_path / "state.db") as store:
+
+        def fill(db: sqlite3.Connection) -> None:
+            with db:
+                for day in ("2025-01-02", "2025-01-03", "2026-11-02"):
+                    db.execute("INSERT INTO md_cross_sections VALUES ('predictions', 'a7', ?, 2, 0)", (day,))
+                    db.execute("INSERT INTO md_cross_sections VALUES ('features', 'a7', ?, 2, 0)", (day,))
+                    for asset in ("2330", "2317"):
+                        db.execute("INSERT INTO md_predictions VALUES ('a7', ?, ?, 0.1)", (day, asset))
+                        db.execute("INSERT INTO md_features VALUES ('a7', ?, 'mom', ?, 1.0, NULL)", (day, asset))
+                        db.execute("INSERT INTO md_returns VALUES (?, 5, ?, 0.01)", (day, asset))
+                    db.execute("INSERT INTO md_portfolio VALUES ('a7', ?, 0.001)", (day,))
+                    db.execute("INSERT INTO md_ic VALUES ('a7', 5, ?, 0.05, 2, 0)", (day,))
+                    db.execute(
+                        "INSERT INTO md_drift_scores VALUES ('drift-a7', 'a7', ?, 'mom', 'ks', 0.1, 0.5)", (day,)
+                    )
+
+        await store.run(fill)
+        while await store.run(lambda db: purge_before(db, "2026-01-01", sections=1)):
+            pass
+
+        def count(db: sqlite3.Connection) -> dict[str, int]:
+            tables = ("md_predictions", "md_features", "md_returns", "md_portfolio", "md_ic", "md_drift_scores",
+                      "md_cross_sections")  # fmt: skip
+            return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+        assert await store.run(count) == {
+            "md_predictions": 2, "md_features": 2, "md_returns": 2, "md_portfolio": 1, "md_ic": 3,
+            "md_drift_scores": 1, "md_cross_sections": 2,
+        }  # fmt: skip

@@ -16,6 +16,10 @@ from typing import Any
 
 from alphawatch.daemon.errors import ConfigError
 
+# httpx imports its own command line (click, pygments: ≈ 2.3 MiB) whenever click is installed, which sqlite-utils
+# brings. The daemon never runs httpx's command line: mark it absent, and httpx imports without it.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml")
 
 # Commands of other modules: (the commands it adds, module, function that adds them). A module is imported only

@@ -8,8 +8,12 @@ last one repeating.
 from __future__ import annotations
 
 import json
+import socketserver
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -91,3 +95,35 @@ class Receiver:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
+
+
+def quiet_disconnects(server: socketserver.BaseServer) -> None:
+    """Print no traceback when a client hung up before its answer (the timeout tests do so on purpose)."""
+    default = server.handle_error
+
+    def handle_error(request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            default(request, client_address)
+
+    setattr(server, "handle_error", handle_error)  # noqa: B010 - mypy refuses assigning to a method
+
+
+@contextmanager
+def module_receiver() -> Iterator[tuple[Receiver, Any]]:
+    """One quiet receiver for a whole test module (stopping one takes half a second: the stdlib's poll interval),
+    with its original request handler, for :func:`reset`."""
+    with Receiver() as receiver:
+        assert receiver._server is not None
+        quiet_disconnects(receiver._server)
+        yield receiver, receiver._server.RequestHandlerClass
+
+
+def reset(shared: tuple[Receiver, Any], status: int = 200) -> Receiver:
+    """The module's receiver made new for a test: no requests, answering ``status``, the original handler."""
+    receiver, handler = shared
+    assert receiver._server is not None
+    receiver._server.RequestHandlerClass = handler
+    with receiver.lock:
+        receiver.requests.clear()
+        receiver.responses = [(status, 0.0, b"{}")]
+    return receiver

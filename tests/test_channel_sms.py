@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import socketserver
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +17,7 @@ from alphawatch.channels import channel_kinds
 from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
 from alphawatch.channels.sms import GSM7, UCS2, Sms, fit_segments, sms_segments
-from tests.http_receiver import Receiver
+from tests.http_receiver import Receiver, module_receiver, reset
 
 
 def add_retry_after(receiver: Receiver, seconds: str) -> None:
@@ -53,35 +51,15 @@ def record_methods(receiver: Receiver) -> list[str]:
     return methods
 
 
-def quiet_disconnects(server: socketserver.BaseServer) -> None:
-    """Print no traceback when a client hung up before its answer (the timeout tests do so on purpose)."""
-    default = server.handle_error
-
-    def handle_error(request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            default(request, client_address)
-
-    setattr(server, "handle_error", handle_error)  # noqa: B010 - mypy refuses assigning to a method
-
-
 @pytest.fixture(scope="module")
 def shared_receiver() -> Iterator[tuple[Receiver, Any]]:
-    # One server for the module: stopping one takes half a second (the stdlib server's poll interval).
-    with Receiver() as receiver:
-        assert receiver._server is not None
-        quiet_disconnects(receiver._server)
-        yield receiver, receiver._server.RequestHandlerClass
+    with module_receiver() as shared:
+        yield shared
 
 
 @pytest.fixture
 def receiver(shared_receiver: tuple[Receiver, Any]) -> Receiver:
-    receiver, handler = shared_receiver
-    assert receiver._server is not None
-    receiver._server.RequestHandlerClass = handler
-    with receiver.lock:
-        receiver.requests.clear()
-        receiver.responses = [(201, 0.0, b"{}")]
-    return receiver
+    return reset(shared_receiver, 201)
 
 
 def twilio(receiver: Receiver, **settings: Any) -> Sms:

@@ -127,3 +127,17 @@ def reset(shared: tuple[Receiver, Any], status: int = 200) -> Receiver:
         receiver.requests.clear()
         receiver.responses = [(status, 0.0, b"{}")]
     return receiver
+
+
+def add_retry_after(receiver: Receiver, seconds: str) -> None:
+    """Make ``receiver`` send ``Retry-After`` with its 429 and 503 answers (it sends no headers of choice)."""
+    assert receiver._server is not None
+    handler: Any = receiver._server.RequestHandlerClass
+
+    class RetryAfter(handler):  # type: ignore[misc]
+        def send_response(self, code: int, message: str | None = None) -> None:
+            super().send_response(code, message)
+            if code in (429, 503):
+                self.send_header("Retry-After", seconds)
+
+    receiver._server.RequestHandlerClass = RetryAfter

@@ -14,21 +14,7 @@ from alphawatch.channels import channel_kinds
 from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
 from alphawatch.channels.slack import Slack, build_message
-from tests.http_receiver import Receiver, module_receiver, reset
-
-
-def add_retry_after(receiver: Receiver, seconds: str) -> None:
-    """Make ``receiver`` send ``Retry-After`` with its 429 and 503 answers (it sends no headers of choice)."""
-    assert receiver._server is not None
-    handler: Any = receiver._server.RequestHandlerClass
-
-    class RetryAfter(handler):  # type: ignore[misc]
-        def send_response(self, code: int, message: str | None = None) -> None:
-            super().send_response(code, message)
-            if code in (429, 503):
-                self.send_header("Retry-After", seconds)
-
-    receiver._server.RequestHandlerClass = RetryAfter
+from tests.http_receiver import Receiver, add_retry_after, module_receiver, reset
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ def rule_kinds() -> dict[str, type[RuleKind]]:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, RuleKind) and value is not RuleKind:
+            # a kind names itself; shared bases (RuleKind, WindowedKind) do not
+            if isinstance(value, type) and issubclass(value, RuleKind) and "kind" in vars(value):
                 kinds[value.kind] = value
     return kinds

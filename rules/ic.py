@@ -197,7 +197,21 @@ class SeriesJudge(Evaluator):
         raise NotImplementedError
 
 
-class IC(RuleKind):
+class WindowedKind(RuleKind):
+    """Kinds judging the last ``window`` daily values of one selector, optionally against a ``baseline``."""
+
+    selector: Selector
+    window: int
+    baseline: Baseline | None
+
+    def selectors(self) -> tuple[Selector, ...]:
+        return (self.selector,)
+
+    def history(self) -> float:
+        return self.baseline.history(self.window) if self.baseline is not None else trading_days_span(self.window)
+
+
+class IC(WindowedKind):
     kind: ClassVar[str] = "ic"
     schema: ClassVar[dict[str, Any]] = {
         "metric": {"type": "string", "minLength": 1},
@@ -226,12 +240,6 @@ class IC(RuleKind):
         self.conditions = tuple(settings.get("conditions", default))
         if self.baseline is None and set(self.conditions) & {"decline", "sign_flip"}:
             raise ValueError("conditions decline and sign_flip need a baseline")
-
-    def selectors(self) -> tuple[Selector, ...]:
-        return (self.selector,)
-
-    def history(self) -> float:
-        return self.baseline.history(self.window) if self.baseline is not None else trading_days_span(self.window)
 
     def new_evaluator(self, started_at: float) -> Evaluator:
         return _ICEvaluator(self)

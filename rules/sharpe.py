@@ -15,21 +15,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Selector, selector_from
+from alphawatch.rules._base import Condition, Evaluator, Labels, selector_from
 from alphawatch.rules.ic import (
     BASELINE_SCHEMA,
     Baseline,
     SeriesJudge,
+    WindowedKind,
     clean,
     insufficient,
-    trading_days_span,
     window_text,
 )
 
 CONDITIONS = ("psr", "degradation", "drawdown")
 
 
-class Sharpe(RuleKind):
+class Sharpe(WindowedKind):
     kind: ClassVar[str] = "sharpe"
     schema: ClassVar[dict[str, Any]] = {
         "metric": {"type": "string", "minLength": 1},
@@ -62,12 +62,6 @@ class Sharpe(RuleKind):
             raise ValueError("condition degradation needs a baseline")
         if "drawdown" in self.conditions and self.max_drawdown is None:
             raise ValueError("condition drawdown needs max_drawdown")
-
-    def selectors(self) -> tuple[Selector, ...]:
-        return (self.selector,)
-
-    def history(self) -> float:
-        return self.baseline.history(self.window) if self.baseline is not None else trading_days_span(self.window)
 
     def new_evaluator(self, started_at: float) -> Evaluator:
         return _SharpeEvaluator(self)

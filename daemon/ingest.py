@@ -14,11 +14,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from alphawatch.daemon.errors import IngestError, ItemError
 from alphawatch.daemon.store import dump_labels
-from alphawatch.rules import Sample
+from alphawatch.rules import Labels, Sample
 
 METRIC = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]{0,199}$")
 LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -27,12 +27,13 @@ MAX_LABELS = 32
 EARLIEST = 946_684_800.0  # 2000-01-01: older timestamps are almost surely a unit mistake
 FUTURE_SLACK = 3600.0
 _KEYS = frozenset({"metric", "labels", "ts", "value"})
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
 class Batch:
     samples: list[Sample]
-    rows: list[tuple[str, str, float, float]]
 
 
 def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
@@ -50,31 +51,27 @@ def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
         raise IngestError(f"too many samples in one batch ({len(items)} > {MAX_ITEMS}); split it", status=413)
     errors: list[ItemError] = []
     samples: list[Sample] = []
-    rows: list[tuple[str, str, float, float]] = []
     fast = _FastPath(now, max_label_bytes)
     for index, item in enumerate(items):
-        checked = fast.check(item)
-        if checked is None:  # not plainly valid: the careful check names what is wrong
-            checked = _check(index, item, now, max_label_bytes, errors)
-        if checked is not None:
-            samples.append(checked[0])
-            rows.append(checked[1])
+        sample = fast.check(item)
+        if sample is None:  # not plainly valid: the careful check names what is wrong
+            sample = _check(index, item, now, max_label_bytes, errors)
+        if sample is not None:
+            samples.append(sample)
     if errors:
         bad = len({e.index for e in errors})
         raise IngestError(f"{bad} of {len(items)} samples are invalid; nothing was stored", errors)
-    return Batch(samples, rows)
+    return Batch(samples)
 
 
 class _FastPath:
-    """Accepts the common, valid item cheaply: each metric name and label set is checked once per batch."""
+    """Accepts the common, valid item cheaply: each metric name and label set is checked once, then remembered."""
 
     def __init__(self, now: float, max_label_bytes: int) -> None:
         self.earliest, self.latest = EARLIEST, now + FUTURE_SLACK
         self.max_label_bytes = max_label_bytes
-        self.metrics: dict[str, bool] = {}
-        self.labels: dict[tuple[tuple[str, Any], ...], tuple[tuple[tuple[str, str], ...], str] | None] = {}
 
-    def check(self, item: Any) -> tuple[Sample, tuple[str, str, float, float]] | None:
+    def check(self, item: Any) -> Sample | None:
         if type(item) is not dict or not item.keys() <= _KEYS:
             return None
         metric: Any = item.get("metric")
@@ -82,9 +79,9 @@ class _FastPath:
         ts: Any = item.get("ts")
         if type(metric) is not str or type(value) not in (int, float) or not math.isfinite(value):
             return None
-        ok = self.metrics.get(metric)
+        ok = _METRICS.get(metric)
         if ok is None:
-            ok = self.metrics[metric] = METRIC.match(metric) is not None
+            ok = _remember(_METRICS, metric, METRIC.match(metric) is not None)
         if not ok:
             return None
         if type(ts) in (int, float):
@@ -105,29 +102,40 @@ class _FastPath:
         if type(raw) is not dict:
             return None
         key = tuple(raw.items())
-        known = self.labels.get(key, _UNSEEN)
-        if known is _UNSEEN:
-            known = self.labels[key] = self._labels(raw)
+        try:
+            known = _LABEL_SETS.get(key)
+        except TypeError:  # an unhashable label value
+            return None
         if known is None:
+            known = _remember(_LABEL_SETS, key, _canonical(key))
+        labels, size = known
+        if size > self.max_label_bytes:
             return None
-        labels, text = known
-        value = float(value)
-        return Sample(metric, labels, ts, value), (metric, text, ts, value)
-
-    def _labels(self, raw: dict[str, Any]) -> tuple[tuple[tuple[str, str], ...], str] | None:
-        if len(raw) > MAX_LABELS:
-            return None
-        for name, value in raw.items():
-            if type(value) is not str or not LABEL.match(name):
-                return None
-        text = dump_labels(raw)
-        if len(text.encode()) > self.max_label_bytes:
-            return None
-        return tuple(sorted(raw.items())), text
+        return Sample(metric, labels, ts, float(value))
 
 
+def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int]:
+    """The sorted label tuple and its size in bytes as stored; a size over any limit when not plainly valid."""
+    if len(items) > MAX_LABELS or any(type(v) is not str or not LABEL.match(k) for k, v in items):
+        return (), 1 << 62
+    labels = tuple(sorted(items))
+    if labels == items:  # already sorted, as most clients send them: one tuple serves as key and labels
+        labels = items
+    return labels, len(dump_labels(labels).encode())
+
+
+def _remember(cache: dict[K, V], key: K, value: V) -> V:
+    """Keep what a check found for the next batches; bounded, so a stream of one-off label sets cannot grow it."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+_CACHE_LIMIT = 65_536
+_METRICS: dict[str, bool] = {}
+_LABEL_SETS: dict[tuple[tuple[str, Any], ...], tuple[Labels, int]] = {}
 _NO_LABELS: dict[str, str] = {}
-_UNSEEN: Any = object()
 
 
 def samples_from_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
@@ -135,9 +143,7 @@ def samples_from_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def _check(
-    index: int, item: Any, now: float, max_label_bytes: int, errors: list[ItemError]
-) -> tuple[Sample, tuple[str, str, float, float]] | None:
+def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list[ItemError]) -> Sample | None:
     if not isinstance(item, dict):
         errors.append(ItemError(index, "", "each sample is an object with metric, labels, ts and value"))
         return None
@@ -176,8 +182,7 @@ def _check(
         return None
     assert isinstance(metric, str)
     assert isinstance(value, int | float)
-    sample = Sample(metric, tuple(sorted(labels.items())), ts, float(value))
-    return sample, (metric, label_text, ts, float(value))
+    return Sample(metric, tuple(sorted(labels.items())), ts, float(value))
 
 
 def _timestamp(raw: Any, index: int, errors: list[ItemError], now: float) -> float | None:

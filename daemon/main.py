@@ -158,8 +158,8 @@ class Daemon:
     # operations -------------------------------------------------------------------------------------------
     async def ingest(self, batch: Batch) -> None:
         """Commit a validated batch, then hand it to the rules. Returns only after the commit."""
-        await self.store.insert_samples(batch.rows)
-        self.samples_ingested += len(batch.rows)
+        await self.store.insert_samples(batch.samples)
+        self.samples_ingested += len(batch.samples)
         self.batches_ingested += 1
         self.engine.dispatch(batch.samples)
 

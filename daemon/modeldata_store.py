@@ -22,7 +22,6 @@ from datetime import date, datetime, time
 
 from alphawatch.daemon.calendar import TAIPEI
 from alphawatch.daemon.modeldata import ModelBatch
-from alphawatch.daemon.store import dump_labels
 from alphawatch.rules import Sample, labels_of
 
 IC_METRIC = "alphawatch_ic"
@@ -45,16 +44,13 @@ def horizon_label(horizon: int) -> str:
 
 @dataclass
 class Derived:
-    """What a commit derived: samples for the engine (with their store rows) and how many ICs it computed."""
+    """What a commit derived: samples for the store and the engine, and how many ICs it computed."""
 
     samples: list[Sample] = field(default_factory=list)
-    rows: list[tuple[str, str, float, float]] = field(default_factory=list)
     ics: int = 0
 
     def add(self, metric: str, labels: dict[str, str], day: str, value: float) -> None:
-        ts = close_ts(day)
-        self.samples.append(Sample(metric, labels_of(labels), ts, value))
-        self.rows.append((metric, dump_labels(labels), ts, value))
+        self.samples.append(Sample(metric, labels_of(labels), close_ts(day), value))
 
 
 def commit(db: sqlite3.Connection, batch: ModelBatch, now: float, min_assets: int = MIN_ASSETS) -> Derived:

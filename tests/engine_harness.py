@@ -28,7 +28,7 @@ class Harness:
     async def push(self, metric: str, value: float, ts: float | None = None, **labels: str) -> None:
         item = {"metric": metric, "labels": labels, "ts": self.clock.now() if ts is None else ts, "value": value}
         batch = parse_batch(json.dumps([item]).encode(), self.clock.now())
-        await self.store.insert_samples(batch.rows)
+        await self.store.insert_samples(batch.samples)
         self.engine.dispatch(batch.samples)
         await settle()
 

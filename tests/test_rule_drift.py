@@ -32,7 +32,7 @@ async def send(h: Harness, kind: str, rows: list[dict[str, Any]]) -> None:
     """What the HTTP endpoint does: validate, commit with the derived values, hand the samples to the rules."""
     batch = parse_model_data(kind, json.dumps(rows).encode(), "application/json", load_calendars().default, time.time())
     derived = await h.store.run(partial(commit, batch=batch, now=h.clock.now()))
-    await h.store.insert_samples(derived.rows)
+    await h.store.insert_samples(derived.samples)
     h.engine.dispatch(derived.samples)
     await settle()
 

@@ -9,7 +9,7 @@ import pytest
 
 from alphawatch.daemon.errors import StoreError
 from alphawatch.daemon.store import MIGRATIONS, open_store
-from alphawatch.rules import Selector
+from alphawatch.rules import Sample, Selector
 
 NOW = 1_780_000_000.0
 
@@ -43,8 +43,8 @@ async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
 
 async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path: Path) -> None:
     async with open_store(tmp_path / "state.db") as store:
-        old = [("m", "{}", NOW - 1000 - i, 1.0) for i in range(120)]
-        new = [("m", "{}", NOW + i, 2.0) for i in range(5)]
+        old = [Sample("m", (), NOW - 1000 - i, 1.0) for i in range(120)]
+        new = [Sample("m", (), NOW + i, 2.0) for i in range(5)]
         await store.insert_samples(old + new)
         batches = []
         while gone := await store.purge_before(NOW - 500, batch=50):
@@ -52,6 +52,48 @@ async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path
         assert batches == [50, 50, 20]
         kept = await store.load_samples(Selector("m"), 0)
         assert [s.value for s in kept] == [2.0] * 5
+
+
+async def test_a_series_keeps_its_last_sample_for_a_rule_that_starts_later(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples(
+            [Sample("m", (("a", "1"),), NOW - 100, 1.0), Sample("m", (("a", "2"),), NOW - 90, 5.0)]
+        )
+        await store.insert_samples(
+            [Sample("m", (("a", "1"),), NOW - 10, 2.0), Sample("m", (("a", "1"),), NOW - 50, 9.0)]
+        )
+        while await store.purge_before(NOW - 60):
+            pass
+        loaded = await store.load_samples(Selector("m"), NOW - 20)
+        # series 2 has nothing in the window and no sample left at all, yet its last one is known;
+        # the late sample of series 1 (NOW - 50) did not replace the newer last one
+        assert [(s.labels, s.ts, s.value) for s in loaded] == [
+            ((("a", "2"),), NOW - 90, 5.0),
+            ((("a", "1"),), NOW - 10, 2.0),
+        ]
+
+
+async def test_samples_of_a_schema_4_file_survive_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.execute("""INSERT INTO series (id, metric, labels) VALUES (1, 'm', '{"a":"1"}'), (2, 'm', '{"a":"2"}')""")
+    db.executemany(
+        "INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
+        [(1, NOW - 30, 1.0), (1, NOW - 20, 2.0), (2, NOW - 300, 7.0)],
+    )
+    db.commit()
+    db.close()
+    async with open_store(path) as store:
+        loaded = await store.load_samples(Selector("m"), NOW - 60)
+        assert [(s.labels, s.ts, s.value) for s in loaded] == [
+            ((("a", "2"),), NOW - 300, 7.0),
+            ((("a", "1"),), NOW - 30, 1.0),
+            ((("a", "1"),), NOW - 20, 2.0),
+        ]
+        await store.insert_samples([Sample("m", (("a", "2"),), NOW, 8.0)])  # the old series ids are reused
+        assert (await store.query("SELECT count(*) AS n FROM series"))[0]["n"] == 2
 
 
 @pytest.mark.parametrize(

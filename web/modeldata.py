@@ -59,7 +59,7 @@ class ModelDataApi:
             return error(exc.status, str(exc), items=[i.as_json() for i in exc.items])
         derived = await daemon.store.run(partial(commit, batch=batch, now=now))
         if derived.samples:
-            await daemon.ingest(Batch(derived.samples, derived.rows))
+            await daemon.ingest(Batch(derived.samples))
         return JSONResponse({"accepted": len(batch), "derived": derived.ics})
 
     async def models(self, request: Request) -> Response:

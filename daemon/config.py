@@ -51,7 +51,7 @@ class DeliverySettings:
     initial_backoff: float = 1.0
     max_backoff: float = 300.0
     max_age: float = 86400.0
-    concurrency: int = 8
+    concurrency: int = 64
     fallback_channel: str | None = None
 
 

@@ -50,6 +50,9 @@ SHUTDOWN_GRACE = 5.0
 RETENTION_EVERY = 3600.0
 DEAD_LETTER_DEGRADES = 86400.0
 CHECKPOINT_EVERY = 5.0  # a dead letter keeps /health "degraded" for a day
+# Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
+# than those (httpx's default is 100 connections shared by every channel).
+HTTP_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=64)
 
 
 def token_file(settings: DaemonSettings) -> Path:
@@ -390,7 +393,7 @@ async def _run(
     # is absorbed (trio re-raises signals still pending when the receiver closes)
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as outer:
-            async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
+            async with open_store(config.daemon.state) as store, httpx.AsyncClient(limits=HTTP_LIMITS) as http:
                 daemon = Daemon(path, config, store, clock, notifier, formatter)
                 daemon.suppressions = await Suppressions.load(store, config.inhibit_rules, now=clock.now())
                 daemon.engine.suppressions = daemon.suppressions

@@ -6,8 +6,8 @@ A channel kind is one module in ``alphawatch.channels`` defining a subclass of :
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -18,22 +18,43 @@ from alphawatch.daemon.errors import DeliveryError
 __all__ = ["Channel", "DeliveryError", "Notification"]
 
 
-@dataclass(frozen=True)
 class Notification:
     """One message waiting in the durable outbox for one channel.
 
     ``payload`` is the Alertmanager webhook v4 document (``version``, ``groupKey``, ``status``, ``receiver``,
     ``groupLabels``, ``commonLabels``, ``commonAnnotations``, ``externalURL``, ``alerts``) with alphawatch's
-    additions on each alert (``value``, ``severity``, ``rule``). ``idempotency_key`` is the same on every
-    attempt, so receivers can drop repeats.
+    additions on each alert (``value``, ``severity``, ``rule``); ``body`` is the same document as JSON text.
+    Either may be given: the other is made when first read (a webhook sends the outbox's text as it is).
+    ``idempotency_key`` is the same on every attempt, so receivers can drop repeats.
     """
 
-    id: int
-    channel: str
-    idempotency_key: str
-    payload: Mapping[str, Any]
-    created_at: float
-    attempts: int
+    __slots__ = ("_body", "_payload", "attempts", "channel", "created_at", "id", "idempotency_key")
+
+    def __init__(
+        self,
+        id: int,
+        channel: str,
+        idempotency_key: str,
+        payload: Mapping[str, Any] | str,
+        created_at: float,
+        attempts: int,
+    ) -> None:
+        self.id, self.channel, self.idempotency_key = id, channel, idempotency_key
+        self.created_at, self.attempts = created_at, attempts
+        self._body = payload if isinstance(payload, str) else None
+        self._payload = None if isinstance(payload, str) else payload
+
+    @property
+    def payload(self) -> Mapping[str, Any]:
+        if self._payload is None:
+            self._payload = json.loads(self._body or "{}")
+        return self._payload
+
+    @property
+    def body(self) -> str:
+        if self._body is None:
+            self._body = json.dumps(self._payload, ensure_ascii=False)
+        return self._body
 
 
 class Channel:

@@ -27,18 +27,20 @@ class Webhook(Channel):
     }
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
-        payload = dict(notification.payload)
+        body = notification.body
         max_alerts = int(self.settings.get("max_alerts", 0))
-        if max_alerts and len(payload["alerts"]) > max_alerts:
+        if max_alerts and len(notification.payload["alerts"]) > max_alerts:
+            payload = dict(notification.payload)
             payload["truncatedAlerts"] = len(payload["alerts"]) - max_alerts
             payload["alerts"] = payload["alerts"][:max_alerts]
+            body = json.dumps(payload, ensure_ascii=False)
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": notification.idempotency_key,
             "User-Agent": "alphawatch",
             **self.settings.get("headers", {}),
         }
-        await post(http, self.settings["url"], json.dumps(payload).encode(), headers, self.timeout)
+        await post(http, self.settings["url"], body.encode(), headers, self.timeout)
 
 
 async def post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], seconds: float) -> None:

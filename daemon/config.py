@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, overload
@@ -98,11 +98,22 @@ class RuleConfig:
 
     def alert_labels(self, series: Labels) -> Labels:
         """Labels of an alert of this rule on ``series``: the series', then the rule's, then alertname/severity."""
+        own, names = self._own_labels
+        if not any(name in names for name, _ in series):
+            # the common case: one new tuple that shares its pairs with the series and the rule (held per alert)
+            return tuple(sorted(series + own))
         merged = dict(series)
         merged.update(self.labels)
         merged["alertname"] = self.name
         merged.setdefault("severity", self.severity)
         return labels_of(merged)
+
+    @cached_property
+    def _own_labels(self) -> tuple[Labels, frozenset[str]]:
+        own = dict(self.labels)
+        own["alertname"] = self.name
+        own.setdefault("severity", self.severity)
+        return tuple(own.items()), frozenset(own)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from alphawatch.daemon.notify import alert_document
 from alphawatch.daemon.routing import RouteNode, group_key_text, group_labels, release_at, trace_routes
 from alphawatch.daemon.store import Outgoing
 from alphawatch.daemon.suppression import Reason, Suppressed
+from alphawatch.rules import Labels
 
 Reasoner = Callable[[str, Mapping[str, str], float, Iterable[tuple[str, Mapping[str, str]]]], Any]
 """(fingerprint, labels, at, firing alerts) → a suppression reason or ``None`` (silences, inhibition)."""
@@ -34,22 +35,31 @@ AckCheck = Callable[[str, float], Any]
 """(fingerprint, active_at) → the acknowledgement of that firing episode or ``None``."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
+    """An alert in a group. Held for every firing alert, so it is small: the labels are the alert's own tuple and
+    the alert's document stays JSON text until a notification is written."""
+
     fingerprint: str
     rule: str
     status: str  # firing | resolved
     sent: str | None  # the status this group last told its channels, None if never
     active_at: float
-    doc: dict[str, Any]
+    pairs: Labels
+    doc: str  # the alert's document (notify.alert_document) as JSON
 
     @property
     def labels(self) -> dict[str, str]:
-        labels: dict[str, str] = self.doc["labels"]
-        return labels
+        return dict(self.pairs)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], status: str, sent: str | None) -> Member:
+        doc = row["doc"]
+        pairs = tuple(sorted(json.loads(doc)["labels"].items()))
+        return cls(row["fingerprint"], row["rule"], status, sent, row["active_at"], pairs, doc)
 
 
-@dataclass
+@dataclass(slots=True)
 class Group:
     key: str
     node: RouteNode
@@ -130,8 +140,7 @@ class Writes:
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
-                doc = json.dumps(member.doc, ensure_ascii=False)
-                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at, doc)
+                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at, member.doc)
         for fingerprint, escalating in self.escalations.items():
             if isinstance(escalating, Escalating):
                 doc = json.dumps(escalating.doc, ensure_ascii=False)
@@ -153,7 +162,7 @@ class Dispatcher:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.groups: dict[str, Group] = {}
-        self.by_alert: dict[str, set[str]] = {}  # fingerprint → keys of the groups it is in
+        self.by_alert: dict[str, tuple[str, ...]] = {}  # fingerprint → keys of the groups it is in (mostly one)
         self.escalating: dict[str, Escalating] = {}
         self.held: set[str] = set()
         self._stale: dict[
@@ -219,10 +228,9 @@ class Dispatcher:
                 if row["group_key"] in stale:
                     stale[row["group_key"]].append(row)
                 continue
-            member = Member(row["fingerprint"], row["rule"], row["status"], row["sent"], row["active_at"],
-                            json.loads(row["doc"]))  # fmt: skip
+            member = Member.from_row(row, row["status"], row["sent"])
             group.members[member.fingerprint] = member
-            self.by_alert.setdefault(member.fingerprint, set()).add(group.key)
+            self._enter(member.fingerprint, group.key)
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
@@ -233,9 +241,7 @@ class Dispatcher:
             writes.groups[key] = None
             for row in rows:
                 if row["status"] == FIRING:
-                    doc = json.loads(row["doc"])
-                    member = Member(row["fingerprint"], row["rule"], FIRING, None, row["active_at"], doc)
-                    self._join(member, now, writes, fresh=False)
+                    self._join(Member.from_row(row, FIRING, None), now, writes, fresh=False)
         self._stale = {}
         return writes.freeze()
 
@@ -249,8 +255,9 @@ class Dispatcher:
                 if not t.notify:
                     continue  # fired while its rule is muted: told when the mute ends ("unmuted")
                 doc = alert_document(rule, t, self.config.daemon.external_url)
-                self._join(Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, doc), now, writes)
-                policy = policy_for(self.config.escalations, doc["labels"])
+                member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels, _dumps(doc))
+                self._join(member, now, writes)
+                policy = policy_for(self.config.escalations, doc["labels"]) if self.config.escalations else None
                 if policy is not None and alert.fingerprint not in self.escalating:
                     escalating = Escalating(alert.fingerprint, rule.name, policy.name, alert.active_at, now, 0, doc)
                     self.escalating[alert.fingerprint] = escalating
@@ -258,19 +265,19 @@ class Dispatcher:
             elif t.to_state == FIRING:
                 for key in self.by_alert.get(alert.fingerprint, ()):  # a new value: keep the documents current
                     member = self.groups[key].members[alert.fingerprint]
-                    member.doc = alert_document(rule, t, self.config.daemon.external_url)
+                    member.doc = _dumps(alert_document(rule, t, self.config.daemon.external_url))
                     writes.members[(key, member.fingerprint)] = member
             elif t.to_state == RESOLVED:
                 if self.escalating.pop(alert.fingerprint, None) is not None:
                     writes.escalations[alert.fingerprint] = None
-                doc = alert_document(rule, t, self.config.daemon.external_url)
+                text = _dumps(alert_document(rule, t, self.config.daemon.external_url))
                 for key in list(self.by_alert.get(alert.fingerprint, ())):
                     group = self.groups[key]
                     member = group.members[alert.fingerprint]
                     if not t.notify:  # resolved while muted: leave quietly
                         self._leave(group, member, writes)
                         continue
-                    member.status, member.doc = RESOLVED, doc
+                    member.status, member.doc = RESOLVED, text
                     writes.members[(key, member.fingerprint)] = member
                     self._changed(group, now, writes)
         writes.merge(self.flush_due(now))
@@ -293,9 +300,9 @@ class Dispatcher:
                 writes.groups[key] = group
             previous = group.members.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
-                            member.active_at, member.doc)  # fmt: skip
+                            member.active_at, member.pairs, member.doc)  # fmt: skip
             group.members[member.fingerprint] = joined
-            self.by_alert.setdefault(member.fingerprint, set()).add(key)
+            self._enter(member.fingerprint, key)
             writes.members[(key, member.fingerprint)] = joined
             if group.last_flush_at is not None:
                 self._changed(group, now, writes)
@@ -392,7 +399,7 @@ class Dispatcher:
                 "externalURL": self.config.daemon.external_url, "alerts": [doc],
             }  # fmt: skip
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
-            writes.outgoing.append(Outgoing(channel, fingerprint, key, payload))
+            writes.outgoing.append(Outgoing(channel, fingerprint, key, _dumps(payload)))
         escalating.next_tier += 1
         if escalating.next_tier >= len(policy.tiers):
             self.escalating.pop(fingerprint, None)
@@ -443,13 +450,14 @@ class Dispatcher:
         writes.groups[group.key] = group
 
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
-        docs = [m.doc for m in members]
-        common_labels = _common([d["labels"] for d in docs])
-        common_annotations = _common([d["annotations"] for d in docs])
+        """One Alertmanager v4 document per channel, written as text around the members' documents."""
+        common_labels = _common([m.labels for m in members])
+        common_annotations = _common([json.loads(m.doc)["annotations"] for m in members])
         status = "firing" if any(m.status == FIRING for m in members) else "resolved"
+        alerts = ",".join(m.doc for m in members)
         for channel in group.node.channels:
             text = f"{channel}|{group.key}|{group.flushes}|{group.created_at!r}"
-            payload = {
+            head = {
                 "version": "4",
                 "groupKey": group.key.split("|", 1)[1],
                 "truncatedAlerts": 0,
@@ -459,19 +467,24 @@ class Dispatcher:
                 "commonLabels": common_labels,
                 "commonAnnotations": common_annotations,
                 "externalURL": self.config.daemon.external_url,
-                "alerts": docs,
             }
+            payload = _dumps(head)[:-1] + ',"alerts":[' + alerts + "]}"
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
             writes.outgoing.append(Outgoing(channel, group.key, key, payload))
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
         del group.members[member.fingerprint]
-        keys = self.by_alert.get(member.fingerprint)
-        if keys is not None:
-            keys.discard(group.key)
-            if not keys:
-                del self.by_alert[member.fingerprint]
+        keys = tuple(k for k in self.by_alert.get(member.fingerprint, ()) if k != group.key)
+        if keys:
+            self.by_alert[member.fingerprint] = keys
+        else:
+            self.by_alert.pop(member.fingerprint, None)
         writes.members[(group.key, member.fingerprint)] = None
+
+    def _enter(self, fingerprint: str, key: str) -> None:
+        keys = self.by_alert.get(fingerprint, ())
+        if key not in keys:
+            self.by_alert[fingerprint] = (*keys, key)
 
     def _drop(self, group: Group, writes: Writes) -> None:
         for member in list(group.members.values()):
@@ -507,6 +520,10 @@ class Dispatcher:
 def _same_route(new: RouteNode, old: RouteNode) -> bool:
     """Whether a route at the same place in the tree is still the same route for the groups it holds."""
     return new.key == old.key and new.group_by == old.group_by and new.channels == old.channels
+
+
+def _dumps(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def _quote(text: str) -> str:

@@ -8,6 +8,7 @@ Receivers can drop repeats by the ``Idempotency-Key`` header.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections import deque
@@ -141,7 +142,7 @@ class Outbox:
         if limiter is None or limiter.total_tokens != concurrency:
             limiter = self._limiters[queued.channel] = trio.CapacityLimiter(concurrency)
         notification = Notification(
-            queued.id, queued.channel, queued.idempotency_key, queued.payload, queued.created_at, queued.attempts
+            queued.id, queued.channel, queued.idempotency_key, queued.body, queued.created_at, queued.attempts
         )
         try:
             async with limiter:
@@ -233,4 +234,4 @@ def dead_letter_report(queued: Queued, error: str, channel: str, now: float) -> 
         "commonLabels": labels, "commonAnnotations": annotations, "externalURL": "", "alerts": [alert],
     }  # fmt: skip
     key = hashlib.sha256(f"dead-letter|{queued.id}|{channel}".encode()).hexdigest()[:32]
-    return Outgoing(channel, f"dead-letter-{queued.id}", key, payload)
+    return Outgoing(channel, f"dead-letter-{queued.id}", key, json.dumps(payload, ensure_ascii=False))

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -266,18 +266,25 @@ class Outgoing:
     channel: str
     fingerprint: str
     idempotency_key: str
-    payload: dict[str, Any]
+    payload: str  # the JSON document
 
 
 @dataclass(frozen=True)
 class Queued:
+    """A notification in the outbox. ``body`` is its JSON text, parsed only when something reads ``payload``."""
+
     id: int
     channel: str
     fingerprint: str
     idempotency_key: str
-    payload: dict[str, Any]
+    body: str
     created_at: float
     attempts: int
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.body)
+        return document
 
 
 def dump_labels(labels: Labels | dict[str, str]) -> str:
@@ -289,9 +296,9 @@ def dump_labels(labels: Labels | dict[str, str]) -> str:
     return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in items) + "}"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _labels_text(labels: Labels) -> str:
-    # alerts keep their labels as one tuple for life: their text is made once, not at every save
+    # the alerts that change often are saved often: their text is made once (bounded: held per alert otherwise)
     return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in sorted(labels)) + "}"
 
 
@@ -345,7 +352,7 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
         row = db.execute(
             "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"
             " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
-            (o.channel, o.fingerprint, o.idempotency_key, json.dumps(o.payload, ensure_ascii=False), now, now),
+            (o.channel, o.fingerprint, o.idempotency_key, o.payload, now, now),
         ).fetchone()
         if row is not None:  # None: the same notification (idempotency key) was queued before
             queued.append(Queued(row[0], o.channel, o.fingerprint, o.idempotency_key, o.payload, now, 0))
@@ -581,7 +588,7 @@ class Store:
                 " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
                 (now, limit + len(exclude)),
             ).fetchall()
-            due = [Queued(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows if r[0] not in exclude]
+            due = [Queued(*r) for r in rows if r[0] not in exclude]
             later = db.execute(
                 "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?", (now,)
             ).fetchone()[0]

@@ -153,3 +153,37 @@ async def test_a_receiver_back_up_gets_the_backlog_at_once(
                 await trio.sleep(0.02)
         assert trio.current_time() - began < 2.0  # not the 2.5–5 s of their own backoff
         assert [r.json()["status"] for r in receiver.requests[3:]] == ["firing"] * 4
+
+
+async def test_a_webhook_gets_the_group_as_one_utf8_document_cut_at_max_alerts(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    path = write_config(f"""
+daemon:
+  state: state.db
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+channels:
+  - {{name: hook, kind: webhook, url: "{receiver.url}/hook", max_alerts: 2}}
+route: {{channels: [hook], group_wait: 0s, group_interval: 1s, group_by: [desk]}}
+rules:
+  - name: exposure
+    kind: threshold
+    metric: gross
+    op: above
+    value: 1.5
+    annotations: {{summary: "{{{{ labels.book }}}} 曝險 {{{{ value }}}}"}}
+""")
+    async with in_process(path) as (_, client):
+        now = time.time()
+        samples = [{"metric": "gross", "labels": {"desk": "tw", "book": b}, "ts": now, "value": 2.0} for b in "abc"]
+        assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
+        with trio.fail_after(10):
+            while not receiver.requests:
+                await trio.sleep(0.02)
+        document = receiver.requests[0].json()
+        assert document["truncatedAlerts"] == 1
+        assert len(document["alerts"]) == 2
+        assert document["groupLabels"] == {"desk": "tw"}
+        assert document["commonLabels"] == {"alertname": "exposure", "desk": "tw", "severity": "warning"}
+        assert {a["annotations"]["summary"] for a in document["alerts"]} <= {"a 曝險 2", "b 曝險 2", "c 曝險 2"}
+        assert document["commonAnnotations"] == {}

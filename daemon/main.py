@@ -48,6 +48,7 @@ from alphawatch.web.broadcast import Broadcaster
 log = logging.getLogger("alphawatch.daemon")
 SHUTDOWN_GRACE = 5.0
 RETENTION_EVERY = 3600.0
+LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; more make one line with a count
 DEAD_LETTER_DEGRADES = 86400.0
 CHECKPOINT_EVERY = 5.0  # a dead letter keeps /health "degraded" for a day
 # Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
@@ -140,6 +141,7 @@ class Daemon:
     def _committed(self, rule: RuleConfig, transitions: list[Transition], queued: list[Queued]) -> None:
         if queued:
             self.outbox.submit(queued)
+        told: dict[str, list[Transition]] = {}
         for t in transitions:
             if t.from_state != t.to_state:
                 self.broadcaster.publish(
@@ -147,10 +149,18 @@ class Daemon:
                      "value": _finite(t.value), "at": t.at}
                 )  # fmt: skip
                 if t.to_state != INACTIVE:
-                    log.info(
-                        "alert %s", t.to_state,
-                        extra={"rule": rule.name, "fingerprint": t.alert.fingerprint, "value": t.value},
-                    )  # fmt: skip
+                    told.setdefault(t.to_state, []).append(t)
+        for state, changes in told.items():
+            if len(changes) <= LOG_EACH_UP_TO:
+                for t in changes:
+                    extra = {"rule": rule.name, "fingerprint": t.alert.fingerprint, "value": t.value}
+                    log.info("alert %s", state, extra=extra)
+            else:  # a burst: one line, not a flood of them in the journal
+                log.info(
+                    "%d alerts %s", len(changes), state,
+                    extra={"rule": rule.name, "count": len(changes),
+                           "fingerprints": [t.alert.fingerprint for t in changes[:LOG_EACH_UP_TO]]},
+                )  # fmt: skip
 
     async def _rule_status(self, actor: Actor) -> None:
         self.broadcaster.publish({"type": "rule", "rule": actor.state.name, "status": actor.state.status})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.daemon_harness import AUTH, TOKEN, in_process
@@ -187,3 +189,22 @@ rules:
         assert document["commonLabels"] == {"alertname": "exposure", "desk": "tw", "severity": "warning"}
         assert {a["annotations"]["summary"] for a in document["alerts"]} <= {"a 曝險 2", "b 曝險 2", "c 曝險 2"}
         assert document["commonAnnotations"] == {}
+
+
+async def test_a_burst_of_alerts_is_one_log_line_and_a_few_are_one_each(
+    write_config: Callable[..., Path], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config(config_text(receiver, "{}"))
+    async with in_process(path) as (_, client):
+        with caplog.at_level(logging.INFO, logger="alphawatch.daemon"):
+            now = time.time()
+            for books in (["a", "b"], [f"x{i}" for i in range(25)]):
+                samples = [{"metric": "gross", "labels": {"book": b}, "ts": now, "value": 2.0} for b in books]
+                assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
+                await trio.sleep(0.3)
+    firing = [r for r in caplog.records if r.getMessage() == "alert firing"]
+    bursts = [r for r in caplog.records if r.getMessage() == "25 alerts firing"]
+    assert len(firing) == 2
+    assert len(bursts) == 1
+    assert bursts[0].count == 25
+    assert len(bursts[0].fingerprints) == 10

@@ -85,7 +85,12 @@ class Tracker:
             if condition.active:
                 if alert is None:
                     alert = self._new(condition, now)
-                    out.append(Transition(alert, INACTIVE, PENDING, now, condition.value, False))
+                    if alert.state == FIRING:
+                        told = alert.notify_seq > 0
+                        note = None if told else "muted"
+                        out.append(Transition(alert, INACTIVE, FIRING, now, condition.value, told, note))
+                    else:
+                        out.append(Transition(alert, INACTIVE, PENDING, now, condition.value, False))
                     self._put(condition.labels, alert)
                 elif (alert.value, alert.false_since, alert.details) != (condition.value, None, condition.details):
                     self._put(
@@ -185,15 +190,21 @@ class Tracker:
         self._timed.discard(series)
 
     def _new(self, condition: Condition, now: float) -> Alert:
+        """A new alert: pending, or without a ``for`` firing at once (as in Prometheus: no pending step)."""
         labels = self.rule.alert_labels(condition.labels)
+        firing = self.rule.pending_for <= 0
+        told = firing and not self.muted
         return Alert(
             fingerprint=fingerprint(self.rule.name, labels),
             rule=self.rule.name,
             series=condition.labels,
             labels=labels,
-            state=PENDING,
+            state=FIRING if firing else PENDING,
             active_at=now,
             value=condition.value,
+            fired_at=now if firing else None,
+            last_notified_at=now if told else None,
+            notify_seq=int(told),
             details=condition.details,
         )
 

@@ -59,6 +59,20 @@ async def test_a_pending_alert_that_clears_never_notifies(
         assert await h.outbox() == []
 
 
+async def test_without_for_an_alert_fires_at_once_with_no_pending_step(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.7)
+        assert await h.state("exposure") == "firing"
+        assert await h.history("exposure") == [("inactive", "firing")]
+        (note,) = await h.outbox()
+        assert note["payload"]["alerts"][0]["value"] == 1.7
+
+
 async def test_resolved_notification_carries_the_recovery_value(
     config: Callable[[str], Path], autojump_clock: object
 ) -> None:

@@ -28,6 +28,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from alphawatch.channels import Channel
+from alphawatch.channels._transport import http_client
 from alphawatch.daemon.alerts import INACTIVE, Transition
 from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
@@ -52,8 +53,9 @@ LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; mor
 DEAD_LETTER_DEGRADES = 86400.0
 CHECKPOINT_EVERY = 5.0  # a dead letter keeps /health "degraded" for a day
 # Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
-# than those (httpx's default is 100 connections shared by every channel).
-HTTP_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+# than those (httpx's default is 100 connections shared by every channel). Idle connections kept: few, as
+# httpcore looks at every connection for each idle one it keeps.
+HTTP_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=16)
 
 
 def token_file(settings: DaemonSettings) -> Path:
@@ -403,7 +405,7 @@ async def _run(
     # is absorbed (trio re-raises signals still pending when the receiver closes)
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as outer:
-            async with open_store(config.daemon.state) as store, httpx.AsyncClient(limits=HTTP_LIMITS) as http:
+            async with open_store(config.daemon.state) as store, http_client(HTTP_LIMITS) as http:
                 daemon = Daemon(path, config, store, clock, notifier, formatter)
                 daemon.suppressions = await Suppressions.load(store, config.inhibit_rules, now=clock.now())
                 daemon.engine.suppressions = daemon.suppressions

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import trio
 
+from alphawatch.channels._transport import http_client
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import load_config
-from alphawatch.daemon.main import Daemon
+from alphawatch.daemon.main import HTTP_LIMITS, Daemon
 from alphawatch.daemon.sdnotify import Notifier
 from alphawatch.daemon.store import open_store
 from alphawatch.daemon.suppression import Suppressions
@@ -34,7 +35,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 async def in_process(path: Path) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
     """A daemon without its web server: requests go straight to the ASGI app."""
     config = load_config(path)
-    async with open_store(config.daemon.state) as store, httpx.AsyncClient() as http:
+    async with open_store(config.daemon.state) as store, http_client(HTTP_LIMITS) as http:
         daemon = Daemon(path, config, store, Clock(), Notifier({}), None)
         daemon.suppressions = daemon.engine.suppressions = await Suppressions.load(store, config.inhibit_rules)
         async with trio.open_nursery() as nursery:

@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from alphawatch.channels import channel_kinds
 from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
+from alphawatch.channels._transport import http_client
 from alphawatch.channels.email import Email
 
 PASSWORD = "s3cret-pa55"
@@ -130,7 +131,7 @@ def notification(**payload_args: str) -> Notification:
 
 
 async def send(target: Email, note: Notification | None = None) -> None:
-    async with httpx.AsyncClient() as http:
+    async with http_client(httpx.Limits()) as http:
         with trio.fail_after(10):
             await target.send(note or notification(), http)
 

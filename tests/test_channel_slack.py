@@ -13,6 +13,7 @@ import trio
 from alphawatch.channels import channel_kinds
 from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
+from alphawatch.channels._transport import http_client
 from alphawatch.channels.slack import Slack, build_message
 from tests.http_receiver import Receiver, add_retry_after, module_receiver, reset
 
@@ -33,7 +34,7 @@ def notification(**payload_args: str) -> Notification:
 
 
 async def send(channel: Slack, note: Notification | None = None) -> None:
-    async with httpx.AsyncClient() as http:
+    async with http_client(httpx.Limits()) as http:
         with trio.fail_after(10):
             await channel.send(note or notification(), http)
 

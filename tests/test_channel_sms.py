@@ -16,6 +16,7 @@ import trio
 from alphawatch.channels import channel_kinds
 from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
+from alphawatch.channels._transport import http_client
 from alphawatch.channels.sms import GSM7, UCS2, Sms, fit_segments, sms_segments
 from tests.http_receiver import Receiver, add_retry_after, module_receiver, reset
 
@@ -62,7 +63,7 @@ def notification(key: str = "group-1:firing:7", **payload_args: str) -> Notifica
 
 
 async def send(channel: Sms, note: Notification | None = None) -> None:
-    async with httpx.AsyncClient() as http:
+    async with http_client(httpx.Limits()) as http:
         with trio.fail_after(10):
             await channel.send(note or notification(), http)
 

@@ -31,11 +31,12 @@ def http_client(limits: httpx.Limits) -> httpx.AsyncClient:
 
 class QuickAckTransport(httpx.AsyncHTTPTransport):
     def __init__(self, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
+        tls = httpx.create_ssl_context()  # once: each context holds its own copy of the CA certificates
+        super().__init__(limits=limits, verify=tls)
         # httpx takes no network backend: its pool is replaced by the same pool with ours (httpx keeps mapping
         # the pool's errors to its own, which channels rely on)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=tls,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

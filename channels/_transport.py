@@ -11,7 +11,9 @@ read acknowledges at once: the same exchange takes well under a millisecond on l
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import urllib.request
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,13 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only; els
 
 
 def http_client(limits: httpx.Limits) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose connections acknowledge every segment they receive without delay."""
+    """An ``httpx.AsyncClient`` whose connections acknowledge every segment they receive without delay.
+
+    With a proxy in the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``) it is httpx's own client,
+    which honours those and ``NO_PROXY``: a transport of ours would bypass them.
+    """
+    if urllib.request.getproxies():
+        return httpx.AsyncClient(limits=limits)
     return httpx.AsyncClient(transport=QuickAckTransport(limits))
 
 
@@ -78,7 +86,8 @@ class QuickAckStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if self._socket is not None:
-            self._socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # the kernel clears it again by itself
+            with contextlib.suppress(OSError):  # the kernel clears it again by itself: re-armed before each read
+                self._socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

@@ -246,7 +246,7 @@ class Engine:
         evaluator = rule.rule.new_evaluator(now)
         since = now - rule.rule.history()
         for selector in rule.rule.selectors():
-            for sample in await self.store.load_samples(selector, since):
+            for sample in await self.store.load_samples(selector, since, latest_only=rule.rule.latest_only):
                 evaluator.observe(sample)
         alerts = await self.store.load_alerts(rule.name)
         return evaluator, Tracker(rule, alerts)

@@ -79,11 +79,10 @@ class _FastPath:
         ts: Any = item.get("ts")
         if type(metric) is not str or type(value) not in (int, float) or not math.isfinite(value):
             return None
-        ok = _METRICS.get(metric)
-        if ok is None:
-            ok = _remember(_METRICS, metric, METRIC.match(metric) is not None)
-        if not ok:
-            return None
+        if metric not in _METRICS:
+            if METRIC.match(metric) is None:
+                return None
+            _remember(_METRICS, metric, True)
         if type(ts) in (int, float):
             ts = float(ts)
         elif type(ts) is str:
@@ -107,32 +106,34 @@ class _FastPath:
         except TypeError:  # an unhashable label value
             return None
         if known is None:
-            known = _remember(_LABEL_SETS, key, _canonical(key))
-        labels, size = known
-        if size > self.max_label_bytes:
+            known = _canonical(key)
+            if known is None or known[1] > self.max_label_bytes:
+                return None  # never remembered: a rejected item keeps nothing of the client's alive
+            _remember(_LABEL_SETS, key, known)
+        elif known[1] > self.max_label_bytes:  # the limit was lowered by a reload
             return None
-        return Sample(metric, labels, ts, float(value))
+        return Sample(metric, known[0], ts, float(value))
 
 
-def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int]:
-    """The sorted label tuple and its size in bytes as stored; a size over any limit when not plainly valid."""
+def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int] | None:
+    """The sorted label tuple and its size in bytes as stored; ``None`` when not plainly valid."""
     if len(items) > MAX_LABELS or any(type(v) is not str or not LABEL.match(k) for k, v in items):
-        return (), 1 << 62
+        return None
     labels = tuple(sorted(items))
     if labels == items:  # already sorted, as most clients send them: one tuple serves as key and labels
         labels = items
     return labels, len(dump_labels(labels).encode())
 
 
-def _remember(cache: dict[K, V], key: K, value: V) -> V:
-    """Keep what a check found for the next batches; bounded, so a stream of one-off label sets cannot grow it."""
+def _remember(cache: dict[K, V], key: K, value: V) -> None:
+    """Keep what passed a check for the next batches. Bounded in entries, and only valid items are kept, so at
+    most ``_CACHE_LIMIT`` label sets within ``max_label_bytes``: one-off label sets cannot grow it."""
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[key] = value
-    return value
 
 
-_CACHE_LIMIT = 65_536
+_CACHE_LIMIT = 16_384
 _METRICS: dict[str, bool] = {}
 _LABEL_SETS: dict[tuple[tuple[str, Any], ...], tuple[Labels, int]] = {}
 _NO_LABELS: dict[str, str] = {}

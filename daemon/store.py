@@ -8,6 +8,7 @@ wait never freezes the event loop. ``inline=True`` runs calls on the loop's thre
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ from alphawatch.daemon.errors import StoreError
 from alphawatch.rules import Labels, Sample, Selector
 
 T = TypeVar("T")
+log = logging.getLogger("alphawatch.store")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -427,8 +429,12 @@ class Store:
 
         await self.run(work)
 
-    async def load_samples(self, selector: Selector, since: float) -> list[Sample]:
-        """Samples of every series ``selector`` matches: those at or after ``since``, and each series' last one."""
+    async def load_samples(self, selector: Selector, since: float, latest_only: bool = False) -> list[Sample]:
+        """Samples of every series ``selector`` matches: those at or after ``since``, and each series' last one.
+
+        The samples are kept in time order, so this reads every metric's samples since ``since``; with
+        ``latest_only`` it reads just each series' last sample, if it is not older than ``since``.
+        """
 
         def work(db: sqlite3.Connection) -> list[Sample]:
             wanted: dict[int, tuple[Labels, float | None, float | None]] = {}
@@ -440,6 +446,12 @@ class Store:
                     wanted[series_id] = (labels, last_ts, last_value)
             recent: list[Sample] = []
             seen: set[int] = set()
+            if latest_only:
+                return [
+                    Sample(selector.metric, labels, last_ts, last_value)
+                    for labels, last_ts, last_value in wanted.values()
+                    if last_ts is not None and last_value is not None and last_ts >= since
+                ]
             if wanted:
                 for ts, series_id, value in db.execute(
                     "SELECT ts, series_id, value FROM samples WHERE ts >= ?"
@@ -473,6 +485,8 @@ class Store:
                     " (SELECT ts, series_id FROM samples WHERE ts < ? LIMIT ?)",
                     (cutoff, batch),
                 ).rowcount
+                # a series silent for longer than the retention is forgotten, as its samples are
+                db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (cutoff,))
                 gone += db.execute(
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' "
                     "AND finished_at < ? LIMIT ?)",
@@ -696,6 +710,8 @@ def migrate(db: sqlite3.Connection) -> None:
         raise StoreError(
             f"the state file is from a newer alphawatch (schema {version}, this one knows {len(MIGRATIONS)})"
         )
+    if 0 < version < len(MIGRATIONS):  # a new file is created in an instant; an old one may hold much to rewrite
+        log.info("upgrading the state file", extra={"from_schema": version, "to_schema": len(MIGRATIONS)})
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 

@@ -185,6 +185,10 @@ class RuleKind:
         """Seconds of past samples the evaluator needs when it starts (loaded from the store)."""
         return 0.0
 
+    latest_only: ClassVar[bool] = False
+    """The evaluator keeps just each series' latest sample: a start reads only that (kept per series), not every
+    sample of the history."""
+
     def new_evaluator(self, started_at: float) -> Evaluator:
         raise NotImplementedError
 

@@ -31,6 +31,7 @@ LOOKBACK = 30 * 86400.0  # how far back a window's current opening or a previous
 
 class Absence(RuleKind):
     kind: ClassVar[str] = "absence"
+    latest_only: ClassVar[bool] = True
     required: ClassVar[tuple[str, ...]] = ("metric",)
     schema: ClassVar[dict[str, Any]] = {
         "metric": {"type": "string", "minLength": 1},

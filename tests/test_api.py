@@ -86,6 +86,19 @@ async def test_a_batch_with_one_bad_item_stores_nothing(config: Path, item: Any,
         assert await stored_samples(daemon) == 0
 
 
+async def test_a_rejected_label_set_is_not_remembered_between_batches(config: Path) -> None:
+    from alphawatch.daemon import ingest
+
+    async with in_process(config) as (_, client):
+        oversized = {"model": "x" * 80}
+        for _ in range(2):
+            response = await client.post("/api/v1/samples", json=[sample(labels=oversized)], headers=AUTH)
+            assert response.status_code == 400
+        assert tuple(oversized.items()) not in ingest._LABEL_SETS  # a client's rejected strings are not kept
+        assert (await client.post("/api/v1/samples", json=[sample()], headers=AUTH)).status_code == 200
+        assert (("model", "a7"),) in ingest._LABEL_SETS
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [

@@ -54,23 +54,20 @@ async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path
         assert [s.value for s in kept] == [2.0] * 5
 
 
-async def test_a_series_keeps_its_last_sample_for_a_rule_that_starts_later(tmp_path: Path) -> None:
+async def test_a_series_keeps_its_last_sample_until_the_retention_forgets_it(tmp_path: Path) -> None:
     async with open_store(tmp_path / "state.db") as store:
-        await store.insert_samples(
-            [Sample("m", (("a", "1"),), NOW - 100, 1.0), Sample("m", (("a", "2"),), NOW - 90, 5.0)]
-        )
-        await store.insert_samples(
-            [Sample("m", (("a", "1"),), NOW - 10, 2.0), Sample("m", (("a", "1"),), NOW - 50, 9.0)]
-        )
+        one, two, three = ((("a", "1"),), (("a", "2"),), (("a", "3"),))
+        await store.insert_samples([Sample("m", one, NOW - 100, 1.0), Sample("m", two, NOW - 90, 5.0)])
+        await store.insert_samples([Sample("m", one, NOW - 10, 2.0), Sample("m", one, NOW - 50, 9.0)])
+        await store.insert_samples([Sample("m", three, NOW - 40, 3.0)])
         while await store.purge_before(NOW - 60):
             pass
         loaded = await store.load_samples(Selector("m"), NOW - 20)
-        # series 2 has nothing in the window and no sample left at all, yet its last one is known;
-        # the late sample of series 1 (NOW - 50) did not replace the newer last one
-        assert [(s.labels, s.ts, s.value) for s in loaded] == [
-            ((("a", "2"),), NOW - 90, 5.0),
-            ((("a", "1"),), NOW - 10, 2.0),
-        ]
+        # series 3 has nothing in the window, yet its last sample is known; series 2 is older than the retention
+        # and forgotten; the late sample of series 1 (NOW - 50) did not replace its newer last one
+        assert [(s.labels, s.ts, s.value) for s in loaded] == [(three, NOW - 40, 3.0), (one, NOW - 10, 2.0)]
+        latest = await store.load_samples(Selector("m"), NOW - 35, latest_only=True)
+        assert [(s.labels, s.ts, s.value) for s in latest] == [(one, NOW - 10, 2.0)]
 
 
 async def test_samples_of_a_schema_4_file_survive_the_migration(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from alphawatch.channels._transport import http_client
 from tests.http_receiver import Receiver
@@ -21,3 +22,12 @@ async def test_a_receiver_answering_headers_then_body_answers_without_the_40_ms_
         elapsed = time.monotonic() - began
     assert elapsed < 0.25, f"10 exchanges took {elapsed:.3f} s"
     assert len(receiver.requests) == 11
+
+
+async def test_a_proxy_in_the_environment_is_used(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", receiver.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    async with http_client(httpx.Limits()) as http:
+        assert (await http.post("http://hooks.example.invalid/alert", content=b"{}")).status_code == 200
+    (request,) = receiver.requests
+    assert request.path == "http://hooks.example.invalid/alert"  # the absolute form a proxy is sent

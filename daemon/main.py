@@ -51,6 +51,7 @@ SHUTDOWN_GRACE = 5.0
 RETENTION_EVERY = 3600.0
 LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; more make one line with a count
 DEAD_LETTER_DEGRADES = 86400.0
+TRIM_AFTER = 10_000  # samples ingested plus notifications delivered since the last trim
 CHECKPOINT_EVERY = 5.0  # a dead letter keeps /health "degraded" for a day
 # Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
 # than those (httpx's default is 100 connections shared by every channel). Idle connections kept: few, as
@@ -346,9 +347,19 @@ class Daemon:
         ]  # fmt: skip
 
     async def run_checkpoints(self) -> None:
+        trimmed_at = self._work_done()
         while True:
             await trio.sleep(CHECKPOINT_EVERY)
             await self.store.checkpoint()
+            done = self._work_done()
+            if done - trimmed_at >= TRIM_AFTER and not self.outbox.statistics()["in_flight"]:
+                # a burst is over: what its temporaries took (requests, payloads, transitions) goes back to the
+                # system instead of staying in the process's high-water mark
+                trimmed_at = done
+                trim_memory()
+
+    def _work_done(self) -> int:
+        return self.samples_ingested + self.outbox.delivered
 
     # retention --------------------------------------------------------------------------------------------
     async def run_retention(self) -> None:
@@ -480,13 +491,18 @@ async def _serve(
     await serve(create_app(daemon), config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
 
 
+def trim_memory() -> None:
+    """Return the C heap's free memory to the system (glibc ``malloc_trim``; elsewhere nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def release_memory() -> None:
     """Hand memory freed by start-up or a reload (YAML trees, schema checks) back to the system, and take what
     remains (modules, rules, calendars) out of the cyclic collector's reach, so its full passes stay short."""
     gc.collect()
     gc.freeze()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_memory()
 
 
 async def _absorb(signals: AsyncIterator[int]) -> None:

@@ -58,20 +58,22 @@ class Threshold(RuleKind):
 class _ThresholdEvaluator(Evaluator):
     def __init__(self, rule: Threshold) -> None:
         self.rule = rule
-        self.series: dict[Labels, tuple[list[float], list[float]]] = {}
+        self.series: dict[Labels, tuple[list[float], list[float]]] = {}  # with a window: its samples
+        self.latest: dict[Labels, Sample] = {}  # without: the last sample (the one ingest made; nothing copied)
         self.touched: set[Labels] = set()
 
     def report_all(self) -> None:
         self.touched.update(self.series)
+        self.touched.update(self.latest)
 
     def observe(self, sample: Sample) -> None:
         self.touched.add(sample.labels)
-        times, values = self.series.setdefault(sample.labels, ([], []))
         if self.rule.window is None:
-            if not times or sample.ts >= times[-1]:
-                times[:] = [sample.ts]
-                values[:] = [sample.value]
+            last = self.latest.get(sample.labels)
+            if last is None or sample.ts >= last.ts:
+                self.latest[sample.labels] = sample
             return
+        times, values = self.series.setdefault(sample.labels, ([], []))
         at = bisect.bisect_left(times, sample.ts)
         if at < len(times) and times[at] == sample.ts:
             values[at] = sample.value  # the same sample again (a replay after a restart): latest value wins
@@ -84,11 +86,13 @@ class _ThresholdEvaluator(Evaluator):
         out: list[Condition] = []
         wake: float | None = None
         # without a window the answer changes only with a sample: look at the series that got one
-        keys = list(self.series) if rule.window is not None else [k for k in self.touched if k in self.series]
+        keys = list(self.series) if rule.window is not None else [k for k in self.touched if k in self.latest]
         self.touched.clear()
         for labels in keys:
-            times, values = self.series[labels]
-            if rule.window is not None:
+            if rule.window is None:
+                values = [self.latest[labels].value]
+            else:
+                times, values = self.series[labels]
                 # keep samples in (now - window, now]; the oldest leaving the window is the next wake-up
                 cut = bisect.bisect_right(times, now - rule.window)
                 if cut:

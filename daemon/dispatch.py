@@ -37,8 +37,10 @@ AckCheck = Callable[[str, float], Any]
 
 @dataclass(slots=True)
 class Member:
-    """An alert in a group. Held for every firing alert, so it is small: the labels are the alert's own tuple and
-    the alert's document stays JSON text until a notification is written."""
+    """An alert in a group. Held for every firing alert, so it is small: the labels are the alert's own tuple, and
+    the alert's document (notify.alert_document, as JSON) lives in the member's row: the store reads it back when
+    it writes a notification. ``doc`` holds a new document only until the step is written (:meth:`Writes.freeze`);
+    ``source`` names the group whose row has the document when the member moves to another group."""
 
     fingerprint: str
     rule: str
@@ -46,17 +48,18 @@ class Member:
     sent: str | None  # the status this group last told its channels, None if never
     active_at: float
     pairs: Labels
-    doc: str  # the alert's document (notify.alert_document) as JSON
+    doc: str | None = None
+    source: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.pairs)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], status: str, sent: str | None) -> Member:
+    def from_row(cls, row: Mapping[str, Any], status: str, sent: str | None, keep_doc: bool = False) -> Member:
         doc = row["doc"]
         pairs = tuple(sorted(json.loads(doc)["labels"].items()))
-        return cls(row["fingerprint"], row["rule"], status, sent, row["active_at"], pairs, doc)
+        return cls(row["fingerprint"], row["rule"], status, sent, row["active_at"], pairs, doc if keep_doc else None)
 
 
 @dataclass(slots=True)
@@ -101,7 +104,8 @@ class MemberRow:
     status: str
     sent: str | None
     active_at: float
-    doc: str  # JSON
+    doc: str | None  # JSON; None: the row keeps the document it has (or takes the one of ``source``'s row)
+    source: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,9 @@ class Writes:
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
-                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at, member.doc)
+                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at, member.doc,
+                                               member.source)  # fmt: skip
+                member.doc = member.source = None  # written with this step; no longer held
         for fingerprint, escalating in self.escalations.items():
             if isinstance(escalating, Escalating):
                 doc = json.dumps(escalating.doc, ensure_ascii=False)
@@ -192,7 +198,10 @@ class Dispatcher:
             if node is not None and _same_route(node, group.node):
                 group.node = node
                 continue
-            orphans += [m for m in group.members.values() if m.status == FIRING]
+            for member in group.members.values():
+                if member.status == FIRING:
+                    member.source = group.key  # its document is in that group's row
+                    orphans.append(member)
             self._drop(group, writes)
         for member in orphans:
             self._join(member, now, writes, fresh=False)
@@ -241,7 +250,7 @@ class Dispatcher:
             writes.groups[key] = None
             for row in rows:
                 if row["status"] == FIRING:
-                    self._join(Member.from_row(row, FIRING, None), now, writes, fresh=False)
+                    self._join(Member.from_row(row, FIRING, None, keep_doc=True), now, writes, fresh=False)
         self._stale = {}
         return writes.freeze()
 
@@ -300,7 +309,7 @@ class Dispatcher:
                 writes.groups[key] = group
             previous = group.members.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
-                            member.active_at, member.pairs, member.doc)  # fmt: skip
+                            member.active_at, member.pairs, member.doc, member.source)  # fmt: skip
             group.members[member.fingerprint] = joined
             self._enter(member.fingerprint, key)
             writes.members[(key, member.fingerprint)] = joined
@@ -450,11 +459,12 @@ class Dispatcher:
         writes.groups[group.key] = group
 
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
-        """One Alertmanager v4 document per channel, written as text around the members' documents."""
+        """One Alertmanager v4 document per channel; the store adds the members' documents (``alerts``) and what
+        their annotations have in common as it writes the notification."""
         common_labels = _common([m.labels for m in members])
-        common_annotations = _common([json.loads(m.doc)["annotations"] for m in members])
         status = "firing" if any(m.status == FIRING for m in members) else "resolved"
-        alerts = ",".join(m.doc for m in members)
+        # a document made in this step is handed over as it is (its row may go away in this step: resolved)
+        alerts = tuple((m.fingerprint, m.doc) for m in members)
         for channel in group.node.channels:
             text = f"{channel}|{group.key}|{group.flushes}|{group.created_at!r}"
             head = {
@@ -465,12 +475,10 @@ class Dispatcher:
                 "receiver": channel,
                 "groupLabels": group.labels,
                 "commonLabels": common_labels,
-                "commonAnnotations": common_annotations,
                 "externalURL": self.config.daemon.external_url,
             }
-            payload = _dumps(head)[:-1] + ',"alerts":[' + alerts + "]}"
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
-            writes.outgoing.append(Outgoing(channel, group.key, key, payload))
+            writes.outgoing.append(Outgoing(channel, group.key, key, _dumps(head), alerts))
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
         del group.members[member.fingerprint]

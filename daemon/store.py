@@ -269,6 +269,10 @@ class Outgoing:
     fingerprint: str
     idempotency_key: str
     payload: str  # the JSON document
+    alerts: tuple[tuple[str, str | None], ...] | None = None
+    """A group's notification: ``payload`` is the document without ``alerts`` and ``commonAnnotations``, which the
+    store adds as it queues it. Each alert is (fingerprint, its document or ``None``: the one in its member's row;
+    ``fingerprint`` is then the group key)."""
 
 
 @dataclass(frozen=True)
@@ -308,9 +312,51 @@ _quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None
 
 
 def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[Queued]:
-    """Write a dispatcher step; return the notifications it queued (for delivery without a second look)."""
+    """Write a dispatcher step; return the notifications it queued (for delivery without a second look).
+
+    Members are written first (one moving to another group takes its document from the row it leaves), then the
+    notifications (which read their alerts' documents from those rows), then what goes away.
+    """
     from alphawatch.daemon.dispatch import EscalationRow, GroupRow, MemberRow
 
+    gone, rows, moved, changed = [], [], [], []
+    for (key, fingerprint), member in writes.members.items():
+        if member is None:
+            gone.append((key, fingerprint))
+        elif writes.groups.get(key, True) is not None:
+            assert isinstance(member, MemberRow), "Writes.freeze() first"
+            values = (key, fingerprint, member.rule, member.status, member.sent, member.active_at)
+            if member.doc is not None:
+                rows.append((*values, member.doc))
+            elif member.source is not None:
+                moved.append((*values, member.source, fingerprint))
+            else:
+                changed.append((*values[2:], key, fingerprint))
+    columns = "group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
+    db.executemany(f"INSERT OR REPLACE INTO {columns} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    db.executemany(
+        f"INSERT OR REPLACE INTO {columns} SELECT ?, ?, ?, ?, ?, ?, doc FROM group_members"
+        " WHERE group_key = ? AND fingerprint = ?",
+        moved,
+    )
+    db.executemany(
+        "UPDATE group_members SET rule = ?, status = ?, sent = ?, active_at = ?"
+        " WHERE group_key = ? AND fingerprint = ?",
+        changed,
+    )
+    db.executemany("UPDATE group_members SET sent = ? WHERE group_key = ? AND fingerprint = ?",
+                   [(status, key, fp) for key, fp, status in writes.sent])  # fmt: skip
+    queued = []
+    for o in writes.outgoing:
+        payload = o.payload if o.alerts is None else _with_alerts(db, o.payload, o.fingerprint, o.alerts)
+        row = db.execute(
+            "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"
+            " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
+            (o.channel, o.fingerprint, o.idempotency_key, payload, now, now),
+        ).fetchone()
+        if row is not None:  # None: the same notification (idempotency key) was queued before
+            queued.append(Queued(row[0], o.channel, o.fingerprint, o.idempotency_key, payload, now, 0))
+    db.executemany("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", gone)
     for key, group in writes.groups.items():
         if group is None:
             db.execute("DELETE FROM groups WHERE key = ?", (key,))
@@ -323,21 +369,6 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
                 (key, group.route, dump_labels(group.labels), group.created_at, group.last_flush_at,
                  group.next_flush_at, group.flushes),
             )  # fmt: skip
-    gone, rows = [], []
-    for (key, fingerprint), member in writes.members.items():
-        if member is None:
-            gone.append((key, fingerprint))
-        elif writes.groups.get(key, True) is not None:
-            assert isinstance(member, MemberRow), "Writes.freeze() first"
-            rows.append((key, fingerprint, member.rule, member.status, member.sent, member.active_at, member.doc))
-    db.executemany("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", gone)
-    db.executemany(
-        "INSERT OR REPLACE INTO group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    db.executemany("UPDATE group_members SET sent = ? WHERE group_key = ? AND fingerprint = ?",
-                   [(status, key, fp) for key, fp, status in writes.sent])  # fmt: skip
     for fingerprint, escalating in writes.escalations.items():
         if escalating is None:
             db.execute("DELETE FROM escalations WHERE fingerprint = ?", (fingerprint,))
@@ -349,20 +380,42 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
                 (fingerprint, escalating.rule, escalating.policy, escalating.active_at, escalating.fired_at,
                  escalating.next_tier, escalating.doc),
             )  # fmt: skip
-    queued = []
-    for o in writes.outgoing:
-        row = db.execute(
-            "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, payload, created_at,"
-            " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
-            (o.channel, o.fingerprint, o.idempotency_key, o.payload, now, now),
-        ).fetchone()
-        if row is not None:  # None: the same notification (idempotency key) was queued before
-            queued.append(Queued(row[0], o.channel, o.fingerprint, o.idempotency_key, o.payload, now, 0))
     if writes.suppressed:
         from alphawatch.daemon.suppression import write_records
 
         write_records(db, writes.suppressed)
     return queued
+
+
+def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tuple[tuple[str, str | None], ...]) -> str:
+    """A group notification's document: ``head`` plus its members' documents and their common annotations."""
+    found = {
+        fingerprint: (doc, annotations)
+        for fingerprint, doc, annotations in db.execute(
+            "SELECT fingerprint, doc, json_extract(doc, '$.annotations') FROM group_members WHERE group_key = ?",
+            (group_key,),
+        )
+    }
+    members = [
+        (doc, json.dumps(json.loads(doc)["annotations"], ensure_ascii=False, separators=(",", ":")))
+        if doc is not None
+        else found[fingerprint]
+        for fingerprint, doc in alerts
+        if doc is not None or fingerprint in found
+    ]
+    texts = {annotations for _, annotations in members}
+    if len(texts) == 1:
+        common = texts.pop() or "{}"
+    else:  # annotations differ (e.g. they show each alert's value): what every alert has, key by key
+        maps = [json.loads(annotations) for _, annotations in members]
+        first = maps[0] if maps else {}
+        common = json.dumps(
+            {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+    documents = ",".join(doc for doc, _ in members)
+    return f'{head[:-1]},"commonAnnotations":{common},"alerts":[{documents}]}}'
 
 
 def _dump_details(details: tuple[tuple[str, Any], ...]) -> str:

@@ -348,3 +348,38 @@ rules:
             ("mail", "resolved"),
         ]
         assert await h.store.query("SELECT key FROM groups") == []
+
+
+async def test_alert_documents_follow_their_alerts_across_a_restart_and_a_new_route(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    annotated = GROUPED.replace(
+        "value: 1.5}", 'value: 1.5, annotations: {summary: "{{ labels.model }} at {{ value }}"}}'
+    )
+    path = write_config(annotated)
+
+    def alerts(payload: dict[str, Any]) -> list[tuple[str, float, str]]:
+        return sorted((a["labels"]["model"], a["value"], a["annotations"]["summary"]) for a in payload["alerts"])
+
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.push("gross", 1.8, model="b")
+        await h.advance(30)
+        (first,) = await sent(h)
+        assert alerts(first) == [("a", 1.9, "a at 1.9"), ("b", 1.8, "b at 1.8")]
+        assert first["commonAnnotations"] == {}  # the summaries differ
+    async with running_engine(path, start=START + 100) as h:  # the documents come back from the state file
+        await h.advance(3600 - 100 + 30)
+        repeat = (await sent(h))[1]
+        assert alerts(repeat) == alerts(first)
+        # a new route: the firing alerts move to new groups (one per model) and keep their documents
+        regrouped = write_config(annotated.replace("group_by: [alertname]", "group_by: [model]"), "new.yaml")
+        await h.engine.apply(load_config(regrouped))
+        await h.advance(30)
+        moved = (await sent(h))[2:]
+        assert sorted(alerts(p)[0] for p in moved) == alerts(first)
+        assert [p["groupLabels"] for p in sorted(moved, key=lambda p: p["groupLabels"]["model"])] == [
+            {"model": "a"},
+            {"model": "b"},
+        ]
+        assert {p["commonAnnotations"]["summary"] for p in moved} == {"a at 1.9", "b at 1.8"}

@@ -32,7 +32,7 @@ def http_client(limits: httpx.Limits) -> httpx.AsyncClient:
     With a proxy in the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``) it is httpx's own client,
     which honours those and ``NO_PROXY``: a transport of ours would bypass them.
     """
-    if urllib.request.getproxies():
+    if any(scheme != "no" for scheme in urllib.request.getproxies()):
         return httpx.AsyncClient(limits=limits)
     return httpx.AsyncClient(transport=QuickAckTransport(limits))
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -92,8 +94,7 @@ class Engine:
             self._nursery = nursery
             self._self_alerts = Tracker(RULE_FAILED, await self.store.load_alerts(RULE_FAILED.name))
             self._calendar_alerts = Tracker(CALENDAR_EXPIRING, await self.store.load_alerts(CALENDAR_EXPIRING.name))
-            self.dispatcher.load(*await self.store.load_dispatch())
-            self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(self.dispatcher.adopt(self.clock.now())))
+            await self._reload_dispatch()
             for rule in self.config.rules:
                 self._start(rule)
             nursery.start_soon(_keep_running, "calendar watch", self._watch_calendar)
@@ -126,8 +127,10 @@ class Engine:
         changed = [n for n in new_rules if n in old_rules and new_rules[n] != old_rules[n]]
         calendar_changed = new.calendars != self.config.calendars
         self.config = new
-        writes = self.dispatcher.apply(new, self.clock.now())
-        self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(writes))
+        with trio.CancelScope(shield=True):
+            async with self._dispatch_written():
+                writes = self.dispatcher.apply(new, self.clock.now())
+                self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(writes))
         self.poke()
         if calendar_changed:
             self._calendar_changed.set()
@@ -189,7 +192,10 @@ class Engine:
 
     def _status_changed(self, actor: Actor) -> Callable[[Supervised], Awaitable[None]]:
         async def changed(state: Supervised) -> None:
-            await self.store.set_rule_state(state.name, state.status, state.restarts, state.last_error)
+            try:
+                await self.store.set_rule_state(state.name, state.status, state.restarts, state.last_error)
+            except sqlite3.Error:  # the store refuses writes: supervision goes on (the page shows the state)
+                log.exception("cannot record the rule's state", extra={"rule": state.name})
             if state.status == FAILED:
                 await self._set_failed(actor.config.name, True, float(state.restarts))
             if self._on_status is not None:
@@ -254,18 +260,35 @@ class Engine:
     async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
         if not transitions:
             return
-        writes = self.dispatcher.route(rule, transitions, self.clock.now())
-        queued = await self.store.apply(transitions, writes)
+        with trio.CancelScope(shield=True):
+            async with self._dispatch_written():
+                writes = self.dispatcher.route(rule, transitions, self.clock.now())
+                queued = await self.store.apply(transitions, writes)
         self._on_committed(rule, transitions, queued)
         self.poke()
 
     # groups ------------------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _dispatch_written(self) -> AsyncIterator[None]:
+        """Around a dispatcher step and its write (shielded: once the groups in memory changed, the write must
+        follow). If the write fails, the groups in memory are ahead of the store and the alert documents of the
+        step are nowhere else: the dispatcher is rebuilt from the store, and the failing actor, restarted,
+        routes its alerts again."""
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(Exception):  # the store may be down for good: the original error says so
+                await self._reload_dispatch()
+            raise
+
     async def _reload_dispatch(self) -> None:
-        """After a failed write the groups in memory may be ahead of the store: the store is the truth."""
+        """The groups as the store has them (at start, and after a failed write), with the alerts of groups whose
+        route is gone routed again."""
         dispatcher = Dispatcher(self.config)
         dispatcher.load(*await self.store.load_dispatch())
         dispatcher.reason, dispatcher.acknowledged = self.dispatcher.reason, self.dispatcher.acknowledged
         self.dispatcher = dispatcher
+        self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(dispatcher.adopt(self.clock.now())))
 
     def poke(self) -> None:
         """Group timers may have moved: let the dispatcher look again."""

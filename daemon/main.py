@@ -347,16 +347,18 @@ class Daemon:
         ]  # fmt: skip
 
     async def run_checkpoints(self) -> None:
-        trimmed_at = self._work_done()
+        trimmed_at = last = self._work_done()
         while True:
             await trio.sleep(CHECKPOINT_EVERY)
             await self.store.checkpoint()
             done = self._work_done()
-            if done - trimmed_at >= TRIM_AFTER and not self.outbox.statistics()["in_flight"]:
+            lull = done - last < TRIM_AFTER // 100 and not self.outbox.statistics()["in_flight"]
+            last = done
+            if done - trimmed_at >= TRIM_AFTER and lull:
                 # a burst is over: what its temporaries took (requests, payloads, transitions) goes back to the
-                # system instead of staying in the process's high-water mark
+                # system instead of staying in the process's high-water mark (off the loop: it walks the heap)
                 trimmed_at = done
-                trim_memory()
+                await trio.to_thread.run_sync(trim_memory)
 
     def _work_done(self) -> int:
         return self.samples_ingested + self.outbox.delivered

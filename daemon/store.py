@@ -486,7 +486,8 @@ class Store:
         """Samples of every series ``selector`` matches: those at or after ``since``, and each series' last one.
 
         The samples are kept in time order, so this reads every metric's samples since ``since``; with
-        ``latest_only`` it reads just each series' last sample, if it is not older than ``since``.
+        ``latest_only`` it reads just each series' last sample, whatever its age (kept per series until the
+        retention forgets it): an absence rule must see the series that fell silent before it started.
         """
 
         def work(db: sqlite3.Connection) -> list[Sample]:
@@ -503,7 +504,7 @@ class Store:
                 return [
                     Sample(selector.metric, labels, last_ts, last_value)
                     for labels, last_ts, last_value in wanted.values()
-                    if last_ts is not None and last_value is not None and last_ts >= since
+                    if last_ts is not None and last_value is not None
                 ]
             if wanted:
                 for ts, series_id, value in db.execute(

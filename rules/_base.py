@@ -186,8 +186,8 @@ class RuleKind:
         return 0.0
 
     latest_only: ClassVar[bool] = False
-    """The evaluator keeps just each series' latest sample: a start reads only that (kept per series), not every
-    sample of the history."""
+    """The evaluator keeps just each series' latest sample: a start reads only that (kept per series, whatever its
+    age), not every sample of the history."""
 
     def new_evaluator(self, started_at: float) -> Evaluator:
         raise NotImplementedError

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from alphawatch.daemon.config import load_config
+from alphawatch.rules import Sample
 from tests.engine_harness import running_engine
 
 WEBHOOK = """
@@ -208,6 +209,41 @@ async def test_absence_fires_exactly_when_the_feed_has_been_quiet_long_enough(
         assert await h.state("feed") == "resolved"
         resolved = (await h.outbox())[-1]["payload"]["alerts"][0]
         assert resolved["value"] == 7
+
+
+async def test_an_absence_rule_started_after_a_feed_fell_silent_still_fires(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    path = config("""
+      - {name: feed, kind: absence, metric: heartbeat, absent_for: 10m, by: [feed]}
+    """)
+    async with running_engine(path, start=1_800_000_000.0) as h:
+        await h.push("heartbeat", 1, feed="twse")
+        await h.advance(60)
+    async with running_engine(path, start=1_800_000_000.0 + 1800) as h:  # down for half an hour
+        await h.advance(1)
+        assert await h.state("feed") == "firing"
+        (alert,) = await h.alerts("feed")
+        assert alert["series"] == '{"feed":"twse"}'
+
+
+async def test_a_failed_write_loses_no_notification(config: Callable[[str], Path], autojump_clock: object) -> None:
+    path = config("""
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+    """)
+    async with running_engine(path) as h:
+        samples = [Sample("gross", (("model", "a7"),), h.clock.now(), 1.9)]
+        await h.store.insert_samples(samples)
+        await h.store.run(lambda db: db.execute("PRAGMA query_only = ON"))  # the state file refuses writes
+        h.engine.dispatch(samples)
+        await h.advance(0.1)
+        assert await h.outbox() == []
+        await h.store.run(lambda db: db.execute("PRAGMA query_only = OFF"))
+        await h.advance(5)  # the rule restarts (backoff) from the store and fires again
+        assert await h.state("exposure") == "firing"
+        (note,) = await h.outbox()
+        (alert,) = note["payload"]["alerts"]
+        assert (alert["labels"]["model"], alert["value"]) == ("a7", 1.9)
 
 
 async def test_absence_without_any_sample_counts_from_start(

@@ -466,6 +466,7 @@ class Bench:
                 check=True,
             ).stdout
             subprocess.run(["tar", "-x", "-C", pkg], input=archive, check=True)
+            subprocess.run([VENV_PY, "-m", "compileall", "-q", pkg], check=True)  # as scripts/install does
             self.daemon_env["PYTHONPATH"] = snap
             launcher = "import sys; from alphawatch.daemon.cli import main; sys.exit(main())"
             self.daemon_argv = [VENV_PY, "-c", launcher]

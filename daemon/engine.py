@@ -84,6 +84,9 @@ class Engine:
         self._calendar_alerts = Tracker(CALENDAR_EXPIRING)
         self._calendar_changed = trio.Event()
         self.dispatcher = Dispatcher(config)
+        self._dispatch_lock = trio.Lock()
+        """Held from a dispatcher step to the end of its write, and while the dispatcher is rebuilt from the store:
+        a rebuild never misses a step written meanwhile."""
         self._dispatch_changed = trio.Event()
         self.suppressions: Suppressions | None = None
         """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
@@ -270,20 +273,25 @@ class Engine:
     # groups ------------------------------------------------------------------------------------------------
     @asynccontextmanager
     async def _dispatch_written(self) -> AsyncIterator[None]:
-        """Around a dispatcher step and its write (shielded: once the groups in memory changed, the write must
-        follow). If the write fails, the groups in memory are ahead of the store and the alert documents of the
-        step are nowhere else: the dispatcher is rebuilt from the store, and the failing actor, restarted,
-        routes its alerts again."""
-        try:
-            yield
-        except Exception:
-            with contextlib.suppress(Exception):  # the store may be down for good: the original error says so
-                await self._reload_dispatch()
-            raise
+        """Around a dispatcher step and its write (shielded by the caller: once the groups in memory changed, the
+        write must follow). If the write fails, the groups in memory are ahead of the store and the alert
+        documents of the step are nowhere else: the dispatcher is rebuilt from the store, and the failing actor,
+        restarted, routes its alerts again."""
+        async with self._dispatch_lock:
+            try:
+                yield
+            except Exception:
+                with contextlib.suppress(Exception):  # the store may be down for good: the original error says so
+                    await self._load_dispatch()
+                raise
 
     async def _reload_dispatch(self) -> None:
-        """The groups as the store has them (at start, and after a failed write), with the alerts of groups whose
-        route is gone routed again."""
+        """The groups as the store has them (at start, and after the dispatcher's own task failed)."""
+        async with self._dispatch_lock:
+            await self._load_dispatch()
+
+    async def _load_dispatch(self) -> None:
+        """Rebuild the dispatcher from the store, routing again the alerts of groups whose route is gone."""
         dispatcher = Dispatcher(self.config)
         dispatcher.load(*await self.store.load_dispatch())
         dispatcher.reason, dispatcher.acknowledged = self.dispatcher.reason, self.dispatcher.acknowledged
@@ -307,9 +315,12 @@ class Engine:
                 if reconsider_at is not None and now >= reconsider_at:
                     self.dispatcher.reconsider(now)
                 reconsider_at = suppressions.next_change(now)
-            writes = self.dispatcher.flush_due(now)
-            if writes:
-                queued = await self.store.save_dispatch(writes)
+            due = self.dispatcher.next_due()
+            if due is not None and due <= now:  # the lock only when there is something to flush
+                with trio.CancelScope(shield=True):
+                    async with self._dispatch_written():
+                        writes = self.dispatcher.flush_due(now)
+                        queued = await self.store.save_dispatch(writes) if writes else []
                 self._on_committed(RULE_FAILED, [], queued)
             next_at = _earliest(self.dispatcher.next_due(), reconsider_at)
             async with trio.open_nursery() as waiting:

@@ -74,7 +74,7 @@ class Group:
     members: dict[str, Member] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Escalating:
     """A firing alert under an escalation policy; ``next_tier`` is the index of the tier still to come."""
 
@@ -84,7 +84,7 @@ class Escalating:
     active_at: float
     fired_at: float
     next_tier: int
-    doc: dict[str, Any]
+    doc: str  # the alert's document as JSON, read when a tier falls due
     not_before: float | None = None  # the tier fell due outside its windows: wait for this opening
 
 
@@ -149,10 +149,9 @@ class Writes:
                 member.doc = member.source = None  # written with this step; no longer held
         for fingerprint, escalating in self.escalations.items():
             if isinstance(escalating, Escalating):
-                doc = json.dumps(escalating.doc, ensure_ascii=False)
                 self.escalations[fingerprint] = EscalationRow(escalating.rule, escalating.policy,
                                                               escalating.active_at, escalating.fired_at,
-                                                              escalating.next_tier, doc)  # fmt: skip
+                                                              escalating.next_tier, escalating.doc)  # fmt: skip
         return self
 
     def merge(self, other: Writes) -> None:
@@ -217,7 +216,7 @@ class Dispatcher:
         for row in escalations:
             self.escalating[row["fingerprint"]] = Escalating(
                 row["fingerprint"], row["rule"], row["policy"], row["active_at"], row["fired_at"], row["next_tier"],
-                json.loads(row["doc"]),
+                row["doc"],
             )  # fmt: skip
         nodes = self.nodes()
         stale: dict[str, list[dict[str, Any]]] = {}
@@ -264,11 +263,12 @@ class Dispatcher:
                 if not t.notify:
                     continue  # fired while its rule is muted: told when the mute ends ("unmuted")
                 doc = alert_document(rule, t, self.config.daemon.external_url)
-                member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels, _dumps(doc))
+                text = _dumps(doc)
+                member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels, text)
                 self._join(member, now, writes)
                 policy = policy_for(self.config.escalations, doc["labels"]) if self.config.escalations else None
                 if policy is not None and alert.fingerprint not in self.escalating:
-                    escalating = Escalating(alert.fingerprint, rule.name, policy.name, alert.active_at, now, 0, doc)
+                    escalating = Escalating(alert.fingerprint, rule.name, policy.name, alert.active_at, now, 0, text)
                     self.escalating[alert.fingerprint] = escalating
                     writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
@@ -393,7 +393,7 @@ class Dispatcher:
                 escalating.not_before = opening
             return
         tier = policy.tiers[escalating.next_tier]
-        doc = dict(escalating.doc)
+        doc = json.loads(escalating.doc)
         labels = dict(doc["labels"])
         if tier.severity:
             labels["severity"] = doc["severity"] = tier.severity

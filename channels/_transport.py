@@ -12,7 +12,9 @@ read acknowledges at once: the same exchange takes well under a millisecond on l
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import ssl
 import urllib.request
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,7 @@ def http_client(limits: httpx.Limits) -> httpx.AsyncClient:
 
 class QuickAckTransport(httpx.AsyncHTTPTransport):
     def __init__(self, limits: httpx.Limits) -> None:
-        tls = httpx.create_ssl_context()  # once: each context holds its own copy of the CA certificates
+        tls = LazyTrustContext(ssl.PROTOCOL_TLS_CLIENT)  # one for every connection, certificates loaded once
         super().__init__(limits=limits, verify=tls)
         # httpx takes no network backend: its pool is replaced by the same pool with ours (httpx keeps mapping
         # the pool's errors to its own, which channels rely on)
@@ -50,6 +52,35 @@ class QuickAckTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=QuickAckBackend(),
         )
+
+
+class LazyTrustContext(ssl.SSLContext):
+    """A client TLS context (certificates and host names verified) that loads the CA certificates when its first
+    connection is made: 1.5 MiB that a daemon without an ``https`` channel never needs. The certificates are
+    httpx's: ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else certifi's bundle."""
+
+    _trusting = False
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self._trust()
+        return super().wrap_bio(*args, **kwargs)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self._trust()
+        return super().wrap_socket(*args, **kwargs)
+
+    def _trust(self) -> None:
+        if self._trusting:
+            return
+        if os.environ.get("SSL_CERT_FILE"):
+            self.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
+        elif os.environ.get("SSL_CERT_DIR"):
+            self.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
+        else:
+            import certifi
+
+            self.load_verify_locations(cafile=certifi.where())
+        self._trusting = True
 
 
 class QuickAckBackend(httpcore.AsyncNetworkBackend):

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import smtplib
 import ssl
 from collections.abc import Mapping
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import trio
 
 from alphawatch.channels._base import Channel, DeliveryError, Notification
 from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, check_overrides, render
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,11 @@ class Email(Channel):
 
     def message(self, notification: Notification) -> EmailMessage:
         """The mail for ``notification``: text and HTML alternatives, UTF-8 headers, a stable Message-ID."""
+        # smtplib and the email package cost 2 MiB: imported by the first mail, not by every daemon that starts
+        from email.message import EmailMessage
+        from email.policy import SMTP as SMTP_POLICY
+        from email.utils import formatdate
+
         payload = notification.payload
         language = self.settings.get("language", "en")
         overrides = self.settings.get("templates")
@@ -83,6 +87,8 @@ class Email(Channel):
 
     def _deliver(self, message: EmailMessage) -> None:
         """Connect, secure, log in and send, in a worker thread. Raises :class:`DeliveryError`."""
+        import smtplib
+
         security = self.settings.get("security", "starttls")
         host = self.settings["host"]
         port = int(self.settings.get("port", DEFAULT_PORTS[security]))
@@ -112,6 +118,8 @@ class Email(Channel):
 
 def _delivery_error(exc: Exception) -> DeliveryError:
     """Map what ``smtplib`` raises: 4xx replies and connection trouble are retryable, 5xx replies are not."""
+    import smtplib
+
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         temporary = all(400 <= code < 500 for code, _ in exc.recipients.values())
         return DeliveryError(f"all recipients refused: {_refusals(exc.recipients)}", retryable=temporary)

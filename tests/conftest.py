@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.http_receiver import Receiver
+from tests.tls import certificate  # noqa: F401 - a fixture, shared by the TLS tests
 
 TOKEN = "test-token-0123456789abcdef"
 

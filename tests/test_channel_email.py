@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import shutil
 import socket
-import ssl
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -27,6 +24,7 @@ from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
 from alphawatch.channels._transport import http_client
 from alphawatch.channels.email import Email
+from tests.tls import server_context
 
 PASSWORD = "s3cret-pa55"
 
@@ -74,27 +72,6 @@ class LocalController(Controller):
         assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A self-signed certificate for 127.0.0.1, made with the openssl command; its key sits beside it."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", folder / "key.pem", "-out", folder / "cert.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return folder / "cert.pem"
-
-
-def server_context(certificate: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificate, certificate.with_name("key.pem"))
-    return context
 
 
 @pytest.fixture

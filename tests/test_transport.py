@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from alphawatch.channels._transport import http_client
 from tests.http_receiver import Receiver
+from tests.tls import server_context
 
 
 async def test_a_receiver_answering_headers_then_body_answers_without_the_40_ms_stall(receiver: Receiver) -> None:
@@ -31,3 +39,54 @@ async def test_a_proxy_in_the_environment_is_used(receiver: Receiver, monkeypatc
         assert (await http.post("http://hooks.example.invalid/alert", content=b"{}")).status_code == 200
     (request,) = receiver.requests
     assert request.path == "http://hooks.example.invalid/alert"  # the absolute form a proxy is sent
+
+
+@contextmanager
+def https_receiver(certificate: Path) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):  # a client that refused our certificate hangs up in the handshake
+                super().handle()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = server_context(certificate).wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda *_: None  # type: ignore[method-assign]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_tls_is_verified_against_the_certificates_loaded_at_the_first_connection(
+    certificate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with https_receiver(certificate) as url:
+        async with http_client(httpx.Limits()) as http:  # certifi's bundle does not trust a self-signed certificate
+            with pytest.raises(httpx.ConnectError) as refused:
+                await http.post(f"{url}/hook", content=b"{}")
+            causes: list[BaseException] = []
+            error: BaseException | None = refused.value
+            while error is not None:
+                causes.append(error)
+                error = error.__cause__ or error.__context__
+            assert any("CERTIFICATE_VERIFY_FAILED" in repr(c) for c in causes), causes
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate))  # read when the first connection is made
+        async with http_client(httpx.Limits()) as http:
+            assert (await http.post(f"{url}/hook", content=b"{}")).status_code == 200

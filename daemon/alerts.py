@@ -45,7 +45,7 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A change worth persisting. ``notify`` is true when channels must hear of it (firing, repeat, resolved)."""
+    """A change worth persisting. ``notify`` is true when channels must hear of it (firing, unmuted, resolved)."""
 
     alert: Alert
     from_state: str

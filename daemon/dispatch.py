@@ -169,10 +169,8 @@ class Dispatcher:
         self.groups: dict[str, Group] = {}
         self.by_alert: dict[str, tuple[str, ...]] = {}  # fingerprint → keys of the groups it is in (mostly one)
         self.escalating: dict[str, Escalating] = {}
-        self.held: set[str] = set()
-        self._stale: dict[
-            str, list[dict[str, Any]]
-        ] = {}  # groups whose last flush held news back for a silence or an inhibition
+        self.held: set[str] = set()  # groups whose last flush held news back for a silence or an inhibition
+        self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
         self.acknowledged: AckCheck = lambda *_: None
 
@@ -203,7 +201,7 @@ class Dispatcher:
                     orphans.append(member)
             self._drop(group, writes)
         for member in orphans:
-            self._join(member, now, writes, fresh=False)
+            self._join(member, now, writes)
         return writes.freeze()
 
     def load(
@@ -223,11 +221,11 @@ class Dispatcher:
         for row in groups:
             node = nodes.get(row["route"])
             labels = json.loads(row["labels"])
-            if node is None or row["key"] != f"{node.path}|{group_key_text(node, labels)}":
+            if node is None or row["key"] != _group_key(node, labels):
                 stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
                 continue
             self.groups[row["key"]] = Group(
-                row["key"], node, json.loads(row["labels"]), row["created_at"], row["last_flush_at"],
+                row["key"], node, labels, row["created_at"], row["last_flush_at"],
                 row["next_flush_at"], row["flushes"],
             )  # fmt: skip
         for row in members:
@@ -249,7 +247,7 @@ class Dispatcher:
             writes.groups[key] = None
             for row in rows:
                 if row["status"] == FIRING:
-                    self._join(Member.from_row(row, FIRING, None, keep_doc=True), now, writes, fresh=False)
+                    self._join(Member.from_row(row, FIRING, None, keep_doc=True), now, writes)
         self._stale = {}
         return writes.freeze()
 
@@ -272,9 +270,11 @@ class Dispatcher:
                     self.escalating[alert.fingerprint] = escalating
                     writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
-                for key in self.by_alert.get(alert.fingerprint, ()):  # a new value: keep the documents current
+                keys = self.by_alert.get(alert.fingerprint, ())
+                text = _dumps(alert_document(rule, t, self.config.daemon.external_url)) if keys else ""
+                for key in keys:  # a new value: keep the documents current
                     member = self.groups[key].members[alert.fingerprint]
-                    member.doc = _dumps(alert_document(rule, t, self.config.daemon.external_url))
+                    member.doc = text
                     writes.members[(key, member.fingerprint)] = member
             elif t.to_state == RESOLVED:
                 if self.escalating.pop(alert.fingerprint, None) is not None:
@@ -292,7 +292,7 @@ class Dispatcher:
         writes.merge(self.flush_due(now))
         return writes.freeze()
 
-    def _join(self, member: Member, now: float, writes: Writes, fresh: bool = True) -> None:
+    def _join(self, member: Member, now: float, writes: Writes) -> None:
         route = self.config.route
         if route is None:
             return
@@ -301,7 +301,7 @@ class Dispatcher:
         for node in routing.routes:
             if not node.channels:
                 continue
-            key = f"{node.path}|{group_key_text(node, labels)}"
+            key = _group_key(node, labels)
             group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = Group(key, node, group_labels(node, labels), now)
@@ -422,9 +422,8 @@ class Dispatcher:
         for member in group.members.values():
             reason = self.reason(member.fingerprint, member.labels, now, firing_all)
             if reason is not None:
-                if member.sent != member.status:
+                if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
                     self.held.add(group.key)
-                if member.sent != member.status:  # recorded when it holds back news, not on every repeat
                     channels = ",".join(group.node.channels)
                     writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
                 continue
@@ -443,10 +442,8 @@ class Dispatcher:
                 member.sent = member.status
                 if (group.key, member.fingerprint) not in writes.members:  # else written whole in this step
                     writes.sent.append((group.key, member.fingerprint, member.status))
-        if group.last_flush_at is None:
-            group.last_flush_at = (
-                now  # group_wait is over even if nothing could be told: later news waits group_interval
-            )
+        if group.last_flush_at is None:  # group_wait is over even if nothing could be told: later news waits
+            group.last_flush_at = now  # group_interval
         for member in [m for m in group.members.values() if m.status == RESOLVED]:
             self._leave(group, member, writes)
         if not group.members:
@@ -532,6 +529,11 @@ def _same_route(new: RouteNode, old: RouteNode) -> bool:
 
 def _dumps(document: Mapping[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _group_key(node: RouteNode, labels: Mapping[str, str]) -> str:
+    """A group's identity: its route and its group-label set (as Alertmanager's groupKey writes it)."""
+    return f"{node.path}|{group_key_text(node, labels)}"
 
 
 def _quote(text: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -137,11 +136,6 @@ _CACHE_LIMIT = 16_384
 _METRICS: dict[str, bool] = {}
 _LABEL_SETS: dict[tuple[tuple[str, Any], ...], tuple[Labels, int]] = {}
 _NO_LABELS: dict[str, str] = {}
-
-
-def samples_from_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
-    """JSON lines (one sample object per line) into a list, for ``alphawatch push``."""
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list[ItemError]) -> Sample | None:

@@ -50,9 +50,9 @@ log = logging.getLogger("alphawatch.daemon")
 SHUTDOWN_GRACE = 5.0
 RETENTION_EVERY = 3600.0
 LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; more make one line with a count
-DEAD_LETTER_DEGRADES = 86400.0
+DEAD_LETTER_DEGRADES = 86400.0  # a dead letter keeps /health "degraded" for a day
 TRIM_AFTER = 10_000  # samples ingested plus notifications delivered since the last trim
-CHECKPOINT_EVERY = 5.0  # a dead letter keeps /health "degraded" for a day
+CHECKPOINT_EVERY = 5.0
 # Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
 # than those (httpx's default is 100 connections shared by every channel). Idle connections kept: few, as
 # httpcore looks at every connection for each idle one it keeps.
@@ -119,14 +119,19 @@ class Daemon:
             return None
         return read_or_create_token(token_file(self.bound))
 
+    def with_bound_url(self, config: Config) -> Config:
+        """``config`` with links in notifications to the address the daemon listens on, unless it names one."""
+        if config.daemon.external_url or not self.bound_url:
+            return config
+        return replace(config, daemon=replace(config.daemon, external_url=self.bound_url))
+
     def use_config(self, config: Config) -> None:
-        """Make ``config`` the running one (the engine applies rule changes itself)."""
-        if not config.daemon.external_url and self.bound_url:
-            config = replace(config, daemon=replace(config.daemon, external_url=self.bound_url))
+        """Make ``config`` the running one (the engine applies rule changes itself; the channels are built by
+        whoever brings the configuration: at start, and by a reload before the rules apply it)."""
+        config = self.with_bound_url(config)
         self.config = config
         self.engine.config = config
         self.engine.dispatcher.config = config
-        self.channels = {c.name: c.build() for c in config.channels}
         self.generated_token = self._token(config)
         if self.formatter is not None:
             self.formatter.set_secrets(config.secrets)
@@ -190,8 +195,7 @@ class Daemon:
                 return await self._reload_failed(trigger, str(exc))
             previous, self._loaded = self._loaded, new
             warnings = self._fixed_settings_changed(new)
-            if not new.daemon.external_url and self.bound_url:
-                new = replace(new, daemon=replace(new.daemon, external_url=self.bound_url))
+            new = self.with_bound_url(new)
             # channels first: rules applying the new configuration may already queue to a new channel
             self.channels = {c.name: c.build() for c in new.channels}
             added, changed, removed = await self.engine.apply(new)

@@ -1,4 +1,4 @@
-"""From alert transitions to notifications: which channels hear of an alert, and what the message says.
+"""What a notification says of an alert: its document (which channels hear of it is routing.py's job).
 
 The payload is the Alertmanager webhook v4 document, so receivers written for Alertmanager work unchanged;
 each alert also carries ``value`` (for a resolved alert: the value it recovered to, not the stale firing
@@ -49,10 +49,11 @@ def alert_document(rule: RuleConfig, transition: Transition, external_url: str) 
     resolved = transition.to_state == RESOLVED
     value = transition.value
     fired_at = alert.fired_at or alert.active_at
+    details = dict(alert.details)
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
-        "annotations": {k: render_annotation(v, labels, value, dict(alert.details)) for k, v in rule.annotations},
+        "annotations": {k: render_annotation(v, labels, value, details) for k, v in rule.annotations},
         "startsAt": rfc3339(fired_at),
         "endsAt": rfc3339(alert.resolved_at) if resolved and alert.resolved_at else ZERO_TIME,
         "generatorURL": f"{external_url}/#rule={rule.name}",
@@ -61,5 +62,5 @@ def alert_document(rule: RuleConfig, transition: Transition, external_url: str) 
         "severity": labels.get("severity", rule.severity),
         "rule": rule.name,
         "durationSeconds": round(alert.resolved_at - fired_at, 3) if resolved and alert.resolved_at else None,
-        "details": dict(alert.details),
+        "details": details,
     }

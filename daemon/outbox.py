@@ -46,10 +46,8 @@ class Outbox:
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
         self._saturated = False
-        self._finished: set[int] = set()
-        self._failing: set[str] = (
-            set()
-        )  # channels whose last attempt failed  # finished since the loop last looked at the table
+        self._finished: set[int] = set()  # finished since the loop last looked at the table
+        self._failing: set[str] = set()  # channels whose last attempt failed
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}

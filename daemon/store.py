@@ -1,6 +1,6 @@
 """State in one SQLite file: samples, alerts and their history, the notification outbox, rule state, reloads.
 
-One connection; every call runs in a worker thread behind a ``CapacityLimiter(1)``, so a slow query or a lock
+One connection; every call runs in a worker thread, one at a time (``Store.run``), so a slow query or a lock
 wait never freezes the event loop. ``inline=True`` runs calls on the loop's thread instead: tests under trio's
 ``autojump_clock`` use it, because the mock clock races ahead while a worker thread runs.
 """
@@ -407,13 +407,10 @@ def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tupl
     if len(texts) == 1:
         common = texts.pop() or "{}"
     else:  # annotations differ (e.g. they show each alert's value): what every alert has, key by key
+        from alphawatch.daemon.dispatch import _common
+
         maps = [json.loads(annotations) for _, annotations in members]
-        first = maps[0] if maps else {}
-        common = json.dumps(
-            {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        common = json.dumps(_common(maps), ensure_ascii=False, separators=(",", ":"))
     documents = ",".join(doc for doc, _ in members)
     return f'{head[:-1]},"commonAnnotations":{common},"alerts":[{documents}]}}'
 
@@ -527,7 +524,8 @@ class Store:
         return await self.run(work)
 
     async def purge_before(self, cutoff: float, batch: int = 5000) -> int:
-        """Delete samples, finished notifications and history older than ``cutoff``, a small batch per call.
+        """Delete samples, finished notifications and history older than ``cutoff``, a small batch per call, and
+        resolved alerts resolved before it (all at once); series silent since before it lose their last sample.
 
         Returns how many rows went; the caller loops (yielding between calls) until it returns 0.
         """

@@ -11,8 +11,6 @@ import pytest
 from tests.http_receiver import Receiver
 from tests.tls import certificate  # noqa: F401 - a fixture, shared by the TLS tests
 
-TOKEN = "test-token-0123456789abcdef"
-
 
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:

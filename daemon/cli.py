@@ -38,7 +38,7 @@ OWN_COMMANDS = frozenset({"run", "check", "push", "status", "schema"})
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(None if command is None or command not in OWN_COMMANDS else command)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -47,8 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line; with ``only`` (one of our own commands) the plugged-in commands are left out."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With ``command`` one of ours, no plugged-in module is imported; with a plugged-in one,
+    only its module; with none (or an unknown one: the help lists them all), every module."""
     parser = argparse.ArgumentParser(
         prog="alphawatch", description="Operational monitor for machine-learning alpha models (Taiwan equities)."
     )
@@ -92,7 +93,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     schema.set_defaults(func=cmd_schema)
 
-    for _names, module_name, function in PLUGGED_COMMANDS if only is None else ():
+    plugged = [] if command in OWN_COMMANDS else [p for p in PLUGGED_COMMANDS if command in p[0]] or PLUGGED_COMMANDS
+    for _names, module_name, function in plugged:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -152,8 +154,7 @@ def _client(args: argparse.Namespace, write: bool, admin: bool = False) -> tuple
     url = args.url
     token = args.token or os.environ.get("ALPHAWATCH_TOKEN")
     if url is None or (write and token is None):
-        from alphawatch.daemon.config import load_config
-        from alphawatch.daemon.main import token_file
+        from alphawatch.daemon.config import load_config, token_file
 
         config = load_config(args.config)
         if url is None:

@@ -73,6 +73,11 @@ class DaemonSettings:
     delivery: DeliverySettings = DeliverySettings()
 
 
+def token_file(settings: DaemonSettings) -> Path:
+    """Where the generated token lives when the configuration names none: beside the state file, mode 0600."""
+    return settings.state.with_name(settings.state.name + ".token")
+
+
 @dataclass(frozen=True)
 class RuleConfig:
     """One configured rule: the common keys, and ``rule``, the kind's own settings."""

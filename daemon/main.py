@@ -32,7 +32,7 @@ from alphawatch.channels._transport import http_client
 from alphawatch.daemon.alerts import INACTIVE, Transition
 from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
-from alphawatch.daemon.config import Config, DaemonSettings, RuleConfig, load_config
+from alphawatch.daemon.config import Config, RuleConfig, load_config, token_file
 from alphawatch.daemon.engine import Actor, Engine
 from alphawatch.daemon.errors import ConfigError, StoreError
 from alphawatch.daemon.ingest import Batch
@@ -57,11 +57,6 @@ CHECKPOINT_EVERY = 5.0
 # than those (httpx's default is 100 connections shared by every channel). Idle connections kept: few, as
 # httpcore looks at every connection for each idle one it keeps.
 HTTP_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=16)
-
-
-def token_file(settings: DaemonSettings) -> Path:
-    """Where the generated token lives when the configuration names none: beside the state file, mode 0600."""
-    return settings.state.with_name(settings.state.name + ".token")
 
 
 def read_or_create_token(path: Path) -> str:

@@ -116,8 +116,7 @@ def _request(args: argparse.Namespace, method: str, path: str, body: Any = None)
 
 
 def _admin_token(config: str) -> str | None:
-    from alphawatch.daemon.config import load_config
-    from alphawatch.daemon.main import token_file
+    from alphawatch.daemon.config import load_config, token_file
 
     try:
         loaded = load_config(config)

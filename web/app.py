@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import importlib
 import json
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -102,10 +101,10 @@ def create_app(daemon: Daemon) -> Starlette:
         return JSONResponse(report, status_code=200 if report["status"] != "down" else 503)
 
     async def alerts(request: Request) -> Response:
-        states = _states(request.query_params.get("state", "pending,firing"), ALERT_STATES)
+        states = query_states(request.query_params.get("state", "pending,firing"), ALERT_STATES)
         if states is None:
             return error(400, f"state is a comma-separated list of {', '.join(ALERT_STATES)}")
-        limit = _limit(request.query_params.get("limit"))
+        limit = query_limit(request.query_params.get("limit"))
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")
         rows = await daemon.alerts(states, request.query_params.get("rule"), limit)
@@ -119,10 +118,10 @@ def create_app(daemon: Daemon) -> Starlette:
         return JSONResponse({"rules": await daemon.rules()})
 
     async def notifications(request: Request) -> Response:
-        states = _states(request.query_params.get("state", "pending,dead"), NOTIFICATION_STATES)
+        states = query_states(request.query_params.get("state", "pending,dead"), NOTIFICATION_STATES)
         if states is None:
             return error(400, f"state is a comma-separated list of {', '.join(NOTIFICATION_STATES)}")
-        limit = _limit(request.query_params.get("limit"))
+        limit = query_limit(request.query_params.get("limit"))
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")
         return JSONResponse({"notifications": await daemon.notifications(states, limit)})
@@ -193,18 +192,16 @@ def create_app(daemon: Daemon) -> Starlette:
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
 
 
-def _states(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+def query_states(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A ``state=a,b`` query parameter: its states, or ``None`` when it names one outside ``allowed``."""
     states = tuple(s.strip() for s in raw.split(",") if s.strip())
     return states if states and all(s in allowed for s in states) else None
 
 
-def _limit(raw: str | None) -> int | None:
+def query_limit(raw: str | None) -> int | None:
+    """A ``limit`` query parameter: 1000 when absent, ``None`` when not a whole number from 1 to 10000."""
     if raw is None:
         return 1000
     if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
         return None
     return int(raw)
-
-
-def json_number(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,7 +24,7 @@ from alphawatch.daemon import silences as silence_store
 from alphawatch.daemon.acks import NotFiring, UnknownAlert, check_ack
 from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
 from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
-from alphawatch.web.app import BodyTooLarge, Handler, error, guarded, read_body
+from alphawatch.web.app import BodyTooLarge, Handler, error, guarded, query_limit, query_states, read_body
 
 if TYPE_CHECKING:
     from alphawatch.daemon.main import Daemon
@@ -36,20 +35,11 @@ SILENCE_STATES = ("pending", "active", "expired")
 class SuppressionApi:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self._lock = trio.Lock()
 
     async def suppressions(self) -> Suppressions:
-        """The daemon's :class:`Suppressions` (made here, once, if the daemon has none yet)."""
-        found: Suppressions | None = getattr(self.daemon, "suppressions", None)
-        if found is not None:
-            return found
-        async with self._lock:
-            found = getattr(self.daemon, "suppressions", None)
-            if found is None:
-                rules = getattr(self.daemon.config, "inhibit_rules", ())
-                found = await Suppressions.load(self.daemon.store, rules, now=self.daemon.clock.now())
-                self.daemon.suppressions = found
-            return found
+        """The daemon's :class:`Suppressions` (loaded before the web server starts)."""
+        assert self.daemon.suppressions is not None, "the daemon loads its suppressions before serving"
+        return self.daemon.suppressions
 
     async def _json(self, request: Request) -> tuple[Any, Response | None]:
         limit = self.daemon.config.daemon.max_body
@@ -78,10 +68,10 @@ class SuppressionApi:
 
     async def list_silences(self, request: Request) -> Response:
         raw = request.query_params.get("state", "pending,active")
-        states = tuple(s.strip() for s in raw.split(",") if s.strip())
-        if not states or not all(s in SILENCE_STATES for s in states):
+        states = query_states(raw, SILENCE_STATES)
+        if states is None:
             return error(400, f"state is a comma-separated list of {', '.join(SILENCE_STATES)}")
-        limit = _whole(request.query_params.get("limit"), 1000, 1, 10_000)
+        limit = query_limit(request.query_params.get("limit"))
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")
         now = self.daemon.clock.now()
@@ -137,7 +127,7 @@ class SuppressionApi:
     # the record ----------------------------------------------------------------------------------------------
     async def alert_suppressions(self, request: Request) -> Response:
         fingerprint = request.path_params["fingerprint"]
-        limit = _whole(request.query_params.get("limit"), 1000, 1, 10_000)
+        limit = query_limit(request.query_params.get("limit"))
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")
         store = self.daemon.store
@@ -169,7 +159,7 @@ class SuppressionApi:
 
     async def all_suppressions(self, request: Request) -> Response:
         params = request.query_params
-        limit = _whole(params.get("limit"), 1000, 1, 10_000)
+        limit = query_limit(params.get("limit"))
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")
         since = None
@@ -192,14 +182,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _whole(raw: str | None, default: int, low: int, high: int) -> int | None:
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        return None
-    return int(raw)
 
 
 def routes(daemon: Daemon) -> list[Route]:

@@ -26,7 +26,7 @@ from alphawatch.channels._templates import (
     render,
     render_string,
 )
-from alphawatch.channels.webhook import RETRYABLE_STATUS, _retry_after, post
+from alphawatch.channels.webhook import post
 
 GSM7 = "GSM-7"
 UCS2 = "UCS-2"
@@ -215,26 +215,7 @@ class Sms(Channel):
             **self.settings.get("headers", {}),
         }
         method = str(self.settings.get("method", "POST"))
-        if method == "POST":
-            await post(http, self.settings["url"], body, headers, self.timeout)
-        else:
-            await _request(http, method, self.settings["url"], body, headers, self.timeout)
-
-
-async def _request(
-    http: httpx.AsyncClient, method: str, url: str, body: bytes, headers: dict[str, str], seconds: float
-) -> None:
-    # webhook.post() for methods other than POST, with the same mapping of failures (and no URL in messages).
-    try:
-        response = await http.request(method, url, content=body, headers=headers, timeout=seconds)
-    except httpx.TimeoutException:
-        raise DeliveryError(f"timed out after {seconds:g}s") from None
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"connection failed: {type(exc).__name__}") from None
-    if not response.is_success:
-        retryable = response.status_code in RETRYABLE_STATUS or response.status_code >= 500
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        raise DeliveryError(f"HTTP {response.status_code}", retryable=retryable, retry_after=retry_after)
+        await post(http, self.settings["url"], body, headers, self.timeout, method)
 
 
 def _form_value(value: object) -> str:

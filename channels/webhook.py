@@ -43,10 +43,13 @@ class Webhook(Channel):
         await post(http, self.settings["url"], body.encode(), headers, self.timeout)
 
 
-async def post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], seconds: float) -> None:
-    """POST once; map every failure to :class:`DeliveryError` without the URL (it may hold a secret)."""
+async def post(
+    http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], seconds: float, method: str = "POST"
+) -> None:
+    """Send once (POST unless told otherwise); map every failure to :class:`DeliveryError` without the URL (it may
+    hold a secret)."""
     try:
-        response = await http.post(url, content=body, headers=headers, timeout=seconds)
+        response = await http.request(method, url, content=body, headers=headers, timeout=seconds)
     except httpx.TimeoutException:
         raise DeliveryError(f"timed out after {seconds:g}s") from None
     except httpx.HTTPError as exc:

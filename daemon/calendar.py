@@ -48,7 +48,7 @@ from alphawatch.daemon.calendar_model import (
 )
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
-from alphawatch.daemon.yamlpos import Located, load_located
+from alphawatch.daemon.yamlpos import Located, format_path, load_located
 
 __all__ = [
     "CALENDAR_SCHEMA",
@@ -130,7 +130,7 @@ class _FastLoader(yaml.CSafeLoader):
 @lru_cache(maxsize=64)
 def _parse(name: str, text: str, *, located: bool = False) -> tuple[Located, tuple[Problem, ...]]:
     """The document, fast (no positions) unless ``located``: problems are then found again with positions."""
-    if not located and hasattr(yaml, "CSafeLoader"):
+    if not located:
         try:
             return Located(yaml.load(text, Loader=_FastLoader), name, {}), ()
         except yaml.YAMLError:
@@ -195,9 +195,7 @@ def _read(paths: list[str | Path], problems: list[Problem], locate: Locate | Non
 
 
 def _config_locator(path: KeyPath, message: str) -> Problem:
-    return Problem(
-        "config", 0, 0, "calendar" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path), message
-    )
+    return Problem("config", 0, 0, format_path(("calendar", *path)), message)
 
 
 def load_calendars(

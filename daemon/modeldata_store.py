@@ -129,15 +129,7 @@ def _daily_ic(db: sqlite3.Connection, model: str, day: str, horizon: int, min_as
     return (value if np.isfinite(value) else None), int(result.n_assets[0])
 
 
-# reads for the API and the drift rules -------------------------------------------------------------------------
-
-
-def dates_of(db: sqlite3.Connection, kind: str, model: str) -> list[str]:
-    """The dates with a ``kind`` (``predictions`` or ``features``) cross-section of ``model``, oldest first."""
-    rows = db.execute(
-        "SELECT date FROM md_cross_sections WHERE kind = ? AND model = ? ORDER BY date", (kind, model)
-    ).fetchall()
-    return [r[0] for r in rows]
+# reads for the API -------------------------------------------------------------------------------------------
 
 
 def ic_series(db: sqlite3.Connection, model: str, horizon: int) -> list[tuple[str, float | None, int]]:

@@ -29,6 +29,7 @@ from alphawatch.daemon.calendar import Calendar, Calendars, Locate, to_epoch
 from alphawatch.daemon.calendar_model import _EPOCH, DAY, UTC_OFFSET
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
+from alphawatch.daemon.yamlpos import format_path
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 DURATION = r"(\d+(\.\d+)?(ms|s|m|h|d|w))+"
@@ -263,7 +264,7 @@ class Windows(Mapping[str, Window]):
 
 
 def _config_locator(path: tuple[str | int, ...], message: str) -> Problem:
-    return Problem("config", 0, 0, "windows" + "".join(f".{p}" for p in path), message)
+    return Problem("config", 0, 0, format_path(("windows", *path)), message)
 
 
 def build_windows(config: Mapping[str, Any] | None, calendars: Calendars, *, locate: Locate | None = None) -> Windows:

@@ -147,7 +147,8 @@ class RuleKind:
     """Base of rule kinds. A subclass sets ``kind`` and ``schema``; an instance is one configured rule's settings.
 
     ``schema`` is the JSON Schema ``properties`` of the kind's own keys (the common keys — name, kind, labels,
-    annotations, severity, for, keep_firing_for, repeat_interval — are added by the config). ``required`` lists
+    annotations, severity, description, for, keep_firing_for, active_during, muted_during — are added by the
+    config). ``required`` lists
     the kind's mandatory keys. Instances compare equal when their settings do, which decides on reload whether
     a rule changed.
     """

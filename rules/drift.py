@@ -256,6 +256,7 @@ class DriftEvaluator(Evaluator):
             return insufficient(labels, "the reference has no features", **common)
         adjusted = stats.adjust_pvalues(np.array(pvalues, dtype=np.float64), rule.correction).tolist()
         n_numeric = len(report.names) if report is not None else 0
+        drifted = None  # the numeric features' verdicts by the rule's method, computed once
         for i in range(len(names)):
             if not usable[i]:
                 flags.append(False)
@@ -265,7 +266,9 @@ class DriftEvaluator(Evaluator):
                 flags.append(adjusted[i] < ks_alpha)
             else:
                 assert report is not None
-                flags.append(bool(report.drifted(rule.method)[i]))
+                if drifted is None:
+                    drifted = report.drifted(rule.method)
+                flags.append(bool(drifted[i]))
         self._save_scores(db, model, current[-1], scores, dict(zip(names, adjusted, strict=True)))
         return _decide(rule, labels, names, usable, flags, adjusted, report, common)
 

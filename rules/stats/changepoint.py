@@ -1,7 +1,8 @@
 """Change-point detectors for a derived series (daily IC, rolling Sharpe, a drift score).
 
-Both are streaming: the state is a small mutable dataclass updated one value at a time, and it round-trips
-through JSON so the daemon can persist it between runs. NaN values are skipped (no update, no alarm).
+Both are streaming: the state is a small mutable dataclass updated one value at a time (the daemon's rule runs
+the detector again over the values it keeps; the JSON round trip serves ``alphawatch stats``). NaN values are
+skipped (no update, no alarm).
 
 - Tabular CUSUM (Page 1954): with ``z = (x − μ0)/σ``,
   ``S⁺ = max(0, S⁺ + z − k)``, ``S⁻ = max(0, S⁻ − z − k)``; alarm when ``S⁺ > h`` (upward) or ``S⁻ > h``

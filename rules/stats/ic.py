@@ -224,10 +224,6 @@ def ic_test(
     return ICTest(OK, "", n, mean, std, mean / std, hit, lag, se, t, p, df, "baseline" if use_base else "window")
 
 
-def _hac_mean_var(x: NDArray[np.float64], lag: int) -> tuple[float, float]:
-    return float(x.mean()), newey_west_long_run_variance(x, lag) / x.size
-
-
 def ic_decline(
     current: ArrayLike,
     baseline: ArrayLike,
@@ -266,7 +262,7 @@ def ic_decline(
         if not v > 0.0:
             return ICDecline(INSUFFICIENT, "baseline IC values are constant", mc, mb, mc - mb, lag=lag, method=method)
     else:
-        vc, vb = _hac_mean_var(c, lag)[1], _hac_mean_var(b, lag)[1]
+        vc, vb = newey_west_long_run_variance(c, lag) / c.size, newey_west_long_run_variance(b, lag) / b.size
         if not vc + vb > 0.0:
             return ICDecline(INSUFFICIENT, "both IC windows are constant", mc, mb, mc - mb, lag=lag, method=method)
         v = vc + vb

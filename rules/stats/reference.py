@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ReferenceSummary", "sort_into", "sorted_columns"]
+__all__ = ["ReferenceSummary", "sort_into"]
 
 _BLOCK = 8  # features sorted at a time: bounds the temporaries to a small slice of the rows
 
@@ -33,18 +33,6 @@ def sort_into(block: NDArray[np.float64], out: NDArray[np.float64]) -> NDArray[n
             row[~finite] = np.nan  # ±inf would sort as values; treat as missing
     out.sort(axis=1)
     return counts
-
-
-def sorted_columns(rows: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Rows × features → (features × rows) matrix with each feature's values sorted, non-finite values
-    moved to the end as NaN, and the finite count per feature."""
-    x = np.asarray(rows, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise ValueError(f"expected rows × features, got shape {x.shape}")
-    cols = np.empty((x.shape[1], x.shape[0]))
-    return cols, sort_into(x, cols)
 
 
 def _quantiles(sorted_cols: NDArray[np.float64], n: NDArray[np.int64], q: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -451,29 +451,7 @@ class Bench:
         for port in ports:
             if not self.peer.port_free(port):
                 sys.exit(f"port {port} on 127.0.0.1 is busy; pass other ports (--hook-port/--am-port/--am-hook-port)")
-        git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
-        ).stdout.strip()
-        if a.rev:
-            snap = os.path.join(self.wd, "snapshot")
-            shutil.rmtree(snap, ignore_errors=True)
-            pkg = os.path.join(snap, "alphawatch")
-            os.makedirs(pkg)
-            archive = subprocess.run(
-                ["git", "-C", ROOT, "archive", a.rev, "daemon", "rules", "channels", "web"],
-                capture_output=True,
-                check=True,
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", pkg], input=archive, check=True)
-            subprocess.run([VENV_PY, "-m", "compileall", "-q", pkg], check=True)  # as scripts/install does
-            self.daemon_env["PYTHONPATH"] = snap
-            launcher = "import sys; from alphawatch.daemon.cli import main; sys.exit(main())"
-            self.daemon_argv = [VENV_PY, "-c", launcher]
-            code = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", a.rev], capture_output=True, text=True)
-            measured = f"{code.stdout.strip()} (git archive of {a.rev})"
-        else:
-            measured = f"working tree at {git.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
+        measured = self.use_code(a.rev)
         check = subprocess.run(
             [VENV_PY, "-c", "import alphawatch.daemon as d; print(d.__file__)"],
             capture_output=True,
@@ -505,6 +483,30 @@ class Bench:
             "mem_total_kB": self.peer._mem_total(),
             "loadavg_at_start": os.getloadavg(),
         }
+
+    def use_code(self, rev: str | None) -> str:
+        """Run the daemons from ``rev`` (a compiled ``git archive`` of it, on PYTHONPATH) or, without one, from the
+        working tree (.venv's editable install); returns what is measured, for the results."""
+        if not rev:
+            git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+            dirty = subprocess.run(
+                ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+            ).stdout.strip()
+            return f"working tree at {git.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
+        snap = os.path.join(self.wd, "snapshot")
+        shutil.rmtree(snap, ignore_errors=True)
+        pkg = os.path.join(snap, "alphawatch")
+        os.makedirs(pkg)
+        archive = subprocess.run(
+            ["git", "-C", ROOT, "archive", rev, "daemon", "rules", "channels", "web"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", pkg], input=archive, check=True)
+        subprocess.run([VENV_PY, "-m", "compileall", "-q", pkg], check=True)  # as scripts/install does
+        self.daemon_env["PYTHONPATH"] = snap
+        launcher = "import sys; from alphawatch.daemon.cli import main; sys.exit(main())"
+        self.daemon_argv = [VENV_PY, "-c", launcher]
+        code = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", rev], capture_output=True, text=True)
+        return f"{code.stdout.strip()} (git archive of {rev})"
 
     def start_recorder(self, port: int, name: str) -> Any:
         path = os.path.join(self.wd, f"{name}.jsonl")

@@ -421,30 +421,7 @@ class Bench:
         for port in (a.am_port, a.am_hook_port, a.aw_hook_port):
             if not PEER.port_free(port):
                 sys.exit(f"port {port} on 127.0.0.1 is busy; pass other ports")
-        git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", "daemon", "rules", "channels",
-             "web"],
-            capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-        if a.rev:
-            snap = os.path.join(self.wd, "snapshot")
-            shutil.rmtree(snap, ignore_errors=True)
-            pkg = os.path.join(snap, "alphawatch")
-            os.makedirs(pkg)
-            archive = subprocess.run(
-                ["git", "-C", ROOT, "archive", a.rev, "daemon", "rules", "channels", "web"],
-                capture_output=True,
-                check=True,
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", pkg], input=archive, check=True)
-            self.dbench.daemon_env["PYTHONPATH"] = snap
-            launcher = "import sys; from alphawatch.daemon.cli import main; sys.exit(main())"
-            self.dbench.daemon_argv = [bd.VENV_PY, "-c", launcher]
-            code = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", a.rev], capture_output=True, text=True)
-            measured = f"{code.stdout.strip()} (git archive of {a.rev})"
-        else:
-            measured = f"working tree at {git.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
+        measured = self.dbench.use_code(a.rev)
         v = subprocess.run([AM_BINARY, "--version"], capture_output=True, text=True)
         self.res["meta"] = {
             "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),

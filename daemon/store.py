@@ -293,6 +293,34 @@ class Queued:
         return document
 
 
+_SERIES_PER_INSERT = 200
+
+
+def _add_series(
+    db: sqlite3.Connection, latest: dict[tuple[str, Labels], tuple[float, float]]
+) -> dict[tuple[str, Labels], int]:
+    """Insert the series of ``latest`` (series key → its last sample in the batch), a few hundred per statement,
+    with that last sample; a series already stored keeps the later of the two. Returns each one's id."""
+    ids: dict[tuple[str, Labels], int] = {}
+    keys = list(latest)
+    for start in range(0, len(keys), _SERIES_PER_INSERT):
+        chunk = keys[start : start + _SERIES_PER_INSERT]
+        by_text = {(metric, dump_labels(labels)): (metric, labels) for metric, labels in chunk}
+        params = [x for (metric, text), key in by_text.items() for x in (metric, text, *latest[key])]
+        rows = db.execute(
+            "INSERT INTO series (metric, labels, last_ts, last_value) VALUES "
+            + ",".join(["(?, ?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT (metric, labels) DO UPDATE SET"
+            " last_ts = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_ts, last_ts),"
+            " last_value = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_value, last_value)"
+            " RETURNING id, metric, labels",
+            params,
+        ).fetchall()
+        for series_id, metric, text in rows:
+            ids[by_text[(metric, text)]] = series_id
+    return ids
+
+
 def dump_labels(labels: Labels | dict[str, str]) -> str:
     """The canonical text of a label set (sorted keys, compact): what identifies a series in the store."""
     if isinstance(labels, tuple):
@@ -453,27 +481,22 @@ class Store:
 
         def work(db: sqlite3.Connection) -> None:
             cache = self._series
-            new_ids: dict[tuple[str, Labels], int] = {}
-            values = []
-            latest: dict[int, tuple[float, float, int]] = {}
+            latest: dict[tuple[str, Labels], tuple[float, float]] = {}
+            for metric, labels, ts, value in samples:
+                key = (metric, labels)
+                last = latest.get(key)
+                if last is None or ts >= last[0]:
+                    latest[key] = (ts, value)
             with db:
-                for metric, labels, ts, value in samples:
-                    key = (metric, labels)
-                    series_id = cache.get(key) or new_ids.get(key)
-                    if series_id is None:
-                        series_id = new_ids[key] = db.execute(
-                            "INSERT INTO series (metric, labels) VALUES (?, ?)"
-                            " ON CONFLICT DO UPDATE SET metric=metric RETURNING id",
-                            (metric, dump_labels(labels)),
-                        ).fetchone()[0]
-                    values.append((ts, series_id, value))
-                    last = latest.get(series_id)
-                    if last is None or ts >= last[0]:
-                        latest[series_id] = (ts, value, series_id)
-                db.executemany("INSERT OR REPLACE INTO samples (ts, series_id, value) VALUES (?, ?, ?)", values)
+                new_ids = _add_series(db, {k: v for k, v in latest.items() if k not in cache})
+                known = cache | new_ids if new_ids else cache
+                db.executemany(
+                    "INSERT OR REPLACE INTO samples (ts, series_id, value) VALUES (?, ?, ?)",
+                    [(ts, known[(metric, labels)], value) for metric, labels, ts, value in samples],
+                )
                 db.executemany(
                     "UPDATE series SET last_ts = ?1, last_value = ?2 WHERE id = ?3 AND coalesce(last_ts <= ?1, 1)",
-                    latest.values(),
+                    [(ts, value, cache[key]) for key, (ts, value) in latest.items() if key not in new_ids],
                 )
             cache.update(new_ids)  # only after the commit: a rolled-back series id must not be remembered
 

@@ -10,6 +10,7 @@ import pytest
 from alphawatch.daemon.errors import StoreError
 from alphawatch.daemon.store import MIGRATIONS, open_store
 from alphawatch.rules import Sample, Selector
+from alphawatch.rules._base import parse_matcher
 
 NOW = 1_780_000_000.0
 
@@ -68,6 +69,23 @@ async def test_a_series_keeps_its_last_sample_until_the_retention_forgets_it(tmp
         assert [(s.labels, s.ts, s.value) for s in loaded] == [(three, NOW - 40, 3.0), (one, NOW - 10, 2.0)]
         latest = await store.load_samples(Selector("m"), NOW - 5, latest_only=True)
         assert [(s.labels, s.ts, s.value) for s in latest] == [(one, NOW - 10, 2.0), (three, NOW - 40, 3.0)]
+
+
+async def test_series_first_seen_in_a_batch_or_after_a_restart_keep_their_latest_sample(tmp_path: Path) -> None:
+    many = [Sample("m", (("id", str(i)),), NOW - 30, float(i)) for i in range(450)]  # more than one statement
+    async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples([*many, Sample("m", (("id", "0"),), NOW - 20, 100.0)])
+        await store.insert_samples([Sample("m", (("id", "1"),), NOW - 10, 7.0)])
+    async with open_store(tmp_path / "state.db") as store:  # a restart: the series are in the file only
+        await store.insert_samples([Sample("m", (("id", "0"),), NOW - 25, -1.0), Sample("m", (("id", "2"),), NOW, 8.0)])
+        latest = {s.labels: (s.ts, s.value) for s in await store.load_samples(Selector("m"), NOW, latest_only=True)}
+        assert len(latest) == 450
+        assert latest[(("id", "0"),)] == (NOW - 20, 100.0)  # the late sample after the restart did not replace it
+        assert latest[(("id", "1"),)] == (NOW - 10, 7.0)
+        assert latest[(("id", "2"),)] == (NOW, 8.0)
+        assert latest[(("id", "449"),)] == (NOW - 30, 449.0)
+        stored = await store.load_samples(Selector("m", (parse_matcher('id="0"'),)), NOW - 60)
+        assert [(s.ts, s.value) for s in stored] == [(NOW - 30, 0.0), (NOW - 25, -1.0), (NOW - 20, 100.0)]
 
 
 async def test_samples_of_a_schema_4_file_survive_the_migration(tmp_path: Path) -> None:

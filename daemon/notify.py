@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from alphawatch.daemon.alerts import RESOLVED, Transition
@@ -19,7 +20,9 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 _PLACEHOLDER = re.compile(r"\{\{\s*(value|(labels|details)\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
 
 
+@lru_cache(maxsize=1024)
 def rfc3339(ts: float) -> str:
+    # alerts that fire together share their instants: a burst formats a few, not one per alert
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

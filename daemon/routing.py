@@ -23,7 +23,7 @@ import jsonschema
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.windows import WINDOW_REF_SCHEMA
-from alphawatch.rules._base import Matcher, parse_matcher
+from alphawatch.rules._base import Labels, Matcher, parse_matcher
 
 KeyPath = tuple[str | int, ...]
 Locate = Callable[[KeyPath, str], Problem]
@@ -329,6 +329,31 @@ def trace_routes(
         return found or [node]
 
     return Routing(tuple(walk(tree)), tuple(muted))
+
+
+def remembering_router(tree: RouteNode) -> Callable[[Labels], Routing] | None:
+    """:func:`trace_routes` for a tree without time windows, remembered per the values of the labels its matchers
+    name: nothing else decides the answer then. ``None`` for a tree with windows (the answer depends on the time).
+    """
+    nodes = list(tree.walk())
+    if any(node.active_during or node.muted_during for node in nodes):
+        return None
+    names = frozenset(m.name for node in nodes for m in node.matchers)
+    known: dict[Labels, Routing] = {}
+
+    def route(labels: Labels) -> Routing:
+        key = tuple(pair for pair in labels if pair[0] in names)
+        routing = known.get(key)
+        if routing is None:
+            if len(known) >= _ROUTINGS_KEPT:
+                known.clear()
+            routing = known[key] = trace_routes(tree, dict(labels))
+        return routing
+
+    return route
+
+
+_ROUTINGS_KEPT = 4096
 
 
 def names_emergency(matchers: Collection[Matcher]) -> bool:

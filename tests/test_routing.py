@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import textwrap
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from alphawatch.daemon.routing import (
     match_routes,
     names_emergency,
     release_at,
+    remembering_router,
     trace_routes,
 )
 from alphawatch.daemon.routing_cli import add_parser
@@ -237,6 +239,25 @@ def test_without_a_time_windows_are_not_looked_at() -> None:
     assert paths(match_routes(root, {"severity": "critical"})) == ["0.0"]
     with pytest.raises(ValueError, match="window_active"):
         match_routes(root, {"severity": "critical"}, at=0.0)
+
+
+def test_the_remembering_router_answers_as_the_walk_does() -> None:
+    from tests.test_routing_amtool import random_labels, random_tree
+
+    for seed in range(4):
+        root = tree(random_tree(seed))
+        route = remembering_router(root)
+        assert route is not None
+        rng = random.Random(seed)
+        for _ in range(200):
+            labels = {**random_labels(rng), "id": str(rng.random())}  # a label no matcher names: not in the key
+            walked = trace_routes(root, labels)
+            assert route(tuple(sorted(labels.items()))) == walked
+            assert route(tuple(sorted(labels.items()))) == walked  # remembered
+
+
+def test_a_tree_with_time_windows_is_walked_every_time() -> None:
+    assert remembering_router(tree(TRADING_ROUTES)) is None
 
 
 def test_emergency_ignores_windows_of_routes_that_do_not_name_it() -> None:

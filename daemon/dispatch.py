@@ -24,7 +24,15 @@ from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
 from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.escalation import Policy, policy_for
 from alphawatch.daemon.notify import alert_document
-from alphawatch.daemon.routing import RouteNode, group_key_text, group_labels, release_at, trace_routes
+from alphawatch.daemon.routing import (
+    RouteNode,
+    Routing,
+    group_key_text,
+    group_labels,
+    release_at,
+    remembering_router,
+    trace_routes,
+)
 from alphawatch.daemon.store import Outgoing
 from alphawatch.daemon.suppression import Reason, Suppressed
 from alphawatch.rules import Labels
@@ -173,6 +181,7 @@ class Dispatcher:
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
         self.acknowledged: AckCheck = lambda *_: None
+        self._router: tuple[RouteNode | None, Callable[[Labels], Routing] | None] = (None, None)
 
     # configuration ----------------------------------------------------------------------------------------
     def nodes(self) -> dict[str, RouteNode]:
@@ -253,7 +262,10 @@ class Dispatcher:
 
     # alerts in ---------------------------------------------------------------------------------------------
     def route(self, rule: RuleConfig, transitions: Iterable[Transition], now: float) -> Writes:
-        """Put alerts that fired into their groups and mark resolved ones; flush what is due right away."""
+        """Put alerts that fired into their groups and mark resolved ones; flush what is due right away.
+
+        An alert joins as of its transition (a rule that fell behind evaluates batches as of their arrival):
+        a group's ``group_wait`` counts from the arrival of the data that fired its first alert."""
         writes = Writes()
         for t in transitions:
             alert = t.alert
@@ -263,10 +275,13 @@ class Dispatcher:
                 doc = alert_document(rule, t, self.config.daemon.external_url)
                 text = _dumps(doc)
                 member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels, text)
-                self._join(member, now, writes)
+                fired_at = min(t.at, now)
+                self._join(member, fired_at, writes)
                 policy = policy_for(self.config.escalations, doc["labels"]) if self.config.escalations else None
                 if policy is not None and alert.fingerprint not in self.escalating:
-                    escalating = Escalating(alert.fingerprint, rule.name, policy.name, alert.active_at, now, 0, text)
+                    escalating = Escalating(
+                        alert.fingerprint, rule.name, policy.name, alert.active_at, fired_at, 0, text
+                    )
                     self.escalating[alert.fingerprint] = escalating
                     writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
@@ -297,7 +312,13 @@ class Dispatcher:
         if route is None:
             return
         labels = member.labels
-        routing = trace_routes(route, labels, at=now, window_active=self._window_active)
+        tree, router = self._router
+        if tree is not route:
+            tree, router = self._router = (route, remembering_router(route))
+        if router is not None:
+            routing = router(member.pairs)
+        else:
+            routing = trace_routes(route, labels, at=now, window_active=self._window_active)
         for node in routing.routes:
             if not node.channels:
                 continue

@@ -2,18 +2,23 @@
 
 An actor owns its rule's evaluator and alert tracker. It wakes for a batch of samples or at the exact instant
 its rule or its alerts next need the clock (``for``, ``keep_firing_for``, a window edge, a repeat), never on a
-polling tick. :meth:`Engine.apply` diffs two configurations by equality: unchanged rules keep their actor, their
-timers and their alerts; changed rules restart; removed rules stop and resolve their alerts.
+polling tick. A rule that fell behind a burst of ingest requests lets the burst end, then evaluates each waiting
+batch as of its arrival: the requests are answered sooner, and the alerts carry the times they would have had
+(a notification group's ``group_wait`` counts from there).
+
+:meth:`Engine.apply` diffs two configurations by equality: unchanged rules keep their actor, their timers and
+their alerts; changed rules restart; removed rules stop and resolve their alerts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -31,6 +36,13 @@ from alphawatch.rules import Condition, Evaluator, Sample, Selector
 log = logging.getLogger("alphawatch.engine")
 
 INBOX_SIZE = 4096
+LULL = 0.005
+"""A rule behind a burst of ingest requests waits until none has run for this long (the client's turnaround
+between two requests is well under it) …"""
+LULL_AT_MOST = 0.5
+"""… but evaluates the oldest waiting batch no later than this after its arrival, whatever the ingest load."""
+COMMIT_CHUNK = 250
+"""Transitions per dispatcher step and write: a long backlog is committed in steps, group flushes in between."""
 RULE_FAILED = RuleConfig(
     name="AlphawatchRuleFailed",
     kind="internal",
@@ -51,14 +63,20 @@ CALENDAR_EXPIRING = RuleConfig(
 CALENDAR_CHECK_EVERY = 6 * 3600.0
 
 
+Arrival = tuple[float, list[Sample]]
+"""A batch of samples for one actor, with the instant it was handed over."""
+
+
 @dataclass
 class Actor:
     config: RuleConfig
     state: Supervised
-    send: trio.MemorySendChannel[list[Sample]]
-    receive: trio.MemoryReceiveChannel[list[Sample]]
+    send: trio.MemorySendChannel[Arrival]
+    receive: trio.MemoryReceiveChannel[Arrival]
     cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
     resync: bool = False
+    behind: bool = False
+    """An ingest request was running when the actor finished its last step: its next batch waits for a lull."""
     firing: int = 0
     pending: int = 0
 
@@ -90,6 +108,9 @@ class Engine:
         self._dispatch_changed = trio.Event()
         self.suppressions: Suppressions | None = None
         """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
+        self._ingesting = 0
+        self._ingest_ended_at = -math.inf
+        self._ingest_ended = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the actors of the current configuration until cancelled."""
@@ -153,7 +174,7 @@ class Engine:
 
     def _start(self, rule: RuleConfig) -> None:
         assert self._nursery is not None
-        send, receive = trio.open_memory_channel[list[Sample]](INBOX_SIZE)
+        send, receive = trio.open_memory_channel[Arrival](INBOX_SIZE)
         actor = Actor(rule, Supervised(rule.name), send, receive)
         self.actors[rule.name] = actor
         self._reindex()
@@ -175,14 +196,40 @@ class Engine:
             for selector, actor in index.get(sample.metric, ()):
                 if selector.matches(sample):
                     batches.setdefault(id(actor), (actor, []))[1].append(sample)
+        now = self.clock.now()
         for actor, batch in batches.values():
             try:
-                actor.send.send_nowait(batch)
+                actor.send.send_nowait((now, batch))
             except trio.WouldBlock:
                 actor.resync = True
                 log.warning(
                     "rule inbox full; it will reload its samples from the store", extra={"rule": actor.config.name}
                 )
+
+    @contextmanager
+    def ingesting(self) -> Iterator[None]:
+        """Around an ingest request, from its body to its answer: rules that fell behind wait for a lull."""
+        self._ingesting += 1
+        try:
+            yield
+        finally:
+            self._ingesting -= 1
+            self._ingest_ended_at = self.clock.now()
+            self._ingest_ended.set()
+            self._ingest_ended = trio.Event()
+
+    async def _lull(self, until: float) -> None:
+        """Return once no ingest request has run for :data:`LULL`, or at ``until``."""
+        while (now := self.clock.now()) < until:
+            if self._ingesting:
+                wake = until
+            else:
+                wake = self._ingest_ended_at + LULL
+                if now >= wake:
+                    return
+            ended = self._ingest_ended
+            with trio.move_on_at(self.clock.trio_deadline(min(wake, until))):
+                await ended.wait()
 
     # actors -----------------------------------------------------------------------------------------------
     async def _supervise(self, actor: Actor) -> None:
@@ -215,39 +262,43 @@ class Engine:
         if self._on_status is not None:
             await self._on_status(actor)
         now = self.clock.now()
+        earlier: list[Transition] = []
         while True:
             if actor.resync:
                 actor.resync = False
                 evaluator, tracker = await self._restore(rule)
+                earlier = []  # derived again from the stored samples
             if evaluator.reads_store:
                 await evaluator.refresh(self.store, now)
-            if rule.active_during or rule.muted_during:
-                evaluator.report_all()  # a window edge changes the answer of every series
-            conditions, wake = evaluator.evaluate(now, tracker.firing())
-            if rule.context is not None and (rule.active_during or rule.muted_during):
-                windows = rule.context.windows
-                if not all(windows[name].active(now) for name in rule.active_during):
-                    conditions = [Condition(c.labels, False, c.value, c.details) for c in conditions]
-                tracker.muted = any(windows[name].active(now) for name in rule.muted_during)
-                for name in (*rule.active_during, *rule.muted_during):
-                    wake = _earliest(wake, windows[name].next_edge(now))
-            transitions, deadline = tracker.update(conditions, now)
-            changed = _with_changes(tracker, transitions, now)
-            await self._commit(rule, changed)
+            transitions, next_at = _step(rule, evaluator, tracker, now)
+            await self._commit(rule, earlier + transitions)
+            earlier = []
             actor.firing = tracker.firing_count
             actor.pending = len(tracker.alerts) - actor.firing
-            next_at = _earliest(wake, deadline)
+            actor.behind = self._ingesting > 0
+            arrivals: list[Arrival] = []
             with trio.move_on_at(self.clock.trio_deadline(next_at)):
-                batch = await actor.receive.receive()
+                arrivals.append(await actor.receive.receive())
+            if arrivals and actor.behind:
+                await self._lull(min(arrivals[0][0] + LULL_AT_MOST, math.inf if next_at is None else next_at))
+            while True:  # take everything already queued before evaluating
+                try:
+                    arrivals.append(actor.receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            backlog = actor.behind or len(arrivals) > 1
+            at = now
+            for arrived, batch in arrivals:
                 for sample in batch:
                     evaluator.observe(sample)
-                while True:  # take everything already queued before evaluating once
-                    try:
-                        batch = actor.receive.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    for sample in batch:
-                        evaluator.observe(sample)
+                if backlog:  # each batch as of its arrival, as if evaluated then; the oldest are written first
+                    at = max(at, arrived)
+                    earlier += _step(rule, evaluator, tracker, at)[0]
+                    if len(earlier) >= COMMIT_CHUNK:
+                        await self._commit(rule, earlier)
+                        earlier = []
+                    else:
+                        await trio.lowlevel.checkpoint()  # requests meanwhile are answered between batches
             now = self.clock.now()
 
     async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
@@ -261,14 +312,14 @@ class Engine:
         return evaluator, Tracker(rule, alerts)
 
     async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
-        if not transitions:
-            return
-        with trio.CancelScope(shield=True):
-            async with self._dispatch_written():
-                writes = self.dispatcher.route(rule, transitions, self.clock.now())
-                queued = await self.store.apply(transitions, writes)
-        self._on_committed(rule, transitions, queued)
-        self.poke()
+        for start in range(0, len(transitions), COMMIT_CHUNK):
+            chunk = transitions[start : start + COMMIT_CHUNK]
+            with trio.CancelScope(shield=True):
+                async with self._dispatch_written():
+                    writes = self.dispatcher.route(rule, chunk, self.clock.now())
+                    queued = await self.store.apply(chunk, writes)
+            self._on_committed(rule, chunk, queued)
+            self.poke()
 
     # groups ------------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -371,6 +422,24 @@ async def _changed_then_cancel(event: trio.Event, scope: trio.CancelScope, engin
     await event.wait()
     engine.dispatcher.reconsider(engine.clock.now())
     scope.cancel()
+
+
+def _step(
+    rule: RuleConfig, evaluator: Evaluator, tracker: Tracker, now: float
+) -> tuple[list[Transition], float | None]:
+    """Evaluate the rule at ``now``: its transitions (with quiet ones to save) and when it next needs the clock."""
+    if rule.active_during or rule.muted_during:
+        evaluator.report_all()  # a window edge changes the answer of every series
+    conditions, wake = evaluator.evaluate(now, tracker.firing())
+    if rule.context is not None and (rule.active_during or rule.muted_during):
+        windows = rule.context.windows
+        if not all(windows[name].active(now) for name in rule.active_during):
+            conditions = [Condition(c.labels, False, c.value, c.details) for c in conditions]
+        tracker.muted = any(windows[name].active(now) for name in rule.muted_during)
+        for name in (*rule.active_during, *rule.muted_during):
+            wake = _earliest(wake, windows[name].next_edge(now))
+    transitions, deadline = tracker.update(conditions, now)
+    return _with_changes(tracker, transitions, now), _earliest(wake, deadline)
 
 
 def _with_changes(tracker: Tracker, transitions: list[Transition], now: float) -> list[Transition]:

@@ -383,3 +383,42 @@ async def test_alert_documents_follow_their_alerts_across_a_restart_and_a_new_ro
             {"model": "b"},
         ]
         assert {p["commonAnnotations"]["summary"] for p in moved} == {"a at 1.9", "b at 1.8"}
+
+
+BY_MODEL = GROUPED.replace("group_by: [alertname]", "group_by: [model]")
+
+
+async def test_a_rule_behind_a_burst_of_ingest_evaluates_after_it_with_the_arrival_times(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(BY_MODEL), start=START) as h:
+        with h.engine.ingesting():  # requests keep coming: the rule finishes a step while one runs
+            await h.push("gross", 1.9, model="a")
+            assert [a["active_at"] for a in await h.alerts()] == [START]
+            await h.advance(0.2)
+            await h.push("gross", 1.8, model="b")
+            await h.advance(0.2)
+            assert len(await h.alerts()) == 1  # b waits for the burst to end
+        await h.advance(0.01)
+        firing = {a["labels"]: a["active_at"] for a in await h.alerts()}
+        assert sorted(firing.values()) == [START, START + 0.2]  # as if evaluated when it came
+
+        # b's group waits group_wait from b's arrival, not from when the rule got to it
+        await h.advance(30 - 0.2 - 0.01 - 0.001)
+        assert [models(p) for p in await sent(h)] == [[("a", "firing")]]
+        await h.advance(0.002)
+        assert [models(p) for p in await sent(h)] == [[("a", "firing")], [("b", "firing")]]
+
+
+async def test_a_burst_of_ingest_that_never_ends_delays_a_rule_half_a_second_at_most(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(BY_MODEL), start=START) as h:
+        with h.engine.ingesting():
+            await h.push("gross", 1.9, model="a")
+            await h.advance(0.1)
+            await h.push("gross", 1.8, model="b")
+            await h.advance(0.49)
+            assert len(await h.alerts()) == 1
+            await h.advance(0.02)
+            assert sorted(a["active_at"] for a in await h.alerts()) == [START, START + 0.1]

@@ -81,16 +81,17 @@ PLUGGED_ROUTES = (("alphawatch.web.modeldata", "routes"), ("alphawatch.web.suppr
 
 def create_app(daemon: Daemon) -> Starlette:
     async def ingest(request: Request) -> Response:
-        try:
-            body = await read_body(request, daemon.config.daemon.max_body)
-        except BodyTooLarge:
-            return error(413, f"body larger than daemon.max_body ({daemon.config.daemon.max_body} bytes)")
-        try:
-            batch = parse_batch(body, daemon.clock.now(), daemon.config.daemon.max_label_bytes)
-        except IngestError as exc:
-            return error(exc.status, str(exc), items=[i.as_json() for i in exc.items])
-        await daemon.ingest(batch)
-        return JSONResponse({"accepted": len(batch.samples)})
+        with daemon.engine.ingesting():
+            try:
+                body = await read_body(request, daemon.config.daemon.max_body)
+            except BodyTooLarge:
+                return error(413, f"body larger than daemon.max_body ({daemon.config.daemon.max_body} bytes)")
+            try:
+                batch = parse_batch(body, daemon.clock.now(), daemon.config.daemon.max_label_bytes)
+            except IngestError as exc:
+                return error(exc.status, str(exc), items=[i.as_json() for i in exc.items])
+            await daemon.ingest(batch)
+            return JSONResponse({"accepted": len(batch.samples)})
 
     async def reload(request: Request) -> Response:
         result = await daemon.reload("api")

@@ -672,10 +672,14 @@ class Bench:
             self.prepare()
             if a.load_max is not None and os.getloadavg()[0] > a.load_max:
                 print(f"warning: 1-minute load average {os.getloadavg()[0]:.2f} > {a.load_max}", flush=True)
-            self.phase("latency", self.latency)
-            self.phase("burst", lambda s, t: self.burst(s, t, "burst", 0.0))
-            self.phase("burst503", lambda s, t: self.burst(s, t, "burst503", a.fail_s))
-            self.phase("join", self.join)
+            phases = {
+                "latency": self.latency,
+                "burst": lambda s, t: self.burst(s, t, "burst", 0.0),
+                "burst503": lambda s, t: self.burst(s, t, "burst503", a.fail_s),
+                "join": self.join,
+            }
+            for name in a.phases.split(","):
+                self.phase(name, phases[name])
         finally:
             self.procs.stop_all()
             m = self.res["meta"]
@@ -802,6 +806,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="py-spy alphawatch in each phase")
     ap.add_argument("--skip-am", action="store_true", help="alphawatch only (with --profile, say)")
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    ap.add_argument("--phases", default="latency,burst,burst503,join", help="which phases, in this order")
     ap.add_argument("--am-port", type=int, default=19293)
     ap.add_argument("--am-hook-port", type=int, default=19299, help="receiver for Alertmanager")
     ap.add_argument("--aw-hook-port", type=int, default=19298, help="receiver for alphawatch")

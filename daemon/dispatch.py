@@ -479,7 +479,9 @@ class Dispatcher:
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
         """One Alertmanager v4 document per channel; the store adds the members' documents (``alerts``) and what
         their annotations have in common as it writes the notification."""
-        common_labels = _common([m.labels for m in members])
+        common_labels = (
+            dict(sorted(set(members[0].pairs).intersection(*(m.pairs for m in members[1:])))) if members else {}
+        )
         status = "firing" if any(m.status == FIRING for m in members) else "resolved"
         # a document made in this step is handed over as it is (its row may go away in this step: resolved)
         alerts = tuple((m.fingerprint, m.doc) for m in members)

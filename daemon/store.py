@@ -372,8 +372,13 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
         " WHERE group_key = ? AND fingerprint = ?",
         changed,
     )
-    db.executemany("UPDATE group_members SET sent = ? WHERE group_key = ? AND fingerprint = ?",
-                   [(status, key, fp) for key, fp, status in writes.sent])  # fmt: skip
+    told: dict[tuple[str, str], list[str]] = {}  # a flush tells a group's members at once: one statement each
+    for key, fingerprint, status in writes.sent:
+        told.setdefault((key, status), []).append(fingerprint)
+    db.executemany(
+        "UPDATE group_members SET sent = ?1 WHERE group_key = ?2 AND fingerprint IN (SELECT value FROM json_each(?3))",
+        [(status, key, json.dumps(fingerprints)) for (key, status), fingerprints in told.items()],
+    )
     queued = []
     for o in writes.outgoing:
         payload = o.payload if o.alerts is None else _with_alerts(db, o.payload, o.fingerprint, o.alerts)

@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_groups.py --rev HEAD       # measure a committed revision, not the working tree
     .venv/bin/python bench/bench_groups.py --quick          # smoke run, about 2 minutes
     .venv/bin/python bench/bench_groups.py --profile        # also py-spy alphawatch in each phase
+    .venv/bin/python bench/bench_groups.py --phases burst   # some phases only (latency,burst,burst503,join)
 
 Both systems run on 127.0.0.1 on the same machine, one after the other inside each phase (Alertmanager first; a
 fresh instance of each per phase, stopped before the other starts, so they never share the CPU). Webhooks go to a

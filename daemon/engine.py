@@ -77,6 +77,8 @@ class Actor:
     resync: bool = False
     behind: bool = False
     """An ingest request was running when the actor finished its last step: its next batch waits for a lull."""
+    done: trio.Event = field(default_factory=trio.Event)
+    """Set once the actor's task has ended (after a cancel: its last write is in the store)."""
     firing: int = 0
     pending: int = 0
 
@@ -161,6 +163,7 @@ class Engine:
         for name in removed + changed:
             actor = self.actors.pop(name)
             actor.cancel.cancel()
+            await actor.done.wait()  # a commit in progress ends first: what follows reads the store after it
             if name in removed:
                 await self._resolve_removed(actor.config)
             await self._clear_failed(name)
@@ -233,12 +236,17 @@ class Engine:
 
     # actors -----------------------------------------------------------------------------------------------
     async def _supervise(self, actor: Actor) -> None:
-        with actor.cancel:
+        try:
+            with actor.cancel:
 
-            async def run(started: Callable[[], None]) -> None:
-                await self._run_actor(actor, started)
+                async def run(started: Callable[[], None]) -> None:
+                    await self._run_actor(actor, started)
 
-            await supervise(actor.state, run, self.config.daemon.supervisor, self.clock, self._status_changed(actor))
+                await supervise(
+                    actor.state, run, self.config.daemon.supervisor, self.clock, self._status_changed(actor)
+                )
+        finally:
+            actor.done.set()
 
     def _status_changed(self, actor: Actor) -> Callable[[Supervised], Awaitable[None]]:
         async def changed(state: Supervised) -> None:
@@ -286,19 +294,25 @@ class Engine:
                     arrivals.append(actor.receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            backlog = actor.behind or len(arrivals) > 1
-            at = now
-            for arrived, batch in arrivals:
+            backlog = actor.behind and not evaluator.reads_store  # (a rule reading the store: once, refreshed)
+            at, due = now, next_at
+            for index, (arrived, batch) in enumerate(arrivals):
+                while backlog and due is not None and at < due < arrived:  # a timer due before this batch came
+                    at = due
+                    more, due = _step(rule, evaluator, tracker, at)
+                    earlier += more
                 for sample in batch:
                     evaluator.observe(sample)
-                if backlog:  # each batch as of its arrival, as if evaluated then; the oldest are written first
-                    at = max(at, arrived)
-                    earlier += _step(rule, evaluator, tracker, at)[0]
-                    if len(earlier) >= COMMIT_CHUNK:
-                        await self._commit(rule, earlier)
-                        earlier = []
-                    else:
-                        await trio.lowlevel.checkpoint()  # requests meanwhile are answered between batches
+                if not backlog or (index + 1 < len(arrivals) and arrivals[index + 1][0] == arrived):
+                    continue  # batches of one instant are evaluated together
+                at = max(at, arrived)  # each batch as of its arrival, as if evaluated then; oldest written first
+                more, due = _step(rule, evaluator, tracker, at)
+                earlier += more
+                if len(earlier) >= COMMIT_CHUNK:
+                    await self._commit(rule, earlier)
+                    earlier = []
+                else:
+                    await trio.lowlevel.checkpoint()  # requests meanwhile are answered between batches
             now = self.clock.now()
 
     async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
@@ -313,6 +327,8 @@ class Engine:
 
     async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
         for start in range(0, len(transitions), COMMIT_CHUNK):
+            if start:  # a rule removed or changed meanwhile writes no more (its successor rebuilds from the store)
+                await trio.lowlevel.checkpoint_if_cancelled()
             chunk = transitions[start : start + COMMIT_CHUNK]
             with trio.CancelScope(shield=True):
                 async with self._dispatch_written():

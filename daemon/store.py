@@ -304,12 +304,13 @@ def _add_series(
     ids: dict[tuple[str, Labels], int] = {}
     keys = list(latest)
     for start in range(0, len(keys), _SERIES_PER_INSERT):
-        chunk = keys[start : start + _SERIES_PER_INSERT]
-        by_text = {(metric, dump_labels(labels)): (metric, labels) for metric, labels in chunk}
-        params = [x for (metric, text), key in by_text.items() for x in (metric, text, *latest[key])]
+        by_text: dict[tuple[str, str], list[tuple[str, Labels]]] = {}  # label sets of one text are one series
+        for metric, labels in keys[start : start + _SERIES_PER_INSERT]:
+            by_text.setdefault((metric, dump_labels(labels)), []).append((metric, labels))
+        params = [x for (metric, text), same in by_text.items() for x in (metric, text, *max(latest[k] for k in same))]
         rows = db.execute(
             "INSERT INTO series (metric, labels, last_ts, last_value) VALUES "
-            + ",".join(["(?, ?, ?, ?)"] * len(chunk))
+            + ",".join(["(?, ?, ?, ?)"] * len(by_text))
             + " ON CONFLICT (metric, labels) DO UPDATE SET"
             " last_ts = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_ts, last_ts),"
             " last_value = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_value, last_value)"
@@ -317,7 +318,8 @@ def _add_series(
             params,
         ).fetchall()
         for series_id, metric, text in rows:
-            ids[by_text[(metric, text)]] = series_id
+            for key in by_text[(metric, text)]:
+                ids[key] = series_id
     return ids
 
 

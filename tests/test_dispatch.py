@@ -3,10 +3,13 @@ reloads, muted routes falling through and notifications held for a window."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from alphawatch.daemon.calendar import TAIPEI
 from alphawatch.daemon.config import load_config
@@ -422,3 +425,20 @@ async def test_a_burst_of_ingest_that_never_ends_delays_a_rule_half_a_second_at_
             assert len(await h.alerts()) == 1
             await h.advance(0.02)
             assert sorted(a["active_at"] for a in await h.alerts()) == [START, START + 0.1]
+
+
+async def test_a_timer_that_fell_due_between_two_waiting_batches_fires_at_its_instant(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    config = BY_MODEL.replace("value: 1.5}", "value: 1.5, for: 100ms}")
+    async with running_engine(write_config(config), start=START) as h:
+        with h.engine.ingesting():
+            await h.push("gross", 1.0, model="a")  # nothing fires; the rule is behind from now on
+            await h.advance(0.05)
+            await h.push("gross", 1.9, model="b")  # pending from START + 0.05, firing at START + 0.15
+            await h.advance(0.15)
+            await h.push("gross", 1.9, model="c")
+            assert await h.alerts() == []
+        await h.advance(0.01)
+        states = {json.loads(a["labels"])["model"]: (a["state"], a["fired_at"]) for a in await h.alerts()}
+        assert states == {"b": ("firing", pytest.approx(START + 0.15, abs=1e-3)), "c": ("pending", None)}

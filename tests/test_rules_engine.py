@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
+from alphawatch.daemon.clock import TrioClock
 from alphawatch.daemon.config import load_config
+from alphawatch.daemon.engine import Engine
+from alphawatch.daemon.store import open_store
 from alphawatch.rules import Sample
 from tests.engine_harness import running_engine
 
@@ -302,3 +307,41 @@ async def test_reload_keeps_unchanged_rules_and_restarts_changed_ones(
         assert await h.state("new") == "firing"  # the new rule sees the samples already stored
         await h.advance(300)
         assert await h.state("keep") == "firing"  # its pending timer ran on across the reload
+
+
+@pytest.mark.parametrize("change", ["removed", "changed"])
+async def test_a_rule_removed_or_changed_while_it_writes_a_long_step_leaves_no_alert_firing(
+    write_config: Callable[..., Path], tmp_path: Path, change: str
+) -> None:
+    """The step's writes go in parts; a reload in between waits for the part under way and the rest is not
+    written: the removed rule resolves, and the changed one rebuilds from, all that is in the store."""
+    exposure = "  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}\n"
+    other = "  - {name: other, kind: threshold, metric: net, op: above, value: 1.5}\n"
+    path = write_config(WEBHOOK + "rules:\n" + exposure + other)
+    changed = "" if change == "removed" else exposure.replace("1.5", "3.0")
+    new = write_config(WEBHOOK + "rules:\n" + changed + other, "new.yaml")
+    clock = TrioClock(1_780_000_000.0)
+    async with open_store(tmp_path / "state.db") as store, trio.open_nursery() as nursery:  # a real store thread
+        engine = Engine(load_config(path), store, clock)
+        await nursery.start(engine.run)
+        writing = trio.Event()
+        apply = store.apply
+
+        async def watched(transitions: Any, writes: Any = None) -> Any:
+            writing.set()
+            return await apply(transitions, writes)
+
+        store.apply = watched  # type: ignore[method-assign]
+        samples = [Sample("gross", (("model", f"m{i}"),), clock.now(), 2.0) for i in range(700)]
+        await store.insert_samples(samples)
+        engine.dispatch(samples)
+        await writing.wait()  # the first of the step's three writes is under way
+        await engine.apply(load_config(new))
+        for _ in range(500):  # the changed rule's first step resolves what it restored (bounded wait)
+            firing = await store.query("SELECT count(*) AS n FROM alerts WHERE state = 'firing'")
+            members = await store.query("SELECT count(*) AS n FROM group_members WHERE status = 'firing'")
+            if firing[0]["n"] == members[0]["n"] == 0:
+                break
+            await trio.sleep(0.01)
+        assert (firing[0]["n"], members[0]["n"]) == (0, 0)
+        nursery.cancel_scope.cancel()

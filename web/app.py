@@ -81,11 +81,11 @@ PLUGGED_ROUTES = (("alphawatch.web.modeldata", "routes"), ("alphawatch.web.suppr
 
 def create_app(daemon: Daemon) -> Starlette:
     async def ingest(request: Request) -> Response:
-        with daemon.engine.ingesting():
-            try:
-                body = await read_body(request, daemon.config.daemon.max_body)
-            except BodyTooLarge:
-                return error(413, f"body larger than daemon.max_body ({daemon.config.daemon.max_body} bytes)")
+        try:
+            body = await read_body(request, daemon.config.daemon.max_body)
+        except BodyTooLarge:
+            return error(413, f"body larger than daemon.max_body ({daemon.config.daemon.max_body} bytes)")
+        with daemon.engine.ingesting():  # from the body read (a slow upload holds no rule back) to the answer
             try:
                 batch = parse_batch(body, daemon.clock.now(), daemon.config.daemon.max_label_bytes)
             except IngestError as exc:

@@ -551,7 +551,10 @@ def _same_route(new: RouteNode, old: RouteNode) -> bool:
 
 
 def _dumps(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(document)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps would build one per call
 
 
 def _group_key(node: RouteNode, labels: Mapping[str, str]) -> str:

@@ -53,6 +53,7 @@ class DeliverySettings:
     max_age: float = 86400.0
     concurrency: int = 64
     fallback_channel: str | None = None
+    probe_interval: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -588,6 +589,7 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
             max_age=_duration(delivery.get("max_age"), DeliverySettings.max_age),
             concurrency=delivery.get("concurrency", DeliverySettings.concurrency),
             fallback_channel=delivery.get("fallback_channel"),
+            probe_interval=_duration(delivery.get("probe_interval"), DeliverySettings.probe_interval),
         ),
     )
 

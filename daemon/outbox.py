@@ -48,6 +48,7 @@ class Outbox:
         self._saturated = False
         self._finished: set[int] = set()  # finished since the loop last looked at the table
         self._failing: set[str] = set()  # channels whose last attempt failed
+        self._probe_at: dict[str, float] = {}  # channel → when its next probe is due (a failing channel)
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
@@ -157,6 +158,7 @@ class Outbox:
         await self._store.finish(queued.id, "delivered", None, now)
         if queued.channel in self._failing:  # the receiver is back: what waits for it need not sit out its backoff
             self._failing.discard(queued.channel)
+            self._probe_at.pop(queued.channel, None)
             if await self._store.retry_channel_now(queued.channel, now):
                 self.wake()
         self._on_event("delivered", queued, None)
@@ -189,11 +191,17 @@ class Outbox:
             return
         backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
         delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
+        now = self._clock.now()
+        if retry_after is None:  # down, not pacing us: one notification at a time probes it at least this often
+            probe_at = self._probe_at.get(queued.channel)
+            if probe_at is None or probe_at <= now or probe_at > now + settings.probe_interval:
+                delay = min(delay, settings.probe_interval * random.uniform(0.5, 1.0))
+                self._probe_at[queued.channel] = now + delay
         log.warning(
             "delivery failed; will retry",
             extra={"channel": queued.channel, "notification": queued.id, "error": error, "retry_in": round(delay, 3)},
         )
-        await self._store.retry_later(queued.id, self._clock.now() + delay, error)
+        await self._store.retry_later(queued.id, now + delay, error)
         self._on_event("retry", queued, error)
 
     async def _dead(self, queued: Queued, error: str) -> None:

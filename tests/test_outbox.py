@@ -208,3 +208,18 @@ async def test_a_burst_of_alerts_is_one_log_line_and_a_few_are_one_each(
     assert len(bursts) == 1
     assert bursts[0].count == 25
     assert len(bursts[0].fingerprints) == 10
+
+
+async def test_a_failing_channel_is_probed_at_least_every_probe_interval(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(*[503] * 7, 200)
+    path = write_config(config_text(receiver, "{initial_backoff: 100ms, max_backoff: 10s, probe_interval: 300ms}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        delivered = await wait_for_state(client, "delivered")
+        assert delivered["attempts"] == 8
+        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(receiver.requests)]
+        # the backoff alone would wait 0.4–0.8, 0.8–1.6, 1.6–3.2 s … before the last attempts: the probe, 0.15–0.3 s
+        assert max(gaps) < 0.45
+        assert sum(gaps) < 2.5

@@ -53,7 +53,7 @@ class DeliverySettings:
     max_age: float = 86400.0
     concurrency: int = 64
     fallback_channel: str | None = None
-    probe_interval: float = 2.0
+    probe_interval: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ between two requests is well under it) …"""
 LULL_AT_MOST = 0.5
 """… but evaluates the oldest waiting batch no later than this after its arrival, whatever the ingest load."""
 COMMIT_CHUNK = 250
-"""Transitions per dispatcher step and write: a long backlog is committed in steps, group flushes in between."""
+"""A backlog is written once this many transitions are waiting (after a whole batch): group flushes in between."""
 RULE_FAILED = RuleConfig(
     name="AlphawatchRuleFailed",
     kind="internal",
@@ -326,16 +326,17 @@ class Engine:
         return evaluator, Tracker(rule, alerts)
 
     async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
-        for start in range(0, len(transitions), COMMIT_CHUNK):
-            if start:  # a rule removed or changed meanwhile writes no more (its successor rebuilds from the store)
-                await trio.lowlevel.checkpoint_if_cancelled()
-            chunk = transitions[start : start + COMMIT_CHUNK]
-            with trio.CancelScope(shield=True):
-                async with self._dispatch_written():
-                    writes = self.dispatcher.route(rule, chunk, self.clock.now())
-                    queued = await self.store.apply(chunk, writes)
-            self._on_committed(rule, chunk, queued)
-            self.poke()
+        """Route and write ``transitions`` as one unit: the steps they come from are never split, so a group never
+        flushes between alerts of one instant."""
+        if not transitions:
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
+        with trio.CancelScope(shield=True):
+            async with self._dispatch_written():
+                writes = self.dispatcher.route(rule, transitions, self.clock.now())
+                queued = await self.store.apply(transitions, writes)
+        self._on_committed(rule, transitions, queued)
+        self.poke()
 
     # groups ------------------------------------------------------------------------------------------------
     @asynccontextmanager

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from alphawatch.daemon.clock import TrioClock
 from alphawatch.daemon.config import load_config
@@ -310,11 +310,11 @@ async def test_reload_keeps_unchanged_rules_and_restarts_changed_ones(
 
 
 @pytest.mark.parametrize("change", ["removed", "changed"])
-async def test_a_rule_removed_or_changed_while_it_writes_a_long_step_leaves_no_alert_firing(
+async def test_a_rule_removed_or_changed_while_it_waits_to_write_leaves_no_alert_firing(
     write_config: Callable[..., Path], tmp_path: Path, change: str
 ) -> None:
-    """The step's writes go in parts; a reload in between waits for the part under way and the rest is not
-    written: the removed rule resolves, and the changed one rebuilds from, all that is in the store."""
+    """A reload that gets the dispatcher before the rule's pending write waits for that write: the removed rule
+    resolves, and the changed one rebuilds from, all that is in the store."""
     exposure = "  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}\n"
     other = "  - {name: other, kind: threshold, metric: net, op: above, value: 1.5}\n"
     path = write_config(WEBHOOK + "rules:\n" + exposure + other)
@@ -324,19 +324,24 @@ async def test_a_rule_removed_or_changed_while_it_writes_a_long_step_leaves_no_a
     async with open_store(tmp_path / "state.db") as store, trio.open_nursery() as nursery:  # a real store thread
         engine = Engine(load_config(path), store, clock)
         await nursery.start(engine.run)
-        writing = trio.Event()
-        apply = store.apply
-
-        async def watched(transitions: Any, writes: Any = None) -> Any:
-            writing.set()
-            return await apply(transitions, writes)
-
-        store.apply = watched  # type: ignore[method-assign]
-        samples = [Sample("gross", (("model", f"m{i}"),), clock.now(), 2.0) for i in range(700)]
+        samples = [Sample("gross", (("model", f"m{i}"),), clock.now(), 2.0) for i in range(300)]
         await store.insert_samples(samples)
-        engine.dispatch(samples)
-        await writing.wait()  # the first of the step's three writes is under way
-        await engine.apply(load_config(new))
+        for _ in range(500):  # the rule has restored its state and waits for samples (bounded wait)
+            if engine.actors["exposure"].state.status == "running":
+                break
+            await trio.sleep(0.01)
+        reloaded = trio.Event()
+
+        async def reload() -> None:
+            await engine.apply(load_config(new))
+            reloaded.set()
+
+        async with engine._dispatch_lock:  # the reload queues for the dispatcher first, the rule's write second
+            nursery.start_soon(reload)
+            await trio.testing.wait_all_tasks_blocked()
+            engine.dispatch(samples)
+            await trio.testing.wait_all_tasks_blocked()
+        await reloaded.wait()
         for _ in range(500):  # the changed rule's first step resolves what it restored (bounded wait)
             firing = await store.query("SELECT count(*) AS n FROM alerts WHERE state = 'firing'")
             members = await store.query("SELECT count(*) AS n FROM group_members WHERE status = 'firing'")

@@ -496,11 +496,12 @@ class Store:
                     latest[key] = (ts, value)
             with db:
                 new_ids = _add_series(db, {k: v for k, v in latest.items() if k not in cache})
-                known = cache | new_ids if new_ids else cache
+                known = cache.get  # (not cache | new_ids: a copy of every series known, per batch)
                 db.executemany(
                     "INSERT OR REPLACE INTO samples (ts, series_id, value) VALUES (?, ?, ?)",
-                    [(ts, known[(metric, labels)], value) for metric, labels, ts, value in samples],
-                )
+                    [(ts, known((metric, labels)) or new_ids[(metric, labels)], value)
+                     for metric, labels, ts, value in samples],
+                )  # fmt: skip
                 db.executemany(
                     "UPDATE series SET last_ts = ?1, last_value = ?2 WHERE id = ?3 AND coalesce(last_ts <= ?1, 1)",
                     [(ts, value, cache[key]) for key, (ts, value) in latest.items() if key not in new_ids],

@@ -459,11 +459,13 @@ def _load_labels(text: str) -> Labels:
 
 
 class Store:
-    def __init__(self, connection: sqlite3.Connection, inline: bool) -> None:
+    def __init__(self, connection: sqlite3.Connection, inline: bool, path: Path | str | None = None) -> None:
         self._db = connection
         self._inline = inline
         self._lock = trio.Lock()
         self._series: dict[tuple[str, Labels], int] = {}
+        self._path = None if path is None or str(path) == ":memory:" else path
+        self._checkpointer: sqlite3.Connection | None = None
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` off the event loop, one call at a time."""
@@ -759,9 +761,22 @@ class Store:
 
         await self.run(work)
 
-    async def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file without blocking writers (``PASSIVE``)."""
-        await self.run(lambda db: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+    async def checkpoint(self) -> list[tuple[int, int, int]]:
+        """Copy the write-ahead log into the database file without waiting for readers or writers (``PASSIVE``),
+        on a connection of its own and outside the store's lock: the copy and its sync (≈ 40 ms for a 15 MB log,
+        after a burst) hold no write back. Returns SQLite's (busy, log frames, frames copied)."""
+        pragma = "PRAGMA wal_checkpoint(PASSIVE)"
+        if self._inline or self._path is None:
+            return await self.run(lambda db: db.execute(pragma).fetchall())
+        if self._checkpointer is None:
+            self._checkpointer = _connect(self._path)
+        checkpointer = self._checkpointer
+        return await trio.to_thread.run_sync(lambda: checkpointer.execute(pragma).fetchall())
+
+    def _close(self, connection: sqlite3.Connection) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        connection.close()
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Read-only rows as dicts, for the API."""
@@ -807,9 +822,9 @@ async def open_store(path: Path | str, *, inline: bool = False) -> AsyncIterator
         migrate(db)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the state file {path}: {exc}") from None
-    store = Store(db, inline)
+    store = Store(db, inline, path)
     try:
         yield store
     finally:
         with trio.CancelScope(shield=True):
-            await store.run(lambda connection: connection.close())
+            await store.run(store._close)

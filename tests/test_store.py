@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import trio
 
 from alphawatch.daemon.errors import StoreError
 from alphawatch.daemon.store import MIGRATIONS, open_store
@@ -86,6 +87,25 @@ async def test_series_first_seen_in_a_batch_or_after_a_restart_keep_their_latest
         assert latest[(("id", "449"),)] == (NOW - 30, 449.0)
         stored = await store.load_samples(Selector("m", (parse_matcher('id="0"'),)), NOW - 60)
         assert [(s.ts, s.value) for s in stored] == [(NOW - 30, 0.0), (NOW - 25, -1.0), (NOW - 20, 100.0)]
+
+
+async def test_a_checkpoint_copies_the_log_while_writes_go_on(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        many = [Sample("m", (("id", str(i)),), NOW - 30, float(i)) for i in range(5000)]
+        await store.insert_samples(many)
+        async with trio.open_nursery() as nursery:  # a checkpoint on its own connection, a write beside it
+            results: list[list[tuple[int, int, int]]] = []
+
+            async def checkpoint() -> None:
+                results.append(await store.checkpoint())
+
+            nursery.start_soon(checkpoint)
+            await store.insert_samples([Sample("m", (("id", "new"),), NOW, 1.0)])
+        ((busy, frames, copied),) = results[0]
+        assert busy == 0 and frames > 0 and copied > 0
+        latest = await store.load_samples(Selector("m"), NOW, latest_only=True)
+        assert len(latest) == 5001
+    assert not (tmp_path / "state.db-wal").exists() or (tmp_path / "state.db-wal").stat().st_size == 0
 
 
 async def test_samples_of_a_schema_4_file_survive_the_migration(tmp_path: Path) -> None:

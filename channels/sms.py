@@ -164,7 +164,9 @@ class Sms(Channel):
                     await self._send_http(http, notification, to, text)
             except DeliveryError as exc:
                 where = f"recipient {index} of {len(recipients)}"
-                raise DeliveryError(f"{where}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after) from None
+                raise DeliveryError(
+                    f"{where}: {exc}", retryable=exc.retryable, retry_after=exc.retry_after, throttled=exc.throttled
+                ) from None
             done.add(to)
         self._delivered.pop(notification.idempotency_key, None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, ClassVar
 
 import httpx
@@ -58,11 +59,23 @@ async def post(
         return
     retry_after = _retry_after(response.headers.get("Retry-After"))
     retryable = response.status_code in RETRYABLE_STATUS or response.status_code >= 500
-    raise DeliveryError(f"HTTP {response.status_code}", retryable=retryable, retry_after=retry_after)
+    throttled = response.status_code == 429
+    raise DeliveryError(
+        f"HTTP {response.status_code}", retryable=retryable, retry_after=retry_after, throttled=throttled
+    )
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from ``Retry-After``: a number of seconds or an HTTP date (RFC 9110); ``None`` if neither."""
+    if not value:
+        return None
     try:
-        return max(0.0, float(value)) if value else None
+        return max(0.0, float(value))
     except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime  # rare: not worth a module at start
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
         return None

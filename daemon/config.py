@@ -433,6 +433,8 @@ def _build(
     except ValueError as exc:
         problems.append(main.problem(("daemon", "listen"), str(exc)))
         return None
+    if daemon.delivery.probe_interval <= 0:
+        problems.append(main.problem(("daemon", "delivery", "probe_interval"), "probe_interval cannot be zero"))
     try:
         calendars = load_calendars(
             data.get("calendar"), locate=lambda p, m: main.problem(("calendar", *p), m), base_dir=base_dir

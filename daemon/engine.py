@@ -160,10 +160,12 @@ class Engine:
         self.poke()
         if calendar_changed:
             self._calendar_changed.set()
-        for name in removed + changed:
-            actor = self.actors.pop(name)
+        stopped = [self.actors.pop(name) for name in removed + changed]
+        for actor in stopped:
             actor.cancel.cancel()
-            await actor.done.wait()  # a commit in progress ends first: what follows reads the store after it
+        for actor in stopped:
+            await actor.done.wait()  # a write under way or queued ends first: what follows reads the store after it
+            name = actor.config.name
             if name in removed:
                 await self._resolve_removed(actor.config)
             await self._clear_failed(name)
@@ -279,6 +281,7 @@ class Engine:
             if evaluator.reads_store:
                 await evaluator.refresh(self.store, now)
             transitions, next_at = _step(rule, evaluator, tracker, now)
+            await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
             await self._commit(rule, earlier + transitions)
             earlier = []
             actor.firing = tracker.firing_count
@@ -309,6 +312,7 @@ class Engine:
                 more, due = _step(rule, evaluator, tracker, at)
                 earlier += more
                 if len(earlier) >= COMMIT_CHUNK:
+                    await trio.lowlevel.checkpoint_if_cancelled()
                     await self._commit(rule, earlier)
                     earlier = []
                 else:
@@ -330,7 +334,6 @@ class Engine:
         flushes between alerts of one instant."""
         if not transitions:
             return
-        await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
         with trio.CancelScope(shield=True):
             async with self._dispatch_written():
                 writes = self.dispatcher.route(rule, transitions, self.clock.now())

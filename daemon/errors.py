@@ -67,7 +67,11 @@ class StoreError(AlphawatchError):
 class DeliveryError(AlphawatchError):
     """A channel failed to deliver. ``retryable`` false sends the notification straight to the dead letters."""
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         self.retryable = retryable
         self.retry_after = retry_after
+        self.throttled = throttled
+        """The receiver is up and asks us to slow down (429): not probed, not hurried by a sibling's success."""
         super().__init__(message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -24,6 +25,8 @@ from alphawatch.daemon.config import DeliverySettings
 from alphawatch.daemon.errors import DeliveryError
 from alphawatch.daemon.store import Outgoing, Queued, Store
 
+PROBE_SHARE = 30.0
+RELEASE_AT_MOST_EVERY = 60.0
 log = logging.getLogger("alphawatch.outbox")
 BATCH = 256
 
@@ -47,8 +50,10 @@ class Outbox:
         self._idle = trio.Event()
         self._saturated = False
         self._finished: set[int] = set()  # finished since the loop last looked at the table
-        self._failing: set[str] = set()  # channels whose last attempt failed
-        self._probe_at: dict[str, float] = {}  # channel → when its next probe is due (a failing channel)
+        self._failing: dict[str, float] = {}  # channel → since when its attempts fail (none has got through since)
+        self._probe_at: dict[str, float] = {}  # failing channel → when its probe (one notification) is due
+        self._refused: dict[str, set[int]] = {}  # failing channel → the notifications that failed meanwhile
+        self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
@@ -148,19 +153,27 @@ class Outbox:
                 await self._pace(channel)
                 await channel.send(notification, http)
         except DeliveryError as exc:
-            await self._failed(queued, str(exc), exc.retryable, exc.retry_after, settings)
+            paced = exc.retry_after is not None or exc.throttled
+            await self._failed(queued, str(exc), exc.retryable, exc.retry_after, paced, settings)
             return False
         except Exception as exc:
-            await self._failed(queued, f"{type(exc).__name__}", True, None, settings)
+            await self._failed(queued, f"{type(exc).__name__}", True, None, False, settings)
             return False
         self.delivered += 1
         now = self._clock.now()
         await self._store.finish(queued.id, "delivered", None, now)
-        if queued.channel in self._failing:  # the receiver is back: what waits for it need not sit out its backoff
-            self._failing.discard(queued.channel)
+        if queued.channel in self._failing:
+            del self._failing[queued.channel]
             self._probe_at.pop(queued.channel, None)
-            if await self._store.retry_channel_now(queued.channel, now):
-                self.wake()
+            refused = self._refused.pop(queued.channel, set())
+            # the receiver is back (one that had failed got through, or others had failed before this one): what
+            # waits for it need not sit out its backoff. One refused notification among others that get through
+            # is its own matter, and keeps its backoff; at most one release a minute, whatever the receiver does
+            back = queued.attempts > 0 or len(refused) > 1
+            if back and now - self._released.get(queued.channel, -math.inf) >= RELEASE_AT_MOST_EVERY:
+                self._released[queued.channel] = now
+                if await self._store.retry_channel_now(queued.channel, now):
+                    self.wake()
         self._on_event("delivered", queued, None)
         return True
 
@@ -181,21 +194,35 @@ class Outbox:
             await self._clock.sleep_until(sent[0] + seconds)
 
     async def _failed(
-        self, queued: Queued, error: str, retryable: bool, retry_after: float | None, settings: DeliverySettings
+        self,
+        queued: Queued,
+        error: str,
+        retryable: bool,
+        retry_after: float | None,
+        paced: bool,
+        settings: DeliverySettings,
     ) -> None:
+        """``paced``: the receiver asked for a pause (``Retry-After``, 429): it is up, so it is neither probed nor
+        hurried when a sibling gets through."""
         self.failed_attempts += 1
-        if retry_after is None:  # a receiver that asked for a pause is not hurried when a sibling gets through
-            self._failing.add(queued.channel)
         if not retryable:
             await self._dead(queued, error)
             return
+        now = self._clock.now()
         backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
         delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
-        now = self._clock.now()
-        if retry_after is None:  # down, not pacing us: one notification at a time probes it at least this often
+        since = self._failing.get(queued.channel)
+        if not paced:
+            self._refused.setdefault(queued.channel, set()).add(queued.id)
+        if paced:
+            pass
+        elif since is None:
+            self._failing[queued.channel] = now
+        else:  # failing already, nothing through since: one notification at a time probes the channel
+            every = self._probe_every(since, now, settings)
             probe_at = self._probe_at.get(queued.channel)
-            if probe_at is None or probe_at <= now or probe_at > now + settings.probe_interval:
-                delay = min(delay, settings.probe_interval * random.uniform(0.5, 1.0))
+            if probe_at is None or probe_at <= now or probe_at > now + every:
+                delay = min(delay, every * random.uniform(0.5, 1.0))
                 self._probe_at[queued.channel] = now + delay
         log.warning(
             "delivery failed; will retry",
@@ -204,6 +231,12 @@ class Outbox:
         await self._store.retry_later(queued.id, now + delay, error)
         self._on_event("retry", queued, error)
 
+    @staticmethod
+    def _probe_every(since: float, now: float, settings: DeliverySettings) -> float:
+        """How often a channel failing since ``since`` is probed: a thirtieth of that time (a receiver back after a
+        minute waits about two seconds, after an hour two minutes), from ``probe_interval`` to ``max_backoff``."""
+        return min(settings.max_backoff, max(settings.probe_interval, (now - since) / PROBE_SHARE))
+
     async def _dead(self, queued: Queued, error: str) -> None:
         self.dead += 1
         log.error(
@@ -211,6 +244,12 @@ class Outbox:
         )
         now = self._clock.now()
         await self._store.finish(queued.id, "dead", error, now)
+        since = self._failing.get(queued.channel)
+        if since is not None:  # it may have been the probe: the next notification waiting takes over
+            at = now + self._probe_every(since, now, self._settings()) * random.uniform(0.5, 1.0)
+            if await self._store.retry_first_by(queued.channel, at):
+                self._probe_at[queued.channel] = at
+                self.wake()
         fallback = self._settings().fallback_channel
         if fallback is not None and fallback != queued.channel:
             await self._store.enqueue([dead_letter_report(queued, error, fallback, now)])

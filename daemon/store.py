@@ -725,6 +725,22 @@ class Store:
 
         return await self.run(work)
 
+    async def retry_first_by(self, channel: str, at: float) -> bool:
+        """Make the next pending notification of ``channel`` due at ``at`` at the latest; whether there was one."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            with db:
+                return (
+                    db.execute(
+                        "UPDATE outbox SET next_attempt_at = min(next_attempt_at, ?1) WHERE id = (SELECT id FROM"
+                        " outbox WHERE channel = ?2 AND state = 'pending' ORDER BY next_attempt_at, id LIMIT 1)",
+                        (at, channel),
+                    ).rowcount
+                    > 0
+                )
+
+        return await self.run(work)
+
     async def retry_later(self, outbox_id: int, at: float, error: str) -> None:
         def work(db: sqlite3.Connection) -> None:
             with db:
@@ -768,10 +784,15 @@ class Store:
         pragma = "PRAGMA wal_checkpoint(PASSIVE)"
         if self._inline or self._path is None:
             return await self.run(lambda db: db.execute(pragma).fetchall())
-        if self._checkpointer is None:
-            self._checkpointer = _connect(self._path)
-        checkpointer = self._checkpointer
-        return await trio.to_thread.run_sync(lambda: checkpointer.execute(pragma).fetchall())
+        path = self._path
+
+        def work() -> list[tuple[int, int, int]]:
+            if self._checkpointer is None:
+                self._checkpointer = _connect(path)
+            rows: list[tuple[int, int, int]] = self._checkpointer.execute(pragma).fetchall()
+            return rows
+
+        return await trio.to_thread.run_sync(work)
 
     def _close(self, connection: sqlite3.Connection) -> None:
         if self._checkpointer is not None:
@@ -797,8 +818,11 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA busy_timeout = 5000")
-    # checkpoints run from a background task (Store.checkpoint), not inside a commit on the alert path
+    # checkpoints run from a background task (Store.checkpoint), not inside a commit on the alert path; writes
+    # during one keep the log from starting over, so it may grow to twice what comes between two: once it starts
+    # over, its file is cut back to 64 MiB
     db.execute("PRAGMA wal_autocheckpoint = 20000")
+    db.execute("PRAGMA journal_size_limit = 67108864")
     return db
 
 

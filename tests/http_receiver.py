@@ -12,7 +12,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +39,8 @@ class Receiver:
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    choose: Callable[[bytes], int] | None = None
+    """When set: the status for each request from its body (``responses`` then only give delay and reply)."""
     _server: ThreadingHTTPServer | None = None
 
     def answer(self, *statuses: int, delay: float = 0.0) -> None:
@@ -72,6 +74,8 @@ class Receiver:
                         Request("POST", self.path, dict(self.headers.items()), body, time.monotonic())
                     )
                     status, delay, reply = receiver.responses[min(index, len(receiver.responses) - 1)]
+                    if receiver.choose is not None:
+                        status = receiver.choose(body)
                 if delay:
                     time.sleep(delay)
                 self.send_response(status)
@@ -126,6 +130,7 @@ def reset(shared: tuple[Receiver, Any], status: int = 200) -> Receiver:
     with receiver.lock:
         receiver.requests.clear()
         receiver.responses = [(status, 0.0, b"{}")]
+        receiver.choose = None
     return receiver
 
 

@@ -90,6 +90,10 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ("channels:\n  - {name: h, kind: webhook, url: ftp://x}\n", "channels[0].url: 'ftp://x' does not match"),
         ("channels:\n  - {name: h, kind: pager, url: http://x}\n", "channels[0].kind: 'pager' is not one of"),
         ("include: [missing.yaml]\n", "monitor.yaml:1:11: include[0]: no such file: missing.yaml"),
+        (
+            "daemon:\n  delivery: {probe_interval: 0s}\n",
+            "monitor.yaml:2:30: daemon.delivery.probe_interval: probe_interval cannot be zero",
+        ),
         ("- just\n- a list\n", "the configuration must be a mapping"),
     ],
 )

@@ -6,6 +6,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,47 @@ async def test_a_failing_channel_is_probed_at_least_every_probe_interval(
         # the backoff alone would wait 0.4–0.8, 0.8–1.6, 1.6–3.2 s … before the last attempts: the probe, 0.15–0.3 s
         assert max(gaps) < 0.45
         assert sum(gaps) < 2.5
+
+
+async def test_a_notification_refused_while_others_get_through_keeps_its_own_backoff(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """Not a receiver that is down: one payload it refuses. That one is not probed every probe_interval."""
+    receiver.choose = lambda body: 500 if b'"bad"' in body else 200
+    path = write_config(config_text(receiver, "{initial_backoff: 100ms, max_backoff: 10s, probe_interval: 50ms}"))
+    async with in_process(path) as (_, client):
+        bad = {"metric": "gross", "labels": {"model": "bad"}, "ts": time.time(), "value": 2.0}
+        assert (await client.post("/api/v1/samples", json=[bad], headers=AUTH)).status_code == 200
+        for i in range(60):  # others get through all along (bounded)
+            good = {"metric": "gross", "labels": {"model": f"good{i}"}, "ts": time.time(), "value": 2.0}
+            assert (await client.post("/api/v1/samples", json=[good], headers=AUTH)).status_code == 200
+            await trio.sleep(0.04)
+        attempts = [r.received_at for r in receiver.requests if b'"bad"' in r.body]
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
+        # backoff 100, 200, 400, 800 ms (jitter 50-100 %) in 2.4 s: 4-6 attempts, the later gaps over 150 ms; probed
+        # every 25-50 ms it would have been tried about 50 times
+        assert 3 <= len(attempts) <= 7
+        assert max(gaps) > 0.15
+
+
+async def test_a_receiver_answering_429_is_not_probed(write_config: Callable[..., Path], receiver: Receiver) -> None:
+    receiver.answer(429, 429, 429, 429, 200)
+    path = write_config(config_text(receiver, "{initial_backoff: 200ms, max_backoff: 10s, probe_interval: 50ms}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        delivered = await wait_for_state(client, "delivered")
+        assert delivered["attempts"] == 5
+        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(receiver.requests)]
+        assert gaps[2] > 0.35  # its own backoff (800 ms, jitter 50-100 %), not 25-50 ms
+
+
+def test_retry_after_is_read_in_seconds_or_as_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    from alphawatch.channels.webhook import _retry_after
+
+    assert _retry_after("7") == 7.0
+    in_a_minute = format_datetime(datetime.fromtimestamp(time.time() + 60, UTC), usegmt=True)
+    assert 55 < (_retry_after(in_a_minute) or 0) <= 60
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
+    assert _retry_after("soon") is None

@@ -14,6 +14,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import httpx
 import trio
@@ -54,6 +55,8 @@ class Outbox:
         self._probe_at: dict[str, float] = {}  # failing channel → when its probe (one notification) is due
         self._refused: dict[str, set[int]] = {}  # failing channel → the notifications that failed meanwhile
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
+        self._finishing = _FinishBatch()
+        self._finish_writing = False
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
@@ -161,7 +164,7 @@ class Outbox:
             return False
         self.delivered += 1
         now = self._clock.now()
-        await self._store.finish(queued.id, "delivered", None, now)
+        await self._finish(queued.id, "delivered", None, now)
         if queued.channel in self._failing:
             del self._failing[queued.channel]
             self._probe_at.pop(queued.channel, None)
@@ -176,6 +179,29 @@ class Outbox:
                     self.wake()
         self._on_event("delivered", queued, None)
         return True
+
+    async def _finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
+        """Mark a notification finished, in one write with those finished while the last write ran (a burst of
+        deliveries would otherwise queue one transaction each behind the group flushes)."""
+        own = self._finishing
+        own.rows.append((outbox_id, state, error, now))
+        if self._finish_writing:
+            await own.written.wait()
+        else:  # the writer until nothing waits: its own batch, then those filled meanwhile
+            self._finish_writing = True
+            try:
+                while self._finishing.rows:
+                    batch, self._finishing = self._finishing, _FinishBatch()
+                    try:
+                        await self._store.finish_many(batch.rows)
+                    except Exception as exc:  # each waiting delivery hears of its own batch's failure
+                        batch.error = exc
+                    finally:
+                        batch.written.set()
+            finally:
+                self._finish_writing = False
+        if own.error is not None:
+            raise own.error
 
     async def _pace(self, channel: Channel) -> None:
         """Wait for the channel's rate limit: a sliding window of its last sends."""
@@ -255,6 +281,13 @@ class Outbox:
             await self._store.enqueue([dead_letter_report(queued, error, fallback, now)])
             self.wake()
         self._on_event("dead", queued, error)
+
+
+@dataclass
+class _FinishBatch:
+    rows: list[tuple[int, str, str | None, float]] = field(default_factory=list)
+    written: trio.Event = field(default_factory=trio.Event)
+    error: Exception | None = None
 
 
 def dead_letter_report(queued: Queued, error: str, channel: str, now: float) -> Outgoing:

@@ -702,12 +702,17 @@ class Store:
         await self.save_dispatch(Writes(outgoing=outgoing))  # the outbox's loop picks them up
 
     async def finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
+        await self.finish_many([(outbox_id, state, error, now)])
+
+    async def finish_many(self, finished: Sequence[tuple[int, str, str | None, float]]) -> None:
+        """Mark notifications (id, state, error, at) delivered or dead, in one transaction."""
+
         def work(db: sqlite3.Connection) -> None:
             with db:
-                db.execute(
-                    "UPDATE outbox SET state = ?, last_error = ?, finished_at = ?, attempts = attempts + 1"
-                    " WHERE id = ?",
-                    (state, error, now, outbox_id),
+                db.executemany(
+                    "UPDATE outbox SET state = ?2, last_error = ?3, finished_at = ?4, attempts = attempts + 1"
+                    " WHERE id = ?1",
+                    finished,
                 )
 
         await self.run(work)

@@ -180,6 +180,8 @@ class Dispatcher:
         self.held: set[str] = set()  # groups whose last flush held news back for a silence or an inhibition
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
+        self.may_suppress: Callable[[], bool] = lambda: True
+        """Whether ``reason`` can find anything now (a silence or an inhibition rule): else it is not asked."""
         self.acknowledged: AckCheck = lambda *_: None
         self._router: tuple[RouteNode | None, Callable[[Labels], Routing] | None] = (None, None)
 
@@ -438,17 +440,19 @@ class Dispatcher:
             writes.escalations[fingerprint] = escalating
 
     def _flush(self, group: Group, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]) -> None:
-        visible: list[Member] = []
         self.held.discard(group.key)
-        for member in group.members.values():
-            reason = self.reason(member.fingerprint, member.labels, now, firing_all)
-            if reason is not None:
-                if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
-                    self.held.add(group.key)
-                    channels = ",".join(group.node.channels)
-                    writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
-                continue
-            visible.append(member)
+        visible = list(group.members.values())
+        if self.may_suppress():  # (else nothing to ask, member by member)
+            visible = []
+            for member in group.members.values():
+                reason = self.reason(member.fingerprint, member.labels, now, firing_all)
+                if reason is not None:
+                    if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
+                        self.held.add(group.key)
+                        channels = ",".join(group.node.channels)
+                        writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
+                    continue
+                visible.append(member)
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
         changed = bool(resolved) or any(m.sent != FIRING for m in firing)

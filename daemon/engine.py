@@ -366,6 +366,7 @@ class Engine:
         dispatcher = Dispatcher(self.config)
         dispatcher.load(*await self.store.load_dispatch())
         dispatcher.reason, dispatcher.acknowledged = self.dispatcher.reason, self.dispatcher.acknowledged
+        dispatcher.may_suppress = self.dispatcher.may_suppress
         self.dispatcher = dispatcher
         self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(dispatcher.adopt(self.clock.now())))
 
@@ -381,6 +382,7 @@ class Engine:
             suppressions = self.suppressions
             if suppressions is not None:
                 self.dispatcher.reason = suppressions.reason
+                self.dispatcher.may_suppress = suppressions.may_suppress
                 self.dispatcher.acknowledged = suppressions.acknowledged
                 changed = suppressions.changed()
                 if reconsider_at is not None and now >= reconsider_at:

@@ -94,6 +94,10 @@ class Suppressions:
         return self
 
     # --- the dispatcher's questions ------------------------------------------------------------------------
+    def may_suppress(self) -> bool:
+        """Whether :meth:`reason` can find anything: a silence (any, even ended) or an inhibition rule."""
+        return bool(self._silences or self.inhibit_rules)
+
     def set_inhibit_rules(self, rules: tuple[InhibitRule, ...]) -> None:
         """Use new rules (on reload); the changed event fires when they differ."""
         if rules != self.inhibit_rules:

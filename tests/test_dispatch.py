@@ -247,6 +247,7 @@ async def with_suppressions(h: Harness) -> Any:
     suppressions = await Suppressions.load(h.store, h.engine.config.inhibit_rules, now=h.clock.now())
     h.engine.suppressions = suppressions
     h.engine.dispatcher.reason = suppressions.reason
+    h.engine.dispatcher.may_suppress = suppressions.may_suppress
     h.engine.dispatcher.acknowledged = suppressions.acknowledged
     h.engine.poke()
     return suppressions

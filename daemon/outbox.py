@@ -23,7 +23,7 @@ import trio.lowlevel
 from alphawatch.channels import Channel, Notification
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import DeliverySettings
-from alphawatch.daemon.errors import DeliveryError
+from alphawatch.daemon.errors import DeliveryError, StoreError
 from alphawatch.daemon.store import Outgoing, Queued, Store
 
 PROBE_SHARE = 30.0
@@ -56,7 +56,7 @@ class Outbox:
         self._refused: dict[str, set[int]] = {}  # failing channel → the notifications that failed meanwhile
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
-        self._finish_writing = False
+        self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self._limiters: dict[str, trio.CapacityLimiter] = {}
@@ -100,6 +100,7 @@ class Outbox:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery, self._http = nursery, http
+                nursery.start_soon(self._write_finished)
                 task_status.started()
                 while True:
                     self._wakeup = trio.Event()
@@ -120,6 +121,7 @@ class Outbox:
             # deliveries that were in flight stay pending in the table: a restarted loop finds them again
             self._nursery = None
             self._in_flight.clear()
+            self._finishing, self._finish_wanted = _FinishBatch(), trio.Event()  # (their deliveries are gone)
 
     async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
         delivered = False
@@ -181,27 +183,31 @@ class Outbox:
         return True
 
     async def _finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
-        """Mark a notification finished, in one write with those finished while the last write ran (a burst of
-        deliveries would otherwise queue one transaction each behind the group flushes)."""
-        own = self._finishing
-        own.rows.append((outbox_id, state, error, now))
-        if self._finish_writing:
-            await own.written.wait()
-        else:  # the writer until nothing waits: its own batch, then those filled meanwhile
-            self._finish_writing = True
+        """Mark a notification finished. The writer takes every row that ended while its last write ran in one
+        transaction (a burst of deliveries would otherwise queue one each behind the group flushes); this returns
+        once the row is written."""
+        batch = self._finishing
+        batch.rows.append((outbox_id, state, error, now))
+        self._finish_wanted.set()
+        await batch.written.wait()
+        if batch.error is not None:
+            raise StoreError(f"cannot mark notification {outbox_id} {state}") from batch.error
+
+    async def _write_finished(self) -> None:
+        """The one writer of finished notifications, for the life of the outbox loop."""
+        while True:
+            await self._finish_wanted.wait()
+            self._finish_wanted = trio.Event()
+            batch, self._finishing = self._finishing, _FinishBatch()
             try:
-                while self._finishing.rows:
-                    batch, self._finishing = self._finishing, _FinishBatch()
-                    try:
-                        await self._store.finish_many(batch.rows)
-                    except Exception as exc:  # each waiting delivery hears of its own batch's failure
-                        batch.error = exc
-                    finally:
-                        batch.written.set()
+                await self._store.finish_many(batch.rows)
+            except Exception as exc:
+                batch.error = exc
+            except BaseException:  # cancelled with the loop: not written, and not to be taken as written
+                batch.error = StoreError("the outbox stopped")
+                raise
             finally:
-                self._finish_writing = False
-        if own.error is not None:
-            raise own.error
+                batch.written.set()
 
     async def _pace(self, channel: Channel) -> None:
         """Wait for the channel's rate limit: a sliding window of its last sends."""

@@ -297,27 +297,46 @@ class Engine:
                     arrivals.append(actor.receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            backlog = actor.behind and not evaluator.reads_store  # (a rule reading the store: once, refreshed)
-            at, due = now, next_at
-            for index, (arrived, batch) in enumerate(arrivals):
-                while backlog and due is not None and at < due < arrived:  # a timer due before this batch came
-                    at = due
-                    more, due = _step(rule, evaluator, tracker, at)
-                    earlier += more
-                for sample in batch:
-                    evaluator.observe(sample)
-                if not backlog or (index + 1 < len(arrivals) and arrivals[index + 1][0] == arrived):
-                    continue  # batches of one instant are evaluated together
-                at = max(at, arrived)  # each batch as of its arrival, as if evaluated then; oldest written first
+            if actor.behind and not evaluator.reads_store:  # (a rule reading the store: once, refreshed)
+                earlier = await self._replay(rule, evaluator, tracker, arrivals, now, next_at)
+            else:
+                for _, batch in arrivals:
+                    for sample in batch:
+                        evaluator.observe(sample)
+            now = self.clock.now()
+
+    async def _replay(
+        self,
+        rule: RuleConfig,
+        evaluator: Evaluator,
+        tracker: Tracker,
+        arrivals: list[Arrival],
+        at: float,
+        due: float | None,
+    ) -> list[Transition]:
+        """Evaluate the batches a rule let pass each as of its arrival (batches of one instant together), and a
+        timer of the rule that fell due between two at its own instant, as if the rule had kept up. Writes the
+        transitions, oldest first, whenever ``COMMIT_CHUNK`` wait; returns those left to write."""
+        earlier: list[Transition] = []
+        for index, (arrived, batch) in enumerate(arrivals):
+            while due is not None and at < due < arrived:  # a timer due before this batch came
+                at = due
                 more, due = _step(rule, evaluator, tracker, at)
                 earlier += more
-                if len(earlier) >= COMMIT_CHUNK:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                    await self._commit(rule, earlier)
-                    earlier = []
-                else:
-                    await trio.lowlevel.checkpoint()  # requests meanwhile are answered between batches
-            now = self.clock.now()
+            for sample in batch:
+                evaluator.observe(sample)
+            if index + 1 < len(arrivals) and arrivals[index + 1][0] == arrived:
+                continue
+            at = max(at, arrived)
+            more, due = _step(rule, evaluator, tracker, at)
+            earlier += more
+            if len(earlier) >= COMMIT_CHUNK:
+                await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
+                await self._commit(rule, earlier)
+                earlier = []
+            else:
+                await trio.lowlevel.checkpoint()  # requests meanwhile are answered between batches
+        return earlier
 
     async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
         now = self.clock.now()

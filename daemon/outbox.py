@@ -51,9 +51,7 @@ class Outbox:
         self._idle = trio.Event()
         self._saturated = False
         self._finished: set[int] = set()  # finished since the loop last looked at the table
-        self._failing: dict[str, float] = {}  # channel → since when its attempts fail (none has got through since)
-        self._probe_at: dict[str, float] = {}  # failing channel → when its probe (one notification) is due
-        self._refused: dict[str, set[int]] = {}  # failing channel → the notifications that failed meanwhile
+        self._outages: dict[str, _Outage] = {}  # channels whose attempts fail, none having got through since
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
         self._finish_wanted = trio.Event()
@@ -167,14 +165,12 @@ class Outbox:
         self.delivered += 1
         now = self._clock.now()
         await self._finish(queued.id, "delivered", None, now)
-        if queued.channel in self._failing:
-            del self._failing[queued.channel]
-            self._probe_at.pop(queued.channel, None)
-            refused = self._refused.pop(queued.channel, set())
+        outage = self._outages.pop(queued.channel, None)
+        if outage is not None:
             # the receiver is back (one that had failed got through, or others had failed before this one): what
             # waits for it need not sit out its backoff. One refused notification among others that get through
             # is its own matter, and keeps its backoff; at most one release a minute, whatever the receiver does
-            back = queued.attempts > 0 or len(refused) > 1
+            back = queued.attempts > 0 or len(outage.refused) > 1
             if back and now - self._released.get(queued.channel, -math.inf) >= RELEASE_AT_MOST_EVERY:
                 self._released[queued.channel] = now
                 if await self._store.retry_channel_now(queued.channel, now):
@@ -243,19 +239,15 @@ class Outbox:
         now = self._clock.now()
         backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
         delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
-        since = self._failing.get(queued.channel)
-        if not paced:
-            self._refused.setdefault(queued.channel, set()).add(queued.id)
-        if paced:
-            pass
-        elif since is None:
-            self._failing[queued.channel] = now
-        else:  # failing already, nothing through since: one notification at a time probes the channel
-            every = self._probe_every(since, now, settings)
-            probe_at = self._probe_at.get(queued.channel)
-            if probe_at is None or probe_at <= now or probe_at > now + every:
+        outage = None if paced else self._outages.get(queued.channel)
+        if not paced and outage is None:
+            self._outages[queued.channel] = _Outage(now, refused={queued.id})
+        elif outage is not None:  # failing already, nothing through since: one notification at a time probes it
+            outage.refused.add(queued.id)
+            every = self._probe_every(outage.since, now, settings)
+            if outage.probe_at is None or outage.probe_at <= now or outage.probe_at > now + every:
                 delay = min(delay, every * random.uniform(0.5, 1.0))
-                self._probe_at[queued.channel] = now + delay
+                outage.probe_at = now + delay
         log.warning(
             "delivery failed; will retry",
             extra={"channel": queued.channel, "notification": queued.id, "error": error, "retry_in": round(delay, 3)},
@@ -276,17 +268,26 @@ class Outbox:
         )
         now = self._clock.now()
         await self._store.finish(queued.id, "dead", error, now)
-        since = self._failing.get(queued.channel)
-        if since is not None:  # it may have been the probe: the next notification waiting takes over
-            at = now + self._probe_every(since, now, self._settings()) * random.uniform(0.5, 1.0)
+        outage = self._outages.get(queued.channel)
+        if outage is not None:  # it may have been the probe: the next notification waiting takes over
+            at = now + self._probe_every(outage.since, now, self._settings()) * random.uniform(0.5, 1.0)
             if await self._store.retry_first_by(queued.channel, at):
-                self._probe_at[queued.channel] = at
+                outage.probe_at = at
                 self.wake()
         fallback = self._settings().fallback_channel
         if fallback is not None and fallback != queued.channel:
             await self._store.enqueue([dead_letter_report(queued, error, fallback, now)])
             self.wake()
         self._on_event("dead", queued, error)
+
+
+@dataclass
+class _Outage:
+    """A channel whose attempts fail, since ``since``: when its probe is due, and what failed meanwhile."""
+
+    since: float
+    probe_at: float | None = None
+    refused: set[int] = field(default_factory=set)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from alphawatch.daemon.routing import (
     remembering_router,
     trace_routes,
 )
-from alphawatch.daemon.store import Outgoing
+from alphawatch.daemon.store import Outgoing, dump_json
 from alphawatch.daemon.suppression import Reason, Suppressed
 from alphawatch.rules import Labels
 
@@ -275,7 +275,7 @@ class Dispatcher:
                 if not t.notify:
                     continue  # fired while its rule is muted: told when the mute ends ("unmuted")
                 doc = alert_document(rule, t, self.config.daemon.external_url)
-                text = _dumps(doc)
+                text = dump_json(doc)
                 member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels, text)
                 fired_at = min(t.at, now)
                 self._join(member, fired_at, writes)
@@ -288,7 +288,7 @@ class Dispatcher:
                     writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
                 keys = self.by_alert.get(alert.fingerprint, ())
-                text = _dumps(alert_document(rule, t, self.config.daemon.external_url)) if keys else ""
+                text = dump_json(alert_document(rule, t, self.config.daemon.external_url)) if keys else ""
                 for key in keys:  # a new value: keep the documents current
                     member = self.groups[key].members[alert.fingerprint]
                     member.doc = text
@@ -296,7 +296,7 @@ class Dispatcher:
             elif t.to_state == RESOLVED:
                 if self.escalating.pop(alert.fingerprint, None) is not None:
                     writes.escalations[alert.fingerprint] = None
-                text = _dumps(alert_document(rule, t, self.config.daemon.external_url))
+                text = dump_json(alert_document(rule, t, self.config.daemon.external_url))
                 for key in list(self.by_alert.get(alert.fingerprint, ())):
                     group = self.groups[key]
                     member = group.members[alert.fingerprint]
@@ -431,7 +431,7 @@ class Dispatcher:
                 "externalURL": self.config.daemon.external_url, "alerts": [doc],
             }  # fmt: skip
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
-            writes.outgoing.append(Outgoing(channel, fingerprint, key, _dumps(payload)))
+            writes.outgoing.append(Outgoing(channel, fingerprint, key, dump_json(payload)))
         escalating.next_tier += 1
         if escalating.next_tier >= len(policy.tiers):
             self.escalating.pop(fingerprint, None)
@@ -502,7 +502,7 @@ class Dispatcher:
                 "externalURL": self.config.daemon.external_url,
             }
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
-            writes.outgoing.append(Outgoing(channel, group.key, key, _dumps(head), alerts))
+            writes.outgoing.append(Outgoing(channel, group.key, key, dump_json(head), alerts))
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
         del group.members[member.fingerprint]
@@ -554,13 +554,6 @@ def _same_route(new: RouteNode, old: RouteNode) -> bool:
     return new.key == old.key and new.group_by == old.group_by and new.channels == old.channels
 
 
-def _dumps(document: Mapping[str, Any]) -> str:
-    return _ENCODER.encode(document)
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps would build one per call
-
-
 def _group_key(node: RouteNode, labels: Mapping[str, str]) -> str:
     """A group's identity: its route and its group-label set (as Alertmanager's groupKey writes it)."""
     return f"{node.path}|{group_key_text(node, labels)}"
@@ -568,10 +561,3 @@ def _group_key(node: RouteNode, labels: Mapping[str, str]) -> str:
 
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _common(maps: list[dict[str, str]]) -> dict[str, str]:
-    if not maps:
-        return {}
-    first = maps[0]
-    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}

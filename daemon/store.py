@@ -323,6 +323,14 @@ def _add_series(
     return ids
 
 
+def dump_json(document: Any) -> str:
+    """Compact JSON text, non-ASCII as is: documents written to the outbox and the group members."""
+    return _ENCODER.encode(document)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps would build one per call
+
+
 def dump_labels(labels: Labels | dict[str, str]) -> str:
     """The canonical text of a label set (sorted keys, compact): what identifies a series in the store."""
     if isinstance(labels, tuple):
@@ -432,9 +440,7 @@ def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tupl
         )
     }
     members = [
-        (doc, json.dumps(json.loads(doc)["annotations"], ensure_ascii=False, separators=(",", ":")))
-        if doc is not None
-        else found[fingerprint]
+        (doc, dump_json(json.loads(doc)["annotations"])) if doc is not None else found[fingerprint]
         for fingerprint, doc in alerts
         if doc is not None or fingerprint in found
     ]
@@ -442,10 +448,8 @@ def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tupl
     if len(texts) == 1:
         common = texts.pop() or "{}"
     else:  # annotations differ (e.g. they show each alert's value): what every alert has, key by key
-        from alphawatch.daemon.dispatch import _common
-
-        maps = [json.loads(annotations) for _, annotations in members]
-        common = json.dumps(_common(maps), ensure_ascii=False, separators=(",", ":"))
+        first, *rest = [json.loads(annotations) for _, annotations in members] or [{}]
+        common = dump_json({k: v for k, v in first.items() if all(m.get(k) == v for m in rest)})
     documents = ",".join(doc for doc, _ in members)
     return f'{head[:-1]},"commonAnnotations":{common},"alerts":[{documents}]}}'
 
@@ -528,14 +532,14 @@ class Store:
                 labels = _load_labels(labels_text)
                 if selector.matches(Sample(selector.metric, labels, 0.0, 0.0)):
                     wanted[series_id] = (labels, last_ts, last_value)
-            recent: list[Sample] = []
-            seen: set[int] = set()
             if latest_only:
                 return [
                     Sample(selector.metric, labels, last_ts, last_value)
                     for labels, last_ts, last_value in wanted.values()
                     if last_ts is not None and last_value is not None
                 ]
+            recent: list[Sample] = []
+            seen: set[int] = set()
             if wanted:
                 for ts, series_id, value in db.execute(
                     "SELECT ts, series_id, value FROM samples WHERE ts >= ?"

@@ -45,19 +45,24 @@ async def wait_for_state(client: Any, state: str) -> dict[str, Any]:
             await trio.sleep(0.02)
 
 
+async def retried_until_delivered(client: Any, receiver: Receiver) -> tuple[dict[str, Any], list[float]]:
+    """Fire one alert and wait for its notification to be delivered: its row, and the gaps between attempts."""
+    await fire(client)
+    delivered = await wait_for_state(client, "delivered")
+    return delivered, [b.received_at - a.received_at for a, b in itertools.pairwise(receiver.requests)]
+
+
 async def test_failures_are_retried_with_growing_backoff_and_the_same_key(
     write_config: Callable[..., Path], receiver: Receiver
 ) -> None:
     receiver.answer(503, 500, 502, 200)
     path = write_config(config_text(receiver, "{initial_backoff: 100ms, max_backoff: 1s}"))
     async with in_process(path) as (_, client):
-        await fire(client)
-        delivered = await wait_for_state(client, "delivered")
+        delivered, gaps = await retried_until_delivered(client, receiver)
         assert delivered["attempts"] == 4
         requests = receiver.requests
         assert len(requests) == 4
         assert len({r.headers["Idempotency-Key"] for r in requests}) == 1
-        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(requests)]
         # backoff 100, 200, 400 ms, each with jitter in [50%, 100%]
         assert 0.04 < gaps[0] < 0.3
         assert 0.09 < gaps[1] < 0.45
@@ -217,10 +222,8 @@ async def test_a_failing_channel_is_probed_at_least_every_probe_interval(
     receiver.answer(*[503] * 7, 200)
     path = write_config(config_text(receiver, "{initial_backoff: 100ms, max_backoff: 10s, probe_interval: 300ms}"))
     async with in_process(path) as (_, client):
-        await fire(client)
-        delivered = await wait_for_state(client, "delivered")
+        delivered, gaps = await retried_until_delivered(client, receiver)
         assert delivered["attempts"] == 8
-        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(receiver.requests)]
         # the backoff alone would wait 0.4–0.8, 0.8–1.6, 1.6–3.2 s … before the last attempts: the probe, 0.15–0.3 s
         assert max(gaps) < 0.45
         assert sum(gaps) < 2.5
@@ -251,10 +254,8 @@ async def test_a_receiver_answering_429_is_not_probed(write_config: Callable[...
     receiver.answer(429, 429, 429, 429, 200)
     path = write_config(config_text(receiver, "{initial_backoff: 200ms, max_backoff: 10s, probe_interval: 50ms}"))
     async with in_process(path) as (_, client):
-        await fire(client)
-        delivered = await wait_for_state(client, "delivered")
+        delivered, gaps = await retried_until_delivered(client, receiver)
         assert delivered["attempts"] == 5
-        gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(receiver.requests)]
         assert gaps[2] > 0.35  # its own backoff (800 ms, jitter 50-100 %), not 25-50 ms
 
 

@@ -30,6 +30,7 @@ PROBE_SHARE = 30.0
 RELEASE_AT_MOST_EVERY = 60.0
 log = logging.getLogger("alphawatch.outbox")
 BATCH = 256
+QUEUED_PER_SENDER = 4
 
 
 class Outbox:
@@ -49,15 +50,19 @@ class Outbox:
         self._wakeup = trio.Event()
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
-        self._saturated = False
+        self._behind = False  # due rows were left in the table: look again when a channel's queue runs low
         self._finished: set[int] = set()  # finished since the loop last looked at the table
+        self._looking = False  # the loop is reading the due rows
         self._outages: dict[str, _Outage] = {}  # channels whose attempts fail, none having got through since
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
         self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
-        self._limiters: dict[str, trio.CapacityLimiter] = {}
+        # per channel: notifications waiting for one of its senders (at most ``concurrency`` tasks, each taking
+        # the next in turn: a burst waits as rows already read, not as thousands of parked tasks)
+        self._waiting: dict[str, deque[Queued]] = {}
+        self._senders: dict[str, int] = {}
         self._sent: dict[str, deque[float]] = {}
         self.delivered = 0
         self.failed_attempts = 0
@@ -71,8 +76,7 @@ class Outbox:
             return
         for item in queued:
             if item.id not in self._in_flight and item.id not in self._finished:
-                self._in_flight.add(item.id)
-                nursery.start_soon(self._deliver, self._http, item)
+                self._send(nursery, self._http, item)
 
     def wake(self) -> None:
         """New work was committed: look at the outbox now."""
@@ -104,22 +108,57 @@ class Outbox:
                     self._wakeup = trio.Event()
                     self._finished.clear()
                     now = self._clock.now()
-                    batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
+                    self._looking = True
+                    try:
+                        batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
+                    finally:
+                        self._looking = False
+                    self._behind = len(batch) == BATCH  # (a full batch may have left due rows behind)
                     for queued in batch:
                         # submitted meanwhile, and maybe done already: the snapshot is older than that
                         if queued.id in self._in_flight or queued.id in self._finished:
                             continue
-                        self._in_flight.add(queued.id)
-                        nursery.start_soon(self._deliver, http, queued)
-                    # a full batch may have left due rows behind: look again when a delivery frees up
-                    self._saturated = len(batch) == BATCH
+                        self._send(nursery, http, queued)
                     with trio.move_on_at(self._clock.trio_deadline(next_at)):
                         await self._wakeup.wait()
         finally:
             # deliveries that were in flight stay pending in the table: a restarted loop finds them again
             self._nursery = None
             self._in_flight.clear()
+            self._waiting.clear()
+            self._senders.clear()
             self._finishing, self._finish_wanted = _FinishBatch(), trio.Event()  # (their deliveries are gone)
+
+    def _send(self, nursery: trio.Nursery, http: httpx.AsyncClient, queued: Queued) -> None:
+        """Queue a notification behind its channel's others; start a sender if the channel has a free one. A
+        channel's queue holds a few rounds of its senders: the rest stay in the table until it runs low."""
+        name = queued.channel
+        channel = self._channels().get(name)
+        concurrency = (channel.concurrency if channel else None) or self._settings().concurrency
+        waiting = self._waiting.setdefault(name, deque())
+        if len(waiting) >= QUEUED_PER_SENDER * concurrency:
+            self._behind = True
+            return
+        self._in_flight.add(queued.id)
+        waiting.append(queued)
+        if self._senders.get(name, 0) < concurrency:
+            self._senders[name] = self._senders.get(name, 0) + 1
+            nursery.start_soon(self._sender, http, name)
+
+    async def _sender(self, http: httpx.AsyncClient, name: str) -> None:
+        try:
+            while waiting := self._waiting.get(name):
+                queued = waiting.popleft()
+                if self._behind and len(waiting) <= self._senders[name]:
+                    self._behind = False
+                    self._wakeup.set()
+                await self._deliver(http, queued)
+        finally:
+            self._senders[name] -= 1
+            if not self._senders[name]:
+                del self._senders[name]
+                if not self._waiting.get(name, True):
+                    del self._waiting[name]
 
     async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
         delivered = False
@@ -128,10 +167,18 @@ class Outbox:
         finally:
             self._in_flight.discard(queued.id)
             self._finished.add(queued.id)
-            if self._saturated or not delivered:  # a retry time to schedule, or rows waiting for a slot
+            if not delivered:  # a retry time to schedule
                 self._wakeup.set()
             if not self._in_flight:
                 self._idle.set()
+                self._shrink()
+
+    def _shrink(self) -> None:
+        """Nothing in flight: let go of what a burst grew (a set keeps its table when emptied one by one).
+        ``_finished`` only matters to a look at the table under way."""
+        self._in_flight.clear()
+        if not self._looking:
+            self._finished.clear()
 
     async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> bool:
         """One delivery attempt; whether it was delivered."""
@@ -144,17 +191,12 @@ class Outbox:
         if now - queued.created_at > settings.max_age:
             await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s)")
             return False
-        concurrency = channel.concurrency or settings.concurrency
-        limiter = self._limiters.get(queued.channel)
-        if limiter is None or limiter.total_tokens != concurrency:
-            limiter = self._limiters[queued.channel] = trio.CapacityLimiter(concurrency)
         notification = Notification(
             queued.id, queued.channel, queued.idempotency_key, queued.body, queued.created_at, queued.attempts
         )
         try:
-            async with limiter:
-                await self._pace(channel)
-                await channel.send(notification, http)
+            await self._pace(channel)
+            await channel.send(notification, http)
         except DeliveryError as exc:
             paced = exc.retry_after is not None or exc.throttled
             await self._failed(queued, str(exc), exc.retryable, exc.retry_after, paced, settings)

@@ -139,6 +139,24 @@ async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[...
         assert times[2] - times[0] >= 0.95  # the third waits for the first to leave the one-second window
 
 
+async def test_a_backlog_beyond_the_channels_queue_is_all_sent_at_most_concurrency_at_a_time(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """30 notifications for a channel with 2 senders: its queue holds 8, the rest wait in the table."""
+    receiver.answer(200, delay=0.1)
+    text = config_text(receiver, "{}").replace("timeout: 1s}", "timeout: 1s, concurrency: 2}")
+    async with in_process(write_config(text)) as (_, client):
+        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(30)]
+        assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
+        with trio.fail_after(10):
+            while len(receiver.requests) < 30:
+                await trio.sleep(0.02)
+    keys = {r.headers["Idempotency-Key"] for r in receiver.requests}
+    assert len(keys) == 30  # each group once
+    times = sorted(r.received_at for r in receiver.requests)
+    assert max(sum(t <= u < t + 0.09 for u in times) for t in times) <= 2  # each answer takes 0.1 s
+
+
 async def test_a_receiver_back_up_gets_the_backlog_at_once(
     write_config: Callable[..., Path], receiver: Receiver
 ) -> None:

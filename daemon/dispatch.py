@@ -28,7 +28,7 @@ from alphawatch.daemon.routing import (
     RouteNode,
     Routing,
     group_key_text,
-    group_labels,
+    group_pairs,
     release_at,
     remembering_router,
     trace_routes,
@@ -74,12 +74,16 @@ class Member:
 class Group:
     key: str
     node: RouteNode
-    labels: dict[str, str]
+    pairs: Labels  # the group labels (routing.group_pairs)
     created_at: float
     last_flush_at: float | None = None
     next_flush_at: float | None = None
     flushes: int = 0
     members: dict[str, Member] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.pairs)
 
 
 @dataclass(slots=True)
@@ -148,7 +152,7 @@ class Writes:
     def freeze(self) -> Writes:
         for key, group in self.groups.items():
             if isinstance(group, Group):
-                self.groups[key] = GroupRow(group.node.path, dict(group.labels), group.created_at,
+                self.groups[key] = GroupRow(group.node.path, group.labels, group.created_at,
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
@@ -175,7 +179,8 @@ class Dispatcher:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.groups: dict[str, Group] = {}
-        self.by_alert: dict[str, tuple[str, ...]] = {}  # fingerprint → keys of the groups it is in (mostly one)
+        # fingerprint → the key of the group it is in, or the keys when it is in several (held per firing alert)
+        self._by_alert: dict[str, str | tuple[str, ...]] = {}
         self.escalating: dict[str, Escalating] = {}
         self.held: set[str] = set()  # groups whose last flush held news back for a silence or an inhibition
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
@@ -236,7 +241,7 @@ class Dispatcher:
                 stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
                 continue
             self.groups[row["key"]] = Group(
-                row["key"], node, labels, row["created_at"], row["last_flush_at"],
+                row["key"], node, tuple(sorted(labels.items())), row["created_at"], row["last_flush_at"],
                 row["next_flush_at"], row["flushes"],
             )  # fmt: skip
         for row in members:
@@ -287,7 +292,7 @@ class Dispatcher:
                     self.escalating[alert.fingerprint] = escalating
                     writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
-                keys = self.by_alert.get(alert.fingerprint, ())
+                keys = self.group_keys(alert.fingerprint)
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url)) if keys else ""
                 for key in keys:  # a new value: keep the documents current
                     member = self.groups[key].members[alert.fingerprint]
@@ -297,7 +302,7 @@ class Dispatcher:
                 if self.escalating.pop(alert.fingerprint, None) is not None:
                     writes.escalations[alert.fingerprint] = None
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url))
-                for key in list(self.by_alert.get(alert.fingerprint, ())):
+                for key in self.group_keys(alert.fingerprint):
                     group = self.groups[key]
                     member = group.members[alert.fingerprint]
                     if not t.notify:  # resolved while muted: leave quietly
@@ -313,22 +318,21 @@ class Dispatcher:
         route = self.config.route
         if route is None:
             return
-        labels = member.labels
         tree, router = self._router
         if tree is not route:
             tree, router = self._router = (route, remembering_router(route))
         if router is not None:
             routing = router(member.pairs)
         else:
-            routing = trace_routes(route, labels, at=now, window_active=self._window_active)
+            routing = trace_routes(route, member.labels, at=now, window_active=self._window_active)
         for node in routing.routes:
             if not node.channels:
                 continue
-            key = _group_key(node, labels)
+            key = _group_key(node, member.pairs)
             group = self.groups.get(key)
             if group is None:
-                group = self.groups[key] = Group(key, node, group_labels(node, labels), now)
-                group.next_flush_at = self._release(node, labels, now + node.group_wait)
+                group = self.groups[key] = Group(key, node, group_pairs(node, member.pairs), now)
+                group.next_flush_at = self._release(node, member.pairs, now + node.group_wait)
                 writes.groups[key] = group
             previous = group.members.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
@@ -349,7 +353,7 @@ class Dispatcher:
         due = now if group.last_flush_at is None else max(now, group.last_flush_at + group.node.group_interval)
         if group.last_flush_at is None and group.next_flush_at is not None:
             due = group.next_flush_at  # still in group_wait
-        due = self._release(group.node, group.labels, due)
+        due = self._release(group.node, group.pairs, due)
         if group.next_flush_at is None or due < group.next_flush_at:
             group.next_flush_at = due
             writes.groups[group.key] = group
@@ -362,7 +366,7 @@ class Dispatcher:
             if group is None:
                 self.held.discard(key)
                 continue
-            due = self._release(group.node, group.labels, now)
+            due = self._release(group.node, group.pairs, now)
             if group.next_flush_at is None or due < group.next_flush_at:
                 group.next_flush_at = due
 
@@ -506,17 +510,24 @@ class Dispatcher:
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
         del group.members[member.fingerprint]
-        keys = tuple(k for k in self.by_alert.get(member.fingerprint, ()) if k != group.key)
+        keys = tuple(k for k in self.group_keys(member.fingerprint) if k != group.key)
         if keys:
-            self.by_alert[member.fingerprint] = keys
+            self._by_alert[member.fingerprint] = keys[0] if len(keys) == 1 else keys
         else:
-            self.by_alert.pop(member.fingerprint, None)
+            self._by_alert.pop(member.fingerprint, None)
         writes.members[(group.key, member.fingerprint)] = None
 
     def _enter(self, fingerprint: str, key: str) -> None:
-        keys = self.by_alert.get(fingerprint, ())
-        if key not in keys:
-            self.by_alert[fingerprint] = (*keys, key)
+        keys = self.group_keys(fingerprint)
+        if not keys:
+            self._by_alert[fingerprint] = key
+        elif key not in keys:
+            self._by_alert[fingerprint] = (*keys, key)
+
+    def group_keys(self, fingerprint: str) -> tuple[str, ...]:
+        """The keys of the groups the alert is in."""
+        keys = self._by_alert.get(fingerprint, ())
+        return (keys,) if isinstance(keys, str) else keys
 
     def _drop(self, group: Group, writes: Writes) -> None:
         for member in list(group.members.values()):
@@ -541,11 +552,11 @@ class Dispatcher:
     def _window_active(self, name: str, at: float) -> bool:
         return self.config.windows[name].active(at)
 
-    def _release(self, node: RouteNode, labels: Mapping[str, str], at: float) -> float:
+    def _release(self, node: RouteNode, pairs: Labels, at: float) -> float:
         if node.hold_until is None:
             return at
         windows = self.config.windows
-        return release_at(node, labels, at, window_active=self._window_active,
+        return release_at(node, dict(pairs), at, window_active=self._window_active,
                           next_edge=lambda name, ts: windows[name].next_edge(ts))  # fmt: skip
 
 
@@ -554,7 +565,7 @@ def _same_route(new: RouteNode, old: RouteNode) -> bool:
     return new.key == old.key and new.group_by == old.group_by and new.channels == old.channels
 
 
-def _group_key(node: RouteNode, labels: Mapping[str, str]) -> str:
+def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
     """A group's identity: its route and its group-label set (as Alertmanager's groupKey writes it)."""
     return f"{node.path}|{group_key_text(node, labels)}"
 

@@ -406,9 +406,16 @@ def group_labels(node: RouteNode, labels: Mapping[str, str]) -> dict[str, str]:
 
     As in Alertmanager, a label the alert lacks (or has empty) is left out, not grouped as empty.
     """
+    return dict(group_pairs(node, tuple(sorted(labels.items()))))
+
+
+def group_pairs(node: RouteNode, pairs: Labels) -> Labels:
+    """:func:`group_labels` of an alert's sorted label pairs, as pairs. A group is held for as long as an alert is
+    in it, so it shares what it can with the alert: all its pairs with ``...`` (the same tuple when no value is
+    empty), the pair objects otherwise."""
     if node.group_by is GROUP_ALL:
-        return {k: v for k, v in sorted(labels.items()) if v}
-    return {k: labels[k] for k in sorted(node.group_by) if labels.get(k)}
+        return pairs if all(v for _, v in pairs) else tuple(p for p in pairs if p[1])
+    return tuple(p for p in pairs if p[1] and p[0] in node.group_by)
 
 
 def group_key(node: RouteNode, labels: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -416,9 +423,11 @@ def group_key(node: RouteNode, labels: Mapping[str, str]) -> tuple[str, tuple[tu
     return node.path, tuple(group_labels(node, labels).items())
 
 
-def group_key_text(node: RouteNode, labels: Mapping[str, str]) -> str:
-    """The group key as Alertmanager writes it in webhooks (``groupKey``): ``{}/{severity="critical"}:{model="a"}``."""
-    inner = ", ".join(f"{k}={_go_quote(v)}" for k, v in group_labels(node, labels).items())
+def group_key_text(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
+    """The group key as Alertmanager writes it in webhooks (``groupKey``): ``{}/{severity="critical"}:{model="a"}``.
+    ``labels``: a mapping, or sorted pairs."""
+    pairs = labels if isinstance(labels, tuple) else tuple(sorted(labels.items()))
+    inner = ", ".join(f"{k}={_go_quote(v)}" for k, v in group_pairs(node, pairs))
     return f"{node.key}:{{{inner}}}"
 
 

@@ -69,6 +69,7 @@ class _FastPath:
     def __init__(self, now: float, max_label_bytes: int) -> None:
         self.earliest, self.latest = EARLIEST, now + FUTURE_SLACK
         self.max_label_bytes = max_label_bytes
+        self.label_sets = _label_sets(max_label_bytes)
 
     def check(self, item: Any) -> Sample | None:
         if type(item) is not dict or not item.keys() <= _KEYS:
@@ -101,17 +102,16 @@ class _FastPath:
             return None
         key = tuple(raw.items())
         try:
-            known = _LABEL_SETS.get(key)
+            labels = self.label_sets.get(key)
         except TypeError:  # an unhashable label value
             return None
-        if known is None:
+        if labels is None:
             known = _canonical(key)
             if known is None or known[1] > self.max_label_bytes:
                 return None  # never remembered: a rejected item keeps nothing of the client's alive
-            _remember(_LABEL_SETS, key, known)
-        elif known[1] > self.max_label_bytes:  # the limit was lowered by a reload
-            return None
-        return Sample(metric, known[0], ts, float(value))
+            labels = known[0]
+            _remember(self.label_sets, key, labels)
+        return Sample(metric, labels, ts, float(value))
 
 
 def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int] | None:
@@ -132,9 +132,19 @@ def _remember(cache: dict[K, V], key: K, value: V) -> None:
     cache[key] = value
 
 
+def _label_sets(max_label_bytes: int) -> dict[tuple[tuple[str, Any], ...], Labels]:
+    """The label sets that passed the checks with this size limit (a reload that changes it starts afresh).
+    Sorted as sent (most clients), a label set is its own key: an entry then holds no object of its own."""
+    if _LABEL_SETS_LIMIT[0] != max_label_bytes:
+        _LABEL_SETS.clear()
+        _LABEL_SETS_LIMIT[0] = max_label_bytes
+    return _LABEL_SETS
+
+
 _CACHE_LIMIT = 16_384
 _METRICS: dict[str, bool] = {}
-_LABEL_SETS: dict[tuple[tuple[str, Any], ...], tuple[Labels, int]] = {}
+_LABEL_SETS: dict[tuple[tuple[str, Any], ...], Labels] = {}
+_LABEL_SETS_LIMIT = [-1]
 _NO_LABELS: dict[str, str] = {}
 
 

@@ -294,6 +294,7 @@ class Queued:
 
 
 _SERIES_PER_INSERT = 200
+_NONE: dict[Labels, int] = {}
 
 
 def _add_series(
@@ -467,7 +468,7 @@ class Store:
         self._db = connection
         self._inline = inline
         self._lock = trio.Lock()
-        self._series: dict[tuple[str, Labels], int] = {}
+        self._series: dict[str, dict[Labels, int]] = {}  # metric → label set → series id (held per series)
         self._path = None if path is None or str(path) == ":memory:" else path
         self._checkpointer: sqlite3.Connection | None = None
 
@@ -501,18 +502,19 @@ class Store:
                 if last is None or ts >= last[0]:
                     latest[key] = (ts, value)
             with db:
-                new_ids = _add_series(db, {k: v for k, v in latest.items() if k not in cache})
-                known = cache.get  # (not cache | new_ids: a copy of every series known, per batch)
+                new_ids = _add_series(db, {k: v for k, v in latest.items() if k[1] not in cache.get(k[0], _NONE)})
                 db.executemany(
                     "INSERT OR REPLACE INTO samples (ts, series_id, value) VALUES (?, ?, ?)",
-                    [(ts, known((metric, labels)) or new_ids[(metric, labels)], value)
+                    [(ts, cache.get(metric, _NONE).get(labels) or new_ids[(metric, labels)], value)
                      for metric, labels, ts, value in samples],
                 )  # fmt: skip
                 db.executemany(
                     "UPDATE series SET last_ts = ?1, last_value = ?2 WHERE id = ?3 AND coalesce(last_ts <= ?1, 1)",
-                    [(ts, value, cache[key]) for key, (ts, value) in latest.items() if key not in new_ids],
-                )
-            cache.update(new_ids)  # only after the commit: a rolled-back series id must not be remembered
+                    [(ts, value, cache[metric][labels])
+                     for (metric, labels), (ts, value) in latest.items() if (metric, labels) not in new_ids],
+                )  # fmt: skip
+            for (metric, labels), series_id in new_ids.items():  # only after the commit: a rolled-back id must
+                cache.setdefault(metric, {})[labels] = series_id  # not be remembered
 
         await self.run(work)
 

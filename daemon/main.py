@@ -53,6 +53,7 @@ LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; mor
 DEAD_LETTER_DEGRADES = 86400.0  # a dead letter keeps /health "degraded" for a day
 TRIM_AFTER = 10_000  # samples ingested plus notifications delivered since the last trim
 CHECKPOINT_EVERY = 5.0
+LULL_CHECK_EVERY = 1.0  # how often to look whether a burst is over (to hand its memory back)
 # Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
 # than those (httpx's default is 100 connections shared by every channel). Idle connections kept: few, as
 # httpcore looks at every connection for each idle one it keeps.
@@ -347,11 +348,14 @@ class Daemon:
 
     async def run_checkpoints(self) -> None:
         trimmed_at = last = self._work_done()
+        checkpointed = trio.current_time()
         while True:
-            await trio.sleep(CHECKPOINT_EVERY)
-            await self.store.checkpoint()
+            await trio.sleep(LULL_CHECK_EVERY)
+            if trio.current_time() - checkpointed >= CHECKPOINT_EVERY:
+                await self.store.checkpoint()
+                checkpointed = trio.current_time()
             done = self._work_done()
-            lull = done - last < TRIM_AFTER // 100 and not self.outbox.statistics()["in_flight"]
+            lull = done - last < TRIM_AFTER // 1000 and not self.outbox.statistics()["in_flight"]
             last = done
             if done - trimmed_at >= TRIM_AFTER and lull:
                 # a burst is over: what its temporaries took (requests, payloads, transitions) goes back to the

@@ -79,11 +79,51 @@ class Group:
     last_flush_at: float | None = None
     next_flush_at: float | None = None
     flushes: int = 0
-    members: dict[str, Member] = field(default_factory=dict)
+    # its members: the one Member, or by fingerprint when there are several (with group_by '...' every firing
+    # alert has a group of its own: a dict each would be its biggest part)
+    _members: Member | dict[str, Member] | None = None
 
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.pairs)
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        held = self._members
+        return () if held is None else tuple(held.values()) if isinstance(held, dict) else (held,)
+
+    def get(self, fingerprint: str) -> Member | None:
+        held = self._members
+        if isinstance(held, dict):
+            return held.get(fingerprint)
+        return held if held is not None and held.fingerprint == fingerprint else None
+
+    def member(self, fingerprint: str) -> Member:
+        member = self.get(fingerprint)
+        if member is None:
+            raise KeyError(fingerprint)
+        return member
+
+    def put(self, member: Member) -> None:
+        """Add ``member``, or replace the one with its fingerprint."""
+        held = self._members
+        if isinstance(held, dict):
+            held[member.fingerprint] = member
+        elif held is None or held.fingerprint == member.fingerprint:
+            self._members = member
+        else:
+            self._members = {held.fingerprint: held, member.fingerprint: member}
+
+    def remove(self, fingerprint: str) -> None:
+        held = self._members
+        if isinstance(held, dict):
+            del held[fingerprint]
+            if len(held) == 1:
+                self._members = next(iter(held.values()))
+        elif held is not None and held.fingerprint == fingerprint:
+            self._members = None
+        else:
+            raise KeyError(fingerprint)
 
 
 @dataclass(slots=True)
@@ -211,7 +251,7 @@ class Dispatcher:
             if node is not None and _same_route(node, group.node):
                 group.node = node
                 continue
-            for member in group.members.values():
+            for member in group.members:
                 if member.status == FIRING:
                     member.source = group.key  # its document is in that group's row
                     orphans.append(member)
@@ -251,7 +291,7 @@ class Dispatcher:
                     stale[row["group_key"]].append(row)
                 continue
             member = Member.from_row(row, row["status"], row["sent"])
-            group.members[member.fingerprint] = member
+            group.put(member)
             self._enter(member.fingerprint, group.key)
         self._stale = stale
 
@@ -295,7 +335,7 @@ class Dispatcher:
                 keys = self.group_keys(alert.fingerprint)
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url)) if keys else ""
                 for key in keys:  # a new value: keep the documents current
-                    member = self.groups[key].members[alert.fingerprint]
+                    member = self.groups[key].member(alert.fingerprint)
                     member.doc = text
                     writes.members[(key, member.fingerprint)] = member
             elif t.to_state == RESOLVED:
@@ -304,7 +344,7 @@ class Dispatcher:
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url))
                 for key in self.group_keys(alert.fingerprint):
                     group = self.groups[key]
-                    member = group.members[alert.fingerprint]
+                    member = group.member(alert.fingerprint)
                     if not t.notify:  # resolved while muted: leave quietly
                         self._leave(group, member, writes)
                         continue
@@ -334,10 +374,10 @@ class Dispatcher:
                 group = self.groups[key] = Group(key, node, group_pairs(node, member.pairs), now)
                 group.next_flush_at = self._release(node, member.pairs, now + node.group_wait)
                 writes.groups[key] = group
-            previous = group.members.get(member.fingerprint)
+            previous = group.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
                             member.active_at, member.pairs, member.doc, member.source)  # fmt: skip
-            group.members[member.fingerprint] = joined
+            group.put(joined)
             self._enter(member.fingerprint, key)
             writes.members[(key, member.fingerprint)] = joined
             if group.last_flush_at is not None:
@@ -382,7 +422,7 @@ class Dispatcher:
         # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
         firing: list[tuple[str, Mapping[str, str]]] = []
         if due and self.config.inhibit_rules:
-            firing = [(fp, m.labels) for g in self.groups.values() for fp, m in g.members.items() if m.status == FIRING]
+            firing = [(m.fingerprint, m.labels) for g in self.groups.values() for m in g.members if m.status == FIRING]
         for group in due:
             self._flush(group, now, writes, firing)
         for escalating in list(self.escalating.values()):
@@ -445,10 +485,10 @@ class Dispatcher:
 
     def _flush(self, group: Group, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]) -> None:
         self.held.discard(group.key)
-        visible = list(group.members.values())
+        visible = list(group.members)
         if self.may_suppress():  # (else nothing to ask, member by member)
             visible = []
-            for member in group.members.values():
+            for member in group.members:
                 reason = self.reason(member.fingerprint, member.labels, now, firing_all)
                 if reason is not None:
                     if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
@@ -473,7 +513,7 @@ class Dispatcher:
                     writes.sent.append((group.key, member.fingerprint, member.status))
         if group.last_flush_at is None:  # group_wait is over even if nothing could be told: later news waits
             group.last_flush_at = now  # group_interval
-        for member in [m for m in group.members.values() if m.status == RESOLVED]:
+        for member in [m for m in group.members if m.status == RESOLVED]:
             self._leave(group, member, writes)
         if not group.members:
             self._drop(group, writes)
@@ -509,7 +549,7 @@ class Dispatcher:
             writes.outgoing.append(Outgoing(channel, group.key, key, dump_json(head), alerts))
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
-        del group.members[member.fingerprint]
+        group.remove(member.fingerprint)
         keys = tuple(k for k in self.group_keys(member.fingerprint) if k != group.key)
         if keys:
             self._by_alert[member.fingerprint] = keys[0] if len(keys) == 1 else keys
@@ -530,7 +570,7 @@ class Dispatcher:
         return (keys,) if isinstance(keys, str) else keys
 
     def _drop(self, group: Group, writes: Writes) -> None:
-        for member in list(group.members.values()):
+        for member in group.members:
             self._leave(group, member, writes)
         self.groups.pop(group.key, None)
         writes.groups[group.key] = None

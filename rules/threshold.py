@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -59,19 +60,27 @@ class _ThresholdEvaluator(Evaluator):
     def __init__(self, rule: Threshold) -> None:
         self.rule = rule
         self.series: dict[Labels, tuple[list[float], list[float]]] = {}  # with a window: its samples
-        self.latest: dict[Labels, Sample] = {}  # without: the last sample (the one ingest made; nothing copied)
+        # without: each series' last sample, in columns (held for every series: no object each)
+        self.slot: dict[Labels, int] = {}
+        self.last_ts = array("d")
+        self.last_value = array("d")
         self.touched: set[Labels] = set()
 
     def report_all(self) -> None:
         self.touched.update(self.series)
-        self.touched.update(self.latest)
+        self.touched.update(self.slot)
 
     def observe(self, sample: Sample) -> None:
         self.touched.add(sample.labels)
         if self.rule.window is None:
-            last = self.latest.get(sample.labels)
-            if last is None or sample.ts >= last.ts:
-                self.latest[sample.labels] = sample
+            slot = self.slot.get(sample.labels)
+            if slot is None:
+                self.slot[sample.labels] = len(self.last_ts)
+                self.last_ts.append(sample.ts)
+                self.last_value.append(sample.value)
+            elif sample.ts >= self.last_ts[slot]:
+                self.last_ts[slot] = sample.ts
+                self.last_value[slot] = sample.value
             return
         times, values = self.series.setdefault(sample.labels, ([], []))
         at = bisect.bisect_left(times, sample.ts)
@@ -86,11 +95,11 @@ class _ThresholdEvaluator(Evaluator):
         out: list[Condition] = []
         wake: float | None = None
         # without a window the answer changes only with a sample: look at the series that got one
-        keys = list(self.series) if rule.window is not None else [k for k in self.touched if k in self.latest]
+        keys = list(self.series) if rule.window is not None else [k for k in self.touched if k in self.slot]
         self.touched.clear()
         for labels in keys:
             if rule.window is None:
-                values = [self.latest[labels].value]
+                values = [self.last_value[self.slot[labels]]]
             else:
                 times, values = self.series[labels]
                 # keep samples in (now - window, now]; the oldest leaving the window is the next wake-up

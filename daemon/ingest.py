@@ -79,10 +79,13 @@ class _FastPath:
         ts: Any = item.get("ts")
         if type(metric) is not str or type(value) not in (int, float) or not math.isfinite(value):
             return None
-        if metric not in _METRICS:
+        known_metric = _METRICS.get(metric)
+        if known_metric is None:
             if METRIC.match(metric) is None:
                 return None
-            _remember(_METRICS, metric, True)
+            _remember(_METRICS, metric, metric)
+        else:
+            metric = known_metric  # one string for every sample of the metric (a sample the rules keep holds it)
         if type(ts) in (int, float):
             ts = float(ts)
         elif type(ts) is str:
@@ -142,7 +145,7 @@ def _label_sets(max_label_bytes: int) -> dict[tuple[tuple[str, Any], ...], Label
 
 
 _CACHE_LIMIT = 16_384
-_METRICS: dict[str, bool] = {}
+_METRICS: dict[str, str] = {}
 _LABEL_SETS: dict[tuple[tuple[str, Any], ...], Labels] = {}
 _LABEL_SETS_LIMIT = [-1]
 _NO_LABELS: dict[str, str] = {}

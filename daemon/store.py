@@ -341,7 +341,7 @@ def dump_labels(labels: Labels | dict[str, str]) -> str:
     return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in items) + "}"
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _labels_text(labels: Labels) -> str:
     # the alerts that change often are saved often: their text is made once (bounded: held per alert otherwise)
     return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in sorted(labels)) + "}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -308,8 +309,11 @@ class Dispatcher:
         return writes.freeze()
 
     # alerts in ---------------------------------------------------------------------------------------------
-    def route(self, rule: RuleConfig, transitions: Iterable[Transition], now: float) -> Writes:
-        """Put alerts that fired into their groups and mark resolved ones; flush what is due right away.
+    def route(
+        self, rule: RuleConfig, transitions: Iterable[Transition], now: float, before: float = math.inf
+    ) -> Writes:
+        """Put alerts that fired into their groups and mark resolved ones; flush what is due right away (groups due
+        before ``before``: see :meth:`flush_due`).
 
         An alert joins as of its transition (a rule that fell behind evaluates batches as of their arrival):
         a group's ``group_wait`` counts from the arrival of the data that fired its first alert."""
@@ -351,7 +355,7 @@ class Dispatcher:
                     member.status, member.doc = RESOLVED, text
                     writes.members[(key, member.fingerprint)] = member
                     self._changed(group, now, writes)
-        writes.merge(self.flush_due(now))
+        writes.merge(self.flush_due(now, before))
         return writes.freeze()
 
     def _join(self, member: Member, now: float, writes: Writes) -> None:
@@ -411,14 +415,32 @@ class Dispatcher:
                 group.next_flush_at = due
 
     # flushing ----------------------------------------------------------------------------------------------
-    def next_due(self) -> float | None:
-        due = [g.next_flush_at for g in self.groups.values() if g.next_flush_at is not None]
-        due += [at for e in self.escalating.values() if (at := self._escalation_due(e)) is not None]
-        return min(due, default=None)
+    def next_due(self, before: float = math.inf) -> tuple[float | None, float | None]:
+        """When something next falls due, and when the first group due at or after ``before`` does (it waits for
+        ``before`` to move past it: see :meth:`flush_due`)."""
+        due = math.inf
+        held = math.inf
+        for group in self.groups.values():
+            at = group.next_flush_at
+            if at is None:
+                continue
+            if at < before:
+                due = min(due, at)
+            else:
+                held = min(held, at)
+        for escalating in self.escalating.values():
+            at = self._escalation_due(escalating)
+            if at is not None:
+                due = min(due, at)
+        return (None if due == math.inf else due), (None if held == math.inf else held)
 
-    def flush_due(self, now: float) -> Writes:
+    def flush_due(self, now: float, before: float = math.inf) -> Writes:
+        """Flush the groups due at ``now``, except those due at or after ``before``: the arrival of the oldest
+        samples some rule has not routed yet (a rule that fell behind). Alerts that arrived before a group's flush
+        instant are in it, as they would be had every rule kept up."""
         writes = Writes()
-        due = [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= now]
+        cut = min(now, math.nextafter(before, -math.inf))
+        due = [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= cut]
         # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
         firing: list[tuple[str, Mapping[str, str]]] = []
         if due and self.config.inhibit_rules:

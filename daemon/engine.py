@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import sqlite3
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +43,9 @@ LULL_AT_MOST = 0.5
 """… but evaluates the oldest waiting batch no later than this after its arrival, whatever the ingest load."""
 COMMIT_CHUNK = 250
 """A backlog is written once this many transitions are waiting (after a whole batch): group flushes in between."""
+HOLD_AT_MOST = 10.0
+"""Seconds a rule's unrouted samples may hold group flushes back at most (a safety net: a rule routes its
+backlog within ``LULL_AT_MOST`` plus the time to evaluate it)."""
 RULE_FAILED = RuleConfig(
     name="AlphawatchRuleFailed",
     kind="internal",
@@ -81,6 +84,9 @@ class Actor:
     """Set once the actor's task has ended (after a cancel: its last write is in the store)."""
     firing: int = 0
     pending: int = 0
+    held: deque[float] = field(default_factory=deque)
+    """The arrival instants of the batches sent to the actor and not routed yet, oldest first."""
+    running: bool = False
 
 
 class Engine:
@@ -108,6 +114,7 @@ class Engine:
         """Held from a dispatcher step to the end of its write, and while the dispatcher is rebuilt from the store:
         a rebuild never misses a step written meanwhile."""
         self._dispatch_changed = trio.Event()
+        self._held_due: float | None = None  # the first group due that waits for a rule's unrouted batches
         self.suppressions: Suppressions | None = None
         """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
         self._ingesting = 0
@@ -205,6 +212,7 @@ class Engine:
         for actor, batch in batches.values():
             try:
                 actor.send.send_nowait((now, batch))
+                actor.held.append(now)
             except trio.WouldBlock:
                 actor.resync = True
                 log.warning(
@@ -266,6 +274,21 @@ class Engine:
     async def _run_actor(self, actor: Actor, started: Callable[[], None]) -> None:
         rule = actor.config
         evaluator, tracker = await self._restore(rule)
+        # the batches a crashed run had taken are gone (the store has their samples): it holds what waits
+        while len(actor.held) > actor.receive.statistics().current_buffer_used:
+            actor.held.popleft()
+        actor.running = True
+        try:
+            await self._actor_loop(actor, evaluator, tracker, started)
+        finally:
+            actor.running = False
+            if actor.held:  # what it held back need not wait for it
+                self.poke()
+
+    async def _actor_loop(
+        self, actor: Actor, evaluator: Evaluator, tracker: Tracker, started: Callable[[], None]
+    ) -> None:
+        rule = actor.config
         started()
         await self._clear_failed(rule.name)  # it runs again (after a restart of the daemon, say)
         await self.store.set_rule_state(rule.name, actor.state.status, actor.state.restarts, actor.state.last_error)
@@ -273,6 +296,7 @@ class Engine:
             await self._on_status(actor)
         now = self.clock.now()
         earlier: list[Transition] = []
+        taken = 0  # batches taken from the inbox and not routed yet
         while True:
             if actor.resync:
                 actor.resync = False
@@ -282,8 +306,9 @@ class Engine:
                 await evaluator.refresh(self.store, now)
             transitions, next_at = _step(rule, evaluator, tracker, now)
             await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
-            await self._commit(rule, earlier + transitions)
-            earlier = []
+            await self._commit(rule, earlier + transitions, self._watermark(actor, taken))
+            self._routed(actor, taken)
+            earlier, taken = [], 0
             actor.firing = tracker.firing_count
             actor.pending = len(tracker.alerts) - actor.firing
             actor.behind = self._ingesting > 0
@@ -297,8 +322,10 @@ class Engine:
                     arrivals.append(actor.receive.receive_nowait())
                 except trio.WouldBlock:
                     break
+            taken = len(arrivals)
             if actor.behind and not evaluator.reads_store:  # (a rule reading the store: once, refreshed)
-                earlier = await self._replay(rule, evaluator, tracker, arrivals, now, next_at)
+                earlier, routed = await self._replay(actor, evaluator, tracker, arrivals, now, next_at)
+                taken -= routed
             else:
                 for _, batch in arrivals:
                     for sample in batch:
@@ -307,17 +334,20 @@ class Engine:
 
     async def _replay(
         self,
-        rule: RuleConfig,
+        actor: Actor,
         evaluator: Evaluator,
         tracker: Tracker,
         arrivals: list[Arrival],
         at: float,
         due: float | None,
-    ) -> list[Transition]:
+    ) -> tuple[list[Transition], int]:
         """Evaluate the batches a rule let pass each as of its arrival (batches of one instant together), and a
         timer of the rule that fell due between two at its own instant, as if the rule had kept up. Writes the
-        transitions, oldest first, whenever ``COMMIT_CHUNK`` wait; returns those left to write."""
+        transitions, oldest first, whenever ``COMMIT_CHUNK`` wait; returns those left to write, and how many
+        batches are routed."""
+        rule = actor.config
         earlier: list[Transition] = []
+        routed = 0
         for index, (arrived, batch) in enumerate(arrivals):
             while due is not None and at < due < arrived:  # a timer due before this batch came
                 at = due
@@ -332,11 +362,31 @@ class Engine:
             earlier += more
             if len(earlier) >= COMMIT_CHUNK:
                 await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
-                await self._commit(rule, earlier)
-                earlier = []
+                await self._commit(rule, earlier, self._watermark(actor, index + 1 - routed))
+                self._routed(actor, index + 1 - routed)
+                earlier, routed = [], index + 1
             else:
                 await trio.lowlevel.checkpoint()  # requests meanwhile are answered between batches
-        return earlier
+        return earlier, routed
+
+    def _watermark(self, actor: Actor | None = None, routing: int = 0) -> float:
+        """The arrival of the oldest batch some rule has not routed: a group due at or after it waits, so that
+        the alerts that arrived before its flush are in it (a rule that fell behind routes its batches late, each
+        as of its arrival). ``actor`` is about to route its first ``routing`` held batches."""
+        mark = math.inf
+        for other in self.actors.values():
+            held = other.held
+            skip = routing if other is actor else 0
+            if other.running and len(held) > skip:
+                mark = min(mark, held[skip])
+        return max(mark, self.clock.now() - HOLD_AT_MOST)
+
+    def _routed(self, actor: Actor, count: int) -> None:
+        """The actor's ``count`` oldest held batches are routed: a group they held back may flush now."""
+        for _ in range(count):
+            actor.held.popleft()
+        if count and self._held_due is not None and self._watermark() > self._held_due:
+            self.poke()
 
     async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
         now = self.clock.now()
@@ -348,14 +398,15 @@ class Engine:
         alerts = await self.store.load_alerts(rule.name)
         return evaluator, Tracker(rule, alerts)
 
-    async def _commit(self, rule: RuleConfig, transitions: list[Transition]) -> None:
+    async def _commit(self, rule: RuleConfig, transitions: list[Transition], before: float | None = None) -> None:
         """Route and write ``transitions`` as one unit: the steps they come from are never split, so a group never
-        flushes between alerts of one instant."""
+        flushes between alerts of one instant. Groups due at or after ``before`` (default: the watermark) wait."""
         if not transitions:
             return
         with trio.CancelScope(shield=True):
             async with self._dispatch_written():
-                writes = self.dispatcher.route(rule, transitions, self.clock.now())
+                mark = self._watermark() if before is None else before
+                writes = self.dispatcher.route(rule, transitions, self.clock.now(), mark)
                 queued = await self.store.apply(transitions, writes)
         self._on_committed(rule, transitions, queued)
         self.poke()
@@ -407,14 +458,18 @@ class Engine:
                 if reconsider_at is not None and now >= reconsider_at:
                     self.dispatcher.reconsider(now)
                 reconsider_at = suppressions.next_change(now)
-            due = self.dispatcher.next_due()
+            mark = self._watermark()
+            due, _ = self.dispatcher.next_due(mark)
             if due is not None and due <= now:  # the lock only when there is something to flush
                 with trio.CancelScope(shield=True):
                     async with self._dispatch_written():
-                        writes = self.dispatcher.flush_due(now)
+                        writes = self.dispatcher.flush_due(now, mark)
                         queued = await self.store.save_dispatch(writes) if writes else []
                 self._on_committed(RULE_FAILED, [], queued)
-            next_at = _earliest(self.dispatcher.next_due(), reconsider_at)
+            due, self._held_due = self.dispatcher.next_due(mark)  # (held: a rule routing its batches pokes)
+            if self._held_due is not None:  # (… or, at the latest, the safety net lets it go)
+                due = _earliest(due, self._held_due + HOLD_AT_MOST + LULL)
+            next_at = _earliest(due, reconsider_at)
             async with trio.open_nursery() as waiting:
                 waiting.cancel_scope.deadline = self.clock.trio_deadline(next_at)
                 waiting.start_soon(_set_then_cancel, self._dispatch_changed, waiting.cancel_scope)

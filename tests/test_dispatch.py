@@ -414,6 +414,22 @@ async def test_a_rule_behind_a_burst_of_ingest_evaluates_after_it_with_the_arriv
         assert [models(p) for p in await sent(h)] == [[("a", "firing")], [("b", "firing")]]
 
 
+async def test_a_group_due_while_a_rule_is_behind_waits_for_the_alerts_that_arrived_before_it(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    config = GROUPED.replace("group_wait: 30s", "group_wait: 100ms")
+    async with running_engine(write_config(config), start=START) as h:
+        with h.engine.ingesting():
+            await h.push("gross", 1.9, model="a")  # its group is due at START + 0.1
+            await h.advance(0.05)
+            await h.push("gross", 1.8, model="b")  # came before that, but the rule is behind a burst
+            await h.advance(0.3)
+            assert await sent(h) == []  # the group waits for b to be routed ...
+        await h.advance(0.01)
+        # ... and tells both at once, as it would have had the rule kept up (not b alone, 5 minutes later)
+        assert [models(p) for p in await sent(h)] == [[("a", "firing"), ("b", "firing")]]
+
+
 async def test_a_burst_of_ingest_that_never_ends_delays_a_rule_half_a_second_at_most(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

@@ -108,12 +108,16 @@ class Outbox:
                     self._wakeup = trio.Event()
                     self._finished.clear()
                     now = self._clock.now()
+                    # a channel whose queue is full is left out: its backlog must not hide the others' rows
+                    full = [name for name, waiting in self._waiting.items() if len(waiting) >= self._room(name)]
                     self._looking = True
                     try:
-                        batch, next_at = await self._store.due(now, limit=BATCH, exclude=self._in_flight)
+                        batch, next_at = await self._store.due(
+                            now, limit=BATCH, exclude=self._in_flight, skip_channels=full
+                        )
                     finally:
                         self._looking = False
-                    self._behind = len(batch) == BATCH  # (a full batch may have left due rows behind)
+                    self._behind = len(batch) == BATCH or bool(full)  # due rows may be left behind
                     for queued in batch:
                         # submitted meanwhile, and maybe done already: the snapshot is older than that
                         if queued.id in self._in_flight or queued.id in self._finished:
@@ -133,21 +137,28 @@ class Outbox:
         """Queue a notification behind its channel's others; start a sender if the channel has a free one. A
         channel's queue holds a few rounds of its senders: the rest stay in the table until it runs low."""
         name = queued.channel
-        channel = self._channels().get(name)
-        concurrency = (channel.concurrency if channel else None) or self._settings().concurrency
         waiting = self._waiting.setdefault(name, deque())
-        if len(waiting) >= QUEUED_PER_SENDER * concurrency:
+        if len(waiting) >= self._room(name):
             self._behind = True
             return
         self._in_flight.add(queued.id)
         waiting.append(queued)
-        if self._senders.get(name, 0) < concurrency:
+        if self._senders.get(name, 0) < self._concurrency(name):
             self._senders[name] = self._senders.get(name, 0) + 1
             nursery.start_soon(self._sender, http, name)
 
+    def _concurrency(self, name: str) -> int:
+        channel = self._channels().get(name)
+        return (channel.concurrency if channel else None) or self._settings().concurrency
+
+    def _room(self, name: str) -> int:
+        """How many notifications a channel's queue holds: a few rounds of its senders."""
+        return QUEUED_PER_SENDER * self._concurrency(name)
+
     async def _sender(self, http: httpx.AsyncClient, name: str) -> None:
         try:
-            while waiting := self._waiting.get(name):
+            # (a sender beyond the channel's concurrency, lowered by a reload, stops)
+            while (waiting := self._waiting.get(name)) and self._senders[name] <= self._concurrency(name):
                 queued = waiting.popleft()
                 if self._behind and len(waiting) <= self._senders[name]:
                     self._behind = False

@@ -683,15 +683,18 @@ class Store:
         return groups, members, escalations
 
     # outbox -----------------------------------------------------------------------------------------------
-    async def due(self, now: float, limit: int, exclude: set[int]) -> tuple[list[Queued], float | None]:
-        """Up to ``limit`` pending notifications due at ``now`` (those in ``exclude`` are already being sent), and
-        when the next one not yet due falls due."""
+    async def due(
+        self, now: float, limit: int, exclude: set[int], skip_channels: Sequence[str] = ()
+    ) -> tuple[list[Queued], float | None]:
+        """Up to ``limit`` pending notifications due at ``now`` (those in ``exclude`` are already being sent, those
+        of ``skip_channels`` wait for room), and when the next one not yet due falls due."""
 
         def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None]:
+            skip = f" AND channel NOT IN ({','.join('?' * len(skip_channels))})" if skip_channels else ""
             rows = db.execute(
                 "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts FROM outbox"
-                " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-                (now, limit + len(exclude)),
+                f" WHERE state = 'pending' AND next_attempt_at <= ?{skip} ORDER BY next_attempt_at, id LIMIT ?",
+                (now, *skip_channels, limit + len(exclude)),
             ).fetchall()
             due = [Queued(*r) for r in rows if r[0] not in exclude]
             later = db.execute(

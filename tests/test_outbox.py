@@ -157,6 +157,57 @@ async def test_a_backlog_beyond_the_channels_queue_is_all_sent_at_most_concurren
     assert max(sum(t <= u < t + 0.09 for u in times) for t in times) <= 2  # each answer takes 0.1 s
 
 
+async def test_a_retry_for_one_channel_is_not_held_up_by_anothers_backlog(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """600 notifications wait for a channel sending ten a second; the pager's retry is read past them."""
+    paged: list[bytes] = []
+
+    def choose(body: bytes) -> int:  # the pager's first attempt fails
+        if b'"receiver":"pager"' not in body:
+            return 200
+        paged.append(body)
+        return 503 if len(paged) == 1 else 200
+
+    receiver.choose = choose
+    text = config_text(receiver, "{initial_backoff: 50ms, max_backoff: 100ms}")
+    text = text.replace("timeout: 1s}", "timeout: 1s, rate_limit: 10/s, concurrency: 1}")
+    pager = f'  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
+    text = text.replace("channels:\n", "channels:\n" + pager)
+    paging = "routes: [{matchers: [alertname=page], channels: [pager]}]"
+    text = text.replace("group_by: ['...']}", f"group_by: ['...'], {paging}}}")
+    text += "  - {name: page, kind: threshold, metric: g2, op: above, value: 1}\n"
+    async with in_process(write_config(text)) as (_, client):
+        bulk = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(600)]
+        assert (await client.post("/api/v1/samples", json=bulk, headers=AUTH)).status_code == 200
+        await trio.sleep(0.5)
+        page = [{"metric": "g2", "labels": {}, "ts": time.time(), "value": 5.0}]
+        assert (await client.post("/api/v1/samples", json=page, headers=AUTH)).status_code == 200
+        with trio.fail_after(3):  # its retry: not after the minute the other channel needs for its backlog
+            while sum(r.path == "/pager" for r in receiver.requests) < 2:
+                await trio.sleep(0.02)
+
+
+async def test_lowering_a_channels_concurrency_by_reload_applies_to_its_backlog(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(200, delay=0.2)
+    text = config_text(receiver, "{}").replace("timeout: 1s}", "timeout: 5s, concurrency: 8}")
+    path = write_config(text)
+    async with in_process(path) as (daemon, client):
+        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(200)]
+        assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
+        await trio.sleep(0.5)
+        path.write_text(text.replace("concurrency: 8}", "concurrency: 1}"))
+        assert (await daemon.reload("test"))["ok"]
+        await trio.sleep(0.5)  # the requests under way end
+        began = time.monotonic()
+        await trio.sleep(1.0)
+    times = sorted(r.received_at for r in receiver.requests if r.received_at >= began)
+    assert 3 <= len(times) <= 6  # one at a time, 0.2 s each
+    assert max(sum(t <= u < t + 0.19 for u in times) for t in times) == 1
+
+
 async def test_a_receiver_back_up_gets_the_backlog_at_once(
     write_config: Callable[..., Path], receiver: Receiver
 ) -> None:

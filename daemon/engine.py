@@ -466,9 +466,16 @@ class Engine:
                         writes = self.dispatcher.flush_due(now, mark)
                         queued = await self.store.save_dispatch(writes) if writes else []
                 self._on_committed(RULE_FAILED, [], queued)
-            due, self._held_due = self.dispatcher.next_due(mark)  # (held: a rule routing its batches pokes)
-            if self._held_due is not None:  # (… or, at the latest, the safety net lets it go)
-                due = _earliest(due, self._held_due + HOLD_AT_MOST + LULL)
+            # a group due now that waits for a rule's unrouted batches: that rule pokes when it has routed them
+            # (or, at the latest, the safety net lets it go); one due later is looked at when it falls due
+            now = self.clock.now()
+            due, held = self.dispatcher.next_due(self._watermark())  # (no await since: _routed sees this)
+            if held is not None and held <= now:
+                self._held_due = held
+                due = _earliest(due, held + HOLD_AT_MOST + LULL)
+            else:
+                self._held_due = None
+                due = _earliest(due, held)
             next_at = _earliest(due, reconsider_at)
             async with trio.open_nursery() as waiting:
                 waiting.cancel_scope.deadline = self.clock.trio_deadline(next_at)

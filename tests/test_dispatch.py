@@ -430,6 +430,25 @@ async def test_a_group_due_while_a_rule_is_behind_waits_for_the_alerts_that_arri
         assert [models(p) for p in await sent(h)] == [[("a", "firing"), ("b", "firing")]]
 
 
+async def test_a_group_waits_for_another_rules_batches_that_arrived_before_its_flush(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    config = BY_MODEL.replace("group_wait: 30s", "group_wait: 100ms")
+    config += "  - {name: leverage, kind: threshold, metric: lev, op: above, value: 3}\n"
+    async with running_engine(write_config(config), start=START) as h:
+        with h.engine.ingesting():
+            await h.push("lev", 4.0, model="x")  # leverage is behind from now on
+            await h.advance(0.01)
+            await h.push("gross", 1.9, model="a")  # exposure fires: model a's group is due at START + 0.11
+            await h.advance(0.04)
+            await h.push("lev", 5.0, model="a")  # came before that; leverage evaluates it after the burst
+            await h.advance(0.3)
+            assert await sent(h) == []  # (x's group too: which groups a waiting batch joins is not known yet)
+        await h.advance(0.01)
+        told = {p["groupLabels"]["model"]: sorted(a["labels"]["alertname"] for a in p["alerts"]) for p in await sent(h)}
+        assert told == {"x": ["leverage"], "a": ["exposure", "leverage"]}
+
+
 async def test_a_burst_of_ingest_that_never_ends_delays_a_rule_half_a_second_at_most(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

@@ -258,6 +258,10 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE samples;
     ALTER TABLE samples_by_time RENAME TO samples;
     """,
+    # 6: due notifications read channel by channel (a channel whose queue is full is left out)
+    """
+    CREATE INDEX outbox_channel_due ON outbox (state, channel, next_attempt_at);
+    """,
 )
 
 
@@ -293,6 +297,20 @@ class Queued:
         return document
 
 
+_DUE = (
+    "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts, next_attempt_at FROM outbox"
+    " WHERE state = 'pending' AND next_attempt_at <= ?"
+)
+# the channels with pending notifications, one index seek each (not a walk through every pending row)
+_PENDING_CHANNELS = """
+    WITH RECURSIVE channels (name) AS (
+        SELECT min(channel) FROM outbox WHERE state = 'pending'
+        UNION ALL
+        SELECT (SELECT min(channel) FROM outbox WHERE state = 'pending' AND channel > name) FROM channels
+        WHERE name IS NOT NULL
+    )
+    SELECT name FROM channels WHERE name IS NOT NULL
+"""
 _SERIES_PER_INSERT = 200
 _NONE: dict[Labels, int] = {}
 
@@ -690,13 +708,18 @@ class Store:
         of ``skip_channels`` wait for room), and when the next one not yet due falls due."""
 
         def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None]:
-            skip = f" AND channel NOT IN ({','.join('?' * len(skip_channels))})" if skip_channels else ""
-            rows = db.execute(
-                "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts FROM outbox"
-                f" WHERE state = 'pending' AND next_attempt_at <= ?{skip} ORDER BY next_attempt_at, id LIMIT ?",
-                (now, *skip_channels, limit + len(exclude)),
-            ).fetchall()
-            due = [Queued(*r) for r in rows if r[0] not in exclude]
+            wanted = limit + len(exclude)
+            if not skip_channels:
+                rows = db.execute(_DUE + " ORDER BY next_attempt_at, id LIMIT ?", (now, wanted)).fetchall()
+            else:  # channel by channel (an index each): a skipped channel's backlog is never walked through
+                rows = []
+                for (channel,) in db.execute(_PENDING_CHANNELS).fetchall():
+                    if channel not in skip_channels:
+                        rows += db.execute(
+                            _DUE + " AND channel = ? ORDER BY next_attempt_at, id LIMIT ?", (now, channel, wanted)
+                        ).fetchall()
+                rows.sort(key=lambda r: (r[-1], r[0]))
+            due = [Queued(*r[:-1]) for r in rows if r[0] not in exclude]
             later = db.execute(
                 "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?", (now,)
             ).fetchone()[0]

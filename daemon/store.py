@@ -297,10 +297,7 @@ class Queued:
         return document
 
 
-_DUE = (
-    "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts, next_attempt_at FROM outbox"
-    " WHERE state = 'pending' AND next_attempt_at <= ?"
-)
+_DUE = "SELECT next_attempt_at, id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
 # the channels with pending notifications, one index seek each (not a walk through every pending row)
 _PENDING_CHANNELS = """
     WITH RECURSIVE channels (name) AS (
@@ -708,22 +705,32 @@ class Store:
         of ``skip_channels`` wait for room), and when the next one not yet due falls due."""
 
         def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None]:
+            # which ones first, from the indexes alone; then the rows of those (payloads can be large)
             wanted = limit + len(exclude)
             if not skip_channels:
-                rows = db.execute(_DUE + " ORDER BY next_attempt_at, id LIMIT ?", (now, wanted)).fetchall()
+                keys = db.execute(_DUE + " ORDER BY next_attempt_at, id LIMIT ?", (now, wanted)).fetchall()
             else:  # channel by channel (an index each): a skipped channel's backlog is never walked through
-                rows = []
+                keys = []
                 for (channel,) in db.execute(_PENDING_CHANNELS).fetchall():
                     if channel not in skip_channels:
-                        rows += db.execute(
+                        keys += db.execute(
                             _DUE + " AND channel = ? ORDER BY next_attempt_at, id LIMIT ?", (now, channel, wanted)
                         ).fetchall()
-                rows.sort(key=lambda r: (r[-1], r[0]))
-            due = [Queued(*r[:-1]) for r in rows if r[0] not in exclude]
+                keys.sort()
+            ids = [outbox_id for _, outbox_id in keys if outbox_id not in exclude][:limit]
+            found = {
+                row[0]: Queued(*row)
+                for row in db.execute(
+                    "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts FROM outbox"
+                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(ids),),
+                )
+            }
+            due = [found[outbox_id] for outbox_id in ids]
             later = db.execute(
                 "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?", (now,)
             ).fetchone()[0]
-            return due[:limit], later
+            return due, later
 
         return await self.run(work)
 

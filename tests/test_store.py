@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from alphawatch.daemon.errors import StoreError
-from alphawatch.daemon.store import MIGRATIONS, open_store
+from alphawatch.daemon.store import MIGRATIONS, Outgoing, Queued, open_store
 from alphawatch.rules import Sample, Selector
 from alphawatch.rules._base import parse_matcher
 
@@ -145,3 +145,31 @@ def test_label_text_is_canonical_json(labels: dict[str, str]) -> None:
     assert dump_labels(labels) == expected
     assert dump_labels(tuple(labels.items())) == expected
     assert json.loads(dump_labels(labels)) == labels
+
+
+async def test_due_notifications_come_oldest_first_without_those_in_flight_or_of_a_full_channel(
+    tmp_path: Path,
+) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        # due at 1..6, alternating channels; one not due yet (at 100)
+        plan = [("a", 1.0), ("b", 2.0), ("a", 3.0), ("b", 4.0), ("a", 5.0), ("b", 6.0), ("a", 100.0)]
+        await store.enqueue([Outgoing(ch, "f", f"k{n}", "{}") for n, (ch, _) in enumerate(plan)])
+        rows = await store.query("SELECT id, idempotency_key FROM outbox ORDER BY id")
+        ids = {row["idempotency_key"]: row["id"] for row in rows}
+        await store.run(
+            lambda db: db.executemany(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                [(at, ids[f"k{n}"]) for n, (_, at) in enumerate(plan)],
+            )
+        )
+
+        def keys(due: list[Queued]) -> list[str]:
+            return [q.idempotency_key for q in due]
+
+        due, later = await store.due(10.0, limit=3, exclude={ids["k0"]})
+        assert keys(due) == ["k1", "k2", "k3"]
+        assert later == 100.0
+        due, _ = await store.due(10.0, limit=10, exclude={ids["k3"]}, skip_channels=["a"])
+        assert keys(due) == ["k1", "k5"]  # channel a's queue is full: b's in order, k3 being sent
+        due, _ = await store.due(10.0, limit=2, exclude=set(), skip_channels=["b"])
+        assert keys(due) == ["k0", "k2"]

@@ -50,7 +50,10 @@ class Outbox:
         self._wakeup = trio.Event()
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
-        self._behind = False  # due rows were left in the table: look again when a channel's queue runs low
+        # due rows were left in the table: look again when a queue runs low (any queue after a full read; the
+        # queue of the channel named here when it was full)
+        self._behind_any = False
+        self._behind: set[str] = set()
         self._finished: set[int] = set()  # finished since the loop last looked at the table
         self._looking = False  # the loop is reading the due rows
         self._outages: dict[str, _Outage] = {}  # channels whose attempts fail, none having got through since
@@ -117,7 +120,7 @@ class Outbox:
                         )
                     finally:
                         self._looking = False
-                    self._behind = len(batch) == BATCH or bool(full)  # due rows may be left behind
+                    self._behind_any, self._behind = len(batch) == BATCH, set(full)
                     for queued in batch:
                         # submitted meanwhile, and maybe done already: the snapshot is older than that
                         if queued.id in self._in_flight or queued.id in self._finished:
@@ -139,7 +142,7 @@ class Outbox:
         name = queued.channel
         waiting = self._waiting.setdefault(name, deque())
         if len(waiting) >= self._room(name):
-            self._behind = True
+            self._behind.add(name)
             return
         self._in_flight.add(queued.id)
         waiting.append(queued)
@@ -160,8 +163,9 @@ class Outbox:
             # (a sender beyond the channel's concurrency, lowered by a reload, stops)
             while (waiting := self._waiting.get(name)) and self._senders[name] <= self._concurrency(name):
                 queued = waiting.popleft()
-                if self._behind and len(waiting) <= self._senders[name]:
-                    self._behind = False
+                if (self._behind_any or name in self._behind) and len(waiting) <= self._senders[name]:
+                    self._behind_any = False
+                    self._behind.discard(name)
                     self._wakeup.set()
                 await self._deliver(http, queued)
         finally:

@@ -45,6 +45,18 @@ async def wait_for_state(client: Any, state: str) -> dict[str, Any]:
             await trio.sleep(0.02)
 
 
+def firing_samples(count: int, metric: str = "gross") -> list[dict[str, Any]]:
+    """``count`` samples of ``metric`` over its threshold, one series each."""
+    return [{"metric": metric, "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(count)]
+
+
+async def received(receiver: Receiver, count: int, within: float = 10.0, path: str | None = None) -> None:
+    """Wait until ``count`` requests (to ``path``, when given) have reached ``receiver``."""
+    with trio.fail_after(within):
+        while sum(path is None or r.path == path for r in receiver.requests) < count:
+            await trio.sleep(0.02)
+
+
 async def retried_until_delivered(client: Any, receiver: Receiver) -> tuple[dict[str, Any], list[float]]:
     """Fire one alert and wait for its notification to be delivered: its row, and the gaps between attempts."""
     await fire(client)
@@ -115,9 +127,7 @@ async def test_a_dead_letter_is_reported_to_the_fallback_channel(
     )
     async with in_process(write_config(text)) as (_, client):
         await fire(client)
-        with trio.fail_after(10):
-            while len(receiver.requests) < 2:
-                await trio.sleep(0.02)
+        await received(receiver, 2)
         report = receiver.requests[1]
         assert report.path == "/pager"
         alert = report.json()["alerts"][0]
@@ -129,12 +139,9 @@ async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[...
     text = config_text(receiver, "{initial_backoff: 50ms}").replace("timeout: 1s}", "timeout: 1s, rate_limit: 2/s}")
     text = text.replace("value: 1.5}", "value: 1.5}\n  - {name: e2, kind: threshold, metric: g2, op: above, value: 1}")
     async with in_process(write_config(text)) as (_, client):
-        samples = [{"metric": m, "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0}
-                   for m in ("gross", "g2") for i in range(2)]  # fmt: skip
+        samples = firing_samples(2) + firing_samples(2, "g2")
         assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
-        with trio.fail_after(10):
-            while len(receiver.requests) < 4:
-                await trio.sleep(0.02)
+        await received(receiver, 4)
         times = sorted(r.received_at for r in receiver.requests)
         assert times[2] - times[0] >= 0.95  # the third waits for the first to leave the one-second window
 
@@ -146,11 +153,9 @@ async def test_a_backlog_beyond_the_channels_queue_is_all_sent_at_most_concurren
     receiver.answer(200, delay=0.1)
     text = config_text(receiver, "{}").replace("timeout: 1s}", "timeout: 1s, concurrency: 2}")
     async with in_process(write_config(text)) as (_, client):
-        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(30)]
+        samples = firing_samples(30)
         assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
-        with trio.fail_after(10):
-            while len(receiver.requests) < 30:
-                await trio.sleep(0.02)
+        await received(receiver, 30)
     keys = {r.headers["Idempotency-Key"] for r in receiver.requests}
     assert len(keys) == 30  # each group once
     times = sorted(r.received_at for r in receiver.requests)
@@ -178,14 +183,13 @@ async def test_a_retry_for_one_channel_is_not_held_up_by_anothers_backlog(
     text = text.replace("group_by: ['...']}", f"group_by: ['...'], {paging}}}")
     text += "  - {name: page, kind: threshold, metric: g2, op: above, value: 1}\n"
     async with in_process(write_config(text)) as (_, client):
-        bulk = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(600)]
+        bulk = firing_samples(600)
         assert (await client.post("/api/v1/samples", json=bulk, headers=AUTH)).status_code == 200
         await trio.sleep(0.5)
         page = [{"metric": "g2", "labels": {}, "ts": time.time(), "value": 5.0}]
         assert (await client.post("/api/v1/samples", json=page, headers=AUTH)).status_code == 200
-        with trio.fail_after(3):  # its retry: not after the minute the other channel needs for its backlog
-            while sum(r.path == "/pager" for r in receiver.requests) < 2:
-                await trio.sleep(0.02)
+        # its retry: not after the minute the other channel needs for its backlog
+        await received(receiver, 2, within=3, path="/pager")
 
 
 async def test_lowering_a_channels_concurrency_by_reload_applies_to_its_backlog(
@@ -195,7 +199,7 @@ async def test_lowering_a_channels_concurrency_by_reload_applies_to_its_backlog(
     text = config_text(receiver, "{}").replace("timeout: 1s}", "timeout: 5s, concurrency: 8}")
     path = write_config(text)
     async with in_process(path) as (daemon, client):
-        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(200)]
+        samples = firing_samples(200)
         assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
         await trio.sleep(0.5)
         path.write_text(text.replace("concurrency: 8}", "concurrency: 1}"))
@@ -217,17 +221,13 @@ async def test_a_receiver_back_up_gets_the_backlog_at_once(
         "value: 1.5}", "value: 1.5}\n  - {name: other, kind: threshold, metric: g2, op: above, value: 1}"
     )
     async with in_process(write_config(text)) as (_, client):
-        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 5.0} for i in range(3)]
+        samples = firing_samples(3)
         assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
-        with trio.fail_after(5):
-            while len(receiver.requests) < 3:
-                await trio.sleep(0.02)
+        await received(receiver, 3, within=5)
         began = trio.current_time()
         sample = {"metric": "g2", "labels": {}, "ts": time.time(), "value": 5.0}
         assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).status_code == 200
-        with trio.fail_after(5):
-            while len(receiver.requests) < 7:
-                await trio.sleep(0.02)
+        await received(receiver, 7, within=5)
         assert trio.current_time() - began < 2.0  # not the 2.5–5 s of their own backoff
         assert [r.json()["status"] for r in receiver.requests[3:]] == ["firing"] * 4
 
@@ -254,9 +254,7 @@ rules:
         now = time.time()
         samples = [{"metric": "gross", "labels": {"desk": "tw", "book": b}, "ts": now, "value": 2.0} for b in "abc"]
         assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).status_code == 200
-        with trio.fail_after(10):
-            while not receiver.requests:
-                await trio.sleep(0.02)
+        await received(receiver, 1)
         document = receiver.requests[0].json()
         assert document["truncatedAlerts"] == 1
         assert len(document["alerts"]) == 2

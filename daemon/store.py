@@ -297,7 +297,10 @@ class Queued:
         return document
 
 
-_DUE = "SELECT next_attempt_at, id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+_DUE = (
+    "SELECT next_attempt_at, id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? AND channel = ?"
+    " ORDER BY next_attempt_at, id LIMIT ?"
+)
 # the channels with pending notifications, one index seek each (not a walk through every pending row)
 _PENDING_CHANNELS = """
     WITH RECURSIVE channels (name) AS (
@@ -705,18 +708,14 @@ class Store:
         of ``skip_channels`` wait for room), and when the next one not yet due falls due."""
 
         def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None]:
-            # which ones first, from the indexes alone; then the rows of those (payloads can be large)
+            # which ones first, from an index alone, channel by channel (a skipped channel's backlog is never
+            # walked through); then the rows of those (payloads can be large)
             wanted = limit + len(exclude)
-            if not skip_channels:
-                keys = db.execute(_DUE + " ORDER BY next_attempt_at, id LIMIT ?", (now, wanted)).fetchall()
-            else:  # channel by channel (an index each): a skipped channel's backlog is never walked through
-                keys = []
-                for (channel,) in db.execute(_PENDING_CHANNELS).fetchall():
-                    if channel not in skip_channels:
-                        keys += db.execute(
-                            _DUE + " AND channel = ? ORDER BY next_attempt_at, id LIMIT ?", (now, channel, wanted)
-                        ).fetchall()
-                keys.sort()
+            keys = []
+            for (channel,) in db.execute(_PENDING_CHANNELS).fetchall():
+                if channel not in skip_channels:
+                    keys += db.execute(_DUE, (now, channel, wanted)).fetchall()
+            keys.sort()
             ids = [outbox_id for _, outbox_id in keys if outbox_id not in exclude][:limit]
             found = {
                 row[0]: Queued(*row)

@@ -262,6 +262,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_channel_due ON outbox (state, channel, next_attempt_at);
     """,
+    # 7: a series' last sample is written to its row every few seconds, not at every batch; the series whose row
+    # may be behind are listed here, in the batch's own transaction, so a crash loses none of it
+    """
+    CREATE TABLE series_behind (series_id INTEGER PRIMARY KEY) STRICT;
+    """,
 )
 
 
@@ -487,6 +492,7 @@ class Store:
         self._inline = inline
         self._lock = trio.Lock()
         self._series: dict[str, dict[Labels, int]] = {}  # metric → label set → series id (held per series)
+        self._behind: dict[int, tuple[float, float]] = {}  # series id → its last sample, not yet in its row
         self._path = None if path is None or str(path) == ":memory:" else path
         self._checkpointer: sqlite3.Connection | None = None
 
@@ -526,15 +532,40 @@ class Store:
                     [(ts, cache.get(metric, _NONE).get(labels) or new_ids[(metric, labels)], value)
                      for metric, labels, ts, value in samples],
                 )  # fmt: skip
+                # a known series' row is brought up to date later (settle): writing it here dirtied a page per
+                # series in every commit, more than half of a small batch's cost
+                seen = [(cache[metric][labels], last) for (metric, labels), last in latest.items()
+                        if (metric, labels) not in new_ids]  # fmt: skip
+                behind = self._behind
                 db.executemany(
-                    "UPDATE series SET last_ts = ?1, last_value = ?2 WHERE id = ?3 AND coalesce(last_ts <= ?1, 1)",
-                    [(ts, value, cache[metric][labels])
-                     for (metric, labels), (ts, value) in latest.items() if (metric, labels) not in new_ids],
-                )  # fmt: skip
-            for (metric, labels), series_id in new_ids.items():  # only after the commit: a rolled-back id must
-                cache.setdefault(metric, {})[labels] = series_id  # not be remembered
+                    "INSERT OR IGNORE INTO series_behind (series_id) VALUES (?)",
+                    [(series_id,) for series_id, _ in seen if series_id not in behind],
+                )
+            # only after the commit: a rolled-back id or sample must not be remembered
+            for (metric, labels), series_id in new_ids.items():
+                cache.setdefault(metric, {})[labels] = series_id
+            for series_id, last in seen:
+                known = behind.get(series_id)
+                if known is None or last[0] >= known[0]:
+                    behind[series_id] = last
 
         await self.run(work)
+
+    def _settle(self, db: sqlite3.Connection) -> None:
+        """Write the last samples held in memory to their series rows (a late sample never replaces a newer one)."""
+        if not self._behind:
+            return
+        with db:
+            db.executemany(
+                "UPDATE series SET last_ts = ?1, last_value = ?2 WHERE id = ?3 AND coalesce(last_ts <= ?1, 1)",
+                [(ts, value, series_id) for series_id, (ts, value) in self._behind.items()],
+            )
+            db.execute("DELETE FROM series_behind")
+        self._behind.clear()
+
+    async def settle(self) -> None:
+        """Bring every series row's last sample up to date (the daemon calls this every few seconds)."""
+        await self.run(self._settle)
 
     async def load_samples(self, selector: Selector, since: float, latest_only: bool = False) -> list[Sample]:
         """Samples of every series ``selector`` matches: those at or after ``since``, and each series' last one.
@@ -545,6 +576,7 @@ class Store:
         """
 
         def work(db: sqlite3.Connection) -> list[Sample]:
+            self._settle(db)
             wanted: dict[int, tuple[Labels, float | None, float | None]] = {}
             for series_id, labels_text, last_ts, last_value in db.execute(
                 "SELECT id, labels, last_ts, last_value FROM series WHERE metric = ?", (selector.metric,)
@@ -588,6 +620,7 @@ class Store:
         """
 
         def work(db: sqlite3.Connection) -> int:
+            self._settle(db)  # a series' last sample decides whether it is forgotten
             with db:
                 gone = db.execute(
                     "DELETE FROM samples WHERE (ts, series_id) IN"
@@ -823,7 +856,10 @@ class Store:
     async def checkpoint(self) -> list[tuple[int, int, int]]:
         """Copy the write-ahead log into the database file without waiting for readers or writers (``PASSIVE``),
         on a connection of its own and outside the store's lock: the copy and its sync (≈ 40 ms for a 15 MB log,
-        after a burst) hold no write back. Returns SQLite's (busy, log frames, frames copied)."""
+        after a burst) hold no write back. Returns SQLite's (busy, log frames, frames copied).
+
+        Series rows are settled first (their last samples written), so the file the checkpoint leaves is current."""
+        await self.settle()
         pragma = "PRAGMA wal_checkpoint(PASSIVE)"
         if self._inline or self._path is None:
             return await self.run(lambda db: db.execute(pragma).fetchall())
@@ -838,6 +874,7 @@ class Store:
         return await trio.to_thread.run_sync(work)
 
     def _close(self, connection: sqlite3.Connection) -> None:
+        self._settle(connection)
         if self._checkpointer is not None:
             self._checkpointer.close()
         connection.close()
@@ -879,6 +916,20 @@ def migrate(db: sqlite3.Connection) -> None:
         log.info("upgrading the state file", extra={"from_schema": version, "to_schema": len(MIGRATIONS)})
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    _settle_after_crash(db)
+
+
+def _settle_after_crash(db: sqlite3.Connection) -> None:
+    """Series listed as behind were not settled before the process ended: read their last samples back from
+    ``samples`` (each lookup walks back from the newest samples to the series' own)."""
+    with db:
+        db.execute(
+            "UPDATE series SET (last_ts, last_value) = (SELECT ts, value FROM samples WHERE series_id = series.id"
+            " AND ts >= coalesce(series.last_ts, -1e308) ORDER BY ts DESC LIMIT 1)"
+            " WHERE id IN (SELECT series_id FROM series_behind) AND EXISTS (SELECT 1 FROM samples"
+            " WHERE series_id = series.id AND ts >= coalesce(series.last_ts, -1e308))"
+        )
+        db.execute("DELETE FROM series_behind")
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -87,6 +88,25 @@ async def test_series_first_seen_in_a_batch_or_after_a_restart_keep_their_latest
         assert latest[(("id", "449"),)] == (NOW - 30, 449.0)
         stored = await store.load_samples(Selector("m", (parse_matcher('id="0"'),)), NOW - 60)
         assert [(s.ts, s.value) for s in stored] == [(NOW - 30, 0.0), (NOW - 25, -1.0), (NOW - 20, 100.0)]
+
+
+async def test_last_samples_not_yet_settled_survive_a_crash(tmp_path: Path) -> None:
+    one, two = (("a", "1"),), (("a", "2"),)
+    crashed = tmp_path / "crashed.db"
+    async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples([Sample("m", one, NOW - 100, 1.0), Sample("m", two, NOW - 90, 5.0)])
+        await store.insert_samples([Sample("m", one, NOW - 10, 2.0), Sample("m", two, NOW - 95, 9.0)])
+        for suffix in ("", "-wal"):  # the files as a kill -9 leaves them
+            shutil.copy(tmp_path / f"state.db{suffix}", tmp_path / f"crashed.db{suffix}")
+    db = sqlite3.connect(crashed)
+    rows = db.execute("SELECT labels, last_ts FROM series ORDER BY id").fetchall()
+    db.close()
+    assert rows == [('{"a":"1"}', NOW - 100), ('{"a":"2"}', NOW - 90)]  # the rows were behind the samples
+    async with open_store(crashed) as store:
+        latest = await store.load_samples(Selector("m"), NOW, latest_only=True)
+        # series 1 gets its newer sample back; series 2's late sample does not replace its newer last one
+        assert [(s.labels, s.ts, s.value) for s in latest] == [(one, NOW - 10, 2.0), (two, NOW - 90, 5.0)]
+        assert await store.query("SELECT * FROM series_behind") == []
 
 
 async def test_a_checkpoint_copies_the_log_while_writes_go_on(tmp_path: Path) -> None:

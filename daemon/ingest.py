@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
+
 from alphawatch.daemon.errors import IngestError, ItemError
 from alphawatch.daemon.store import dump_labels
 from alphawatch.rules import Labels, Sample
@@ -38,9 +40,12 @@ class Batch:
 def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
     """Parse and check a request body; raise :class:`IngestError` naming every bad item."""
     try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise IngestError(f"body is not valid JSON: {exc}") from None
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # the standard parser also reads NaN and Infinity, which then get an error of their own
+            document = json.loads(body)
+        except ValueError as exc:
+            raise IngestError(f"body is not valid JSON: {exc}") from None
     items = document.get("samples") if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise IngestError('expected a JSON array of samples, or {"samples": [...]}')

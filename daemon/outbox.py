@@ -77,9 +77,7 @@ class Outbox:
         if nursery is None or self._http is None:
             self.wake()
             return
-        for item in queued:
-            if item.id not in self._in_flight and item.id not in self._finished:
-                self._send(nursery, self._http, item)
+        self._send_all(nursery, self._http, queued)
 
     def wake(self) -> None:
         """New work was committed: look at the outbox now."""
@@ -121,11 +119,8 @@ class Outbox:
                     finally:
                         self._looking = False
                     self._behind_any, self._behind = len(batch) == BATCH, set(full)
-                    for queued in batch:
-                        # submitted meanwhile, and maybe done already: the snapshot is older than that
-                        if queued.id in self._in_flight or queued.id in self._finished:
-                            continue
-                        self._send(nursery, http, queued)
+                    self._send_all(nursery, http, batch)
+                    del batch  # while it waits, the loop holds no payload of its own
                     with trio.move_on_at(self._clock.trio_deadline(next_at)):
                         await self._wakeup.wait()
         finally:
@@ -135,6 +130,12 @@ class Outbox:
             self._waiting.clear()
             self._senders.clear()
             self._finishing, self._finish_wanted = _FinishBatch(), trio.Event()  # (their deliveries are gone)
+
+    def _send_all(self, nursery: trio.Nursery, http: httpx.AsyncClient, batch: list[Queued]) -> None:
+        for queued in batch:
+            # (a row read before it was submitted, or submitted twice, may be in flight or done already)
+            if queued.id not in self._in_flight and queued.id not in self._finished:
+                self._send(nursery, http, queued)
 
     def _send(self, nursery: trio.Nursery, http: httpx.AsyncClient, queued: Queued) -> None:
         """Queue a notification behind its channel's others; start a sender if the channel has a free one. A

@@ -48,8 +48,7 @@ AckCheck = Callable[[str, float], Any]
 class Member:
     """An alert in a group. Held for every firing alert, so it is small: the labels are the alert's own tuple, and
     the alert's document (notify.alert_document, as JSON) lives in the member's row: the store reads it back when
-    it writes a notification. ``doc`` holds a new document only until the step is written (:meth:`Writes.freeze`);
-    ``source`` names the group whose row has the document when the member moves to another group."""
+    it writes a notification. A document made in a step travels with the step's :class:`Writes`."""
 
     fingerprint: str
     rule: str
@@ -57,23 +56,22 @@ class Member:
     sent: str | None  # the status this group last told its channels, None if never
     active_at: float
     pairs: Labels
-    doc: str | None = None
-    source: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.pairs)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], status: str, sent: str | None, keep_doc: bool = False) -> Member:
-        doc = row["doc"]
-        pairs = tuple(sorted(json.loads(doc)["labels"].items()))
-        return cls(row["fingerprint"], row["rule"], status, sent, row["active_at"], pairs, doc if keep_doc else None)
+    def from_row(cls, row: Mapping[str, Any], status: str, sent: str | None) -> Member:
+        pairs = tuple(sorted(json.loads(row["doc"])["labels"].items()))
+        return cls(row["fingerprint"], row["rule"], status, sent, row["active_at"], pairs)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Group:
-    key: str
+    """An aggregation group. Held for as long as an alert is in it, so it keeps no key text of its own: the
+    dispatcher finds it by route and label pairs, and :attr:`key` is written out when the store needs it."""
+
     node: RouteNode
     pairs: Labels  # the group labels (routing.group_pairs)
     created_at: float
@@ -87,6 +85,11 @@ class Group:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.pairs)
+
+    @property
+    def key(self) -> str:
+        """The group's identity in the store and in notifications: its route and its group labels."""
+        return _group_key(self.node, self.pairs)
 
     @property
     def members(self) -> tuple[Member, ...]:
@@ -186,6 +189,10 @@ class Writes:
     suppressed: list[Suppressed] = field(default_factory=list)
     escalations: dict[str, Escalating | EscalationRow | None] = field(default_factory=dict)
     sent: list[tuple[str, str, str]] = field(default_factory=list)  # group key, fingerprint, status told
+    # (group key, fingerprint) → the member's document made in this step; or the key of the group whose row has
+    # it, for a member moving there
+    docs: dict[tuple[str, str], str] = field(default_factory=dict)
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations or self.sent)
@@ -197,9 +204,8 @@ class Writes:
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
-                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at, member.doc,
-                                               member.source)  # fmt: skip
-                member.doc = member.source = None  # written with this step; no longer held
+                self.members[pair] = MemberRow(member.rule, member.status, member.sent, member.active_at,
+                                               self.docs.get(pair), self.sources.get(pair))  # fmt: skip
         for fingerprint, escalating in self.escalations.items():
             if isinstance(escalating, Escalating):
                 self.escalations[fingerprint] = EscalationRow(escalating.rule, escalating.policy,
@@ -214,22 +220,33 @@ class Writes:
         self.suppressed += other.suppressed
         self.escalations.update(other.escalations)
         self.sent += other.sent
+        self.docs.update(other.docs)
+        self.sources.update(other.sources)
 
 
 class Dispatcher:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.groups: dict[str, Group] = {}
-        # fingerprint → the key of the group it is in, or the keys when it is in several (held per firing alert)
-        self._by_alert: dict[str, str | tuple[str, ...]] = {}
+        # route path → group label pairs → group (the pairs are the group's own: no key object per group)
+        self._groups: dict[str, dict[Labels, Group]] = {}
+        # fingerprint → the group it is in, or the groups when it is in several (held per firing alert)
+        self._by_alert: dict[str, Group | tuple[Group, ...]] = {}
         self.escalating: dict[str, Escalating] = {}
-        self.held: set[str] = set()  # groups whose last flush held news back for a silence or an inhibition
+        self.held: set[Group] = set()  # groups whose last flush held news back for a silence or an inhibition
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
         self.may_suppress: Callable[[], bool] = lambda: True
         """Whether ``reason`` can find anything now (a silence or an inhibition rule): else it is not asked."""
         self.acknowledged: AckCheck = lambda *_: None
         self._router: tuple[RouteNode | None, Callable[[Labels], Routing] | None] = (None, None)
+        self._instants: dict[float, float] = {}  # (see _instant; emptied at every flush step)
+
+    def groups(self) -> list[Group]:
+        return [group for by_pairs in self._groups.values() for group in by_pairs.values()]
+
+    def _group(self, node: RouteNode, pairs: Labels) -> Group | None:
+        """The group of ``node`` with these group label pairs, if there is one."""
+        return self._groups.get(node.path, _NO_GROUPS).get(pairs)
 
     # configuration ----------------------------------------------------------------------------------------
     def nodes(self) -> dict[str, RouteNode]:
@@ -246,19 +263,16 @@ class Dispatcher:
             if escalating.policy not in policies:  # the policy is gone: its pending tiers with it
                 del self.escalating[fingerprint]
                 writes.escalations[fingerprint] = None
-        orphans: list[Member] = []
-        for group in list(self.groups.values()):
+        orphans: list[tuple[Member, str]] = []  # and the key of the group whose row has its document
+        for group in self.groups():
             node = nodes.get(group.node.path)
             if node is not None and _same_route(node, group.node):
                 group.node = node
                 continue
-            for member in group.members:
-                if member.status == FIRING:
-                    member.source = group.key  # its document is in that group's row
-                    orphans.append(member)
+            orphans += [(member, group.key) for member in group.members if member.status == FIRING]
             self._drop(group, writes)
-        for member in orphans:
-            self._join(member, now, writes)
+        for member, source in orphans:
+            self._join(member, now, writes, source=source)
         return writes.freeze()
 
     def load(
@@ -275,25 +289,26 @@ class Dispatcher:
             )  # fmt: skip
         nodes = self.nodes()
         stale: dict[str, list[dict[str, Any]]] = {}
+        loaded: dict[str, Group] = {}  # (while loading only: key → group)
         for row in groups:
             node = nodes.get(row["route"])
             labels = json.loads(row["labels"])
             if node is None or row["key"] != _group_key(node, labels):
                 stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
                 continue
-            self.groups[row["key"]] = Group(
-                row["key"], node, tuple(sorted(labels.items())), row["created_at"], row["last_flush_at"],
-                row["next_flush_at"], row["flushes"],
-            )  # fmt: skip
+            pairs = group_pairs(node, tuple(sorted(labels.items())))
+            loaded[row["key"]] = self._groups.setdefault(node.path, {})[pairs] = Group(
+                node, pairs, row["created_at"], row["last_flush_at"], row["next_flush_at"], row["flushes"]
+            )
         for row in members:
-            group = self.groups.get(row["group_key"])
+            group = loaded.get(row["group_key"])
             if group is None:
                 if row["group_key"] in stale:
                     stale[row["group_key"]].append(row)
                 continue
             member = Member.from_row(row, row["status"], row["sent"])
             group.put(member)
-            self._enter(member.fingerprint, group.key)
+            self._enter(member.fingerprint, group)
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
@@ -304,7 +319,7 @@ class Dispatcher:
             writes.groups[key] = None
             for row in rows:
                 if row["status"] == FIRING:
-                    self._join(Member.from_row(row, FIRING, None, keep_doc=True), now, writes)
+                    self._join(Member.from_row(row, FIRING, None), now, writes, doc=row["doc"])
         self._stale = {}
         return writes.freeze()
 
@@ -325,9 +340,9 @@ class Dispatcher:
                     continue  # fired while its rule is muted: told when the mute ends ("unmuted")
                 doc = alert_document(rule, t, self.config.daemon.external_url)
                 text = dump_json(doc)
-                member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels, text)
+                member = Member(alert.fingerprint, rule.name, FIRING, None, alert.active_at, alert.labels)
                 fired_at = min(t.at, now)
-                self._join(member, fired_at, writes)
+                self._join(member, fired_at, writes, doc=text)
                 policy = policy_for(self.config.escalations, doc["labels"]) if self.config.escalations else None
                 if policy is not None and alert.fingerprint not in self.escalating:
                     escalating = Escalating(
@@ -336,29 +351,31 @@ class Dispatcher:
                     self.escalating[alert.fingerprint] = escalating
                     writes.escalations[alert.fingerprint] = escalating
             elif t.to_state == FIRING:
-                keys = self.group_keys(alert.fingerprint)
-                text = dump_json(alert_document(rule, t, self.config.daemon.external_url)) if keys else ""
-                for key in keys:  # a new value: keep the documents current
-                    member = self.groups[key].member(alert.fingerprint)
-                    member.doc = text
-                    writes.members[(key, member.fingerprint)] = member
+                groups = self.groups_of(alert.fingerprint)
+                text = dump_json(alert_document(rule, t, self.config.daemon.external_url)) if groups else ""
+                for group in groups:  # a new value: keep the documents current
+                    member = group.member(alert.fingerprint)
+                    pair = (group.key, member.fingerprint)
+                    writes.members[pair], writes.docs[pair] = member, text
             elif t.to_state == RESOLVED:
                 if self.escalating.pop(alert.fingerprint, None) is not None:
                     writes.escalations[alert.fingerprint] = None
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url))
-                for key in self.group_keys(alert.fingerprint):
-                    group = self.groups[key]
+                for group in self.groups_of(alert.fingerprint):
                     member = group.member(alert.fingerprint)
                     if not t.notify:  # resolved while muted: leave quietly
                         self._leave(group, member, writes)
                         continue
-                    member.status, member.doc = RESOLVED, text
-                    writes.members[(key, member.fingerprint)] = member
+                    member.status = RESOLVED
+                    pair = (group.key, member.fingerprint)
+                    writes.members[pair], writes.docs[pair] = member, text
                     self._changed(group, now, writes)
-        writes.merge(self.flush_due(now, before))
+        self._flush_due(now, before, writes)
         return writes.freeze()
 
-    def _join(self, member: Member, now: float, writes: Writes) -> None:
+    def _join(
+        self, member: Member, now: float, writes: Writes, doc: str | None = None, source: str | None = None
+    ) -> None:
         route = self.config.route
         if route is None:
             return
@@ -372,18 +389,26 @@ class Dispatcher:
         for node in routing.routes:
             if not node.channels:
                 continue
-            key = _group_key(node, member.pairs)
-            group = self.groups.get(key)
+            pairs = group_pairs(node, member.pairs)
+            group = self._group(node, pairs)
             if group is None:
-                group = self.groups[key] = Group(key, node, group_pairs(node, member.pairs), now)
-                group.next_flush_at = self._release(node, member.pairs, now + node.group_wait)
+                group = self._groups.setdefault(node.path, {})[pairs] = Group(node, pairs, now)
+                group.next_flush_at = self._instant(self._release(node, member.pairs, now + node.group_wait))
+                key = group.key
                 writes.groups[key] = group
+            else:
+                key = group.key
             previous = group.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
-                            member.active_at, member.pairs, member.doc, member.source)  # fmt: skip
+                            member.active_at, member.pairs)  # fmt: skip
             group.put(joined)
-            self._enter(member.fingerprint, key)
-            writes.members[(key, member.fingerprint)] = joined
+            self._enter(member.fingerprint, group)
+            pair = (key, member.fingerprint)
+            writes.members[pair] = joined
+            if doc is not None:
+                writes.docs[pair] = doc
+            elif source is not None:
+                writes.sources[pair] = source
             if group.last_flush_at is not None:
                 self._changed(group, now, writes)
         for node in routing.muted:
@@ -405,11 +430,7 @@ class Dispatcher:
     def reconsider(self, now: float) -> None:
         """Silences or inhibitions changed: groups that held news back look again now (their own timers, such
         as group_wait and hold_until, still apply)."""
-        for key in list(self.held):
-            group = self.groups.get(key)
-            if group is None:
-                self.held.discard(key)
-                continue
+        for group in list(self.held):
             due = self._release(group.node, group.pairs, now)
             if group.next_flush_at is None or due < group.next_flush_at:
                 group.next_flush_at = due
@@ -420,7 +441,7 @@ class Dispatcher:
         ``before`` to move past it: see :meth:`flush_due`)."""
         due = math.inf
         held = math.inf
-        for group in self.groups.values():
+        for group in self.groups():
             at = group.next_flush_at
             if at is None:
                 continue
@@ -439,19 +460,23 @@ class Dispatcher:
         samples some rule has not routed yet (a rule that fell behind). Alerts that arrived before a group's flush
         instant are in it, as they would be had every rule kept up."""
         writes = Writes()
+        self._flush_due(now, before, writes)
+        return writes.freeze()
+
+    def _flush_due(self, now: float, before: float, writes: Writes) -> None:
+        self._instants.clear()
         cut = min(now, math.nextafter(before, -math.inf))
-        due = [g for g in self.groups.values() if g.next_flush_at is not None and g.next_flush_at <= cut]
+        due = [g for g in self.groups() if g.next_flush_at is not None and g.next_flush_at <= cut]
         # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
         firing: list[tuple[str, Mapping[str, str]]] = []
         if due and self.config.inhibit_rules:
-            firing = [(m.fingerprint, m.labels) for g in self.groups.values() for m in g.members if m.status == FIRING]
+            firing = [(m.fingerprint, m.labels) for g in self.groups() for m in g.members if m.status == FIRING]
         for group in due:
             self._flush(group, now, writes, firing)
         for escalating in list(self.escalating.values()):
             at = self._escalation_due(escalating)
             if at is not None and at <= now:
                 self._escalate(escalating, now, writes)
-        return writes.freeze()
 
     # escalation --------------------------------------------------------------------------------------------
     def _policy(self, escalating: Escalating) -> Policy | None:
@@ -506,7 +531,8 @@ class Dispatcher:
             writes.escalations[fingerprint] = escalating
 
     def _flush(self, group: Group, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]) -> None:
-        self.held.discard(group.key)
+        self.held.discard(group)
+        key = group.key
         visible = list(group.members)
         if self.may_suppress():  # (else nothing to ask, member by member)
             visible = []
@@ -514,7 +540,7 @@ class Dispatcher:
                 reason = self.reason(member.fingerprint, member.labels, now, firing_all)
                 if reason is not None:
                     if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
-                        self.held.add(group.key)
+                        self.held.add(group)
                         channels = ",".join(group.node.channels)
                         writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
                     continue
@@ -531,8 +557,8 @@ class Dispatcher:
             self._notify(group, firing + resolved, now, writes)
             for member in firing + resolved:
                 member.sent = member.status
-                if (group.key, member.fingerprint) not in writes.members:  # else written whole in this step
-                    writes.sent.append((group.key, member.fingerprint, member.status))
+                if (key, member.fingerprint) not in writes.members:  # else written whole in this step
+                    writes.sent.append((key, member.fingerprint, member.status))
         if group.last_flush_at is None:  # group_wait is over even if nothing could be told: later news waits
             group.last_flush_at = now  # group_interval
         for member in [m for m in group.members if m.status == RESOLVED]:
@@ -541,10 +567,10 @@ class Dispatcher:
             self._drop(group, writes)
             return
         anchor = group.last_flush_at
-        group.next_flush_at = anchor + group.node.repeat_interval
-        if group.next_flush_at <= now:  # nothing was worth telling at a repeat: look again a full interval later
-            group.next_flush_at = now + group.node.repeat_interval
-        writes.groups[group.key] = group
+        if anchor + group.node.repeat_interval <= now:  # nothing worth telling at a repeat: look a full interval later
+            anchor = now
+        group.next_flush_at = self._instant(anchor + group.node.repeat_interval)
+        writes.groups[key] = group
 
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
         """One Alertmanager v4 document per channel; the store adds the members' documents (``alerts``) and what
@@ -554,12 +580,13 @@ class Dispatcher:
         )
         status = "firing" if any(m.status == FIRING for m in members) else "resolved"
         # a document made in this step is handed over as it is (its row may go away in this step: resolved)
-        alerts = tuple((m.fingerprint, m.doc) for m in members)
+        group_key = group.key
+        alerts = tuple((m.fingerprint, writes.docs.get((group_key, m.fingerprint))) for m in members)
         for channel in group.node.channels:
-            text = f"{channel}|{group.key}|{group.flushes}|{group.created_at!r}"
+            text = f"{channel}|{group_key}|{group.flushes}|{group.created_at!r}"
             head = {
                 "version": "4",
-                "groupKey": group.key.split("|", 1)[1],
+                "groupKey": group_key.split("|", 1)[1],
                 "truncatedAlerts": 0,
                 "status": status,
                 "receiver": channel,
@@ -568,33 +595,38 @@ class Dispatcher:
                 "externalURL": self.config.daemon.external_url,
             }
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
-            writes.outgoing.append(Outgoing(channel, group.key, key, dump_json(head), alerts))
+            writes.outgoing.append(Outgoing(channel, group_key, key, dump_json(head), alerts))
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
         group.remove(member.fingerprint)
-        keys = tuple(k for k in self.group_keys(member.fingerprint) if k != group.key)
-        if keys:
-            self._by_alert[member.fingerprint] = keys[0] if len(keys) == 1 else keys
+        others = tuple(g for g in self.groups_of(member.fingerprint) if g is not group)
+        if others:
+            self._by_alert[member.fingerprint] = others[0] if len(others) == 1 else others
         else:
             self._by_alert.pop(member.fingerprint, None)
         writes.members[(group.key, member.fingerprint)] = None
 
-    def _enter(self, fingerprint: str, key: str) -> None:
-        keys = self.group_keys(fingerprint)
-        if not keys:
-            self._by_alert[fingerprint] = key
-        elif key not in keys:
-            self._by_alert[fingerprint] = (*keys, key)
+    def _enter(self, fingerprint: str, group: Group) -> None:
+        groups = self.groups_of(fingerprint)
+        if not groups:
+            self._by_alert[fingerprint] = group
+        elif all(g is not group for g in groups):
+            self._by_alert[fingerprint] = (*groups, group)
 
-    def group_keys(self, fingerprint: str) -> tuple[str, ...]:
-        """The keys of the groups the alert is in."""
-        keys = self._by_alert.get(fingerprint, ())
-        return (keys,) if isinstance(keys, str) else keys
+    def groups_of(self, fingerprint: str) -> tuple[Group, ...]:
+        """The groups the alert is in."""
+        groups = self._by_alert.get(fingerprint, ())
+        return groups if isinstance(groups, tuple) else (groups,)
 
     def _drop(self, group: Group, writes: Writes) -> None:
         for member in group.members:
             self._leave(group, member, writes)
-        self.groups.pop(group.key, None)
+        by_pairs = self._groups.get(group.node.path, _NO_GROUPS)
+        if by_pairs.get(group.pairs) is group:
+            del by_pairs[group.pairs]
+            if not by_pairs:
+                del self._groups[group.node.path]
+        self.held.discard(group)
         writes.groups[group.key] = None
 
     def _all_open(self, names: tuple[str, ...], after: float) -> float | None:
@@ -611,6 +643,11 @@ class Dispatcher:
         return None
 
     # windows -----------------------------------------------------------------------------------------------
+    def _instant(self, at: float) -> float:
+        """``at``, as the one float object of that value in this step: groups created or flushed together share
+        their next flush instant instead of holding a float each."""
+        return self._instants.setdefault(at, at)
+
     def _window_active(self, name: str, at: float) -> bool:
         return self.config.windows[name].active(at)
 
@@ -630,6 +667,9 @@ def _same_route(new: RouteNode, old: RouteNode) -> bool:
 def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
     """A group's identity: its route and its group-label set (as Alertmanager's groupKey writes it)."""
     return f"{node.path}|{group_key_text(node, labels)}"
+
+
+_NO_GROUPS: dict[Labels, Group] = {}
 
 
 def _quote(text: str) -> str:

@@ -790,15 +790,41 @@ class Bench:
                             "rss_after": d.rss(),
                         }
                     )
+            floor = self.request_floor(d, base)
             st = d.status()
             return {
                 "runs": runs,
+                "request_floor": floor,
                 "samples_ingested_reported": st.get("samples_ingested"),
                 "series": n_series,
                 "db_bytes": _db_size(os.path.join(self.wd, "ingest", "state.db")),
             }
         finally:
             d.stop()
+
+    def request_floor(self, d: Daemon, base: float) -> dict[str, Any]:
+        """What one request costs whatever it carries: batches of one sample (known series) from one client. A
+        batch of ``n`` cannot go faster than ``n`` samples per this time."""
+        n = self.a.floor_requests
+        bodies = [samples_body("bench_ingest", [f"m{k % 100}"], 1.0, base + k) for k in range(n)]
+        c = d.client()
+        c.post("/api/v1/samples", bodies[0])  # the series exist before the clock starts
+        cpu0 = self.peer.cpu_seconds(d.pid)
+        t0 = time.monotonic()
+        for body in bodies[1:]:
+            code, _ = c.post("/api/v1/samples", body)
+            if code != 200:
+                raise RuntimeError(f"1-sample batch answered {code}")
+        el = time.monotonic() - t0
+        cpu1 = self.peer.cpu_seconds(d.pid)
+        c.close()
+        per_request_us = el * 1e6 / (n - 1)
+        return {
+            "requests": n - 1,
+            "us_per_request": round(per_request_us, 1),
+            "daemon_cpu_us_per_request": round((cpu1 - cpu0) * 1e6 / (n - 1), 1),
+            "batch_100_ceiling_samples_per_s": round(100 / per_request_us * 1e6),
+        }
 
     def aw_reload(self) -> dict[str, Any]:
         a = self.a
@@ -995,6 +1021,16 @@ class Bench:
                     ok(g(best, "samples_per_s"), TARGETS["ingest_samples_per_s"], higher=True),
                 )
             )
+        floor = g(aw, "ingest", "request_floor")
+        rows.append(
+            (
+                "ingest of 1-sample batches: µs per request (so at most this many samples/s in batches of 100)",
+                f"{fmt(g(floor, 'us_per_request'))} ({fmt(g(floor, 'batch_100_ceiling_samples_per_s'))})",
+                "",
+                "",
+                "",
+            )
+        )
         rss_aw = g(aw, "startup", "rss_after_start_kB_median")
         rss_am = g(am, "rss_idle_after_start", "VmRSS_kB")
         rows.append(
@@ -1141,6 +1177,7 @@ def main() -> int:
     ap.add_argument("--am-total", type=int, default=20_000, help="alerts per Alertmanager ingest run")
     ap.add_argument("--clients", default="1,2", help="client thread counts for ingest")
     ap.add_argument("--cap-s", type=float, default=60.0, help="wall-clock cap of each ingest run")
+    ap.add_argument("--floor-requests", type=int, default=3000, help="1-sample requests of the ingest floor")
     ap.add_argument("--reload-rules", type=int, default=1000)
     ap.add_argument("--reload-n", type=int, default=10)
     ap.add_argument("--mem-alerts", type=int, default=20_000)
@@ -1151,7 +1188,7 @@ def main() -> int:
     a = ap.parse_args()
     a.clients = [int(x) for x in str(a.clients).split(",") if x]
     if a.quick:
-        a.starts, a.latency_n, a.ingest_total, a.am_total = 2, 30, 20_000, 5_000
+        a.starts, a.latency_n, a.ingest_total, a.am_total, a.floor_requests = 2, 30, 20_000, 5_000, 300
         a.reload_rules, a.reload_n, a.mem_alerts, a.mem_warmup, a.settle_s = 200, 3, 2_000, 100, 2.0
     return Bench(a).run()
 

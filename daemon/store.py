@@ -921,13 +921,16 @@ def migrate(db: sqlite3.Connection) -> None:
 
 def _settle_after_crash(db: sqlite3.Connection) -> None:
     """Series listed as behind were not settled before the process ended: read their last samples back from
-    ``samples`` (each lookup walks back from the newest samples to the series' own)."""
+    ``samples``, in one scan of the time range that can hold them (from the oldest last sample among them)."""
     with db:
         db.execute(
-            "UPDATE series SET (last_ts, last_value) = (SELECT ts, value FROM samples WHERE series_id = series.id"
-            " AND ts >= coalesce(series.last_ts, -1e308) ORDER BY ts DESC LIMIT 1)"
-            " WHERE id IN (SELECT series_id FROM series_behind) AND EXISTS (SELECT 1 FROM samples"
-            " WHERE series_id = series.id AND ts >= coalesce(series.last_ts, -1e308))"
+            "UPDATE series SET last_ts = latest.ts, last_value = latest.value FROM"
+            " (SELECT series_id, max(ts) AS ts, value FROM samples"  # (value: of the row with the max)
+            "  WHERE ts >= (SELECT min(coalesce(last_ts, -1e308)) FROM series"
+            "               WHERE id IN (SELECT series_id FROM series_behind))"
+            "    AND series_id IN (SELECT series_id FROM series_behind)"
+            "  GROUP BY series_id) AS latest"
+            " WHERE series.id = latest.series_id AND coalesce(series.last_ts <= latest.ts, 1)"
         )
         db.execute("DELETE FROM series_behind")
 

@@ -91,21 +91,31 @@ async def test_series_first_seen_in_a_batch_or_after_a_restart_keep_their_latest
 
 
 async def test_last_samples_not_yet_settled_survive_a_crash(tmp_path: Path) -> None:
-    one, two = (("a", "1"),), (("a", "2"),)
+    one, two, three = (("a", "1"),), (("a", "2"),), (("a", "3"),)
     crashed = tmp_path / "crashed.db"
     async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples([Sample("m", three, NOW - 5000, 7.0)])
+        while await store.purge_before(NOW - 1000):  # the retention forgets series 3
+            pass
         await store.insert_samples([Sample("m", one, NOW - 100, 1.0), Sample("m", two, NOW - 90, 5.0)])
-        await store.insert_samples([Sample("m", one, NOW - 10, 2.0), Sample("m", two, NOW - 95, 9.0)])
+        await store.insert_samples(
+            [Sample("m", one, NOW - 10, 2.0), Sample("m", two, NOW - 95, 9.0), Sample("m", three, NOW - 20, 3.0)]
+        )
         for suffix in ("", "-wal"):  # the files as a kill -9 leaves them
             shutil.copy(tmp_path / f"state.db{suffix}", tmp_path / f"crashed.db{suffix}")
     db = sqlite3.connect(crashed)
     rows = db.execute("SELECT labels, last_ts FROM series ORDER BY id").fetchall()
     db.close()
-    assert rows == [('{"a":"1"}', NOW - 100), ('{"a":"2"}', NOW - 90)]  # the rows were behind the samples
+    # the rows were behind the samples
+    assert rows == [('{"a":"3"}', None), ('{"a":"1"}', NOW - 100), ('{"a":"2"}', NOW - 90)]
     async with open_store(crashed) as store:
         latest = await store.load_samples(Selector("m"), NOW, latest_only=True)
-        # series 1 gets its newer sample back; series 2's late sample does not replace its newer last one
-        assert [(s.labels, s.ts, s.value) for s in latest] == [(one, NOW - 10, 2.0), (two, NOW - 90, 5.0)]
+        # series 1 and 3 get their newer samples back; series 2's late sample does not replace its newer one
+        assert sorted((s.labels, s.ts, s.value) for s in latest) == [
+            (one, NOW - 10, 2.0),
+            (two, NOW - 90, 5.0),
+            (three, NOW - 20, 3.0),
+        ]
         assert await store.query("SELECT * FROM series_behind") == []
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,8 +241,9 @@ class Dispatcher:
         self._router: tuple[RouteNode | None, Callable[[Labels], Routing] | None] = (None, None)
         self._instants: dict[float, float] = {}  # (see _instant; emptied at every flush step)
 
-    def groups(self) -> list[Group]:
-        return [group for by_pairs in self._groups.values() for group in by_pairs.values()]
+    def groups(self) -> Iterator[Group]:
+        for by_pairs in self._groups.values():
+            yield from by_pairs.values()
 
     def _group(self, node: RouteNode, pairs: Labels) -> Group | None:
         """The group of ``node`` with these group label pairs, if there is one."""
@@ -264,7 +265,7 @@ class Dispatcher:
                 del self.escalating[fingerprint]
                 writes.escalations[fingerprint] = None
         orphans: list[tuple[Member, str]] = []  # and the key of the group whose row has its document
-        for group in self.groups():
+        for group in list(self.groups()):
             node = nodes.get(group.node.path)
             if node is not None and _same_route(node, group.node):
                 group.node = node
@@ -467,6 +468,7 @@ class Dispatcher:
         self._instants.clear()
         cut = min(now, math.nextafter(before, -math.inf))
         due = [g for g in self.groups() if g.next_flush_at is not None and g.next_flush_at <= cut]
+        due.sort(key=_created_at)  # oldest group first, whatever its route
         # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
         firing: list[tuple[str, Mapping[str, str]]] = []
         if due and self.config.inhibit_rules:
@@ -670,6 +672,10 @@ def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
 
 
 _NO_GROUPS: dict[Labels, Group] = {}
+
+
+def _created_at(group: Group) -> float:
+    return group.created_at
 
 
 def _quote(text: str) -> str:

@@ -109,6 +109,22 @@ async def test_group_timers_survive_a_restart(write_config: Callable[..., Path],
         assert len(await sent(h)) == 2  # the repeat is still due an hour after the flush, across restarts
 
 
+async def test_groups_due_together_go_out_oldest_first_whatever_their_route(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    two_routes = GROUPED.replace(
+        "  repeat_interval: 1h\n",
+        "  repeat_interval: 1h\n  routes:\n    - {matchers: [desk=x], group_by: [model]}\n    - {group_by: [model]}\n",
+    )
+    path = write_config(two_routes)
+    async with running_engine(path, start=START) as h:
+        for model, desk in (("a", "y"), ("b", "x"), ("c", "y")):  # routes: second, first, second
+            await h.push("gross", 1.9, model=model, desk=desk)
+            await h.advance(1)
+    async with running_engine(path, start=START + 100) as h:  # all three fell due while it was down
+        assert [models(p) for p in await sent(h)] == [[("a", "firing")], [("b", "firing")], [("c", "firing")]]
+
+
 async def test_a_reload_keeps_the_groups(write_config: Callable[..., Path], autojump_clock: object) -> None:
     path = write_config(GROUPED)
     async with running_engine(path, start=START) as h:

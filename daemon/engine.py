@@ -130,8 +130,8 @@ class Engine:
             await self._reload_dispatch()
             for rule in self.config.rules:
                 self._start(rule)
-            nursery.start_soon(_keep_running, "calendar watch", self._watch_calendar)
-            nursery.start_soon(_keep_running, "dispatcher", self._run_dispatch, self._reload_dispatch)
+            nursery.start_soon(keep_running, "calendar watch", self._watch_calendar)
+            nursery.start_soon(keep_running, "dispatcher", self._run_dispatch, self._reload_dispatch)
             task_status.started()
             await trio.sleep_forever()
 
@@ -500,11 +500,11 @@ class Engine:
         await self._commit(rule, tracker.resolve_all(self.clock.now()))
 
 
-async def _keep_running(
+async def keep_running(
     name: str, run: Callable[[], Awaitable[None]], recover: Callable[[], Awaitable[None]] | None = None
 ) -> None:
-    """Run a task of the engine's own for ever: a crash is logged and the task starts again a second later
-    (after ``recover``), instead of taking every rule down with it."""
+    """Run a background task (of the engine or the daemon) for ever: a crash is logged and the task starts again
+    a second later (after ``recover``), instead of taking every rule down with it."""
     while True:
         try:
             await run()

@@ -33,7 +33,7 @@ from alphawatch.daemon.alerts import INACTIVE, Transition
 from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig, load_config, token_file
-from alphawatch.daemon.engine import Actor, Engine
+from alphawatch.daemon.engine import Actor, Engine, keep_running
 from alphawatch.daemon.errors import ConfigError, StoreError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.logs import JsonFormatter, setup_logging
@@ -452,8 +452,9 @@ async def _run(
                     daemon.use_config(daemon.config)
                     await nursery.start(run_engine)
                     await nursery.start(run_outbox)
-                    nursery.start_soon(daemon.run_retention)
-                    nursery.start_soon(daemon.run_checkpoints)
+                    # a store error (a full disk, say) in either is logged and they start again a second later
+                    nursery.start_soon(keep_running, "retention", daemon.run_retention)
+                    nursery.start_soon(keep_running, "checkpoints", daemon.run_checkpoints)
                     if notifier.watchdog_interval:
                         nursery.start_soon(_watchdog, notifier, notifier.watchdog_interval)
                     log.info("alphawatch ready", extra={"listen": binds, "rules": len(config.rules),

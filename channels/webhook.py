@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import httpx
 
 from alphawatch.channels._base import Channel, DeliveryError, Notification
+from alphawatch.channels._transport import exchange
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -49,8 +50,11 @@ async def post(
 ) -> None:
     """Send once (POST unless told otherwise); map every failure to :class:`DeliveryError` without the URL (it may
     hold a secret)."""
+    request = httpx.Request(
+        method, url, content=body, headers=headers, extensions={"timeout": httpx.Timeout(seconds).as_dict()}
+    )
     try:
-        response = await http.request(method, url, content=body, headers=headers, timeout=seconds)
+        response = await exchange(http, request)
     except httpx.TimeoutException:
         raise DeliveryError(f"timed out after {seconds:g}s") from None
     except httpx.HTTPError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from alphawatch.channels._transport import http_client
+from alphawatch.channels._transport import exchange, http_client
 from tests.http_receiver import Receiver
 from tests.tls import server_context
 
@@ -39,6 +39,23 @@ async def test_a_proxy_in_the_environment_is_used(receiver: Receiver, monkeypatc
         assert (await http.post("http://hooks.example.invalid/alert", content=b"{}")).status_code == 200
     (request,) = receiver.requests
     assert request.path == "http://hooks.example.invalid/alert"  # the absolute form a proxy is sent
+
+
+async def test_a_notification_goes_to_the_transport_unless_a_proxy_is_set(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with http_client(httpx.Limits()) as http:
+        response = await exchange(http, httpx.Request("POST", f"{receiver.url}/hook", content=b'{"a": 1}'))
+        assert response.status_code == 200
+        assert response.is_closed  # the answer is read whole: the connection is free for the next one
+    monkeypatch.setenv("HTTP_PROXY", receiver.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    async with http_client(httpx.Limits()) as http:
+        request = httpx.Request("POST", "http://hooks.example.invalid/alert", content=b"{}")
+        assert (await exchange(http, request)).status_code == 200
+    first, through_proxy = receiver.requests
+    assert (first.path, first.body) == ("/hook", b'{"a": 1}')
+    assert through_proxy.path == "http://hooks.example.invalid/alert"
 
 
 @contextmanager

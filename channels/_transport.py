@@ -52,7 +52,7 @@ class ChannelClient(httpx.AsyncClient):
 async def exchange(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
     """Send ``request`` and read the whole answer."""
     direct = http.direct if isinstance(http, ChannelClient) else None
-    if direct is None:
+    if direct is None or request.url.userinfo:  # (credentials in the URL: the client turns them into Basic auth)
         return await http.send(request)
     response = await direct.handle_async_request(request)
     try:

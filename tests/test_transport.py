@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 import time
@@ -56,6 +57,14 @@ async def test_a_notification_goes_to_the_transport_unless_a_proxy_is_set(
     first, through_proxy = receiver.requests
     assert (first.path, first.body) == ("/hook", b'{"a": 1}')
     assert through_proxy.path == "http://hooks.example.invalid/alert"
+
+
+async def test_credentials_in_a_url_are_sent_as_basic_auth(receiver: Receiver) -> None:
+    url = receiver.url.replace("http://", "http://desk:s3cret@") + "/hook"
+    async with http_client(httpx.Limits()) as http:
+        assert (await exchange(http, httpx.Request("POST", url, content=b"{}"))).status_code == 200
+    (request,) = receiver.requests
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"desk:s3cret").decode()
 
 
 @contextmanager

@@ -43,6 +43,8 @@ LULL_AT_MOST = 0.5
 """… but evaluates the oldest waiting batch no later than this after its arrival, whatever the ingest load."""
 COMMIT_CHUNK = 250
 """A backlog is written once this many transitions are waiting (after a whole batch): group flushes in between."""
+RESTART_PAUSE = 1.0  # a background task's first restart after a crash (keep_running), then doubling
+RESTART_PAUSE_AT_MOST = 60.0
 HOLD_AT_MOST = 10.0
 """Seconds a rule's unrouted samples may hold group flushes back at most (a safety net: a rule routes its
 backlog within ``LULL_AT_MOST`` plus the time to evaluate it)."""
@@ -504,13 +506,19 @@ async def keep_running(
     name: str, run: Callable[[], Awaitable[None]], recover: Callable[[], Awaitable[None]] | None = None
 ) -> None:
     """Run a background task (of the engine or the daemon) for ever: a crash is logged and the task starts again
-    a second later (after ``recover``), instead of taking every rule down with it."""
+    (after ``recover``), instead of taking every rule down with it. It waits a second after a crash, twice as long
+    after each one that follows at once (a full disk that stays full), up to a minute."""
+    pause = RESTART_PAUSE
     while True:
+        began = trio.current_time()
         try:
             await run()
         except Exception as exc:
-            log.error("%s crashed; restarting it", name, exc_info=exc)
-            await trio.sleep(1.0)
+            if trio.current_time() - began > RESTART_PAUSE_AT_MOST:  # it had been running well: a fresh failure
+                pause = RESTART_PAUSE
+            log.error("%s crashed; restarting it in %gs", name, pause, exc_info=exc)
+            await trio.sleep(pause)
+            pause = min(pause * 2, RESTART_PAUSE_AT_MOST)
             if recover is not None:
                 with contextlib.suppress(Exception):
                     await recover()

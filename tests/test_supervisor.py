@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import trio
+
 from alphawatch.daemon.config import load_config
+from alphawatch.daemon.engine import keep_running
 from alphawatch.rules import Condition, Evaluator, Labels, RuleKind, Sample, Selector
 from tests.engine_harness import running_engine
 
@@ -86,3 +90,34 @@ async def test_crashes_back_off_exponentially_then_park_the_rule(
         await h.advance(1)
         assert h.engine.actors["fragile"].state.status == "running"
         assert await h.state("AlphawatchRuleFailed") == "resolved"
+
+
+async def test_a_background_task_that_keeps_failing_is_restarted_less_and_less_often(autojump_clock: object) -> None:
+    # retention on a disk that stays full: one attempt (and one logged traceback) a minute at most, not a second
+    starts: list[float] = []
+
+    async def fails_at_once() -> None:
+        starts.append(trio.current_time())
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with trio.move_on_after(600):
+        await keep_running("retention", fails_at_once)
+    pauses = [round(b - a) for a, b in itertools.pairwise(starts)]
+    assert pauses[:8] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert len(starts) == 15
+
+
+async def test_a_background_task_that_failed_after_running_well_restarts_a_second_later(
+    autojump_clock: object,
+) -> None:
+    starts: list[float] = []
+
+    async def fails_now_and_then() -> None:
+        starts.append(trio.current_time())
+        await trio.sleep(5 if len(starts) < 4 else 3600)  # three quick failures, then an hour of work
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with trio.move_on_after(2 * 3600):
+        await keep_running("checkpoints", fails_now_and_then)
+    pauses = [round(b - a - 5 if i < 3 else b - a - 3600) for i, (a, b) in enumerate(itertools.pairwise(starts))]
+    assert pauses == [1, 2, 4, 1]

@@ -49,14 +49,26 @@ class ChannelClient(httpx.AsyncClient):
         self.direct = direct  # None: the client's own transports (proxies)
 
 
+ANSWER_READ_AT_MOST = 64 * 1024
+"""A notification's answer counts by its status and headers: a body announced longer than this is not read, and
+its connection is closed instead (a huge answer costs no memory; one of unknown length is read, within the
+channel's timeout)."""
+
+
 async def exchange(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-    """Send ``request`` and read the whole answer."""
+    """Send ``request``; its answer's status and headers, with the body read (see :data:`ANSWER_READ_AT_MOST`) and
+    the connection released."""
     direct = http.direct if isinstance(http, ChannelClient) else None
+    if http.is_closed:
+        raise RuntimeError("the channels' HTTP client is closed")
     if direct is None or request.url.userinfo:  # (credentials in the URL: the client turns them into Basic auth)
-        return await http.send(request)
-    response = await direct.handle_async_request(request)
+        response = await http.send(request, stream=True)
+    else:
+        response = await direct.handle_async_request(request)
     try:
-        await response.aread()
+        length = response.headers.get("content-length", "")
+        if not length.isdigit() or int(length) <= ANSWER_READ_AT_MOST:
+            await response.aread()
     finally:
         await response.aclose()
     return response

@@ -7,6 +7,7 @@ import time
 from typing import Any, ClassVar
 
 import httpx
+import trio
 
 from alphawatch.channels._base import Channel, DeliveryError, Notification
 from alphawatch.channels._transport import exchange
@@ -54,8 +55,9 @@ async def post(
         method, url, content=body, headers=headers, extensions={"timeout": httpx.Timeout(seconds).as_dict()}
     )
     try:
-        response = await exchange(http, request)
-    except httpx.TimeoutException:
+        with trio.fail_after(seconds):  # the whole attempt, not each read: an answer trickling in is cut off too
+            response = await exchange(http, request)
+    except (httpx.TimeoutException, trio.TooSlowError):
         raise DeliveryError(f"timed out after {seconds:g}s") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"connection failed: {type(exc).__name__}") from None

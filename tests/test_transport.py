@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from alphawatch.channels._base import DeliveryError
 from alphawatch.channels._transport import exchange, http_client
+from alphawatch.channels.webhook import post
 from tests.http_receiver import Receiver
 from tests.tls import server_context
 
@@ -116,3 +119,72 @@ async def test_tls_is_verified_against_the_certificates_loaded_at_the_first_conn
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate))  # read when the first connection is made
         async with http_client(httpx.Limits()) as http:
             assert (await http.post(f"{url}/hook", content=b"{}")).status_code == 200
+
+
+@contextmanager
+def raw_receiver(answer: Callable[[socket.socket], None]) -> Iterator[tuple[str, list[str]]]:
+    """A receiver that reads a request's head and body, then lets ``answer`` write to the socket as it likes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    outcomes: list[str] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        v
+                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                        if k.lower() == b"content-length"
+                    )
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                try:
+                    answer(conn)
+                    outcomes.append("answered")
+                except OSError:
+                    outcomes.append("client hung up")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook", outcomes
+    finally:
+        listener.close()
+        thread.join(10)
+
+
+async def test_an_answer_trickling_in_is_cut_off_at_the_channel_timeout() -> None:
+    def trickle(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(100):  # 10 s of one byte every 0.1 s: each read is quick, the whole answer is not
+            conn.sendall(b"x")
+            time.sleep(0.1)
+
+    with raw_receiver(trickle) as (url, outcomes):
+        async with http_client(httpx.Limits()) as http:
+            began = time.monotonic()
+            with pytest.raises(DeliveryError, match=r"timed out after 0\.5s"):
+                await post(http, url, b"{}", {"Content-Type": "application/json"}, 0.5)
+            assert time.monotonic() - began < 2
+    assert outcomes == ["client hung up"]
+
+
+async def test_a_huge_answer_is_not_read_to_its_end() -> None:
+    def huge(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+        chunk = b"x" * 65536
+        for _ in range(16384):  # 1 GiB, unless the client hangs up first
+            conn.sendall(chunk)
+
+    with raw_receiver(huge) as (url, outcomes):
+        async with http_client(httpx.Limits()) as http:
+            began = time.monotonic()
+            await post(http, url, b"{}", {"Content-Type": "application/json"}, 10)  # delivered: a 200
+            assert time.monotonic() - began < 5
+    assert outcomes == ["client hung up"]

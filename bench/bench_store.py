@@ -1,0 +1,134 @@
+"""The ingest path without HTTP: parsing a batch, committing it to the store, reopening a store after a crash.
+
+    .venv/bin/python bench/bench_store.py                 # about 20 seconds
+    .venv/bin/python bench/bench_store.py --series 50000  # more series in the crash measure
+    PYTHONPATH=/tmp/old .venv/bin/python bench/bench_store.py --measures parse,insert   # another revision's code
+                                       # (git archive REV daemon rules channels web | tar -x -C /tmp/old/alphawatch)
+
+Three measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
+
+  parse     a batch of 100 samples as the bench_daemon ingest phase sends them (1,000 series, epoch-second ts):
+            ``json.loads`` and ``orjson.loads`` of the body, and ``parse_batch`` (orjson and every check), per sample
+  insert    ``Store.insert_samples`` of batches of 100 and of 1,000 samples over series the store already knows,
+            per batch (run inline: the thread hop is not counted); best of five passes
+  crash     a store with ``--series`` series, five batches written since the last settle, its files copied as a
+            kill -9 leaves them, then opened again: the time ``open_store`` takes to read their last samples back
+
+Every loop is bounded; nothing listens on the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import trio
+
+from alphawatch.daemon.ingest import parse_batch
+from alphawatch.daemon.store import open_store
+from alphawatch.rules import Sample
+
+BASE = 1_780_000_000.0
+
+
+def body(n: int, first: int) -> bytes:
+    items = [
+        {"metric": "bench_ingest", "labels": {"model": f"m{(first + i) % 1000}", "run": "b"},
+         "ts": BASE + (first + i) // 1000, "value": (first + i) * 0.5}
+        for i in range(n)
+    ]  # fmt: skip
+    return json.dumps(items, separators=(",", ":")).encode()
+
+
+def per_sample_us(parse: object, bodies: list[bytes], n: int) -> float:
+    began = time.perf_counter()
+    for b in bodies:
+        parse(b)  # type: ignore[operator]
+    return (time.perf_counter() - began) / (len(bodies) * n) * 1e6
+
+
+def measure_parse() -> dict[str, float]:
+    bodies = [body(100, k * 100) for k in range(300)]
+    now = BASE + 3600
+    for b in bodies[:20]:  # the label sets are known, as in a steady stream
+        parse_batch(b, now)
+    return {
+        "json_us_per_sample": round(per_sample_us(json.loads, bodies, 100), 2),
+        "orjson_us_per_sample": round(per_sample_us(orjson.loads, bodies, 100), 2),
+        "parse_batch_us_per_sample": round(per_sample_us(lambda b: parse_batch(b, now), bodies, 100), 2),
+    }
+
+
+async def measure_insert(folder: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with open_store(folder / "insert.db", inline=True) as store:
+        for n in (100, 1000):
+            batches = [parse_batch(body(n, k * n), BASE + 3600).samples for k in range(20_000 // n)]
+            await store.insert_samples(batches[0])  # every series known from here on
+            best = float("inf")
+            for attempt in range(5):
+                shifted = [[s._replace(ts=s.ts + 1000 * (attempt + 1)) for s in b] for b in batches[1:]]
+                began = time.perf_counter()
+                for b in shifted:
+                    await store.insert_samples(b)
+                best = min(best, (time.perf_counter() - began) / len(shifted))
+            out[f"batch_{n}_us"] = round(best * 1e6, 1)
+    return out
+
+
+async def measure_crash(folder: Path, series: int) -> dict[str, float]:
+    async with open_store(folder / "state.db") as store:
+        for k in range(5):  # settled history
+            await store.insert_samples([Sample("m", (("id", str(i)),), BASE - 1000 + k, 1.0) for i in range(series)])
+        await store.settle()
+        for k in range(5):  # what the seconds between two settles hold
+            await store.insert_samples([Sample("m", (("id", str(i)),), BASE + k, 2.0) for i in range(series)])
+        for suffix in ("", "-wal"):  # the files as a kill -9 leaves them
+            shutil.copy(folder / f"state.db{suffix}", folder / f"crashed.db{suffix}")
+    began = time.perf_counter()
+    async with open_store(folder / "crashed.db") as store:
+        opened = time.perf_counter() - began
+        behind = await store.query("SELECT count(*) AS n FROM series WHERE last_ts = ?", (BASE + 4,))
+    if behind[0]["n"] != series:
+        raise RuntimeError(f"{behind[0]['n']} of {series} series got their last sample back")
+    return {"series": series, "reopen_s": round(opened, 3)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--series", type=int, default=20_000, help="series in the crash measure")
+    ap.add_argument("--measures", default="parse,insert,crash", help="which measures, comma-separated")
+    a = ap.parse_args()
+    wanted = set(a.measures.split(","))
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if "parse" in wanted:
+            results["parse"] = measure_parse()
+        if "insert" in wanted:
+            results["insert"] = trio.run(measure_insert, folder)
+        if "crash" in wanted:
+            results["crash"] = trio.run(measure_crash, folder, a.series)
+    print("| measure | value |")
+    print("|---|---:|")
+    if p := results.get("parse"):
+        print(f"| json.loads, µs per sample | {p['json_us_per_sample']} |")
+        print(f"| orjson.loads, µs per sample | {p['orjson_us_per_sample']} |")
+        print(f"| parse_batch (as it parses and checks), µs per sample | {p['parse_batch_us_per_sample']} |")
+    if i := results.get("insert"):
+        print(f"| insert_samples, batch of 100 known series, µs per batch | {i['batch_100_us']} |")
+        print(f"| insert_samples, batch of 1,000 known series, µs per batch | {i['batch_1000_us']} |")
+    if c := results.get("crash"):
+        print(f"| reopen after a crash with {c['series']:,} series behind, s | {c['reopen_s']} |")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

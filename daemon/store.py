@@ -533,7 +533,7 @@ class Store:
                      for metric, labels, ts, value in samples],
                 )  # fmt: skip
                 # a known series' row is brought up to date later (settle): writing it here dirtied a page per
-                # series in every commit, more than half of a small batch's cost
+                # series in every commit, a third of a small batch's cost
                 seen = [(cache[metric][labels], last) for (metric, labels), last in latest.items()
                         if (metric, labels) not in new_ids]  # fmt: skip
                 behind = self._behind

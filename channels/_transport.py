@@ -41,7 +41,7 @@ def http_client(limits: httpx.Limits) -> httpx.AsyncClient:
 
 class ChannelClient(httpx.AsyncClient):
     """The channels' client. A notification needs none of what the client adds around an exchange (cookies,
-    authentication, redirects, event hooks): :func:`exchange` hands it to the transport, a fifth less CPU per
+    authentication, redirects, event hooks): :func:`exchange` hands it to the transport, a sixth less CPU per
     notification (``bench/bench_request_costs.py``)."""
 
     def __init__(self, limits: httpx.Limits, direct: httpx.AsyncBaseTransport | None = None) -> None:

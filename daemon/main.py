@@ -452,7 +452,7 @@ async def _run(
                     daemon.use_config(daemon.config)
                     await nursery.start(run_engine)
                     await nursery.start(run_outbox)
-                    # a store error (a full disk, say) in either is logged and they start again a second later
+                    # a store error (a full disk, say) in either is logged and they start again (keep_running's backoff)
                     nursery.start_soon(keep_running, "retention", daemon.run_retention)
                     nursery.start_soon(keep_running, "checkpoints", daemon.run_checkpoints)
                     if notifier.watchdog_interval:

@@ -8,7 +8,6 @@ refused (an absent value is expressed by not sending the sample, which is what `
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from typing import Any, TypeVar
 
 import orjson
 
+from alphawatch.daemon import jsonbody
 from alphawatch.daemon.errors import IngestError, ItemError
+from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.store import dump_labels
 from alphawatch.rules import Labels, Sample
 
@@ -43,7 +44,9 @@ def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         try:  # the standard parser also reads NaN and Infinity, which then get an error of their own
-            document = json.loads(body)
+            document = jsonbody.loads(body)
+        except BadJson as exc:
+            raise IngestError(f"body refused: {exc}") from None
         except ValueError as exc:
             raise IngestError(f"body is not valid JSON: {exc}") from None
     items = document.get("samples") if isinstance(document, dict) else document

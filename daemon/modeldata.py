@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -28,8 +27,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from alphawatch.daemon import jsonbody
 from alphawatch.daemon.calendar import TAIPEI, Calendar, CalendarRangeError
 from alphawatch.daemon.errors import IngestError, ItemError
+from alphawatch.daemon.jsonbody import BadJson
 
 KINDS = ("predictions", "returns", "portfolio", "features")
 MAX_ROWS = 1_000_000
@@ -93,7 +94,7 @@ def _items(body: bytes, media: str, kind: str) -> tuple[list[Any], bool]:
         for number, line in enumerate(text.splitlines()):
             if line.strip():
                 try:
-                    items.append(json.loads(line))
+                    items.append(jsonbody.loads(line))
                 except ValueError as exc:
                     errors.append(ItemError(len(items), "", f"line {number + 1} is not JSON: {exc}"))
                     items.append(None)
@@ -101,7 +102,9 @@ def _items(body: bytes, media: str, kind: str) -> tuple[list[Any], bool]:
             raise IngestError(f"{len(errors)} lines are not JSON; nothing was stored", errors[:1000])
         return items, False
     try:
-        document = json.loads(text)
+        document = jsonbody.loads(text)
+    except BadJson as exc:
+        raise IngestError(f"body refused: {exc}") from None
     except ValueError as exc:
         raise IngestError(f"body is not valid JSON: {exc} (NDJSON needs Content-Type: application/x-ndjson)") from None
     rows = document.get("rows") if isinstance(document, dict) else document

@@ -94,7 +94,7 @@ class SilenceError(ValueError):
 
     def __init__(self, fields: list[FieldError]) -> None:
         self.fields = fields
-        super().__init__("; ".join(f"{f.field}: {f.message}" for f in fields))
+        super().__init__("; ".join(f"{f.field}: {f.message}" if f.field else f.message for f in fields))
 
 
 def rfc3339(ts: float) -> str:

@@ -105,6 +105,12 @@ async def test_a_rejected_label_set_is_not_remembered_between_batches(config: Pa
         (b"{not json", 400, "not valid JSON"),
         (b"[]", 400, "empty"),
         (b'{"rows": []}', 400, "expected a JSON array"),
+        (
+            b'[{"metric":"gross","labels":{"model":"\\ud800"},"ts":1780000000,"value":1}]',
+            400,
+            "the string at [0].labels.model holds a lone surrogate",
+        ),
+        (b"[" * 3000, 400, "nested too deeply"),
         (b"[" + b'{"metric":"m","ts":1,"value":1},' * 200 + b"1]", 413, "max_body"),
     ],
 )

@@ -231,6 +231,39 @@ async def test_token_body_limit_and_unknown_kind(config: Path) -> None:
         assert response.json()["error"] == "the batch is empty"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (
+            "application/json",
+            b'[{"model": "a7", "date": "2026-11-20", "asset": "\\ud800", "score": 1.0}]',
+            "body refused: the string at [0].asset holds a lone surrogate",
+        ),
+        (
+            "application/x-ndjson",
+            b'{"model": "a7", "date": "2026-11-20", "asset": "2330", "score": 1.0}\n'
+            b'{"model": "a7", "date": "2026-11-20", "asset": "\\udfff", "score": 1.0}',
+            "line 2 is not JSON: the string at asset holds a lone surrogate",
+        ),
+        ("application/json", b"[" * 5000, "nested too deeply"),
+    ],
+)
+async def test_text_that_is_not_unicode_and_deep_nesting_are_refused(
+    config: Path, content_type: str, body: bytes, message: str
+) -> None:
+    async with in_process(config) as (daemon, client):
+        headers = {**AUTH, "Content-Type": content_type}
+        response = await client.post("/api/v1/predictions", content=body, headers=headers)
+        assert response.status_code == 400
+        assert message in json.dumps(response.json()), response.json()
+        assert await stored(daemon, "md_predictions") == 0
+        escaped_pair = '[{"model": "a7", "date": "2026-11-20", "asset": "\\ud83d\\ude00", "score": 1.0}]'
+        response = await client.post("/api/v1/predictions", content=escaped_pair, headers=AUTH)
+        assert response.status_code == 200, response.text  # an escaped pair is a character like any other
+        (row,) = await daemon.store.query("SELECT asset FROM md_predictions")
+        assert row["asset"] == "\U0001f600"
+
+
 async def test_the_ic_rule_fires_from_http_data_and_the_ic_api_shows_the_rolling_series(config: Path) -> None:
     days = recent_days(40)
     strong_p, strong_r = panel(days[:20], 60, 0.4, seed=1)

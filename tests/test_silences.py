@@ -256,13 +256,25 @@ async def test_each_bad_field_is_named_and_nothing_is_stored(
 
 
 @pytest.mark.parametrize(
-    ("content", "status"), [(b"{not json", 400), (b"[1, 2]", 400), (b"null", 400), (b"{" + b" " * 5000 + b"}", 413)]
+    ("content", "status", "message"),
+    [
+        (b"{not json", 400, "not JSON"),
+        (b"[1, 2]", 400, "silence refused: the body must be a JSON object"),
+        (b"null", 400, "silence refused: the body must be a JSON object"),
+        (b"{" + b" " * 5000 + b"}", 413, "max_body"),
+        (
+            b'{"matchers": ["model=a7"], "duration": "1h", "created_by": "amy", "comment": "\\udc00"}',
+            400,
+            "the string at comment holds a lone surrogate",
+        ),
+        (b"[" * 3000, 400, "nested too deeply"),
+    ],
 )
-async def test_bodies_that_are_not_a_silence(config: Path, content: bytes, status: int) -> None:
+async def test_bodies_that_are_not_a_silence(config: Path, content: bytes, status: int, message: str) -> None:
     async with app(config) as (daemon, client, _):
         refused = await client.post("/api/v1/silences", content=content, headers=AUTH)
         assert refused.status_code == status
-        assert "error" in refused.json()
+        assert message in refused.json()["error"]
         assert await count(daemon.store) == 0
 
 

@@ -20,8 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from alphawatch.daemon import jsonbody
 from alphawatch.daemon import silences as silence_store
 from alphawatch.daemon.acks import NotFiring, UnknownAlert, check_ack
+from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
 from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
 from alphawatch.web.app import BodyTooLarge, Handler, error, guarded, query_limit, query_states, read_body
@@ -48,7 +50,9 @@ class SuppressionApi:
         except BodyTooLarge:
             return None, error(413, f"body larger than daemon.max_body ({limit} bytes)")
         try:
-            return json.loads(body), None
+            return jsonbody.loads(body), None
+        except BadJson as exc:
+            return None, error(400, f"body refused: {exc}", fields=[{"field": "", "message": str(exc)}])
         except ValueError as exc:
             return None, error(400, f"the body is not JSON: {exc}", fields=[{"field": "", "message": "not JSON"}])
 

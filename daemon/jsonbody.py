@@ -1,0 +1,68 @@
+"""JSON request bodies, refusing what the standard parser lets through but nothing after it can hold.
+
+``json.loads`` accepts a string with a lone surrogate escape (``"\\ud800"`` on its own), which is not Unicode text:
+SQLite, UTF-8 and every channel fail on it later. It also overflows the stack on deep nesting and raises
+``RecursionError``, not ``ValueError``. Both become :class:`BadJson`, a ``ValueError`` whose message is for the
+client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a pre-check: valid pairs (escaped emoji) match too
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class BadJson(ValueError):
+    pass
+
+
+def loads(body: bytes | str) -> Any:
+    """``json.loads(body)``; raises :class:`BadJson` (or the parser's own ``ValueError``) for a body to refuse."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise BadJson("nested too deeply") from None
+    refuse_lone_surrogates(body, document)
+    return document
+
+
+def refuse_lone_surrogates(body: bytes | str, document: Any) -> None:
+    """Raise :class:`BadJson` naming the first string of ``document`` (parsed from ``body``) that holds a lone
+    surrogate. Only a body with a surrogate escape in it is walked."""
+    found = (
+        _SURROGATE_ESCAPE_BYTES.search(body) if isinstance(body, bytes | bytearray) else _SURROGATE_ESCAPE.search(body)
+    )
+    if found is None:
+        return
+    where = _lone_surrogate_at(document)
+    if where is not None:
+        raise BadJson(f"the string at {where} holds a lone surrogate escape (such as \\ud800 alone): not Unicode text")
+
+
+def _lone_surrogate_at(document: Any) -> str | None:
+    pending: list[tuple[Any, str]] = [(document, "")]  # not recursive: the parser allows deeper than Python's stack
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return path or "the top level"
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if not _encodable(key):
+                    return f"{path or 'the top level'} (a key)"
+                pending.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{index}]") for index, item in reversed(list(enumerate(value))))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

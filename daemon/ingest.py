@@ -127,12 +127,18 @@ class _FastPath:
 
 def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int] | None:
     """The sorted label tuple and its size in bytes as stored; ``None`` when not plainly valid."""
-    if len(items) > MAX_LABELS or any(type(v) is not str or not LABEL.match(k) for k, v in items):
+    if len(items) > MAX_LABELS:
         return None
+    for name, value in items:
+        if type(value) is not str or LABEL.match(name) is None:
+            return None
     labels = tuple(sorted(items))
     if labels == items:  # already sorted, as most clients send them: one tuple serves as key and labels
         labels = items
-    return labels, len(dump_labels(labels).encode())
+    try:
+        return labels, len(orjson.dumps(dict(labels)))  # the stored text's UTF-8 bytes (see dump_labels)
+    except TypeError:  # not Unicode text: the careful check names it
+        return None
 
 
 def _remember(cache: dict[K, V], key: K, value: V) -> None:

@@ -18,6 +18,7 @@ from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 import trio
 
 from alphawatch.daemon.alerts import INACTIVE, Alert, Transition
@@ -356,21 +357,24 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.d
 
 
 def dump_labels(labels: Labels | dict[str, str]) -> str:
-    """The canonical text of a label set (sorted keys, compact): what identifies a series in the store."""
+    """The canonical text of a label set (sorted keys, compact, non-ASCII as is): what identifies a series in the
+    store. The same text as ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)``, for every character."""
     if isinstance(labels, tuple):
         return _labels_text(labels)
-    items = sorted(labels.items())
-    # the same text json.dumps(..., separators=(",", ":"), ensure_ascii=False) gives, at a third of the cost
-    return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in items) + "}"
+    return _text(dict(sorted(labels.items())))
 
 
 @lru_cache(maxsize=1024)
 def _labels_text(labels: Labels) -> str:
     # the alerts that change often are saved often: their text is made once (bounded: held per alert otherwise)
-    return "{" + ",".join(f"{_quote(k)}:{_quote(v)}" for k, v in sorted(labels)) + "}"
+    return _text(dict(sorted(labels)))
 
 
-_quote: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+def _text(labels: dict[str, str]) -> str:
+    try:
+        return orjson.dumps(labels).decode()  # a third of the standard encoder's cost
+    except TypeError:  # a lone surrogate, which orjson refuses: the standard text (the store refuses it later)
+        return _ENCODER.encode(labels)
 
 
 def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[Queued]:

@@ -177,6 +177,19 @@ def test_label_text_is_canonical_json(labels: dict[str, str]) -> None:
     assert json.loads(dump_labels(labels)) == labels
 
 
+def test_label_text_is_the_same_for_every_character() -> None:
+    """Series are found by this text: a daemon must write it exactly as the earlier ones did (json.dumps)."""
+    import json
+
+    from alphawatch.daemon.store import dump_labels
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(chars), 8192):
+        text = "".join(chars[start : start + 8192])
+        labels = {"k": text, "z": text[::-1]}
+        assert dump_labels(labels) == json.dumps(labels, separators=(",", ":"), ensure_ascii=False)
+
+
 async def test_due_notifications_come_oldest_first_without_those_in_flight_or_of_a_full_channel(
     tmp_path: Path,
 ) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property, lru_cache
 from importlib import resources
@@ -23,6 +24,7 @@ import yaml
 
 from alphawatch.channels import Channel, channel_kinds
 from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendars
+from alphawatch.daemon.durations import PATTERN as DURATION_PATTERN
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.escalation import ESCALATIONS_SCHEMA, Policy, build_policies
@@ -198,9 +200,35 @@ def full_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(full_schema())
+    validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator, {"pattern": _pattern}
+    )
+    checker: jsonschema.Draft202012Validator = validator(full_schema())
+    return checker
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` as JSON Schema means it (ECMA-262) and editors check it: ``$`` only at the very end (Python's
+    also matches before a final newline: ``"5m\\n"`` passed), ``\\d`` only ASCII digits."""
+    if not isinstance(instance, str):
+        return
+    if _ecma_regex(pattern).search(instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+    elif pattern == DURATION_PATTERN:
+        try:
+            parse_duration(instance)
+        except ValueError as exc:  # longer than a century
+            yield jsonschema.ValidationError(str(exc))
+
+
+@cache
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern, re.ASCII)
+
+
+log = logging.getLogger("alphawatch.config")
 _SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 _UNEXPECTED = re.compile(r"'([^']+)'")
 
@@ -220,7 +248,14 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     last = _LAST.get(str(path))
     if digest is not None and last is not None and last[0] == digest:
         return last[1]
-    config = _load_config(path, env)
+    try:
+        config = _load_config(path, env)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a case the checks above missed: still a refused configuration, never a crash
+        log.exception("unexpected error while loading %s", path)
+        problem = f"cannot load it: {type(exc).__name__}: {str(exc)[:200]} (please report this)"
+        raise ConfigError([Problem(str(path), 0, 0, "", problem)]) from None
     if digest is not None:
         _LAST.clear()  # one configuration per process is the rule; keep the memo small
         _LAST[str(path)] = (digest, config)
@@ -251,7 +286,7 @@ def _inputs_digest(main_path: Path, env: Mapping[str, str]) -> str | None:
                 secret = Path(ref) if os.path.isabs(ref) else base / ref
                 try:
                     value = secret.read_text(encoding="utf-8")
-                except OSError:
+                except (OSError, UnicodeDecodeError):
                     value = None
             hasher.update(f"\0{source}:{ref}={value!r}".encode())
     hasher.update(os.environ.get("STATE_DIRECTORY", "").encode())
@@ -304,7 +339,8 @@ def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config
             try:
                 located, found = load_located(Path(file).read_text(encoding="utf-8"), file)
             except (OSError, UnicodeDecodeError) as exc:
-                problems.append(Problem(file, 0, 0, "", f"cannot read: {exc}"))
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(main.problem(("include", index), f"cannot read {file}: {reason}"))
                 continue
             problems += found
             documents.append(located)
@@ -372,8 +408,9 @@ def _substitute(
             file = Path(name) if os.path.isabs(name) else base_dir / name
             try:
                 secret = file.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                problems.append(doc.problem(path, f"cannot read secret file {name}: {exc.strerror}"))
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(doc.problem(path, f"cannot read secret file {name}: {reason}"))
                 return ""
         if secret:
             secrets.add(secret)
@@ -389,9 +426,13 @@ def _schema_problems(doc: Located, error: jsonschema.ValidationError, secrets: s
         names = _UNEXPECTED.findall(message)
         known = _known_keys(error.instance, path)
         return [doc.problem((*path, name), "unknown key") for name in names if name not in known]
-    if isinstance(error.instance, str) and any(secret in error.instance for secret in secrets):
+    if path[-2:-1] == ("tokens",) and error.validator == "pattern":
+        message = "a token is printable ASCII without spaces (it travels in an HTTP header)"
+    elif path[-1:] == ("rate_limit",) and error.validator == "pattern":
+        message = f"{error.instance!r} is not a rate: write N/s, N/m or N/h with N at least 1 (e.g. 30/m)"
+    elif isinstance(error.instance, str) and any(secret in error.instance for secret in secrets):
         message = f"the value (a secret, not shown) fails {error.validator}: {error.validator_value!r}"
-    elif error.validator == "pattern" and error.validator_value == base_schema()["$defs"]["duration"]["pattern"]:
+    elif error.validator == "pattern" and error.validator_value == DURATION_PATTERN and "does not match" in message:
         message = f"{error.instance!r} is not a duration (write e.g. 30s, 5m, 4h, 2d)"
     elif error.validator == "oneOf" and path and path[-1] == "match":
         message = "match is a map of label: value, or a list of matchers like 'model=alpha7' or 'venue=~\"tw.*\"'"
@@ -433,8 +474,12 @@ def _build(
     except ValueError as exc:
         problems.append(main.problem(("daemon", "listen"), str(exc)))
         return None
-    if daemon.delivery.probe_interval <= 0:
-        problems.append(main.problem(("daemon", "delivery", "probe_interval"), "probe_interval cannot be zero"))
+    for section, chosen in (("delivery", daemon.delivery), ("supervisor", daemon.supervisor)):
+        for name in ("initial_backoff", "max_backoff", "max_age", "probe_interval", "restart_window"):
+            if getattr(chosen, name, 1.0) <= 0:  # a zero backoff retries in a busy loop; a zero age kills all
+                problems.append(main.problem(("daemon", section, name), f"{name} cannot be zero"))
+    if "\0" in str(daemon.state) or daemon.state.is_dir():
+        problems.append(main.problem(("daemon", "state"), f"{str(daemon.state)!r} is not a possible file name"))
     try:
         calendars = load_calendars(
             data.get("calendar"), locate=lambda p, m: main.problem(("calendar", *p), m), base_dir=base_dir
@@ -456,7 +501,8 @@ def _build(
         settings.setdefault("language", daemon.language)
         config = ChannelConfig(name, raw["kind"], _freeze(settings), origin=_origin(main, ("channels", index)))
         try:
-            config.build()
+            if config.build().timeout <= 0:
+                problems.append(main.problem(("channels", index, "timeout"), "timeout cannot be zero"))
         except (ValueError, KeyError) as exc:
             problems.append(main.problem(("channels", index), str(exc)))
         channels.append(config)

@@ -6,6 +6,9 @@ last of two equal keys. Walking the node tree ourselves keeps both.
 
 from __future__ import annotations
 
+import binascii
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,23 +71,59 @@ def _walk(
     file: str,
     marks: dict[Path, tuple[int, int]],
     problems: list[Problem],
+    within: frozenset[int] = frozenset(),
 ) -> Any:
-    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    marks[path] = (line, column)
+
+    def refuse(message: str) -> None:
+        problems.append(Problem(file, line, column, format_path(path), message))
+
+    if id(node) in within:  # an alias of a node around it: the value would contain itself
+        refuse("an alias refers to a value that contains it")
+        return None
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        within |= {id(node)}
+        try:
+            loader.flatten_mapping(node)
+        except yaml.MarkedYAMLError as exc:
+            refuse(f"YAML: {exc.problem}")
+            return {}
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
+            key = _scalar(loader, key_node, refuse)
             if not isinstance(key, str):
                 key = str(key)
             if key in out:
-                line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                at = key_node.start_mark
                 first = marks.get((*path, key), (0, 0))[0]
                 problems.append(
-                    Problem(file, line, column, format_path((*path, key)), f"duplicate key (first at line {first})")
-                )
-            out[key] = _walk(loader, value_node, (*path, key), file, marks, problems)
+                    Problem(file, at.line + 1, at.column + 1, format_path((*path, key)),
+                            f"duplicate key (first at line {first})")
+                )  # fmt: skip
+            out[key] = _walk(loader, value_node, (*path, key), file, marks, problems, within)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, item, (*path, i), file, marks, problems) for i, item in enumerate(node.value)]
-    return loader.construct_object(node)
+        within |= {id(node)}
+        return [_walk(loader, item, (*path, i), file, marks, problems, within) for i, item in enumerate(node.value)]
+    return _scalar(loader, node, refuse)
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node, refuse: Callable[[str], None]) -> Any:
+    """A scalar's value; ``None`` after a problem: a tag that cannot build it (``!!int abc``, ``2026-02-30``,
+    ``!!binary`` that is not base64), or a number no setting can hold (``.nan``, ``.inf``, 400 digits)."""
+    try:
+        value = loader.construct_object(node)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, binascii.Error) as exc:
+        refuse(f"YAML: cannot read this {node.tag.rpartition(':')[2]} value: {getattr(exc, 'problem', None) or exc}")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        refuse("numbers must be finite (not .nan or .inf)")
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST_INT:
+        refuse(f"{str(value)[:20]}… is too large a number")
+        return None
+    return value
+
+
+_LARGEST_INT = 2**63 - 1  # what SQLite stores, and far beyond any setting

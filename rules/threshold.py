@@ -43,8 +43,8 @@ class Threshold(RuleKind):
         window = settings.get("window")
         self.window = parse_duration(window) if window else None
         self.hysteresis = float(settings.get("hysteresis", 0.0))
-        if self.aggregate != "last" and self.window is None:
-            raise ValueError(f"aggregate {self.aggregate!r} needs a window")
+        if self.aggregate != "last" and not self.window:
+            raise ValueError(f"aggregate {self.aggregate!r} needs a window longer than zero")
 
     def selectors(self) -> tuple[Selector, ...]:
         return (self.selector,)

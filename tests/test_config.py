@@ -30,6 +30,9 @@ rules:
 """
 
 
+RULE = "rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: 1"
+
+
 def problems(path: Path, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_config(path, env or {})
@@ -95,6 +98,29 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
             "monitor.yaml:2:30: daemon.delivery.probe_interval: probe_interval cannot be zero",
         ),
         ("- just\n- a list\n", "the configuration must be a mapping"),
+        # values Python's own checks let through, each of which once crashed a reload instead of refusing it
+        (f'{RULE}, for: "5m\\n"}}\n', "monitor.yaml:2:69: rules[0].for: '5m\\n' is not a duration"),
+        (f"{RULE}, for: 9999999999d}}\n", "rules[0].for: '9999999999d' is longer than a century"),
+        (f'{RULE}, for: "５m"}}\n', "rules[0].for: '５m' is not a duration"),
+        ('route:\n  group_wait: "0s\\n"\n', "monitor.yaml:2:15: route.group_wait: '0s\\n' is not a duration"),
+        (f"{RULE}, match: ['m=~\"a{{4294967296}}\"']}}\n", "rules[0]: bad regex in 'm=~\"a{4294967296}\"'"),
+        (f"{RULE}, match: ['m=~\"{'(' * 1500}{')' * 1500}\"']}}\n", "nested too deeply"),
+        (f"{RULE}, description: 2026-02-30}}\n", "rules[0].description: YAML: cannot read this timestamp value"),
+        (f"{RULE}, description: !!binary 'not base64!'}}\n", "rules[0].description: YAML: cannot read this binary"),
+        (f"{RULE}, description: !!int abc}}\n", "rules[0].description: YAML: cannot read this int value"),
+        ("daemon:\n  <<: [1]\n", "monitor.yaml:2:3: daemon: YAML: expected a mapping for merging"),
+        ("rules: &a [*a]\n", "monitor.yaml:1:8: rules[0]: an alias refers to a value that contains it"),
+        ("rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: .nan}\n", "numbers must be finite"),
+        (f"rules:\n  - {{name: r, kind: threshold, metric: m, op: above, value: {'9' * 400}}}\n", "too large a number"),
+        ("include: ['.']\n", "monitor.yaml:1:11: include[0]: cannot read "),
+        ("rules:\n  - {name: r, kind: threshold, metric: '9 bad', op: above, value: 1}\n", "rules[0]: metric '9 bad'"),
+        (f"{RULE}, aggregate: mean, window: 0s}}\n", "aggregate 'mean' needs a window longer than zero"),
+        ("channels:\n  - {name: h, kind: webhook, url: 'http://x', rate_limit: 0/s}\n", "'0/s' is not a rate"),
+        ("channels:\n  - {name: h, kind: webhook, url: 'http://x', timeout: 0s}\n", "timeout cannot be zero"),
+        ("daemon:\n  delivery: {initial_backoff: 0s}\n", "daemon.delivery.initial_backoff: initial_backoff cannot"),
+        ("daemon:\n  delivery: {max_age: 0s}\n", "daemon.delivery.max_age: max_age cannot be zero"),
+        ("daemon:\n  tokens: {admin: tökentökentökentöken}\n", "daemon.tokens.admin: a token is printable ASCII"),
+        ("daemon:\n  state: /\n", "daemon.state: '/' is not a possible file name"),
     ],
 )
 def test_each_error_names_where_and_what(write_config: Callable[..., Path], text: str, expected: str) -> None:
@@ -189,3 +215,18 @@ def test_an_unchanged_configuration_is_not_built_again(write_config: Callable[..
     assert rotated.daemon.ingest_token == "another-token-of-16-chars"
     write_config("rules:\n  - {name: b, kind: absence, metric: m, absent_for: 5m}\n", "rules.d/b.yaml")
     assert [r.name for r in load_config(path, {"TOKEN": "another-token-of-16-chars"}).rules] == ["exposure", "a", "b"]
+
+
+def test_an_unforeseen_error_while_loading_is_a_config_error_not_a_crash(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net behind every check above: a reload must never take the daemon down."""
+    from alphawatch.daemon import config
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a case nobody checked")
+
+    monkeypatch.setattr(config, "_load_config", broken)
+    path = write_config("rules: []\n")
+    (problem,) = problems(path)
+    assert problem == f"{path}: (top): cannot load it: RuntimeError: a case nobody checked (please report this)"

@@ -22,8 +22,8 @@ from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.store import dump_labels
 from alphawatch.rules import Labels, Sample
 
-METRIC = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]{0,199}$")
-LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+METRIC = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]{0,199}")  # fullmatch: ``$`` would let a trailing newline through
+LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 MAX_ITEMS = 50_000
 MAX_LABELS = 32
 EARLIEST = 946_684_800.0  # 2000-01-01: older timestamps are almost surely a unit mistake
@@ -60,7 +60,10 @@ def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
     samples: list[Sample] = []
     fast = _FastPath(now, max_label_bytes)
     for index, item in enumerate(items):
-        sample = fast.check(item)
+        try:
+            sample = fast.check(item)
+        except OverflowError:  # an integer beyond any float (only the standard parser makes one)
+            sample = None
         if sample is None:  # not plainly valid: the careful check names what is wrong
             sample = _check(index, item, now, max_label_bytes, errors)
         if sample is not None:
@@ -89,7 +92,7 @@ class _FastPath:
             return None
         known_metric = _METRICS.get(metric)
         if known_metric is None:
-            if METRIC.match(metric) is None:
+            if METRIC.fullmatch(metric) is None:
                 return None
             _remember(_METRICS, metric, metric)
         else:
@@ -98,12 +101,9 @@ class _FastPath:
             ts = float(ts)
         elif type(ts) is str:
             try:
-                parsed = datetime.fromisoformat(ts)
+                ts = parse_rfc3339(ts)
             except ValueError:
                 return None
-            if parsed.utcoffset() is None:
-                return None
-            ts = parsed.timestamp()
         else:
             return None
         if not self.earliest <= ts <= self.latest:
@@ -130,7 +130,7 @@ def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int] | None:
     if len(items) > MAX_LABELS:
         return None
     for name, value in items:
-        if type(value) is not str or LABEL.match(name) is None:
+        if type(value) is not str or LABEL.fullmatch(name) is None:
             return None
     labels = tuple(sorted(items))
     if labels == items:  # already sorted, as most clients send them: one tuple serves as key and labels
@@ -173,7 +173,7 @@ def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list
     for key in item.keys() - _KEYS:
         errors.append(ItemError(index, key, "unknown field"))
     metric = item.get("metric")
-    if not isinstance(metric, str) or not METRIC.match(metric):
+    if not isinstance(metric, str) or not METRIC.fullmatch(metric):
         errors.append(ItemError(index, "metric", "required; letters, digits, _ and :, not starting with a digit"))
     labels = item.get("labels", {})
     label_text = ""
@@ -183,7 +183,7 @@ def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list
         if len(labels) > MAX_LABELS:
             errors.append(ItemError(index, "labels", f"at most {MAX_LABELS} labels"))
         for name, value in labels.items():
-            if not LABEL.match(name):
+            if not LABEL.fullmatch(name):
                 errors.append(ItemError(index, f"labels.{name[:40]}", "label names are letters, digits and _"))
             elif not isinstance(value, str):
                 errors.append(ItemError(index, f"labels.{name}", "label values are strings"))
@@ -198,13 +198,46 @@ def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list
     value = item.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
         errors.append(ItemError(index, "value", "required; a number"))
-    elif not math.isfinite(value):
+    elif not math.isfinite(as_float(value)):
         errors.append(ItemError(index, "value", "must be finite (NaN and infinity are refused)"))
     if len(errors) != before or ts is None:
         return None
     assert isinstance(metric, str)
     assert isinstance(value, int | float)
     return Sample(metric, tuple(sorted(labels.items())), ts, float(value))
+
+
+def as_float(number: float) -> float:
+    """``float(number)``, except that an integer beyond the float range (400 digits, which the standard JSON
+    parser reads) is ±inf, refused as not finite, instead of an ``OverflowError``."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def ascii_float(text: str) -> float:
+    """``float(text)`` for ASCII text without ``_``: ``float`` also reads "١٢" and "1_000", which no client means."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"not a number: {text[:40]!r}")
+    return float(text)
+
+
+def parse_rfc3339(text: str) -> float:
+    """Epoch seconds of an RFC 3339 timestamp; ``ValueError`` with a message for the client otherwise.
+
+    ``datetime.fromisoformat`` is laxer than RFC 3339: it also takes a naive time and an offset with seconds.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}") from None
+    offset = parsed.utcoffset()
+    if offset is None:
+        raise ValueError("has no UTC offset; add Z or +08:00 (naive times are never guessed)")
+    if offset.seconds % 60 or offset.microseconds:
+        raise ValueError(f"the UTC offset of {text[:40]!r} has seconds; RFC 3339 offsets are ±HH:MM")
+    return parsed.timestamp()
 
 
 def _timestamp(raw: Any, index: int, errors: list[ItemError], now: float) -> float | None:
@@ -215,20 +248,16 @@ def _timestamp(raw: Any, index: int, errors: list[ItemError], now: float) -> flo
         errors.append(ItemError(index, "ts", "must be a timestamp, not a boolean"))
         return None
     if isinstance(raw, int | float):
-        ts = float(raw)
+        ts = as_float(raw)
         if not math.isfinite(ts):
             errors.append(ItemError(index, "ts", "must be finite"))
             return None
     elif isinstance(raw, str):
         try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            errors.append(ItemError(index, "ts", f"not an RFC 3339 timestamp: {raw[:40]!r}"))
+            ts = parse_rfc3339(raw)
+        except ValueError as exc:
+            errors.append(ItemError(index, "ts", str(exc)))
             return None
-        if parsed.tzinfo is None or parsed.utcoffset() is None:
-            errors.append(ItemError(index, "ts", "has no UTC offset; add Z or +08:00 (naive times are never guessed)"))
-            return None
-        ts = parsed.timestamp()
     else:
         errors.append(ItemError(index, "ts", "must be an RFC 3339 string or epoch seconds"))
         return None

@@ -22,7 +22,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from alphawatch.daemon import jsonbody
 from alphawatch.daemon.calendar import TAIPEI, Calendar, CalendarRangeError
 from alphawatch.daemon.errors import IngestError, ItemError
+from alphawatch.daemon.ingest import as_float, ascii_float
 from alphawatch.daemon.jsonbody import BadJson
 
 KINDS = ("predictions", "returns", "portfolio", "features")
@@ -37,9 +38,11 @@ MAX_ROWS = 1_000_000
 MAX_NAME = 100
 MAX_HORIZON = 260
 MAX_ABS_RETURN = 10.0  # 1,000 %: anything larger is almost surely a unit mistake (percent, basis points)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_HORIZON = re.compile(r"^(\d{1,3})d?$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, in ASCII digits (``\d`` also takes "５")
+_HORIZON = re.compile(r"([0-9]{1,3})d?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FORMATS = {"application/json": "json", "text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "ndjson",
+            "application/jsonl": "ndjson", "application/jsonlines": "ndjson"}  # fmt: skip
 _COLUMNS = {
     "predictions": ("model", "date", "asset", "score"),
     "returns": ("asset", "date", "horizon", "return"),
@@ -67,7 +70,13 @@ def parse_model_data(kind: str, body: bytes, content_type: str, calendar: Calend
     if kind not in KINDS:
         raise IngestError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", status=404)
     media = content_type.split(";")[0].strip().lower()
-    items, from_csv = _items(body, media, kind)
+    if media not in _FORMATS:
+        raise IngestError(
+            f"Content-Type {content_type[:60]!r} is not one this endpoint reads: send application/json (the default),"
+            " application/x-ndjson or text/csv",
+            status=415,
+        )
+    items, from_csv = _items(body, _FORMATS[media], kind)
     if not items:
         raise IngestError("the batch is empty")
     if len(items) > MAX_ROWS:
@@ -81,17 +90,18 @@ def parse_model_data(kind: str, body: bytes, content_type: str, calendar: Calend
     return checker.batch
 
 
-def _items(body: bytes, media: str, kind: str) -> tuple[list[Any], bool]:
+def _items(body: bytes, form: str, kind: str) -> tuple[list[Any], bool]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise IngestError("the body is not UTF-8 text") from None
-    if media in ("text/csv", "application/csv"):
+    if form == "csv":
         return _csv_rows(text, kind), True
-    if media in ("application/x-ndjson", "application/jsonl", "application/jsonlines", "application/json-seq"):
+    if form == "ndjson":
         items: list[Any] = []
         errors = []
-        for number, line in enumerate(text.splitlines()):
+        for number, line in enumerate(text.split("\n")):  # not splitlines(): U+2028 and others may be in a string
+            line = line.removesuffix("\r")
             if line.strip():
                 try:
                     items.append(jsonbody.loads(line))
@@ -114,8 +124,8 @@ def _items(body: bytes, media: str, kind: str) -> tuple[list[Any], bool]:
 
 
 def _csv_rows(text: str, kind: str) -> list[Any]:
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    records = _csv_records(text)
+    header = next(records, (0, []))[1]
     if not header:
         raise IngestError("the CSV has no header line")
     names = [h.strip() for h in header]
@@ -131,17 +141,36 @@ def _csv_rows(text: str, kind: str) -> list[Any]:
         if extra:
             raise IngestError(f"unknown CSV column(s) {', '.join(extra)} for {kind}")
     rows: list[Any] = []
-    for number, record in enumerate(reader):
+    for line, record in records:
         if not record or (len(record) == 1 and not record[0].strip()):
             continue
         if len(record) != len(names):
-            rows.append(f"line {number + 2} has {len(record)} fields, the header {len(names)}")
+            rows.append(f"line {line} has {len(record)} fields, the header {len(names)}")
             continue
         row: dict[str, Any] = dict(zip(names, record, strict=True))
         if wide:
             row = {k: row.pop(k) for k in ("model", "date", "asset")} | {"values": row}
         rows.append(row)
     return rows
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Each record with the line it ends on; a body the csv module cannot split is refused naming the line."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    started = 1  # an unclosed quote is only found at the end of the body, so name where its record started
+    try:
+        for record in reader:
+            yield reader.line_num, record
+            started = reader.line_num + 1
+    except csv.Error as exc:
+        problem, line = str(exc), reader.line_num
+        if problem == "unexpected end of data":
+            problem, line = "a quote is not closed", started
+        elif problem.startswith("new-line character"):
+            problem = "a carriage return (\\r) outside quotes; end lines with \\n or \\r\\n"
+        elif problem.startswith("field larger"):
+            problem = f"a field is longer than {csv.field_size_limit()} characters"
+        raise IngestError(f"the CSV is malformed at line {line}: {problem}") from None
 
 
 class _Checker:
@@ -264,7 +293,7 @@ class _Checker:
 
     def _date(self, i: int, item: dict[str, Any]) -> str | None:
         raw = item.get("date")
-        if not isinstance(raw, str) or not _DATE.match(raw.strip()):
+        if not isinstance(raw, str) or not _DATE.fullmatch(raw.strip()):
             self.errors.append(ItemError(i, "date", "required; an ISO date YYYY-MM-DD (Asia/Taipei trading date)"))
             return None
         text = raw.strip()
@@ -304,7 +333,7 @@ class _Checker:
 
     def _horizon(self, i: int, item: dict[str, Any]) -> int | None:
         raw = item.get("horizon")
-        found = _HORIZON.match(raw.strip()) if isinstance(raw, str) else None
+        found = _HORIZON.fullmatch(raw.strip()) if isinstance(raw, str) else None
         value = int(found.group(1)) if found else raw
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HORIZON:
             self.errors.append(ItemError(i, "horizon", f'required; trading days from 1 to {MAX_HORIZON} (5 or "5d")'))
@@ -317,14 +346,14 @@ class _Checker:
         if self.csv and isinstance(raw, str):
             text = raw
             try:
-                raw = float(text) if text.strip() else None
+                raw = ascii_float(text) if text.strip() else None
             except ValueError:
                 self.errors.append(ItemError(i, at, f"not a number: {text[:40]!r}"))
                 return None
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             self.errors.append(ItemError(i, at, "required; a number"))
             return None
-        if not math.isfinite(raw):
+        if not math.isfinite(as_float(raw)):
             self.errors.append(ItemError(i, at, "must be finite (NaN and infinity are refused)"))
             return None
         return float(raw)
@@ -343,7 +372,7 @@ class _Checker:
             return (None, None)
         if self.csv and isinstance(raw, str):
             try:
-                raw = float(raw)
+                raw = ascii_float(raw)
             except ValueError:
                 raw = raw.strip()
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
@@ -355,7 +384,7 @@ class _Checker:
                 self.errors.append(ItemError(i, where, f"categories are at most {MAX_NAME} characters"))
                 return None
             kind, value = "categorical", (None, str(raw))
-        elif not math.isfinite(raw):
+        elif not math.isfinite(as_float(raw)):
             self.errors.append(ItemError(i, where, "must be finite; send null for a missing value"))
             return None
         else:

@@ -25,11 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alphawatch.daemon.durations import parse_duration
+from alphawatch.daemon.ingest import as_float, parse_rfc3339
 from alphawatch.daemon.routing import EMERGENCY, names_emergency
 from alphawatch.rules._base import Matcher, parse_matcher
 
 PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
 MAX_MATCHERS = 32
+MAX_MATCHER_CHARS = 1024
 MAX_TEXT = {"created_by": 200, "comment": 2000}
 EARLIEST = 946_684_800.0  # 2000-01-01T00:00:00Z
 LATEST = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -105,17 +107,8 @@ def parse_instant(raw: Any) -> float:
     """An RFC 3339 timestamp with an offset, or UTC epoch seconds; ``ValueError`` otherwise (naive included)."""
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError("must be an RFC 3339 timestamp with an offset, or UTC epoch seconds")
-    if isinstance(raw, str):
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise ValueError(f"not an RFC 3339 timestamp: {raw[:40]!r}") from None
-        if parsed.tzinfo is None or parsed.utcoffset() is None:
-            raise ValueError("has no UTC offset; add Z or +08:00 (naive times are never guessed)")
-        ts = parsed.timestamp()
-    else:
-        ts = float(raw)
-    if not math.isfinite(ts) or not EARLIEST <= ts < LATEST:
+    ts = parse_rfc3339(raw) if isinstance(raw, str) else as_float(raw)
+    if not EARLIEST <= ts < LATEST:
         raise ValueError("must be between 2000-01-01 and 2100-01-01")
     return ts
 
@@ -133,6 +126,10 @@ def check_matchers(raw: Any, errors: list[FieldError], key: str = "matchers") ->
     for i, text in enumerate(raw):
         if not isinstance(text, str):
             errors.append(FieldError(f"{key}[{i}]", "must be a string like 'model=alpha7'"))
+            ok = False
+            continue
+        if len(text) > MAX_MATCHER_CHARS:
+            errors.append(FieldError(f"{key}[{i}]", f"at most {MAX_MATCHER_CHARS} characters ({len(text)} given)"))
             ok = False
             continue
         try:
@@ -193,7 +190,9 @@ def parse_silence(body: Any, now: float) -> Silence:
             errors.append(FieldError("ends_at", str(exc)))
     else:
         duration = _duration(body["duration"], errors)
-        if duration is not None:
+        if duration is not None and starts_at + duration >= LATEST:
+            errors.append(FieldError("duration", "the silence would end on or after 2100-01-01; it must end before"))
+        elif duration is not None:
             ends_at = starts_at + duration
     if ends_at is not None and ends_at <= max(starts_at, now):
         errors.append(FieldError("ends_at", "must be after starts_at and after now"))
@@ -216,12 +215,15 @@ def _duration(raw: Any, errors: list[FieldError]) -> float | None:
         errors.append(FieldError("duration", "write a duration like 2h or 30m, or seconds"))
         return None
     try:
-        seconds = parse_duration(raw) if isinstance(raw, str) else float(raw)
+        seconds = parse_duration(raw) if isinstance(raw, str) else as_float(raw)
     except ValueError as exc:
         errors.append(FieldError("duration", str(exc)))
         return None
-    if not math.isfinite(seconds) or seconds <= 0 or seconds > LATEST - EARLIEST:
+    if math.isnan(seconds) or seconds <= 0:
         errors.append(FieldError("duration", "must be positive"))
+        return None
+    if seconds > LATEST - EARLIEST:  # infinity too
+        errors.append(FieldError("duration", "longer than a century"))
         return None
     return seconds
 

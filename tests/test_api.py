@@ -62,11 +62,16 @@ async def test_a_good_batch_is_committed_and_reaches_the_rule(config: Path) -> N
         (sample(ts="yesterday"), "ts", "not an RFC 3339 timestamp"),
         (sample(ts=1_700_000_000_000), "ts", "in the future"),
         (sample(ts=12), "ts", "before 2000-01-01"),
+        (sample(ts=10**400), "ts", "finite"),  # beyond a float: the standard parser reads it, orjson does not
+        (sample(ts="2026-11-26T09:00:00+08:00:30"), "ts", "offset of '2026-11-26T09:00:00+08:00:30' has seconds"),
         (sample(value=float("nan")), "value", "finite"),
         (sample(value=float("inf")), "value", "finite"),
         (sample(value="1.0"), "value", "a number"),
         (sample(value=True), "value", "a number"),
+        (sample(value=10**400), "value", "finite"),
         (sample(metric="9lives"), "metric", "letters, digits"),
+        (sample(metric="gross\n"), "metric", "letters, digits"),
+        (sample(labels={"model\n": "x"}), "labels.model\n", "letters, digits"),
         (sample(labels={"model": 7}), "labels.model", "strings"),
         (sample(labels={"bad-name": "x"}), "labels.bad-name", "letters, digits"),
         (sample(labels={"model": "x" * 80}), "labels", "the limit is 64"),
@@ -122,6 +127,21 @@ async def test_malformed_bodies_get_a_json_error(config: Path, body: bytes, stat
         assert await stored_samples(daemon) == 0
 
 
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Content-Encoding": "gzip"}, "Content-Encoding 'gzip' is not supported"),
+        ({"Content-Type": "application/json; charset=latin-1"}, "charset 'latin-1' is not supported"),
+    ],
+)
+async def test_compressed_or_non_utf8_bodies_get_a_415(config: Path, headers: dict[str, str], message: str) -> None:
+    async with in_process(config) as (daemon, client):
+        response = await client.post("/api/v1/samples", content=json.dumps([sample()]), headers={**AUTH, **headers})
+        assert response.status_code == 415
+        assert message in response.json()["error"]
+        assert await stored_samples(daemon) == 0
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
 async def test_writes_need_the_token(config: Path, headers: dict[str, str]) -> None:
     async with in_process(config) as (daemon, client):
@@ -147,6 +167,17 @@ async def test_queries_and_their_bad_parameters(config: Path) -> None:
         assert rules[0]["origin"].endswith("monitor.yaml:9")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/alerts", "/api/v1/notifications"])
+@pytest.mark.parametrize(
+    "limit", ["²", "١٠", "1_0", "9" * 5000], ids=["superscript", "arabic", "underscore", "5000-digits"]
+)
+async def test_a_limit_that_is_not_ascii_digits_is_a_400(config: Path, path: str, limit: str) -> None:
+    async with in_process(config) as (_, client):
+        response = await client.get(path, params={"limit": limit})
+        assert response.status_code == 400
+        assert response.json() == {"error": "limit is a whole number from 1 to 10000"}
+
+
 async def test_health_and_metrics(config: Path) -> None:
     async with in_process(config) as (_, client):
         await client.post("/api/v1/samples", json=[sample(), sample(ts="2026-11-26T01:00:01Z")], headers=AUTH)
@@ -170,3 +201,16 @@ async def test_reload_through_the_api_reports_the_difference(config: Path) -> No
         health = (await client.get("/health")).json()
         assert health["components"]["reload"]["ok"] is False
         assert health["status"] == "degraded"
+        # values that Python's own checks let through once crashed the reload (and SIGHUP, the daemon)
+        good = config.read_text().replace("kind: thresh", "kind: threshold")
+        for broken, where in [
+            (good.replace("value: 2.5", 'value: 2.5, for: "5m\\n"'), "monitor.yaml:9:"),
+            (good.replace("value: 2.5", "value: 2.5, match: ['m=~\"(a{4294967296})\"']"), "bad regex"),
+            (good + "windows: {late: {phases: continuous, start_offset: -9999999999d}}\n", "windows.late"),
+        ]:
+            config.write_text(broken)
+            response = await client.post("/-/reload", headers=AUTH)
+            assert response.status_code == 400, response.text
+            assert where in response.json()["error"]
+        rules = (await client.get("/api/v1/rules")).json()["rules"]
+        assert [r["name"] for r in rules] == ["exposure"]  # the last good configuration runs on

@@ -330,3 +330,124 @@ async def test_retention_prunes_raw_model_data_but_keeps_the_daily_ic(tmp_path: 
             "md_predictions": 2, "md_features": 2, "md_returns": 2, "md_portfolio": 1, "md_ic": 3,
             "md_drift_scores": 1, "md_cross_sections": 2,
         }  # fmt: skip
+
+
+TABLES = {kind: f"md_{kind}" for kind in ("predictions", "returns", "portfolio", "features")}
+HUGE = "1" + "0" * 400  # beyond any float: json.loads reads it as an int
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type", "row", "field", "message"),
+    [
+        ("predictions", "application/json", '{"model": "a7", "date": "DAY", "asset": "2330", "score": HUGE}', "score",
+         "must be finite"),
+        ("returns", "application/json", '{"asset": "2330", "date": "DAY", "horizon": 1, "return": HUGE}', "return",
+         "must be finite"),
+        ("portfolio", "application/json",
+         '{"model": "a7", "date": "DAY", "return": 0.01, "positions": [{"asset": "2330", "weight": HUGE}]}',
+         "positions[0].weight", "must be finite"),
+        ("features", "application/json",
+         '{"model": "a7", "date": "DAY", "asset": "2330", "feature": "mom", "value": HUGE}', "value", "must be finite"),
+        ("features", "application/json", '{"model": "a7", "date": "DAY", "asset": "2330", "values": {"mom": HUGE}}',
+         "values.mom", "must be finite"),
+        ("predictions", "application/x-ndjson", '{"model": "a7", "date": "DAY", "asset": "2330", "score": HUGE}',
+         "score", "must be finite"),
+        ("returns", "application/json", '{"asset": "2330", "date": "DAY", "horizon": "５", "return": 0.01}', "horizon",
+         "trading days from 1 to 260"),
+        ("predictions", "text/csv", "model,date,asset,score\na7,DAY,2330,1_000", "score", "not a number: '1_000'"),
+        ("predictions", "text/csv", "model,date,asset,score\na7,DAY,2330,١٢", "score", "not a number: '١٢'"),
+    ],
+    ids=["score", "return", "weight", "feature-value", "wide-feature-value", "ndjson-score", "fullwidth-horizon",
+         "csv-underscores", "csv-arabic-digits"],
+)  # fmt: skip
+async def test_numbers_beyond_a_float_or_not_in_ascii_digits_are_refused(
+    config: Path, kind: str, content_type: str, row: str, field: str, message: str
+) -> None:
+    text = row.replace("DAY", recent_days(1)[0]).replace("HUGE", HUGE)
+    body = f"[{text}]" if content_type == "application/json" else text
+    async with in_process(config) as (daemon, client):
+        response = await client.post(f"/api/v1/{kind}", content=body, headers={**AUTH, "Content-Type": content_type})
+        assert response.status_code == 400
+        (item,) = response.json()["items"]
+        assert item["field"] == field
+        assert message in item["message"]
+        assert await stored(daemon, TABLES[kind]) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("model,date,asset,score\ra7,DAY,2330,1\r", "line 1: a carriage return (\\r) outside quotes"),
+        ("model,date,asset,score\na7,DAY,23\r30,1\n", "line 2: a carriage return (\\r) outside quotes"),
+        ('model,date,asset,score\na7,DAY,2330,1\na7,DAY,"2317,1\na7,DAY,2454,1\n', "line 3: a quote is not closed"),
+        (
+            "model,date,asset,score\na7,DAY," + "x" * 140_000 + ",1\n",
+            "line 2: a field is longer than 131072 characters",
+        ),
+    ],
+    ids=["cr-line-endings", "bare-cr", "unclosed-quote", "long-field"],
+)
+async def test_a_csv_that_cannot_be_split_names_the_line(config: Path, body: str, message: str) -> None:
+    async with in_process(config) as (daemon, client):
+        response = await client.post(
+            "/api/v1/predictions",
+            content=body.replace("DAY", recent_days(1)[0]),
+            headers={**AUTH, "Content-Type": "text/csv"},
+        )
+        assert response.status_code == 400
+        assert response.json()["error"].startswith(f"the CSV is malformed at {message}")
+        assert await stored(daemon, "md_predictions") == 0
+
+
+async def test_ndjson_lines_end_at_newlines_only(config: Path) -> None:
+    row = {"model": "a7", "date": recent_days(1)[0], "asset": "23\u202830", "score": 1.0}  # U+2028 is text in JSON
+    headers = {**AUTH, "Content-Type": "application/x-ndjson"}
+    async with in_process(config) as (daemon, client):
+        body = json.dumps(row, ensure_ascii=False) + "\nnot json\n"
+        response = await client.post("/api/v1/predictions", content=body, headers=headers)
+        assert response.status_code == 400
+        (item,) = response.json()["items"]
+        assert item["message"].startswith("line 2 is not JSON")
+        assert await stored(daemon, "md_predictions") == 0
+        response = await client.post("/api/v1/predictions", content=json.dumps(row) + "\r\n", headers=headers)
+        assert response.json() == {"accepted": 1, "derived": 0}
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Content-Type": "text/plain"}, "Content-Type 'text/plain' is not one this endpoint reads"),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, "Content-Type 'multipart/form-data; boundary=x' is not"),
+        ({"Content-Type": ";;;"}, "Content-Type ';;;' is not one this endpoint reads"),
+        ({"Content-Encoding": "gzip"}, "Content-Encoding 'gzip' is not supported: send the body uncompressed"),
+        ({"Content-Type": "text/csv; charset=latin-1"}, "charset 'latin-1' is not supported: send UTF-8"),
+    ],
+)
+async def test_bodies_in_a_format_not_read_get_a_415(config: Path, headers: dict[str, str], message: str) -> None:
+    rows = json.dumps([{"model": "a7", "date": recent_days(1)[0], "asset": "2330", "score": 1.0}])
+    async with in_process(config) as (daemon, client):
+        response = await client.post("/api/v1/predictions", content=rows, headers={**AUTH, **headers})
+        assert response.status_code == 415
+        assert message in response.json()["error"]
+        assert await stored(daemon, "md_predictions") == 0
+        response = await client.post("/api/v1/predictions", content=rows, headers=AUTH)  # no Content-Type: JSON
+        assert response.json() == {"accepted": 1, "derived": 0}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("ic?horizon=²", "horizon is 1–260 trading days and window 2–2000"),
+        ("ic?horizon=" + "9" * 5000, "horizon is 1–260 trading days and window 2–2000"),
+        ("ic?window=١٠", "horizon is 1–260 trading days and window 2–2000"),
+        ("sharpe?window=2d", "window is 2–2000 and periods_per_year 1–10000"),
+        ("sharpe?periods_per_year=252d", "window is 2–2000 and periods_per_year 1–10000"),
+        ("sharpe?periods_per_year=²", "window is 2–2000 and periods_per_year 1–10000"),
+    ],
+    ids=lambda value: value[:30],
+)
+async def test_query_numbers_are_ascii_digits(config: Path, query: str, message: str) -> None:
+    async with in_process(config) as (_daemon, client):
+        response = await client.get(f"/api/v1/models/a7/{query}")
+        assert response.status_code == 400
+        assert response.json() == {"error": message}

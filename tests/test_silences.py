@@ -89,6 +89,21 @@ def test_matching(matchers: list[str], labels: dict[str, str], silenced: bool) -
     assert silence(*matchers).matches(labels) is silenced
 
 
+def test_a_regex_that_backtracks_badly_does_not_freeze_the_daemon() -> None:
+    # Python's re takes longer than the age of the universe here; the regex engine answers at once
+    assert silence('model=~"(a|aa)*c"').matches({"model": "a" * 60}) is False
+    assert silence('model=~"(a|aa)+"').matches({"model": "a" * 60}) is True
+
+
+@pytest.mark.parametrize("op", ["=~", "!~"])
+def test_a_regex_that_runs_out_of_time_silences_nothing(op: str, caplog: pytest.LogCaptureFixture) -> None:
+    more = "+" if op == "=~" else "{1,}"  # two patterns: each one's first time-out is logged
+    slow = silence("alertname=Drift", f'model{op}"^(([a-z])+.)+[A-Z]([a-z]){more}$"')
+    assert slow.matches({"alertname": "Drift", "model": "a" * 3000}) is False  # undecided: the alert goes out
+    assert "ran longer than" in caplog.text
+    assert slow.matches({"alertname": "Drift", "model": "abCd" if op == "=~" else "ab"}) is True  # others decide
+
+
 @pytest.mark.parametrize("matchers", [['alertname=~".*"'], ["model!=x"], ['model=~".*"', "desk="], ["model="]])
 def test_matchers_that_match_everything_are_refused(matchers: list[str]) -> None:
     with pytest.raises(SilenceError, match="silence everything") as caught:
@@ -224,6 +239,7 @@ async def test_writes_need_the_admin_token(config: Path) -> None:
         ({"matchers": ['model=~"("']}, "matchers[0]", "bad regex"),
         ({"matchers": ['alertname=~".*"']}, "matchers", "silence everything"),
         ({"matchers": ["m=a"] * 40}, "matchers", "at most"),
+        ({"matchers": ["model=" + "x" * 2000]}, "matchers[0]", "at most 1024 characters"),
         ({"created_by": None}, "created_by", "required"),
         ({"created_by": "  "}, "created_by", "required"),
         ({"comment": None}, "comment", "required"),
@@ -233,6 +249,13 @@ async def test_writes_need_the_admin_token(config: Path) -> None:
         ({"duration": "forever"}, "duration", "not a duration"),
         ({"duration": -5}, "duration", "positive"),
         ({"duration": True}, "duration", "a duration"),
+        ({"duration": 10**400}, "duration", "longer than a century"),
+        ({"duration": "10000w"}, "duration", "longer than a century"),
+        ({"duration": "１h"}, "duration", "not a duration"),
+        ({"starts_at": "2099-12-31T23:30:00Z", "duration": "1h"}, "duration", "end on or after 2100-01-01"),
+        ({"starts_at": 10**400}, "starts_at", "between 2000"),
+        ({"starts_at": "2030-01-01T00:00:00+23:59:59.5"}, "starts_at", "has seconds"),
+        ({"duration": None, "ends_at": 10**400}, "ends_at", "between 2000"),
         ({"duration": None, "ends_at": "2026-12-01T09:00:00"}, "ends_at", "no UTC offset"),
         ({"duration": None, "ends_at": "tomorrow"}, "ends_at", "not an RFC 3339"),
         ({"duration": None, "ends_at": 1_000_000}, "ends_at", "between 2000"),
@@ -276,6 +299,25 @@ async def test_bodies_that_are_not_a_silence(config: Path, content: bytes, statu
         assert refused.status_code == status
         assert message in refused.json()["error"]
         assert await count(daemon.store) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("/api/v1/silences?limit=²", "limit is a whole number"),
+        ("/api/v1/silences?limit=" + "9" * 5000, "limit is a whole number"),
+        ("/api/v1/suppressions?limit=١٠", "limit is a whole number"),
+        ("/api/v1/alerts/x/suppressions?limit=²", "limit is a whole number"),
+        ("/api/v1/suppressions?since=1_700_000_000", "since: not an RFC 3339 timestamp"),
+        ("/api/v1/suppressions?since=１７００００００００", "since: not an RFC 3339 timestamp"),
+    ],
+    ids=lambda value: value[:40],
+)
+async def test_query_numbers_are_ascii_digits(config: Path, query: str, message: str) -> None:
+    async with app(config) as (_daemon, client, _):
+        refused = await client.get(query)
+        assert refused.status_code == 400
+        assert message in refused.json()["error"]
 
 
 async def test_all_bad_fields_are_reported_at_once(config: Path) -> None:

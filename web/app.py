@@ -34,19 +34,33 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyRefused(Exception):
+    """A body not read: larger than ``daemon.max_body`` (413), compressed or in a charset other than UTF-8 (415)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The request body (``limit`` is ``daemon.max_body``); :class:`BodyRefused` when it is not read."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BodyRefused(415, f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed")
+    for parameter in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8", "us-ascii"):
+            raise BodyRefused(415, f"charset {charset[:40]!r} is not supported: send UTF-8")
+    too_large = BodyRefused(413, f"body larger than daemon.max_body ({limit} bytes)")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -83,8 +97,8 @@ def create_app(daemon: Daemon) -> Starlette:
     async def ingest(request: Request) -> Response:
         try:
             body = await read_body(request, daemon.config.daemon.max_body)
-        except BodyTooLarge:
-            return error(413, f"body larger than daemon.max_body ({daemon.config.daemon.max_body} bytes)")
+        except BodyRefused as exc:
+            return error(exc.status, str(exc))
         with daemon.engine.ingesting():  # from the body read (a slow upload holds no rule back) to the answer
             try:
                 batch = parse_batch(body, daemon.clock.now(), daemon.config.daemon.max_label_bytes)
@@ -201,8 +215,15 @@ def query_states(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:
 
 def query_limit(raw: str | None) -> int | None:
     """A ``limit`` query parameter: 1000 when absent, ``None`` when not a whole number from 1 to 10000."""
+    return query_int(raw, 1000, 1, 10_000)
+
+
+def query_int(raw: str | None, default: int, low: int, high: int) -> int | None:
+    """A whole-number query parameter: ``default`` when absent, ``None`` unless ASCII digits from ``low`` to
+    ``high`` (``str.isdigit`` alone also takes "²" and "١", and ``int`` refuses more than 4300 digits)."""
     if raw is None:
-        return 1000
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         return None
-    return int(raw)
+    value = int(raw)
+    return value if low <= value <= high else None

@@ -26,7 +26,7 @@ from alphawatch.daemon.errors import IngestError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.modeldata import KINDS, parse_model_data
 from alphawatch.daemon.modeldata_store import commit, ic_series, models, portfolio_series
-from alphawatch.web.app import BodyTooLarge, error, guarded, read_body
+from alphawatch.web.app import BodyRefused, error, guarded, query_int, read_body
 
 if TYPE_CHECKING:
     from alphawatch.daemon.calendar import Calendar
@@ -48,8 +48,8 @@ class ModelDataApi:
         limit = daemon.config.daemon.max_body
         try:
             body = await read_body(request, limit)
-        except BodyTooLarge:
-            return error(413, f"body larger than daemon.max_body ({limit} bytes); split it")
+        except BodyRefused as exc:
+            return error(exc.status, str(exc))
         now = daemon.clock.now()
         content_type = request.headers.get("content-type", "application/json")
         calendar = self.calendar()
@@ -67,7 +67,8 @@ class ModelDataApi:
 
     async def ic(self, request: Request) -> Response:
         model = request.path_params["model"]
-        horizon, window = _int(request, "horizon", 1, 1, 260), _int(request, "window", 60, 2, 2000)
+        horizon = query_int(request.query_params.get("horizon", "1").removesuffix("d"), 1, 1, 260)
+        window = query_int(request.query_params.get("window"), 60, 2, 2000)
         if horizon is None or window is None:
             return error(400, "horizon is 1–260 trading days and window 2–2000")
         rows = await self.daemon.store.run(lambda db: ic_series(db, model, horizon))
@@ -86,8 +87,8 @@ class ModelDataApi:
 
     async def sharpe(self, request: Request) -> Response:
         model = request.path_params["model"]
-        window = _int(request, "window", 60, 2, 2000)
-        periods = _int(request, "periods_per_year", 252, 1, 10_000)
+        window = query_int(request.query_params.get("window"), 60, 2, 2000)
+        periods = query_int(request.query_params.get("periods_per_year"), 252, 1, 10_000)
         if window is None or periods is None:
             return error(400, "window is 2–2000 and periods_per_year 1–10000")
         rows = await self.daemon.store.run(lambda db: portfolio_series(db, model))
@@ -118,14 +119,6 @@ def routes(daemon: Daemon) -> list[Route]:
     out.append(Route("/api/v1/models", api.models))
     out += [Route(f"/api/v1/models/{{model}}/{name}", getattr(api, name)) for name in ("ic", "sharpe", "drift")]
     return out
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    raw = raw.removesuffix("d")
-    return int(raw) if raw.isdigit() and low <= int(raw) <= high else None
 
 
 def _num(value: Any) -> float | None:

@@ -23,10 +23,11 @@ from starlette.routing import Route
 from alphawatch.daemon import jsonbody
 from alphawatch.daemon import silences as silence_store
 from alphawatch.daemon.acks import NotFiring, UnknownAlert, check_ack
+from alphawatch.daemon.ingest import ascii_float
 from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
 from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
-from alphawatch.web.app import BodyTooLarge, Handler, error, guarded, query_limit, query_states, read_body
+from alphawatch.web.app import BodyRefused, Handler, error, guarded, query_limit, query_states, read_body
 
 if TYPE_CHECKING:
     from alphawatch.daemon.main import Daemon
@@ -47,8 +48,8 @@ class SuppressionApi:
         limit = self.daemon.config.daemon.max_body
         try:
             body = await read_body(request, limit)
-        except BodyTooLarge:
-            return None, error(413, f"body larger than daemon.max_body ({limit} bytes)")
+        except BodyRefused as exc:
+            return None, error(exc.status, str(exc))
         try:
             return jsonbody.loads(body), None
         except BadJson as exc:
@@ -182,7 +183,7 @@ class SuppressionApi:
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        ascii_float(text)
     except ValueError:
         return False
     return True

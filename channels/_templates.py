@@ -392,6 +392,10 @@ def _render_command(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"alphawatch: cannot read {args.payload}: {exc}", file=sys.stderr)
             return 2
+        problem = _payload_problem(payload)
+        if problem:
+            print(f"alphawatch: {args.payload} is not a webhook v4 payload: {problem}", file=sys.stderr)
+            return 2
     else:
         payload = sample_payload(args.status, args.severity, args.lang)
     if args.kind == "slack":
@@ -412,3 +416,25 @@ def _render_command(args: argparse.Namespace) -> int:
         output = render("text", payload, args.lang)
     sys.stdout.write(output)
     return 0
+
+
+def _payload_problem(payload: object) -> str | None:
+    """What in a ``--payload`` document :func:`build_context` cannot read, or None."""
+    if not isinstance(payload, dict):
+        return f"expected a JSON object, not {type(payload).__name__}"
+    alerts = payload.get("alerts") or []
+    if not isinstance(alerts, list):
+        return '"alerts" must be a list of objects'
+    for key in ("commonLabels", "groupLabels", "commonAnnotations"):
+        if payload.get(key) and not isinstance(payload[key], dict):
+            return f'"{key}" must be an object'
+    truncated = payload.get("truncatedAlerts")
+    if truncated and (not isinstance(truncated, int) or isinstance(truncated, bool)):
+        return '"truncatedAlerts" must be a whole number'
+    for number, alert in enumerate(alerts):
+        if not isinstance(alert, dict):
+            return f"alerts[{number}] must be an object, not {type(alert).__name__}"
+        for key in ("labels", "annotations", "details"):
+            if alert.get(key) and not isinstance(alert[key], dict):
+                return f'alerts[{number}]."{key}" must be an object'
+    return None

@@ -21,6 +21,7 @@ from alphawatch.daemon.calendar import (
     local_datetime,
     to_epoch,
 )
+from alphawatch.daemon.cli import config_path
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.yamlpos import load_located
 
@@ -52,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p.add_argument("--venue", default=None, help="twse (default), tpex or taifex")
         p.add_argument("--lang", choices=("en", "zh-TW"), default="en", help="language of names (default en)")
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
-        p.add_argument("--config", default=None, help="apply this configuration's calendar: section")
+        p.add_argument("--config", type=config_path, help="apply this configuration's calendar: section")
 
     show = commands.add_parser(
         "show", help="sessions and non-trading days", description="List days from --from to --to."
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OverflowError, OSError) as exc:
         print(f"alphawatch calendar: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
     print(json.dumps(out, ensure_ascii=False, indent=2) if args.json else out)
@@ -160,7 +161,9 @@ def _kind(info: DayInfo, lang: str) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     def body(cal: Calendar, args: argparse.Namespace) -> Any:
         start = args.start or local_datetime(time.time()).date()
-        end = args.end or start + timedelta(days=13)
+        end = args.end or min(start, date.max - timedelta(days=13)) + timedelta(days=13)
+        if end < start:
+            raise ValueError(f"--to {end} is before --from {start}")
         days = [start + timedelta(n) for n in range((end - start).days + 1)]
         rows: list[dict[str, Any]] = []
         lines = [f"{cal.venue.name_zh if args.lang == 'zh-TW' else cal.venue.name} ({cal.venue.code}) {start} – {end}"]

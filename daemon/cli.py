@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
+import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from alphawatch.daemon.errors import ConfigError
+from alphawatch.daemon.errors import AlphawatchError, ConfigError
+
+if TYPE_CHECKING:
+    import httpx
 
 # httpx imports its own command line (click, pygments: ≈ 2.3 MiB) whenever click is installed, which sqlite-utils
 # brings. The daemon never runs httpx's command line: mark it absent, and httpx imports without it.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
-DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml")
+DEFAULT_CONFIG = os.environ.get("ALPHAWATCH_CONFIG") or "monitor.yaml"
 
 # Commands of other modules: (the commands it adds, module, function that adds them). A module is imported only
 # when its command is asked for (or for the full --help), so `alphawatch run` does not pay for numpy.
@@ -35,6 +39,10 @@ PLUGGED_COMMANDS = (
 OWN_COMMANDS = frozenset({"run", "check", "push", "status", "schema"})
 
 
+class CommandError(AlphawatchError):
+    """A command cannot do what it was asked: :func:`main` prints the message, not a traceback, and exits 1."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -43,7 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except CommandError as exc:
+        print(f"alphawatch {command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file named on the command line, or stdout closed early
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"alphawatch {command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     return code
 
 
@@ -74,10 +90,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _config_arg(push)
     _client_args(push)
     push.add_argument("metric", help="metric name, or '-' to read JSON lines from stdin")
-    push.add_argument("value", nargs="?", type=float, help="the value (with a metric name)")
+    push.add_argument("value", nargs="?", type=finite_float, help="the value (with a metric name)")
     push.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="a label (repeatable)")
-    push.add_argument("--ts", help="timestamp (RFC 3339 with offset, or epoch seconds); default now")
-    push.add_argument("--batch", type=int, default=1000, help="samples per request when reading stdin")
+    push.add_argument(
+        "--ts", type=epoch_or_text, help="timestamp (RFC 3339 with offset, or epoch seconds); default now"
+    )
+    push.add_argument("--batch", type=whole_number(1), default=1000, help="samples per request when reading stdin")
     push.set_defaults(func=cmd_push)
 
     status = commands.add_parser(
@@ -109,14 +127,95 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--config",
+        type=config_path,
         default=DEFAULT_CONFIG,
         help=f"configuration file (default: $ALPHAWATCH_CONFIG or {DEFAULT_CONFIG})",
     )
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="daemon URL (default: from the configuration's daemon.listen)")
+    parser.add_argument("--url", type=daemon_url, help="daemon URL (default: from the configuration's daemon.listen)")
     parser.add_argument("--token", help="API token (default: $ALPHAWATCH_TOKEN, the configuration, or its token file)")
+
+
+# Argument types: argparse turns their ArgumentTypeError into "argument --x: message" and exit status 2.
+
+
+def config_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the configuration path is empty")
+    return text
+
+
+def daemon_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r} (write e.g. http://127.0.0.1:9464)")
+    return text
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """The type of an integer argument of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def epoch_or_text(text: str) -> float | str:
+    """Epoch seconds (finite), or the text as it is: the daemon reads RFC 3339 and says what is wrong with it."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (write RFC 3339 with offset, or epoch seconds)")
+    return value
+
+
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty")
+    return text
+
+
+def daemon_answer(response: httpx.Response, key: str) -> dict[str, Any]:
+    """The JSON object of a 200 answer holding ``key``, else a :class:`CommandError` that says what came back."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.status_code == 200 and isinstance(answer, dict) and key in answer:
+        return answer
+    if response.status_code != 404 and isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        items = answer.get("items")
+        items = items if isinstance(items, list) else []
+        shown = "".join(
+            f"\n  item {i.get('index')}: {i.get('field') or '-'}: {i.get('message')}"
+            for i in items[:20]
+            if isinstance(i, dict)
+        )
+        raise CommandError(f"refused ({response.status_code}): {answer['error']}{shown}")
+    raise CommandError(
+        f"{response.url} did not answer like an alphawatch daemon (HTTP {response.status_code}); check --url"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -165,6 +264,8 @@ def _client(args: argparse.Namespace, write: bool, admin: bool = False) -> tuple
             path = token_file(config.daemon)
             if token is None and path.exists():
                 token = path.read_text().strip()
+    if token and not all("!" <= c <= "~" for c in token):
+        raise CommandError("the API token has characters an HTTP header cannot carry (printable ASCII only)")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return url.rstrip("/"), headers
 
@@ -178,11 +279,9 @@ def cmd_push(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     if args.metric == "-":
-        try:
-            items = [json.loads(line) for line in sys.stdin if line.strip()]
-        except ValueError as exc:
-            print(f"stdin: not JSON lines: {exc}", file=sys.stderr)
-            return 1
+        items = _stdin_samples()
+        if not items:
+            raise CommandError("stdin held no samples: nothing was sent")
     else:
         if args.value is None:
             print("push: give a value after the metric name (or '-' to read JSON lines)", file=sys.stderr)
@@ -194,25 +293,49 @@ def cmd_push(args: argparse.Namespace) -> int:
                 print(f"push: label {pair!r} is not K=V", file=sys.stderr)
                 return 2
             labels[key] = value
-        ts: Any = args.ts if args.ts is not None else time.time()
-        with contextlib.suppress(ValueError):
-            ts = float(ts)
+        ts = args.ts if args.ts is not None else time.time()
         items = [{"metric": args.metric, "labels": labels, "ts": ts, "value": args.value}]
     accepted = 0
     with httpx.Client(timeout=30.0) as http:
-        for start in range(0, len(items), max(1, args.batch)):
+        for start in range(0, len(items), args.batch):
             chunk = items[start : start + args.batch]
             try:
                 response = http.post(f"{url}/api/v1/samples", json=chunk, headers=headers)
             except httpx.HTTPError as exc:
                 print(f"push: cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
                 return 1
-            if response.status_code != 200:
-                print(f"push: refused ({response.status_code}): {response.text}", file=sys.stderr)
-                return 1
-            accepted += response.json()["accepted"]
+            try:
+                accepted += int(daemon_answer(response, "accepted")["accepted"])
+            except CommandError as exc:
+                stored = f" ({accepted} sample(s) of earlier requests were stored)" if accepted else ""
+                raise CommandError(f"{exc}{stored}") from None
     print(f"accepted {accepted} sample(s)")
     return 0
+
+
+def _stdin_samples() -> list[Any]:
+    """The JSON lines of stdin. Numbers must be finite: JSON has no NaN, and the daemon would refuse them."""
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text[:20]} is too large for a number")
+        return value
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    items = []
+    try:
+        for number, line in enumerate(sys.stdin, 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line, parse_float=finite, parse_constant=refuse))
+                except ValueError as exc:
+                    raise CommandError(f"stdin line {number}: not a JSON sample: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"stdin is not UTF-8 text: {exc.reason}") from None
+    return items
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -225,9 +348,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     try:
         with httpx.Client(timeout=10.0) as http:
-            status = http.get(f"{url}/api/v1/status", headers=headers).json()
-            rules = http.get(f"{url}/api/v1/rules", headers=headers).json()["rules"]
-    except (httpx.HTTPError, ValueError) as exc:
+            status = daemon_answer(http.get(f"{url}/api/v1/status", headers=headers), "reload")
+            rules = daemon_answer(http.get(f"{url}/api/v1/rules", headers=headers), "rules")["rules"]
+    except httpx.HTTPError as exc:
         print(f"status: cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
         return 1
     if args.json:

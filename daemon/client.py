@@ -111,9 +111,16 @@ class AlphawatchClient:
         try:
             answer = response.json()
         except ValueError:
-            raise ClientError(f"unexpected answer ({response.status_code}): {response.text[:200]}") from None
+            answer = None
+        if not isinstance(answer, dict):
+            raise ClientError(
+                f"{response.url} did not answer like an alphawatch daemon (HTTP {response.status_code}): "
+                f"{response.text[:200]}"
+            )
         if response.status_code != 200:
-            items = [{**i, "index": i.get("index", 0) + offset} for i in answer.get("items", [])]
+            listed = answer.get("items")
+            listed = listed if isinstance(listed, list) else []
+            items = [{**i, "index": i.get("index", 0) + offset} for i in listed if isinstance(i, dict)]
             raise RefusedError(response.status_code, str(answer.get("error", "")), items, accepted)
         return {"accepted": int(answer.get("accepted", 0)), "derived": int(answer.get("derived", 0))}
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from alphawatch.daemon.cli import CommandError, _client, _client_args, _config_arg, whole_number
 from alphawatch.daemon.errors import ConfigError
 from alphawatch.daemon.modeldata import KINDS
 
@@ -22,8 +23,6 @@ CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "a
 
 
 def add_parser(subparsers: Any) -> None:
-    from alphawatch.daemon.cli import _client_args, _config_arg
-
     push = subparsers.add_parser(
         "push-data",
         help="send predictions, returns, portfolio returns or features",
@@ -34,12 +33,13 @@ def add_parser(subparsers: Any) -> None:
     push.add_argument("kind", choices=KINDS, help="what the file holds")
     push.add_argument("file", help="the file, or '-' for stdin")
     push.add_argument("--format", choices=sorted(CONTENT_TYPES), help="default: from the file name (else json)")
-    push.add_argument("--chunk-bytes", type=int, default=4_000_000, help="split CSV/NDJSON into requests this big")
+    push.add_argument(
+        "--chunk-bytes", type=whole_number(1), default=4_000_000, help="split CSV/NDJSON into requests this big"
+    )
     push.set_defaults(func=cmd_push_data)
 
 
 def cmd_push_data(args: argparse.Namespace) -> int:
-    from alphawatch.daemon.cli import _client
     from alphawatch.daemon.client import AlphawatchClient, ClientError, RefusedError
 
     try:
@@ -53,10 +53,16 @@ def cmd_push_data(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"push-data: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
+    name = "stdin" if args.file == "-" else args.file
+    try:
+        chunks = list(_chunks(data, fmt, max(args.chunk_bytes, 1024)))  # every piece, before any is sent
+    except CommandError as exc:
+        print(f"push-data: {name}: {exc}", file=sys.stderr)
+        return 1
     token = headers.get("Authorization", "").removeprefix("Bearer ") or None
     totals = {"accepted": 0, "derived": 0}
     with AlphawatchClient(url, token) as client:
-        for number, chunk in enumerate(_chunks(data, fmt, max(args.chunk_bytes, 1024))):
+        for number, chunk in enumerate(chunks):
             try:
                 answer = client.push_body(args.kind, chunk, CONTENT_TYPES[fmt])
             except RefusedError as exc:
@@ -101,7 +107,18 @@ def _chunks(data: bytes, fmt: str, size: int) -> Iterator[bytes]:
         if piece:
             yield b"".join(piece)
         return
-    reader = csv.reader(io.StringIO(data.decode("utf-8-sig")))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        yield from _csv_pieces(reader, size)
+    except csv.Error as exc:
+        raise CommandError(f"CSV line {reader.line_num}: {exc}") from None
+
+
+def _csv_pieces(reader: Iterator[list[str]], size: int) -> Iterator[bytes]:
     header = next(reader, [])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

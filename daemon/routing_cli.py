@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime
 from typing import Any
 
 from alphawatch.daemon.calendar import local_datetime
+from alphawatch.daemon.cli import DEFAULT_CONFIG, config_path
 from alphawatch.daemon.durations import format_duration
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.routing import (
@@ -40,9 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Walk the routing tree for an alert with these labels, at --at (default now), and print the "
         "routes and channels it reaches, the routes skipped for their windows, and held notifications.",
     )
-    test.add_argument(
-        "-c", "--config", default=os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml"), help="configuration file"
-    )
+    test.add_argument("-c", "--config", type=config_path, default=DEFAULT_CONFIG, help="configuration file")
     test.add_argument("--labels", nargs="+", required=True, metavar="K=V", type=_label, help="the alert's labels")
     test.add_argument("--at", type=_instant, default=None, help="ISO time with offset, or epoch seconds; default now")
     test.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -58,9 +56,17 @@ def _label(text: str) -> tuple[str, str]:
 
 def _instant(text: str) -> float:
     try:
-        return float(text)
+        ts = float(text)
     except ValueError:
-        pass
+        ts = _iso_instant(text)
+    try:
+        local_datetime(ts)
+    except (OverflowError, OSError, ValueError):  # NaN, infinite, or past year 9999
+        raise argparse.ArgumentTypeError(f"out of range: {text!r}") from None
+    return ts
+
+
+def _iso_instant(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -92,7 +98,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OverflowError, OSError) as exc:
         print(f"alphawatch routes: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
     print(json.dumps(out, ensure_ascii=False, indent=2) if args.json else _text(out))

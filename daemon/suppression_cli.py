@@ -7,7 +7,18 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
+from alphawatch.daemon.cli import (
+    DEFAULT_CONFIG,
+    CommandError,
+    _client,
+    config_path,
+    daemon_url,
+    epoch_or_text,
+    non_empty,
+    whole_number,
+)
 from alphawatch.daemon.errors import ConfigError
 
 
@@ -42,8 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     span = add.add_mutually_exclusive_group(required=True)
     span.add_argument("--duration", help="how long, e.g. 2h, 30m, 1d")
-    span.add_argument("--end", help="when it ends: RFC 3339 with offset, or epoch seconds")
-    add.add_argument("--start", help="when it starts (default now): RFC 3339 with offset, or epoch seconds")
+    span.add_argument("--end", type=epoch_or_text, help="when it ends: RFC 3339 with offset, or epoch seconds")
+    add.add_argument(
+        "--start", type=epoch_or_text, help="when it starts (default now): RFC 3339 with offset, or epoch seconds"
+    )
     add.add_argument("--by", required=True, help="who creates it")
     add.add_argument("--comment", required=True, help="why")
     add.set_defaults(func=cmd_add)
@@ -56,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     expire = commands.add_parser("expire", help="end a silence now", description="Expire a silence now.")
     _common(expire)
-    expire.add_argument("id", help="the silence's id")
+    expire.add_argument("id", type=non_empty, help="the silence's id")
     expire.set_defaults(func=cmd_expire)
 
     ack = subparsers.add_parser(
@@ -65,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Acknowledge a firing alert: no repeats or escalation until it resolves or fires again.",
     )
     _common(ack)
-    ack.add_argument("fingerprint", help="the alert's fingerprint")
+    ack.add_argument("fingerprint", type=non_empty, help="the alert's fingerprint")
     ack.add_argument("--by", help="who (required unless --remove)")
     ack.add_argument("--comment", help="why (required unless --remove)")
     ack.add_argument("--remove", action="store_true", help="remove the acknowledgement instead")
@@ -77,42 +90,42 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="What suppresses the alert now, and every notification of it that was held back.",
     )
     _common(why)
-    why.add_argument("fingerprint", help="the alert's fingerprint")
-    why.add_argument("--limit", type=int, default=50, help="at most this many records (default 50)")
+    why.add_argument("fingerprint", type=non_empty, help="the alert's fingerprint")
+    why.add_argument("--limit", type=whole_number(1), default=50, help="at most this many records (default 50)")
     why.add_argument("--json", action="store_true", help="print JSON")
     why.set_defaults(func=cmd_why)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c", "--config", default=os.environ.get("ALPHAWATCH_CONFIG", "monitor.yaml"), help="configuration file"
-    )
-    parser.add_argument("--url", help="daemon URL (default: from the configuration's daemon.listen)")
+    parser.add_argument("-c", "--config", type=config_path, default=DEFAULT_CONFIG, help="configuration file")
+    parser.add_argument("--url", type=daemon_url, help="daemon URL (default: from the configuration's daemon.listen)")
     parser.add_argument(
         "--token", help="admin token (default: $ALPHAWATCH_TOKEN, the configuration's admin token, or its token file)"
     )
 
 
-def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """Send one request; returns ``(status, json)``, or ``(0, message)`` when the daemon cannot be reached."""
+def _request(args: argparse.Namespace, method: str, path: str, body: Any = None, *, holding: str) -> tuple[int, Any]:
+    """Send one request; returns ``(status, json object)``, or ``(0, message)`` when the daemon cannot be reached
+    or what answered is not one (a success must hold the key ``holding``)."""
     import httpx
-
-    from alphawatch.daemon.cli import _client
 
     if method != "GET" and args.token is None and not os.environ.get("ALPHAWATCH_TOKEN"):
         args.token = _admin_token(args.config)  # _client prefers the ingest token; writes here need the admin one
     try:
         url, headers = _client(args, write=method != "GET")
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, CommandError, OSError) as exc:
         return 0, str(exc)
     try:
         response = httpx.request(method, url + path, json=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
         return 0, f"cannot reach the daemon at {url}: {type(exc).__name__}"
     try:
-        return response.status_code, response.json()
+        answer = response.json()
     except ValueError:
-        return response.status_code, {"error": response.text[:200]}
+        answer = None
+    if not isinstance(answer, dict) or (response.is_success and holding not in answer):
+        return 0, f"{url} did not answer like an alphawatch daemon (HTTP {response.status_code}); check --url"
+    return response.status_code, answer
 
 
 def _admin_token(config: str) -> str | None:
@@ -139,22 +152,15 @@ def _failed(command: str, status: int, answer: Any) -> int:
     return 1
 
 
-def _instant(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def cmd_add(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"matchers": args.matcher, "created_by": args.by, "comment": args.comment}
     if args.duration is not None:
         body["duration"] = args.duration
     if args.end is not None:
-        body["ends_at"] = _instant(args.end)
+        body["ends_at"] = args.end
     if args.start is not None:
-        body["starts_at"] = _instant(args.start)
-    status, answer = _request(args, "POST", "/api/v1/silences", body)
+        body["starts_at"] = args.start
+    status, answer = _request(args, "POST", "/api/v1/silences", body, holding="silence")
     if status != 201:
         return _failed("silence add", status, answer)
     silence = answer["silence"]
@@ -164,7 +170,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     states = "pending,active,expired" if args.all else "pending,active"
-    status, answer = _request(args, "GET", f"/api/v1/silences?state={states}")
+    status, answer = _request(args, "GET", f"/api/v1/silences?state={states}", holding="silences")
     if status != 200:
         return _failed("silence list", status, answer)
     if args.json:
@@ -181,7 +187,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
-    status, answer = _request(args, "DELETE", f"/api/v1/silences/{args.id}")
+    status, answer = _request(args, "DELETE", f"/api/v1/silences/{quote(args.id, safe='')}", holding="silence")
     if status != 200:
         return _failed("silence expire", status, answer)
     print(f"silence {answer['silence']['id']} expired at {answer['silence']['ends']}")
@@ -189,9 +195,9 @@ def cmd_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    path = f"/api/v1/alerts/{args.fingerprint}/ack"
+    path = f"/api/v1/alerts/{quote(args.fingerprint, safe='')}/ack"
     if args.remove:
-        status, answer = _request(args, "DELETE", path)
+        status, answer = _request(args, "DELETE", path, holding="removed")
         if status != 200:
             return _failed("ack", status, answer)
         print(f"acknowledgement of {args.fingerprint} removed")
@@ -199,7 +205,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     if not args.by or not args.comment:
         print("ack: give --by and --comment (or --remove)", file=sys.stderr)
         return 2
-    status, answer = _request(args, "POST", path, {"by": args.by, "comment": args.comment})
+    status, answer = _request(args, "POST", path, {"by": args.by, "comment": args.comment}, holding="ack")
     if status != 201:
         return _failed("ack", status, answer)
     print(f"alert {args.fingerprint} acknowledged by {answer['ack']['by']}")
@@ -207,7 +213,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    status, answer = _request(args, "GET", f"/api/v1/alerts/{args.fingerprint}/suppressions?limit={args.limit}")
+    path = f"/api/v1/alerts/{quote(args.fingerprint, safe='')}/suppressions?limit={args.limit}"
+    status, answer = _request(args, "GET", path, holding="suppressions")
     if status != 200:
         return _failed("why", status, answer)
     if args.json:

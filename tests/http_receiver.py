@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 
 @dataclass
 class Request:
@@ -120,6 +122,18 @@ def module_receiver() -> Iterator[tuple[Receiver, Any]]:
         assert receiver._server is not None
         quiet_disconnects(receiver._server)
         yield receiver, receiver._server.RequestHandlerClass
+
+
+@pytest.fixture(scope="module")
+def shared_receiver() -> Iterator[tuple[Receiver, Any]]:
+    with module_receiver() as shared:
+        yield shared
+
+
+@pytest.fixture(name="receiver")
+def reused_receiver(shared_receiver: tuple[Receiver, Any]) -> Receiver:
+    """``receiver`` for modules that import this (and ``shared_receiver``): the module's one, reset per test."""
+    return reset(shared_receiver, 200)
 
 
 def reset(shared: tuple[Receiver, Any], status: int = 200) -> Receiver:

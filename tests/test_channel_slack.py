@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,18 +14,7 @@ from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
 from alphawatch.channels._transport import http_client
 from alphawatch.channels.slack import Slack, build_message
-from tests.http_receiver import Receiver, add_retry_after, module_receiver, reset
-
-
-@pytest.fixture(scope="module")
-def shared_receiver() -> Iterator[tuple[Receiver, Any]]:
-    with module_receiver() as shared:
-        yield shared
-
-
-@pytest.fixture
-def receiver(shared_receiver: tuple[Receiver, Any]) -> Receiver:
-    return reset(shared_receiver, 200)
+from tests.http_receiver import Receiver, add_retry_after, module_receiver, reset, reused_receiver, shared_receiver  # noqa: F401 - fixtures
 
 
 def notification(**payload_args: str) -> Notification:

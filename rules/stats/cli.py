@@ -2,7 +2,8 @@
 
 CSV layouts: *long* (``date,asset,value`` columns, one row per date and asset) or *wide* (a ``date`` column,
 then one column per asset or per feature). Empty cells and ``nan`` are missing values. Results print as a
-small table, or as JSON with ``--json`` (NaN as null).
+small table, or as JSON with ``--json`` (NaN as null). Exit status: 0, or 1 when ``drift`` or ``change-point``
+alarms, or 2 when the input cannot be used (a file cannot be read, an argument is out of range).
 """
 
 from __future__ import annotations
@@ -10,17 +11,22 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from alphawatch.daemon.cli import finite_float, whole_number
+
 __all__ = ["add_parser"]
+
+Command = Callable[[argparse.Namespace], int]
 
 
 def _float(s: str) -> float:
@@ -32,12 +38,22 @@ def _float(s: str) -> float:
 
 def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
     """(row labels, column labels, values) of a long or wide CSV; long files are pivoted to dates × assets."""
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        raise ValueError(f"{path}: empty file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not CSV: {exc}") from None
+    if not rows or not rows[0]:
+        raise ValueError(f"{path}: no header line")
     header = [h.strip() for h in rows[0]]
     body = [r for r in rows[1:] if r]
+    short = next((n for n, r in enumerate(body, 2) if len(r) < len(header)), None)
+    if short is not None:
+        raise ValueError(f"{path}: row {short} has fewer cells than the header's {len(header)}")
     lower = [h.lower() for h in header]
     if len(header) == 3 and lower[:2] == ["date", "asset"]:
         dates = sorted({r[0] for r in body})
@@ -192,6 +208,8 @@ def cmd_change_point(args: argparse.Namespace) -> int:
     from .changepoint import Cusum, PageHinkley
 
     labels, cols, m = read_matrix(args.series)
+    if args.column and args.column not in cols:
+        raise ValueError(f"{args.series}: no column {args.column!r} (it has {', '.join(cols)})")
     col = cols.index(args.column) if args.column else len(cols) - 1
     x = m[:, col]
     det: Cusum | PageHinkley
@@ -202,6 +220,34 @@ def cmd_change_point(args: argparse.Namespace) -> int:
     alarms = [{"index": i, "date": labels[i], "value": float(v)} for i, v in enumerate(x) if det.update(float(v))]
     _emit(args, {"alarms": alarms, "state": json.loads(det.to_json())})
     return 1 if alarms else 0
+
+
+def _reporting(command: Command) -> Command:
+    """``command`` with its ValueErrors (unreadable files, parameters the kernels refuse) as a message, exit 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ValueError as exc:
+            print(f"alphawatch stats {args.stats_command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _positive(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -219,45 +265,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     ic = sub.add_parser("ic", parents=[common], help="daily rank IC and its tests")
     ic.add_argument("--scores", type=Path, required=True)
     ic.add_argument("--returns", type=Path, required=True, help="forward returns aligned on the score date")
-    ic.add_argument("--horizon", type=int, default=5)
-    ic.add_argument("--window", type=int, default=60)
-    ic.add_argument("--floor", type=float, default=0.0)
-    ic.add_argument("--alpha", type=float, default=0.05)
-    ic.add_argument("--min-assets", type=int, default=10)
+    ic.add_argument("--horizon", type=whole_number(1), default=5)
+    ic.add_argument("--window", type=whole_number(2), default=60)
+    ic.add_argument("--floor", type=finite_float, default=0.0)
+    ic.add_argument("--alpha", type=_probability, default=0.05)
+    ic.add_argument("--min-assets", type=whole_number(2), default=10)
     ic.add_argument("--baseline-end", help="dates up to this one (inclusive) form the baseline")
     ic.add_argument("--daily", action="store_true", help="also list the daily IC and rolling summaries")
-    ic.set_defaults(func=cmd_ic)
+    ic.set_defaults(func=_reporting(cmd_ic))
 
     sh = sub.add_parser("sharpe", parents=[common], help="Sharpe, its standard error, PSR, drawdown")
     sh.add_argument("--returns", type=Path, required=True, help="per-period returns, last column")
-    sh.add_argument("--periods-per-year", type=float, default=252.0)
-    sh.add_argument("--window", type=int, default=0, help="last N periods (0: all after the baseline)")
-    sh.add_argument("--benchmark", type=float, default=0.0, help="annualised benchmark Sharpe for PSR")
+    sh.add_argument("--periods-per-year", type=_positive, default=252.0)
+    sh.add_argument("--window", type=whole_number(0), default=0, help="last N periods (0: all after the baseline)")
+    sh.add_argument("--benchmark", type=finite_float, default=0.0, help="annualised benchmark Sharpe for PSR")
     sh.add_argument("--baseline-end")
-    sh.set_defaults(func=cmd_sharpe)
+    sh.set_defaults(func=_reporting(cmd_sharpe))
 
     dr = sub.add_parser("drift", parents=[common], help="per-feature drift, one column per feature")
     dr.add_argument("--reference", type=Path, required=True)
     dr.add_argument("--current", type=Path, required=True)
-    dr.add_argument("--bins", type=int, default=10)
+    dr.add_argument("--bins", type=whole_number(2), default=10)
     dr.add_argument("--method", choices=["psi", "ks", "js", "wasserstein"], default="ks")
     dr.add_argument("--correction", choices=["none", "bonferroni", "bh"], default="bh")
-    dr.add_argument("--alpha", type=float, default=0.05)
-    dr.add_argument("--psi", type=float, default=0.2)
-    dr.add_argument("--js", type=float, default=0.1)
-    dr.add_argument("--wasserstein", type=float, default=0.1)
+    dr.add_argument("--alpha", type=_probability, default=0.05)
+    dr.add_argument("--psi", type=finite_float, default=0.2)
+    dr.add_argument("--js", type=finite_float, default=0.1)
+    dr.add_argument("--wasserstein", type=finite_float, default=0.1)
     dr.add_argument("--key-feature", action="append", default=[])
-    dr.add_argument("--max-share", type=float, default=0.5)
-    dr.set_defaults(func=cmd_drift)
+    dr.add_argument("--max-share", type=finite_float, default=0.5)
+    dr.set_defaults(func=_reporting(cmd_drift))
 
     cp = sub.add_parser("change-point", parents=[common], help="CUSUM or Page–Hinkley over a series")
     cp.add_argument("--series", type=Path, required=True)
     cp.add_argument("--column", help="column to read (default: the last)")
     cp.add_argument("--method", choices=["cusum", "page-hinkley"], default="cusum")
-    cp.add_argument("--baseline", type=int, default=60, help="CUSUM: values estimating mean and std; PH: warm-up")
+    cp.add_argument(
+        "--baseline", type=whole_number(0), default=60, help="CUSUM: values estimating mean and std; PH: warm-up"
+    )
     cp.add_argument("--direction", choices=["up", "down", "both"], default="both")
-    cp.add_argument("--k", type=float, default=0.5)
-    cp.add_argument("--h", type=float, default=5.0)
-    cp.add_argument("--delta", type=float, default=0.005)
-    cp.add_argument("--lam", type=float, default=0.5)
-    cp.set_defaults(func=cmd_change_point)
+    cp.add_argument("--k", type=finite_float, default=0.5)
+    cp.add_argument("--h", type=finite_float, default=5.0)
+    cp.add_argument("--delta", type=finite_float, default=0.005)
+    cp.add_argument("--lam", type=finite_float, default=0.5)
+    cp.set_defaults(func=_reporting(cmd_change_point))

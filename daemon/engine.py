@@ -39,6 +39,9 @@ INBOX_SIZE = 4096
 LULL = 0.005
 """A rule behind a burst of ingest requests waits until none has run for this long (the client's turnaround
 between two requests is well under it) …"""
+BULK = 50
+"""A batch of this many samples for one rule waits for a lull even when it comes first: its client is likely
+sending more, and the rule evaluating it at once holds the next requests up (a lone sample is evaluated at once)."""
 LULL_AT_MOST = 0.5
 """… but evaluates the oldest waiting batch no later than this after its arrival, whatever the ingest load."""
 COMMIT_CHUNK = 250
@@ -317,6 +320,8 @@ class Engine:
             arrivals: list[Arrival] = []
             with trio.move_on_at(self.clock.trio_deadline(next_at)):
                 arrivals.append(await actor.receive.receive())
+            if arrivals and len(arrivals[0][1]) >= BULK:  # a bulk client's first batch: more are likely coming
+                actor.behind = True
             if arrivals and actor.behind:
                 await self._lull(min(arrivals[0][0] + LULL_AT_MOST, math.inf if next_at is None else next_at))
             while True:  # take everything already queued before evaluating

@@ -29,8 +29,8 @@ Locate = Callable[[KeyPath, str], Problem]
 VENUES = ("twse", "tpex", "taifex")
 KINDS = tuple(k.value for k in DayKind if k is not DayKind.WEEKEND)
 STATUSES = ("confirmed", "derived", "unverified")
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-TIME_PATTERN = r"^([01]\d|2[0-9]|3[0-5]):[0-5]\d$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+TIME_PATTERN = r"^([01][0-9]|2[0-9]|3[0-5]):[0-5][0-9]$"
 _TIME = re.compile(TIME_PATTERN)
 _DATE_VALUE = {"pattern": DATE_PATTERN, "not": {"type": ["array", "object", "number", "boolean", "null"]}}
 

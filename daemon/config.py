@@ -209,7 +209,8 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
     """``pattern`` as JSON Schema means it (ECMA-262) and editors check it: ``$`` only at the very end (Python's
-    also matches before a final newline: ``"5m\\n"`` passed), ``\\d`` only ASCII digits."""
+    also matches before a final newline: ``"5m\\n"`` passed). Digits are written ``[0-9]`` (``\\d`` is any
+    Unicode digit in Python, an ASCII one in ECMA)."""
     if not isinstance(instance, str):
         return
     if _ecma_regex(pattern).search(instance) is None:
@@ -225,7 +226,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
 def _ecma_regex(pattern: str) -> re.Pattern[str]:
     if pattern.endswith("$") and not pattern.endswith("\\$"):
         pattern = pattern[:-1] + r"\Z"
-    return re.compile(pattern, re.ASCII)
+    return re.compile(pattern)
 
 
 log = logging.getLogger("alphawatch.config")
@@ -254,7 +255,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise
     except Exception as exc:  # a case the checks above missed: still a refused configuration, never a crash
         log.exception("unexpected error while loading %s", path)
-        problem = f"cannot load it: {type(exc).__name__}: {str(exc)[:200]} (please report this)"
+        # the message may quote a value (a secret, say), and /health shows reload errors: the type only
+        problem = f"cannot load it: {type(exc).__name__}, see the log (please report this)"
         raise ConfigError([Problem(str(path), 0, 0, "", problem)]) from None
     if digest is not None:
         _LAST.clear()  # one configuration per process is the rule; keep the memo small
@@ -316,8 +318,7 @@ def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config
     try:
         text = main_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {reason}")]) from None
+        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {_unreadable(exc)}")]) from None
     main, found = load_located(text, str(main_path))
     problems += found
     if problems:
@@ -339,8 +340,7 @@ def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config
             try:
                 located, found = load_located(Path(file).read_text(encoding="utf-8"), file)
             except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.append(main.problem(("include", index), f"cannot read {file}: {reason}"))
+                problems.append(main.problem(("include", index), f"cannot read {file}: {_unreadable(exc)}"))
                 continue
             problems += found
             documents.append(located)
@@ -365,6 +365,10 @@ def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config
         raise ConfigError(_redact(problems, secrets))
     assert config is not None
     return config
+
+
+def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else "not UTF-8 text"
 
 
 def _include_shape(doc: Located, problems: list[Problem]) -> dict[str, Any] | None:
@@ -409,8 +413,7 @@ def _substitute(
             try:
                 secret = file.read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.append(doc.problem(path, f"cannot read secret file {name}: {reason}"))
+                problems.append(doc.problem(path, f"cannot read secret file {name}: {_unreadable(exc)}"))
                 return ""
         if secret:
             secrets.add(secret)

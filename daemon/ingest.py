@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -20,9 +19,11 @@ from alphawatch.daemon import jsonbody
 from alphawatch.daemon.errors import IngestError, ItemError
 from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.store import dump_labels
+from alphawatch.daemon.wire import as_float, parse_rfc3339
 from alphawatch.rules import Labels, Sample
+from alphawatch.rules._base import METRIC_NAME
 
-METRIC = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]{0,199}")  # fullmatch: ``$`` would let a trailing newline through
+METRIC = METRIC_NAME  # fullmatch: ``$`` would let a trailing newline through
 LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 MAX_ITEMS = 50_000
 MAX_LABELS = 32
@@ -205,39 +206,6 @@ def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list
     assert isinstance(metric, str)
     assert isinstance(value, int | float)
     return Sample(metric, tuple(sorted(labels.items())), ts, float(value))
-
-
-def as_float(number: float) -> float:
-    """``float(number)``, except that an integer beyond the float range (400 digits, which the standard JSON
-    parser reads) is ±inf, refused as not finite, instead of an ``OverflowError``."""
-    try:
-        return float(number)
-    except OverflowError:
-        return math.inf if number > 0 else -math.inf
-
-
-def ascii_float(text: str) -> float:
-    """``float(text)`` for ASCII text without ``_``: ``float`` also reads "١٢" and "1_000", which no client means."""
-    if not text.isascii() or "_" in text:
-        raise ValueError(f"not a number: {text[:40]!r}")
-    return float(text)
-
-
-def parse_rfc3339(text: str) -> float:
-    """Epoch seconds of an RFC 3339 timestamp; ``ValueError`` with a message for the client otherwise.
-
-    ``datetime.fromisoformat`` is laxer than RFC 3339: it also takes a naive time and an offset with seconds.
-    """
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}") from None
-    offset = parsed.utcoffset()
-    if offset is None:
-        raise ValueError("has no UTC offset; add Z or +08:00 (naive times are never guessed)")
-    if offset.seconds % 60 or offset.microseconds:
-        raise ValueError(f"the UTC offset of {text[:40]!r} has seconds; RFC 3339 offsets are ±HH:MM")
-    return parsed.timestamp()
 
 
 def _timestamp(raw: Any, index: int, errors: list[ItemError], now: float) -> float | None:

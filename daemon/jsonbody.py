@@ -2,8 +2,8 @@
 
 ``json.loads`` accepts a string with a lone surrogate escape (``"\\ud800"`` on its own), which is not Unicode text:
 SQLite, UTF-8 and every channel fail on it later. It also overflows the stack on deep nesting and raises
-``RecursionError``, not ``ValueError``. Both become :class:`BadJson`, a ``ValueError`` whose message is for the
-client.
+``RecursionError``, not ``ValueError``; and it reads UTF-16, UTF-32 and UTF-8-encoded surrogates from bytes. All
+become :class:`BadJson`, a ``ValueError`` whose message is for the client.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a pre-check: valid pairs (escaped emoji) match too
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class BadJson(ValueError):
@@ -21,22 +20,25 @@ class BadJson(ValueError):
 
 
 def loads(body: bytes | str) -> Any:
-    """``json.loads(body)``; raises :class:`BadJson` (or the parser's own ``ValueError``) for a body to refuse."""
+    """``json.loads(body)``; raises :class:`BadJson` (or the parser's own ``ValueError``) for a body to refuse.
+    Bytes must be UTF-8: ``json.loads`` would also read UTF-16 and UTF-32, and encoded surrogates."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadJson(f"the body is not UTF-8 text (byte {exc.start}): send UTF-8") from None
     try:
         document = json.loads(body)
     except RecursionError:
         raise BadJson("nested too deeply") from None
-    refuse_lone_surrogates(body, document)
+    _refuse_lone_surrogates(body, document)
     return document
 
 
-def refuse_lone_surrogates(body: bytes | str, document: Any) -> None:
+def _refuse_lone_surrogates(body: str, document: Any) -> None:
     """Raise :class:`BadJson` naming the first string of ``document`` (parsed from ``body``) that holds a lone
     surrogate. Only a body with a surrogate escape in it is walked."""
-    found = (
-        _SURROGATE_ESCAPE_BYTES.search(body) if isinstance(body, bytes | bytearray) else _SURROGATE_ESCAPE.search(body)
-    )
-    if found is None:
+    if _SURROGATE_ESCAPE.search(body) is None:
         return
     where = _lone_surrogate_at(document)
     if where is not None:

@@ -30,8 +30,8 @@ from typing import Any
 from alphawatch.daemon import jsonbody
 from alphawatch.daemon.calendar import TAIPEI, Calendar, CalendarRangeError
 from alphawatch.daemon.errors import IngestError, ItemError
-from alphawatch.daemon.ingest import as_float, ascii_float
 from alphawatch.daemon.jsonbody import BadJson
+from alphawatch.daemon.wire import as_float, ascii_float
 
 KINDS = ("predictions", "returns", "portfolio", "features")
 MAX_ROWS = 1_000_000
@@ -41,8 +41,15 @@ MAX_ABS_RETURN = 10.0  # 1,000 %: anything larger is almost surely a unit mistak
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, in ASCII digits (``\d`` also takes "５")
 _HORIZON = re.compile(r"([0-9]{1,3})d?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_FORMATS = {"application/json": "json", "text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "ndjson",
-            "application/jsonl": "ndjson", "application/jsonlines": "ndjson"}  # fmt: skip
+_FORMATS = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/jsonlines": "ndjson",
+    "application/json-seq": "ndjson",
+}
+"""Any other type (none, curl's default form type, text/plain) is read as JSON, as it always was."""  # fmt: skip
 _COLUMNS = {
     "predictions": ("model", "date", "asset", "score"),
     "returns": ("asset", "date", "horizon", "return"),
@@ -70,13 +77,7 @@ def parse_model_data(kind: str, body: bytes, content_type: str, calendar: Calend
     if kind not in KINDS:
         raise IngestError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", status=404)
     media = content_type.split(";")[0].strip().lower()
-    if media not in _FORMATS:
-        raise IngestError(
-            f"Content-Type {content_type[:60]!r} is not one this endpoint reads: send application/json (the default),"
-            " application/x-ndjson or text/csv",
-            status=415,
-        )
-    items, from_csv = _items(body, _FORMATS[media], kind)
+    items, from_csv = _items(body, _FORMATS.get(media, "json"), kind)
     if not items:
         raise IngestError("the batch is empty")
     if len(items) > MAX_ROWS:

@@ -16,6 +16,7 @@ the store functions take a connection so callers batch them in one ``Store.run``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import uuid
@@ -25,9 +26,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alphawatch.daemon.durations import parse_duration
-from alphawatch.daemon.ingest import as_float, parse_rfc3339
 from alphawatch.daemon.routing import EMERGENCY, names_emergency
+from alphawatch.daemon.wire import as_float, parse_rfc3339
 from alphawatch.rules._base import Matcher, parse_matcher
+
+log = logging.getLogger("alphawatch.silences")
 
 PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
 MAX_MATCHERS = 32
@@ -271,4 +274,15 @@ def load(db: sqlite3.Connection, *, ending_after: float | None = None, limit: in
 
 def _silence(row: tuple[Any, ...]) -> Silence:
     texts = tuple(json.loads(row[1]))
-    return Silence(row[0], tuple(parse_matcher(t) for t in texts), texts, row[2], row[3], row[4], row[5], row[6])
+    return Silence(row[0], tuple(_stored_matcher(row[0], t) for t in texts), texts, *row[2:7])
+
+
+def _stored_matcher(silence_id: str, text: str) -> Matcher:
+    """A stored matcher; one an earlier version accepted and this one refuses (a regex that can backtrack for ever)
+    matches nothing, so its silence silences nothing, and the daemon still starts."""
+    try:
+        return parse_matcher(text)
+    except ValueError as exc:
+        log.error("a stored silence has a matcher this version refuses; the silence silences nothing: expire it "
+                  "and create it again", extra={"silence": silence_id, "error": str(exc)})  # fmt: skip
+        return Matcher("!refused", "=", text)  # no label has that name: never true

@@ -32,7 +32,7 @@ from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.yamlpos import format_path
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-DURATION = r"(\d+(\.\d+)?(ms|s|m|h|d|w))+"
+DURATION = r"([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+"
 SIGNED_DURATION_PATTERN = rf"^[+-]?{DURATION}$"
 ANCHOR_PATTERN = rf"^(open|close|start|end)\s*([+-]\s*{DURATION})?$"
 DAY_SETS = ("trading", "non_trading", "settlement", "non_settlement")

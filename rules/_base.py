@@ -8,18 +8,17 @@ every kind, so a kind only says *what is wrong right now* and *when to look agai
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from alphawatch.rules._regex import compile_label_regex
+
 if TYPE_CHECKING:
     from alphawatch.daemon.calendar import Calendars
     from alphawatch.daemon.store import Store
     from alphawatch.daemon.windows import Windows
-
-log = logging.getLogger("alphawatch.rules")
 
 Labels = tuple[tuple[str, str], ...]
 """Labels as a sorted tuple of pairs: hashable, cheap, and equal for equal label sets."""
@@ -52,42 +51,20 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        hit = _fullmatch(self.value, actual)
-        if hit is None:  # undecided: a matcher that cannot decide never silences, inhibits or routes anything
-            return False
+        hit = _regex(self.value).fullmatch(actual) is not None
         return hit if self.op == "=~" else not hit
 
 
-REGEX_TIMEOUT = 0.05
-"""The longest one regex may run on one label value. Label regexes use the ``regex`` module, which avoids most
-catastrophic backtracking (``(a|aa)*c`` freezes Python's ``re`` on 60 characters); this bounds the rest."""
-_REGEX_CACHE: dict[str, Any] = {}
-_TIMED_OUT: set[str] = set()
+_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
 
 
-def _fullmatch(pattern: str, text: str) -> bool | None:
-    """Whether ``pattern`` matches all of ``text``; ``None`` when it ran out of time."""
+def _regex(pattern: str) -> re.Pattern[str]:
     compiled = _REGEX_CACHE.get(pattern)
     if compiled is None:
         if len(_REGEX_CACHE) >= 4096:  # patterns come from silences too: bounded
             _REGEX_CACHE.clear()
-        compiled = _REGEX_CACHE[pattern] = _regex_module().compile(pattern)
-    try:
-        return compiled.fullmatch(text, timeout=REGEX_TIMEOUT) is not None
-    except TimeoutError:
-        if pattern not in _TIMED_OUT and len(_TIMED_OUT) < 1024:
-            _TIMED_OUT.add(pattern)
-            log.error(
-                "a label regex ran longer than %gs on a %d-character value; it matches nothing there: rewrite it",
-                REGEX_TIMEOUT, len(text), extra={"regex": pattern[:200]},
-            )  # fmt: skip
-        return None
-
-
-def _regex_module() -> Any:
-    import regex  # type: ignore[import-untyped]  # imported when a configuration first has a regex (15 ms)
-
-    return regex
+        compiled = _REGEX_CACHE[pattern] = compile_label_regex(pattern)
+    return compiled
 
 
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
@@ -102,12 +79,10 @@ def parse_matcher(text: str) -> Matcher:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         value = value[1:-1]
     if op in ("=~", "!~"):
-        regex = _regex_module()
         try:
-            regex.compile(value)
-        except (regex.error, RecursionError, OverflowError, ValueError) as exc:
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise ValueError(f"bad regex in {text[:80]!r}: {reason}") from None
+            compile_label_regex(value)
+        except ValueError as exc:
+            raise ValueError(f"bad regex in {text[:80]!r}: {exc}") from None
     return Matcher(name, op, value)
 
 

@@ -25,7 +25,7 @@ from alphawatch.daemon.calendar import TAIPEI, CalendarRangeError
 from alphawatch.daemon.durations import parse_duration
 from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Sample, Selector, selector_from
 
-_DEADLINE = r"^([01]\d|2[0-3]):[0-5]\d$"
+_DEADLINE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 LOOKBACK = 30 * 86400.0  # how far back a window's current opening or a previous trading day is looked for
 
 

@@ -32,7 +32,7 @@ DAY = 86400.0
 ALL_HISTORY = 1e10
 DATE_SCHEMA: dict[str, Any] = {
     "not": {"type": ["number", "boolean", "array", "object", "null"]},
-    "pattern": r"^\d{4}-\d{2}-\d{2}$",
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
 }
 BASELINE_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -50,7 +50,7 @@ BASELINE_SCHEMA: dict[str, Any] = {
         },
     ]
 }
-_HORIZON = re.compile(r"^(\d+)d?$")
+_HORIZON = re.compile(r"([0-9]+)d?")
 
 
 def date_of(ts: float) -> date:
@@ -151,7 +151,7 @@ def horizon_of(labels: Labels, default: int | None) -> int:
     """The configured horizon, else the series' ``horizon`` label (``5d`` → 5), else 1."""
     if default is not None:
         return default
-    found = _HORIZON.match(dict(labels).get("horizon", ""))
+    found = _HORIZON.fullmatch(dict(labels).get("horizon", ""))
     return int(found.group(1)) if found else 1
 
 

@@ -83,7 +83,7 @@ def test_push_says_nothing_was_sent_for_empty_stdin(
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
     code, out, err = run(capsys, "push", "--url", receiver.url, "--token", TOKEN, "-")
-    assert (code, out) == (1, "")
+    assert (code, out) == (0, "")  # an empty pipeline is not a failure (cron), but it is said
     assert "stdin held no samples: nothing was sent" in err
     assert receiver.requests == []
 

@@ -44,6 +44,16 @@ def test_nesting_deeper_than_the_stack_is_refused_not_crashed() -> None:
     assert loads(b"[" * 200 + b"]" * 200) is not None
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'["\xed\xa0\x80"]', '["\\ud800"]'.encode("utf-16"), '["a"]'.encode("utf-32"), b'["\xe9t\xe9"]'],
+    ids=["encoded-surrogate", "utf-16", "utf-32", "latin-1"],
+)
+def test_bytes_that_are_not_utf8_are_refused(body: bytes) -> None:
+    with pytest.raises(BadJson, match=r"the body is not UTF-8 text \(byte \d+\)"):
+        loads(body)
+
+
 def test_invalid_json_keeps_the_parser_message() -> None:
     with pytest.raises(ValueError, match="Expecting property name"):
         loads(b"{not json")

@@ -67,8 +67,8 @@ class ModelDataApi:
 
     async def ic(self, request: Request) -> Response:
         model = request.path_params["model"]
-        horizon = query_int(request.query_params.get("horizon", "1").removesuffix("d"), 1, 1, 260)
-        window = query_int(request.query_params.get("window"), 60, 2, 2000)
+        horizon = query_int(_days(request.query_params.get("horizon", "1")), 1, 1, 260)
+        window = query_int(_days(request.query_params.get("window")), 60, 2, 2000)
         if horizon is None or window is None:
             return error(400, "horizon is 1–260 trading days and window 2–2000")
         rows = await self.daemon.store.run(lambda db: ic_series(db, model, horizon))
@@ -87,8 +87,8 @@ class ModelDataApi:
 
     async def sharpe(self, request: Request) -> Response:
         model = request.path_params["model"]
-        window = query_int(request.query_params.get("window"), 60, 2, 2000)
-        periods = query_int(request.query_params.get("periods_per_year"), 252, 1, 10_000)
+        window = query_int(_days(request.query_params.get("window")), 60, 2, 2000)
+        periods = query_int(_days(request.query_params.get("periods_per_year")), 252, 1, 10_000)
         if window is None or periods is None:
             return error(400, "window is 2–2000 and periods_per_year 1–10000")
         rows = await self.daemon.store.run(lambda db: portfolio_series(db, model))
@@ -124,3 +124,8 @@ def routes(daemon: Daemon) -> list[Route]:
 def _num(value: Any) -> float | None:
     v = float(value)
     return v if math.isfinite(v) else None
+
+
+def _days(raw: str | None) -> str | None:
+    """A count of (trading) days, with or without its ``d``: ``60`` or ``60d``."""
+    return None if raw is None else raw.removesuffix("d")

@@ -23,10 +23,10 @@ from starlette.routing import Route
 from alphawatch.daemon import jsonbody
 from alphawatch.daemon import silences as silence_store
 from alphawatch.daemon.acks import NotFiring, UnknownAlert, check_ack
-from alphawatch.daemon.ingest import ascii_float
 from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
 from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
+from alphawatch.daemon.wire import ascii_float
 from alphawatch.web.app import BodyRefused, Handler, error, guarded, query_limit, query_states, read_body
 
 if TYPE_CHECKING:

@@ -477,10 +477,18 @@ def _build(
     except ValueError as exc:
         problems.append(main.problem(("daemon", "listen"), str(exc)))
         return None
-    for section, chosen in (("delivery", daemon.delivery), ("supervisor", daemon.supervisor)):
-        for name in ("initial_backoff", "max_backoff", "max_age", "probe_interval", "restart_window"):
-            if getattr(chosen, name, 1.0) <= 0:  # a zero backoff retries in a busy loop; a zero age kills all
-                problems.append(main.problem(("daemon", section, name), f"{name} cannot be zero"))
+    delivery, supervisor = daemon.delivery, daemon.supervisor
+    for section, name, seconds in (  # a zero backoff retries in a busy loop; a zero max_age kills every notification
+        ("delivery", "initial_backoff", delivery.initial_backoff),
+        ("delivery", "max_backoff", delivery.max_backoff),
+        ("delivery", "max_age", delivery.max_age),
+        ("delivery", "probe_interval", delivery.probe_interval),
+        ("supervisor", "initial_backoff", supervisor.initial_backoff),
+        ("supervisor", "max_backoff", supervisor.max_backoff),
+        ("supervisor", "restart_window", supervisor.restart_window),
+    ):
+        if seconds <= 0:
+            problems.append(main.problem(("daemon", section, name), f"{name} cannot be zero"))
     if "\0" in str(daemon.state) or daemon.state.is_dir():
         problems.append(main.problem(("daemon", "state"), f"{str(daemon.state)!r} is not a possible file name"))
     try:

@@ -169,9 +169,8 @@ class SuppressionApi:
             return error(400, "limit is a whole number from 1 to 10000")
         since = None
         if params.get("since") is not None:
-            raw: Any = params["since"]
             try:
-                since = parse_instant(float(raw) if _is_number(raw) else raw)
+                since = parse_instant(_number_or_text(params["since"]))
             except ValueError as exc:
                 return error(400, f"since: {exc}")
         kind = params.get("kind")
@@ -181,12 +180,12 @@ class SuppressionApi:
         return JSONResponse({"suppressions": rows})
 
 
-def _is_number(text: str) -> bool:
+def _number_or_text(raw: str) -> float | str:
+    """Epoch seconds written in ASCII digits, or the text as it is (an RFC 3339 instant, or a mistake)."""
     try:
-        ascii_float(text)
+        return ascii_float(raw)
     except ValueError:
-        return False
-    return True
+        return raw
 
 
 def routes(daemon: Daemon) -> list[Route]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -94,21 +95,21 @@ def test_matching(matchers: list[str], labels: dict[str, str], silenced: bool) -
 @pytest.mark.parametrize(
     ("pattern", "reason"),
     [
-        ("(a|aa)*c", "alternatives that can start alike inside a repeat"),  # Python's re: for ever on 60 a's
-        ("(x+x+)+y", "a variable repeat inside a repeat"),
-        ("(a?){25}a{25}", "a variable repeat inside a repeat"),
-        (".*a.*a.*a.*x", "4 unbounded repeats"),  # 44 s on 1,024 a's
+        ("(a|aa)*c", "more than 10^300 ways to backtrack"),  # Python's re: for ever on 60 a's
+        ("(x+x+)+y", "more than 10^300 ways to backtrack"),
+        ("(a?){25}a{25}", "3.4e+07 ways to backtrack"),
+        (".*a.*a.*a.*x", "1.1e+12 ways to backtrack"),  # 44 s on 1,024 a's
     ],
 )
 def test_a_regex_whose_matching_time_can_explode_is_refused(pattern: str, reason: str) -> None:
-    with pytest.raises(SilenceError, match=reason):
+    with pytest.raises(SilenceError, match=re.escape(reason)):
         silence(f'model=~"{pattern}"')
 
 
 @pytest.mark.parametrize(
     ("pattern", "matching", "other"),
     [("(foo|bar)+", "foobarfoo", "foobaz"), ("/api/{id}/.*", "/api/{id}/x", "/api/7/x"),
-     (".*prod.*eu.*", "tw-prod-eu-1", "tw-prod-us"), ("(?:a{3}){2}", "aaaaaa", "aaaaaaa"),
+     (".*-(prod|staging)-.*", "tw-prod-1", "tw-dev-1"), ("(?:a{3}){2}", "aaaaaa", "aaaaaaa"),
      (r"[\w.]+", "v1.2.3", "v1 2"), ("alpha{e<=1}", "alpha{e<=1}", "alphx")],
 )  # fmt: skip
 def test_other_regexes_mean_what_python_and_alertmanager_read(pattern: str, matching: str, other: str) -> None:

@@ -349,8 +349,13 @@ def _add_series(
 
 
 def dump_json(document: Any) -> str:
-    """Compact JSON text, non-ASCII as is: documents written to the outbox and the group members."""
-    return _ENCODER.encode(document)
+    """Compact JSON text, non-ASCII as is: documents written to the outbox and the group members. orjson takes a
+    fifth of the standard encoder's time, and writes a NaN or an infinity (a statistic's detail) as null, which
+    receivers can parse; a document it cannot write (a lone surrogate) gets the standard encoder's text."""
+    try:
+        return orjson.dumps(document).decode()
+    except TypeError:
+        return _ENCODER.encode(document)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps would build one per call

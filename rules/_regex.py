@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,13 @@ class SlowRegex(ValueError):
 def compile_label_regex(pattern: str) -> re.Pattern[str]:
     """``re.compile(pattern)``; ``ValueError`` (:class:`SlowRegex` for a slow one) when refused."""
     try:
-        compiled = re.compile(pattern)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # syntax whose meaning Python will change
+            compiled = re.compile(pattern)
+    except FutureWarning as exc:  # [[:alpha:]] is a POSIX class in RE2 (Alertmanager), a set of '[:alph' here
+        raise ValueError(
+            f"{exc}: write POSIX classes out ([[:alpha:]] as [A-Za-z]), escape a literal [ as \\["
+        ) from None
     except (re.error, OverflowError, RecursionError) as exc:
         raise ValueError("nested too deeply" if isinstance(exc, RecursionError) else str(exc)) from None
     tree = _parser.parse(pattern)

@@ -144,6 +144,11 @@ def test_the_refusal_says_why(pattern: str, reason: str) -> None:
         compile_label_regex(pattern)
 
 
+def test_a_posix_class_which_python_reads_as_a_set_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"write POSIX classes out \(\[\[:alpha:\]\] as \[A-Za-z\]\)"):
+        compile_label_regex("[[:alpha:]]+")  # Alertmanager: letters; Python's re: '[', ':', 'a', 'l', 'p', 'h'
+
+
 def test_a_bad_regex_keeps_the_parser_message() -> None:
     with pytest.raises(ValueError, match="missing \\)"):
         compile_label_regex("(")

@@ -84,7 +84,8 @@ class Actor:
     cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
     resync: bool = False
     behind: bool = False
-    """An ingest request was running when the actor finished its last step: its next batch waits for a lull."""
+    """An ingest request was running when the actor finished its last step, or its next batch holds ``BULK``
+    samples or more: that batch waits for a lull."""
     done: trio.Event = field(default_factory=trio.Event)
     """Set once the actor's task has ended (after a cancel: its last write is in the store)."""
     firing: int = 0

@@ -353,7 +353,7 @@ def dump_json(document: Any) -> str:
     fifth of the standard encoder's time, and writes a NaN or an infinity (a statistic's detail) as null, which
     receivers can parse; a document it cannot write (a lone surrogate) gets the standard encoder's text."""
     try:
-        return orjson.dumps(document).decode()
+        return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY).decode()  # a statistic's numpy floats
     except TypeError:
         return _ENCODER.encode(document)
 
@@ -458,13 +458,21 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
 
 def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tuple[tuple[str, str | None], ...]) -> str:
     """A group notification's document: ``head`` plus its members' documents and their common annotations."""
-    found = {
-        fingerprint: (doc, annotations)
-        for fingerprint, doc, annotations in db.execute(
-            "SELECT fingerprint, doc, json_extract(doc, '$.annotations') FROM group_members WHERE group_key = ?",
-            (group_key,),
-        )
-    }
+    try:
+        found = {
+            fingerprint: (doc, annotations)
+            for fingerprint, doc, annotations in db.execute(
+                "SELECT fingerprint, doc, json_extract(doc, '$.annotations') FROM group_members WHERE group_key = ?",
+                (group_key,),
+            )
+        }
+    except sqlite3.OperationalError:  # a document written before 2026-11-26 with NaN, which SQLite's JSON refuses
+        found = {
+            fingerprint: (doc, dump_json(json.loads(doc)["annotations"]))
+            for fingerprint, doc in db.execute(
+                "SELECT fingerprint, doc FROM group_members WHERE group_key = ?", (group_key,)
+            )
+        }
     members = [
         (doc, dump_json(json.loads(doc)["annotations"])) if doc is not None else found[fingerprint]
         for fingerprint, doc in alerts

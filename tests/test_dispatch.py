@@ -431,30 +431,51 @@ async def test_a_rule_behind_a_burst_of_ingest_evaluates_after_it_with_the_arriv
         assert [models(p) for p in await sent(h)] == [[("a", "firing")], [("b", "firing")]]
 
 
-async def test_a_bulk_batch_waits_for_the_requests_that_follow_it_but_a_lone_sample_does_not(
+async def test_a_bulk_batch_waits_for_the_requests_that_follow_it_a_smaller_one_does_not(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
     from alphawatch.daemon.engine import BULK, LULL
 
     async with running_engine(write_config(BY_MODEL), start=START) as h:
-        await h.push("gross", 1.9, model="lone")
-        assert len(await h.alerts()) == 1  # evaluated at once: the latency of a lone sample
+        with h.engine.ingesting():  # a request has just ended, as in a stream of single samples
+            pass
+        items = [{"metric": "gross", "labels": {"model": f"s{i}"}, "ts": START, "value": 1.9} for i in range(BULK - 1)]
+        almost = parse_batch(json.dumps(items).encode(), h.clock.now())
+        with h.engine.ingesting():
+            await h.store.insert_samples(almost.samples)
+            h.engine.dispatch(almost.samples)
+        await h.advance(0)
+        assert len(await h.alerts()) == BULK - 1  # under BULK samples: evaluated at once, the latency case
+        await h.advance(LULL * 2)
         items = [{"metric": "gross", "labels": {"model": f"m{i}"}, "ts": START, "value": 1.9} for i in range(BULK)]
         bulk = parse_batch(json.dumps(items).encode(), h.clock.now())
         with h.engine.ingesting():  # as the HTTP handler does
             await h.store.insert_samples(bulk.samples)
             h.engine.dispatch(bulk.samples)
         await h.advance(LULL / 2)
-        assert len(await h.alerts()) == 1  # a bulk client's batch: the rule lets its next requests in first
+        assert len(await h.alerts()) == BULK - 1  # a bulk client's batch: the rule lets its next requests in first
         with h.engine.ingesting():
             await h.advance(LULL / 2)
             await h.push("gross", 1.8, model="next")
             await h.advance(LULL)
-            assert len(await h.alerts()) == 1
+            assert len(await h.alerts()) == BULK - 1
         await h.advance(LULL * 1.01)
         firing = {a["labels"]: a["active_at"] for a in await h.alerts()}
-        assert len(firing) == BULK + 2
-        assert sorted(set(firing.values())) == [START, START + LULL]  # each as of its arrival
+        assert len(firing) == 2 * BULK
+        arrived = START + 2 * LULL
+        assert sorted(set(firing.values())) == [START, arrived, arrived + LULL]  # each as of its arrival
+
+
+async def test_a_member_document_with_nan_from_an_earlier_version_still_flushes(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(BY_MODEL), start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        nan = 'UPDATE group_members SET doc = replace(doc, \'"details":{}\', \'"details":{"p":NaN}\')'
+        changed = await h.store.run(lambda db: db.execute(nan).rowcount)
+        assert changed == 1  # as json.dumps wrote a statistic's NaN, which SQLite's JSON functions refuse
+        await h.advance(30)
+        assert [models(p) for p in await sent(h)] == [[("a", "firing")]]
 
 
 async def test_a_group_due_while_a_rule_is_behind_waits_for_the_alerts_that_arrived_before_it(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +18,8 @@ import trio
 
 from alphawatch.channels._base import Channel, DeliveryError, Notification
 from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, check_overrides, render
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -64,8 +67,8 @@ class Email(Channel):
         language = self.settings.get("language", "en")
         overrides = self.settings.get("templates")
         message = EmailMessage(policy=SMTP_POLICY)
-        # A header may not hold a line break; a template could produce one.
-        message["Subject"] = " ".join(render("subject", payload, language, overrides).split())
+        # A header may hold no line break and no control character (a label's value may: NUL broke the mail)
+        message["Subject"] = " ".join(_CONTROL.sub(" ", render("subject", payload, language, overrides)).split())
         message["From"] = self.settings["from"]
         message["To"] = ", ".join(self.settings["to"])
         message["Date"] = formatdate(notification.created_at, localtime=True)

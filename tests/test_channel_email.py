@@ -165,6 +165,18 @@ async def test_the_message_id_is_the_same_on_every_attempt(serve: Any, mailbox: 
     assert first["Message-ID"].endswith("@example.tw>")
 
 
+async def test_control_characters_of_a_label_never_reach_the_subject(serve: Any, mailbox: Mailbox) -> None:
+    note = notification()
+    for alert in note.payload["alerts"]:
+        alert["labels"]["model"] = "alpha\x007\r\nBcc: someone@example.tw"
+    note.payload["commonLabels"]["model"] = "alpha\x007\r\nBcc: someone@example.tw"
+    await send(channel(serve()), note)
+    (received,) = mailbox.messages
+    mail = email.message_from_bytes(received.original_content or b"")
+    assert "(alpha 7 Bcc: someone@example.tw)" in mail["Subject"]  # the model label, on one line
+    assert mail["Bcc"] is None and received.rcpt_tos == ["ops@example.tw", "quant@example.tw"]
+
+
 async def test_a_wrong_password_is_permanent_and_never_shown(serve: Any, certificate: Path) -> None:
     port = serve(tls_context=server_context(certificate))
     target = channel(port, security="starttls", ca_file=str(certificate), username="alerts", password="wrong-pw")

@@ -174,7 +174,8 @@ async def test_control_characters_of_a_label_never_reach_the_subject(serve: Any,
     (received,) = mailbox.messages
     mail = email.message_from_bytes(received.original_content or b"")
     assert "(alpha 7 Bcc: someone@example.tw)" in mail["Subject"]  # the model label, on one line
-    assert mail["Bcc"] is None and received.rcpt_tos == ["ops@example.tw", "quant@example.tw"]
+    assert mail["Bcc"] is None
+    assert received.rcpt_tos == ["ops@example.tw", "quant@example.tw"]
 
 
 async def test_a_wrong_password_is_permanent_and_never_shown(serve: Any, certificate: Path) -> None:

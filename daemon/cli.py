@@ -198,13 +198,12 @@ def non_empty(text: str) -> str:
 
 def daemon_answer(response: httpx.Response, key: str) -> dict[str, Any]:
     """The JSON object of a 200 answer holding ``key``, else a :class:`CommandError` that says what came back."""
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if response.status_code == 200 and isinstance(answer, dict) and key in answer:
+    from alphawatch.daemon.client import answer_object, not_alphawatch
+
+    answer = answer_object(response)
+    if response.status_code == 200 and answer is not None and key in answer:
         return answer
-    if response.status_code != 404 and isinstance(answer, dict) and isinstance(answer.get("error"), str):
+    if response.status_code != 404 and answer is not None and isinstance(answer.get("error"), str):
         items = answer.get("items")
         items = items if isinstance(items, list) else []
         shown = "".join(
@@ -213,9 +212,7 @@ def daemon_answer(response: httpx.Response, key: str) -> dict[str, Any]:
             if isinstance(i, dict)
         )
         raise CommandError(f"refused ({response.status_code}): {answer['error']}{shown}")
-    raise CommandError(
-        f"{response.url} did not answer like an alphawatch daemon (HTTP {response.status_code}); check --url"
-    )
+    raise CommandError(f"{not_alphawatch(response)}; check --url")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -24,6 +24,19 @@ from alphawatch.daemon.errors import AlphawatchError
 __all__ = ["AlphawatchClient", "ClientError", "RefusedError"]
 
 
+def answer_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON object an alphawatch daemon answers with; ``None`` for anything else (another server's page)."""
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def not_alphawatch(response: httpx.Response) -> str:
+    return f"{response.url} did not answer like an alphawatch daemon (HTTP {response.status_code})"
+
+
 class ClientError(AlphawatchError):
     """The daemon could not be reached, or answered something unexpected."""
 
@@ -108,15 +121,9 @@ class AlphawatchClient:
             response = self._http.post(f"/api/v1/{kind}", content=body, headers={"Content-Type": content_type})
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the daemon at {self._http.base_url}: {exc}") from exc
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            raise ClientError(
-                f"{response.url} did not answer like an alphawatch daemon (HTTP {response.status_code}): "
-                f"{response.text[:200]}"
-            )
+        answer = answer_object(response)
+        if answer is None:
+            raise ClientError(f"{not_alphawatch(response)}: {response.text[:200]}")
         if response.status_code != 200:
             listed = answer.get("items")
             listed = listed if isinstance(listed, list) else []

@@ -395,10 +395,8 @@ class Dispatcher:
             if group is None:
                 group = self._groups.setdefault(node.path, {})[pairs] = Group(node, pairs, now)
                 group.next_flush_at = self._instant(self._release(node, member.pairs, now + node.group_wait))
-                key = group.key
-                writes.groups[key] = group
-            else:
-                key = group.key
+                writes.groups[group.key] = group
+            key = group.key
             previous = group.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
                             member.active_at, member.pairs)  # fmt: skip

@@ -8,13 +8,14 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
 PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
 """The JSON Schema pattern of a duration string."""
+_DURATION = re.compile(PATTERN[1:-1])
 LONGEST = 100 * 365.25 * 86400.0
 """A century: longer is a typo (and 400 digits would be infinite)."""
 
 
 def parse_duration(text: str) -> float:
     """Return the duration in seconds; raise ``ValueError`` on anything that is not a duration."""
-    if not re.fullmatch(PATTERN[1:-1], text):
+    if not _DURATION.fullmatch(text):
         raise ValueError(f"not a duration: {text[:40]!r} (write e.g. 30s, 5m, 4h, 2d, 1h30m)")
     seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     if seconds > LONGEST:

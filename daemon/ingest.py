@@ -23,7 +23,6 @@ from alphawatch.daemon.wire import as_float, parse_rfc3339
 from alphawatch.rules import Labels, Sample
 from alphawatch.rules._base import METRIC_NAME
 
-METRIC = METRIC_NAME  # fullmatch: ``$`` would let a trailing newline through
 LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 MAX_ITEMS = 50_000
 MAX_LABELS = 32
@@ -93,7 +92,7 @@ class _FastPath:
             return None
         known_metric = _METRICS.get(metric)
         if known_metric is None:
-            if METRIC.fullmatch(metric) is None:
+            if METRIC_NAME.fullmatch(metric) is None:
                 return None
             _remember(_METRICS, metric, metric)
         else:
@@ -174,7 +173,7 @@ def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list
     for key in item.keys() - _KEYS:
         errors.append(ItemError(index, key, "unknown field"))
     metric = item.get("metric")
-    if not isinstance(metric, str) or not METRIC.fullmatch(metric):
+    if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):
         errors.append(ItemError(index, "metric", "required; letters, digits, _ and :, not starting with a digit"))
     labels = item.get("labels", {})
     label_text = ""

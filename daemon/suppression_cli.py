@@ -119,12 +119,11 @@ def _request(args: argparse.Namespace, method: str, path: str, body: Any = None,
         response = httpx.request(method, url + path, json=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
         return 0, f"cannot reach the daemon at {url}: {type(exc).__name__}"
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict) or (response.is_success and holding not in answer):
-        return 0, f"{url} did not answer like an alphawatch daemon (HTTP {response.status_code}); check --url"
+    from alphawatch.daemon.client import answer_object, not_alphawatch
+
+    answer = answer_object(response)
+    if answer is None or (response.is_success and holding not in answer):
+        return 0, f"{not_alphawatch(response)}; check --url"
     return response.status_code, answer
 
 

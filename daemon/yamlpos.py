@@ -6,7 +6,6 @@ last of two equal keys. Walking the node tree ourselves keeps both.
 
 from __future__ import annotations
 
-import binascii
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node, refuse: Callable[[str], No
     ``!!binary`` that is not base64), or a number no setting can hold (``.nan``, ``.inf``, 400 digits)."""
     try:
         value = loader.construct_object(node)
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError, binascii.Error) as exc:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:  # (binascii.Error is a ValueError)
         refuse(f"YAML: cannot read this {node.tag.rpartition(':')[2]} value: {getattr(exc, 'problem', None) or exc}")
         return None
     if isinstance(value, float) and not math.isfinite(value):

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -319,6 +319,26 @@ _PENDING_CHANNELS = """
 """
 _SERIES_PER_INSERT = 200
 _NONE: dict[Labels, int] = {}
+_ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
+
+
+def insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``db.executemany(head + " VALUES (?, …)", rows)`` in a few multi-row statements: 100 rows are 2 to 3 times
+    faster so, and much faster still while the event loop holds the GIL (``executemany`` takes it back for each
+    row). Statements of 256, 64, 16, 4 and 1 rows: five shapes per ``head`` stay in the statement cache."""
+    if not rows:
+        return
+    start, count = 0, len(rows)
+    width = len(rows[0])
+    for size in _ROWS_PER_STATEMENT:
+        while count - start >= size:
+            db.execute(_values(head, size, width), [x for row in rows[start : start + size] for x in row])
+            start += size
+
+
+@lru_cache(maxsize=64)
+def _values(head: str, size: int, width: int) -> str:
+    return f"{head} VALUES {','.join(['(' + ','.join('?' * width) + ')'] * size)}"
 
 
 def _add_series(
@@ -390,7 +410,7 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
             else:
                 changed.append((*values[2:], key, fingerprint))
     columns = "group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
-    db.executemany(f"INSERT OR REPLACE INTO {columns} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_rows(db, f"INSERT OR REPLACE INTO {columns}", rows)
     db.executemany(
         f"INSERT OR REPLACE INTO {columns} SELECT ?, ?, ?, ?, ?, ?, doc FROM group_members"
         " WHERE group_key = ? AND fingerprint = ?",
@@ -534,8 +554,9 @@ class Store:
                     latest[key] = (ts, value)
             with db:
                 new_ids = _add_series(db, {k: v for k, v in latest.items() if k[1] not in cache.get(k[0], _NONE)})
-                db.executemany(
-                    "INSERT OR REPLACE INTO samples (ts, series_id, value) VALUES (?, ?, ?)",
+                insert_rows(
+                    db,
+                    "INSERT OR REPLACE INTO samples (ts, series_id, value)",
                     [(ts, cache.get(metric, _NONE).get(labels) or new_ids[(metric, labels)], value)
                      for metric, labels, ts, value in samples],
                 )  # fmt: skip
@@ -544,8 +565,9 @@ class Store:
                 seen = [(cache[metric][labels], last) for (metric, labels), last in latest.items()
                         if (metric, labels) not in new_ids]  # fmt: skip
                 behind = self._behind
-                db.executemany(
-                    "INSERT OR IGNORE INTO series_behind (series_id) VALUES (?)",
+                insert_rows(
+                    db,
+                    "INSERT OR IGNORE INTO series_behind (series_id)",
                     [(series_id,) for series_id, _ in seen if series_id not in behind],
                 )
             # only after the commit: a rolled-back id or sample must not be remembered
@@ -707,16 +729,14 @@ class Store:
         def work(db: sqlite3.Connection) -> list[Queued]:
             with db:
                 db.executemany("DELETE FROM alerts WHERE fingerprint = ? AND state = 'pending'", gone)
-                db.executemany(
+                insert_rows(
+                    db,
                     "INSERT OR REPLACE INTO alerts (fingerprint, rule, series, labels, state, active_at, value,"
-                    " fired_at, resolved_at, false_since, last_notified_at, notify_seq, details, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " fired_at, resolved_at, false_since, last_notified_at, notify_seq, details, updated_at)",
                     rows,
                 )
-                db.executemany(
-                    "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    history,
+                insert_rows(
+                    db, "INSERT INTO alert_history (fingerprint, rule, at, from_state, to_state, value, note)", history
                 )
                 return _write_dispatch(db, writes, now) if writes else []
 

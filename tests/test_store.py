@@ -57,6 +57,19 @@ async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path
         assert [s.value for s in kept] == [2.0] * 5
 
 
+@pytest.mark.parametrize("count", [1, 5, 100, 351, 1000])
+async def test_every_sample_of_a_batch_is_stored_and_a_repeated_one_overwrites(tmp_path: Path, count: int) -> None:
+    # batches are written in statements of several rows: every size must come out whole, in order
+    async with open_store(tmp_path / "state.db") as store:
+        batch = [Sample("m", (("id", str(i % 7)),), NOW + i, float(i)) for i in range(count)]
+        batch.append(Sample("m", (("id", "0"),), NOW, -1.0))  # the same series and time as the first: it wins
+        await store.insert_samples(batch)
+        kept = {(s.labels, s.ts): s.value for s in await store.load_samples(Selector("m"), 0)}
+        assert len(kept) == count
+        assert kept[((("id", "0"),), NOW)] == -1.0
+        assert all(kept[(s.labels, s.ts)] == s.value for s in batch[1:-1])
+
+
 async def test_a_series_keeps_its_last_sample_until_the_retention_forgets_it(tmp_path: Path) -> None:
     async with open_store(tmp_path / "state.db") as store:
         one, two, three = ((("a", "1"),), (("a", "2"),), (("a", "3"),))

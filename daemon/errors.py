@@ -4,6 +4,7 @@ AlphawatchError
 ├── ConfigError          the configuration cannot be used; carries every problem found
 ├── IngestError          a batch of data was refused; carries every bad item
 ├── StoreError           the state database cannot be opened or migrated
+├── ListenError          the web server cannot listen on daemon.listen
 └── DeliveryError        a channel could not deliver a notification (retryable or not)
 """
 
@@ -49,6 +50,10 @@ class ItemError:
 
     def as_json(self) -> dict[str, object]:
         return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class ListenError(AlphawatchError):
+    """The address of ``daemon.listen`` cannot be bound (in use, not on this host, not permitted)."""
 
 
 class IngestError(AlphawatchError):

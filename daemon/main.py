@@ -8,6 +8,7 @@ does not finish stays pending in the outbox for the next start), the store close
 from __future__ import annotations
 
 import contextlib
+import errno
 import ctypes
 import gc
 import logging
@@ -34,7 +35,7 @@ from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig, load_config, token_file
 from alphawatch.daemon.engine import Actor, Engine, keep_running
-from alphawatch.daemon.errors import ConfigError, StoreError
+from alphawatch.daemon.errors import ConfigError, ListenError, StoreError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.logs import JsonFormatter, setup_logging
 from alphawatch.daemon.modeldata_store import purge_before as purge_model_data
@@ -400,13 +401,21 @@ async def run_daemon(
         return 1
     formatter.set_secrets(config.secrets)
     logging.getLogger("alphawatch").setLevel(config.daemon.log_level.upper())
+    code = 0
     try:
         await _run(path, config, clock or Clock(), Notifier(environ), formatter, on_ready)
-    except StoreError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    log.info("stopped")
-    return 0
+    except* (StoreError, ListenError) as group:  # raised through nurseries, so in an exception group
+        for exc in _leaves(group):
+            log.error("cannot start: %s", exc)
+        code = 1
+    if not code:
+        log.info("stopped")
+    return code
+
+
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[BaseException]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]  # fmt: skip
 
 
 async def _run(
@@ -494,7 +503,16 @@ async def _serve(
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2.0
     config.keep_alive_timeout = 75.0
-    await serve(create_app(daemon), config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+    try:
+        await serve(create_app(daemon), config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+    except* OSError as group:
+        exc = _leaves(group)[0]
+        if not isinstance(exc, OSError) or exc.errno not in _BIND_ERRORS:
+            raise
+        raise ListenError(f"cannot listen on {config.bind[0]}: {exc.strerror}") from None
+
+
+_BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
 def trim_memory() -> None:

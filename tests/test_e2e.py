@@ -149,6 +149,53 @@ def test_a_broken_config_at_start_exits_1_naming_the_line(write_config: Callable
     assert f"{path}:4:5: rules[0]: 'metric' is a required property" in result.stderr
 
 
+def _start_fails(path: Path) -> list[dict[str, object]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "alphawatch.daemon.cli", "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    return [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ("not-sqlite", "cannot open the state file {path}: file is not a database"),
+        ("newer", "the state file is from a newer alphawatch (schema 999"),
+    ],
+)
+def test_a_state_file_that_cannot_be_used_stops_the_start_with_one_log_line(
+    write_config: Callable[..., Path], tmp_path: Path, state: str, reason: str
+) -> None:
+    path = tmp_path / "state.db"
+    if state == "not-sqlite":
+        path.write_bytes(b"not a database" * 400)
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version = 999")
+        db.close()
+    logs = _start_fails(write_config(f"daemon:\n  state: {path}\n  listen: 127.0.0.1:0\n"))
+    errors = [entry for entry in logs if entry["level"] == "error"]
+    assert len(errors) == 1
+    assert str(errors[0]["msg"]).startswith("cannot start: " + reason.format(path=path))
+
+
+def test_a_listen_address_in_use_stops_the_start_with_one_log_line(write_config: Callable[..., Path]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        logs = _start_fails(write_config(f"daemon:\n  listen: 127.0.0.1:{port}\n"))
+    errors = [entry["msg"] for entry in logs if entry["level"] == "error"]
+    assert errors == [f"cannot start: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
 def test_check_command(write_config: Callable[..., Path], receiver: Receiver) -> None:
     good = write_config(config_text(receiver))
     result = subprocess.run([sys.executable, "-m", "alphawatch.daemon.cli", "check", "-c", str(good)],

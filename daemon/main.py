@@ -8,8 +8,8 @@ does not finish stays pending in the outbox for the next start), the store close
 from __future__ import annotations
 
 import contextlib
-import errno
 import ctypes
+import errno
 import gc
 import logging
 import math
@@ -405,8 +405,8 @@ async def run_daemon(
     try:
         await _run(path, config, clock or Clock(), Notifier(environ), formatter, on_ready)
     except* (StoreError, ListenError) as group:  # raised through nurseries, so in an exception group
-        for exc in _leaves(group):
-            log.error("cannot start: %s", exc)
+        for failure in _leaves(group):
+            log.error("cannot start: %s", failure)
         code = 1
     if not code:
         log.info("stopped")

@@ -139,14 +139,9 @@ def test_kill_9_during_deliveries_loses_nothing(write_config: Callable[..., Path
 
 def test_a_broken_config_at_start_exits_1_naming_the_line(write_config: Callable[..., Path]) -> None:
     path = write_config("daemon:\n  listen: 127.0.0.1:0\nrules:\n  - {name: r, kind: threshold}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "alphawatch.daemon.cli", "run", "-c", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 1
-    assert f"{path}:4:5: rules[0]: 'metric' is a required property" in result.stderr
+    errors = [entry for entry in _start_fails(path) if entry["level"] == "error"]
+    assert errors[0]["msg"] == f"configuration error: {path}:4:5: rules[0]: 'metric' is a required property"
+    assert (errors[0]["file"], errors[0]["line"], errors[0]["key"]) == (str(path), 4, "rules[0]")
 
 
 def _start_fails(path: Path) -> list[dict[str, object]]:

@@ -258,13 +258,26 @@ def _client(args: argparse.Namespace, write: bool, admin: bool = False) -> tuple
             url = f"http://{'[' + host + ']' if ':' in host else host}:{config.daemon.port}"
         if token is None:
             token = config.daemon.admin_token if admin else config.daemon.ingest_token
-            path = token_file(config.daemon)
-            if token is None and path.exists():
-                token = path.read_text().strip()
+        if token is None and write:
+            token = _generated_token(token_file(config.daemon))
     if token and not all("!" <= c <= "~" for c in token):
         raise CommandError("the API token has characters an HTTP header cannot carry (printable ASCII only)")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return url.rstrip("/"), headers
+
+
+def _generated_token(path: Path) -> str:
+    """The token the daemon generated, from its file beside the state file."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise CommandError(
+            f"no API token: pass --token or set $ALPHAWATCH_TOKEN; the daemon's generated token is not at {path}"
+            " (under systemd it is in the state directory: run as STATE_DIRECTORY=/var/lib/alphawatch alphawatch …)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise CommandError(f"cannot read the API token file {path}: {reason}") from None
 
 
 def cmd_push(args: argparse.Namespace) -> int:

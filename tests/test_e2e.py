@@ -233,6 +233,28 @@ def test_push_and_status_commands_use_the_generated_token(
         assert "401" in refused.stderr
 
 
+def test_the_cli_finds_the_token_of_a_daemon_under_systemd_given_its_state_directory(
+    write_config: Callable[..., Path], receiver: Receiver, tmp_path: Path
+) -> None:
+    # systemd sets $STATE_DIRECTORY for the daemon only: an admin's shell does not have it
+    path = write_config(config_text(receiver).replace(f"  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}\n", ""))
+    state_dir = tmp_path / "var-lib-alphawatch"
+    state_dir.mkdir()
+    with daemon_process(path, env={"STATE_DIRECTORY": str(state_dir)}) as daemon:
+        assert (state_dir / "state.db.token").exists()
+        push = [sys.executable, "-m", "alphawatch.daemon.cli", "push", "-c", str(path), "--url", daemon.url, "ic", "1"]
+        env = {k: v for k, v in os.environ.items() if k not in ("STATE_DIRECTORY", "ALPHAWATCH_TOKEN")}
+        lost = subprocess.run(push, capture_output=True, text=True, timeout=30, env=env)
+        assert lost.returncode == 1
+        assert f"no API token: pass --token or set $ALPHAWATCH_TOKEN; the daemon's generated token is not at " \
+               f"{path.parent / 'state.db.token'}" in lost.stderr  # fmt: skip
+        assert "STATE_DIRECTORY=/var/lib/alphawatch" in lost.stderr
+        found = subprocess.run(push, capture_output=True, text=True, timeout=30,
+                               env={**env, "STATE_DIRECTORY": str(state_dir)})  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        assert "accepted 1 sample(s)" in found.stdout
+
+
 def test_sd_notify_sequence(write_config: Callable[..., Path], receiver: Receiver, tmp_path: Path) -> None:
     address = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

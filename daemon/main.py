@@ -191,6 +191,7 @@ class Daemon:
             except ConfigError as exc:
                 return await self._reload_failed(trigger, str(exc))
             previous, self._loaded = self._loaded, new
+            digest = new.digest  # of the files as loaded: the address bound at start is not part of them
             warnings = self._fixed_settings_changed(new)
             new = self.with_bound_url(new)
             # channels first: rules applying the new configuration may already queue to a new channel
@@ -201,8 +202,8 @@ class Daemon:
                 self.suppressions.set_inhibit_rules(new.inhibit_rules)
             elapsed_ms = round((time.perf_counter() - began) * 1000, 2)
             self.reload_status = {"ok": True, "at": self.clock.now(), "trigger": trigger, "error": None,
-                                  "digest": new.digest, "warnings": warnings}  # fmt: skip
-            await self.store.record_reload(True, trigger, new.digest, (added, changed, removed), None)
+                                  "digest": digest, "warnings": warnings}  # fmt: skip
+            await self.store.record_reload(True, trigger, digest, (added, changed, removed), None)
             log.info(
                 "configuration reloaded",
                 extra={"trigger": trigger, "added": added, "changed": changed, "removed": removed, "ms": elapsed_ms},
@@ -215,11 +216,11 @@ class Daemon:
                 release_memory()
             self.notifier.ready(self._status_line())
             return {"ok": True, "added": added, "changed": changed, "removed": removed, "warnings": warnings,
-                    "digest": new.digest, "ms": elapsed_ms}  # fmt: skip
+                    "digest": digest, "ms": elapsed_ms}  # fmt: skip
 
     async def _reload_failed(self, trigger: str, message: str) -> dict[str, Any]:
         self.reload_status = {"ok": False, "at": self.clock.now(), "trigger": trigger, "error": message,
-                              "digest": self.config.digest}  # fmt: skip
+                              "digest": self._loaded.digest}  # fmt: skip
         await self.store.record_reload(False, trigger, None, ([], [], []), message)
         log.error("reload failed; the previous configuration keeps running", extra={"error": message})
         self.broadcaster.publish({"type": "reload", "ok": False})
@@ -311,7 +312,7 @@ class Daemon:
         return {
             "version": _version(),
             "config": str(self.path),
-            "digest": self.config.digest,
+            "digest": self._loaded.digest,
             "reload": self.reload_status,
             "uptime_s": round(self.clock.now() - self.started_at, 3),
             "rules": len(self.engine.actors),

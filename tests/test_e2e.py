@@ -108,6 +108,23 @@ def test_sighup_applies_only_the_difference_and_a_broken_config_keeps_the_old_on
         assert daemon.stop() == 0
 
 
+def test_the_configuration_digest_names_the_files_and_not_the_port_bound(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    path = write_config(config_text(receiver))  # listen on any free port: the address is filled in after loading
+    with daemon_process(path) as daemon:
+        at_start = daemon.get("/health")["components"]["reload"]["digest"]
+        assert daemon.get("/api/v1/status")["digest"] == at_start
+        unchanged = daemon.post("/-/reload", {}).json()
+        assert unchanged["digest"] == at_start
+        assert daemon.get("/health")["components"]["reload"]["digest"] == at_start
+        path.write_text(config_text(receiver, RULES.replace("value: 1.5", "value: 1.6")))
+        changed = daemon.post("/-/reload", {}).json()
+        assert changed["changed"] == ["exposure"]
+        assert changed["digest"] != at_start
+        assert daemon.get("/api/v1/status")["digest"] == changed["digest"]
+
+
 def test_kill_9_during_deliveries_loses_nothing(write_config: Callable[..., Path], receiver: Receiver) -> None:
     receiver.answer(503)
     path = write_config(config_text(receiver))

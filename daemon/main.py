@@ -41,7 +41,8 @@ from alphawatch.daemon.logs import JsonFormatter, setup_logging
 from alphawatch.daemon.modeldata_store import purge_before as purge_model_data
 from alphawatch.daemon.outbox import Outbox
 from alphawatch.daemon.sdnotify import Notifier
-from alphawatch.daemon.store import Queued, Store, open_store
+from alphawatch.daemon.store import OUTBOX_STATES, Queued, Store, open_store
+from alphawatch.daemon.supervisor import RULE_STATUSES
 from alphawatch.daemon.suppression import Suppressions
 from alphawatch.daemon.suppression import purge_before as purge_suppressions
 from alphawatch.web.app import create_app
@@ -324,10 +325,13 @@ class Daemon:
 
     async def metrics(self) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
         actors = self.engine.actors.values()
-        by_status: dict[str, int] = {}
+        # every label value always, 0 included: a series that appears only once it is non-zero reads as "no data"
+        by_status = dict.fromkeys(RULE_STATUSES, 0)
         for actor in actors:
-            by_status[actor.state.status] = by_status.get(actor.state.status, 0) + 1
-        outbox = await self.store.query("SELECT state, count(*) AS n FROM outbox GROUP BY state")
+            by_status[actor.state.status] += 1
+        outbox = dict.fromkeys(OUTBOX_STATES, 0)
+        for row in await self.store.query("SELECT state, count(*) AS n FROM outbox GROUP BY state"):
+            outbox[row["state"]] = row["n"]
         firing = sum(a.firing for a in actors)
         pending = sum(a.pending for a in actors)
         ok = 1.0 if self.reload_status["ok"] else 0.0
@@ -340,7 +344,7 @@ class Daemon:
                                                                             for a in actors]),
             ("alphawatch_alerts", "gauge", "alerts held", [({"state": "firing"}, firing),
                                                            ({"state": "pending"}, pending)]),
-            ("alphawatch_notifications", "gauge", "outbox rows", [({"state": r["state"]}, r["n"]) for r in outbox]),
+            ("alphawatch_notifications", "gauge", "outbox rows", [({"state": s}, n) for s, n in outbox.items()]),
             ("alphawatch_delivery_failures_total", "counter", "failed attempts", [({}, self.outbox.failed_attempts)]),
             ("alphawatch_config_last_reload_successful", "gauge", "1 if the last reload succeeded", [({}, ok)]),
             ("alphawatch_config_last_reload_timestamp_seconds", "gauge", "last reload",

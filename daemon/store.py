@@ -317,6 +317,7 @@ _PENDING_CHANNELS = """
     )
     SELECT name FROM channels WHERE name IS NOT NULL
 """
+OUTBOX_STATES = ("pending", "delivered", "dead")
 _SERIES_PER_INSERT = 200
 _NONE: dict[Labels, int] = {}
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)

@@ -20,6 +20,7 @@ from alphawatch.daemon.config import SupervisorSettings
 log = logging.getLogger("alphawatch.supervisor")
 
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED = "starting", "running", "backoff", "failed", "stopped"
+RULE_STATUSES = (STARTING, RUNNING, BACKOFF, FAILED, STOPPED)
 
 
 @dataclass

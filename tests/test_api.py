@@ -164,6 +164,14 @@ async def test_health_and_metrics(config: Path) -> None:
         metrics = (await client.get("/metrics")).text
         assert "alphawatch_samples_ingested_total 2" in metrics
         assert 'alphawatch_rules{status="running"} 1' in metrics
+        # every state is there from the start, at 0: an alert on dead letters must not read "no data"
+        for zero in (
+            'alphawatch_rules{status="failed"} 0',
+            'alphawatch_notifications{state="pending"} 0',
+            'alphawatch_notifications{state="dead"} 0',
+            'alphawatch_notifications{state="delivered"} 0',
+        ):
+            assert zero in metrics  # fmt: skip
 
 
 async def test_reload_through_the_api_reports_the_difference(config: Path) -> None:

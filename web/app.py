@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from alphawatch.daemon.errors import IngestError
 from alphawatch.daemon.ingest import parse_batch
+from alphawatch.daemon.store import OUTBOX_STATES
 from alphawatch.web.metrics import render_metrics
 from alphawatch.web.page import render_page
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from alphawatch.daemon.main import Daemon
 
 ALERT_STATES = ("pending", "firing", "resolved")
-NOTIFICATION_STATES = ("pending", "delivered", "dead")
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -130,9 +130,9 @@ def create_app(daemon: Daemon) -> Starlette:
         return JSONResponse({"rules": await daemon.rules()})
 
     async def notifications(request: Request) -> Response:
-        states = query_states(request.query_params.get("state", "pending,dead"), NOTIFICATION_STATES)
+        states = query_states(request.query_params.get("state", "pending,dead"), OUTBOX_STATES)
         if states is None:
-            return error(400, f"state is a comma-separated list of {', '.join(NOTIFICATION_STATES)}")
+            return error(400, f"state is a comma-separated list of {', '.join(OUTBOX_STATES)}")
         limit = query_limit(request.query_params.get("limit"))
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")

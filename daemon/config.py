@@ -165,6 +165,7 @@ def base_schema() -> dict[str, Any]:
 def full_schema() -> dict[str, Any]:
     """The complete schema: the base plus every rule and channel kind's own keys (for editors and validation)."""
     schema = json.loads(json.dumps(base_schema()))
+    schema["description"] = "The alphawatch configuration: every key of every rule and channel kind."
     defs = schema["$defs"]
     schema["properties"]["calendar"] = CALENDAR_SCHEMA
     schema["properties"]["windows"] = WINDOWS_SCHEMA

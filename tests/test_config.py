@@ -191,6 +191,7 @@ def test_the_schema_lists_every_kind() -> None:
     schema = full_schema()
     assert set(schema["$defs"]["rule"]["properties"]["kind"]["enum"]) >= {"threshold", "absence"}
     assert "webhook" in schema["properties"]["channels"]["items"]["properties"]["kind"]["enum"]
+    assert "base" not in schema["description"]  # editors show it: it must not say keys are missing
 
 
 def test_calendar_files_and_windows_are_checked_with_the_config(write_config: Callable[..., Path]) -> None:

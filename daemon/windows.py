@@ -335,13 +335,17 @@ def _spec(name: str, raw: Any, calendars: Calendars, bad: Callable[[tuple[str, .
     if unknown:
         bad(("phases",), f"unknown phase {unknown[0]!r} of {venue} (known: {', '.join(q.name for q in venue_phases)})")
         return None
-    try:
-        start, end = _anchor(raw.get("from", "start")), _anchor(raw.get("to", "end"))
-        start = (start[0], start[1] + parse_signed_duration(raw.get("start_offset", "0s")))
-        end = (end[0], end[1] + parse_signed_duration(raw.get("end_offset", "0s")))
-    except (ValueError, TypeError, AttributeError) as exc:
-        bad((), str(exc))
-        return None
+    parsed: dict[str, Any] = {}
+    for key, parse, default in (("from", _anchor, "start"), ("to", _anchor, "end"),
+                                ("start_offset", parse_signed_duration, "0s"),
+                                ("end_offset", parse_signed_duration, "0s")):  # fmt: skip
+        try:
+            parsed[key] = parse(raw.get(key, default))
+        except (ValueError, TypeError, AttributeError) as exc:
+            bad((key,) if key in raw else (), str(exc))
+            return None
+    start = (parsed["from"][0], parsed["from"][1] + parsed["start_offset"])
+    end = (parsed["to"][0], parsed["to"][1] + parsed["end_offset"])
     return WindowSpec("phases", venue, tuple(phases), start, end, bool(raw.get("span", False)))
 
 

@@ -307,6 +307,8 @@ class Daemon:
 
         for row in rows:
             row["payload"] = json.loads(row["payload"])
+            if not math.isfinite(row["next_attempt_at"]):  # written so by an earlier version (Retry-After: inf)
+                row["next_attempt_at"] = None
         return rows
 
     async def status(self) -> dict[str, Any]:

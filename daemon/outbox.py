@@ -297,6 +297,8 @@ class Outbox:
         now = self._clock.now()
         backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
         delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
+        # a long Retry-After (a date next year, say) waits no later than max_age: then the last try, or dead-letter
+        delay = min(delay, max(0.0, queued.created_at + settings.max_age - now))
         outage = None if paced else self._outages.get(queued.channel)
         if not paced and outage is None:
             self._outages[queued.channel] = _Outage(now, refused={queued.id})

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from tests.daemon_harness import AUTH, TOKEN, in_process
-from tests.http_receiver import Receiver
+from tests.http_receiver import Receiver, add_retry_after
 
 
 def config_text(receiver: Receiver, delivery: str) -> str:
@@ -336,3 +336,20 @@ def test_retry_after_is_read_in_seconds_or_as_an_http_date() -> None:
     assert 55 < (_retry_after(in_a_minute) or 0) <= 60
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: at once
     assert _retry_after("soon") is None
+    for endless in ("inf", "-inf", "nan"):
+        assert _retry_after(endless) is None  # the backoff decides: "inf" held a notification for ever
+
+
+@pytest.mark.parametrize("wait", ["3600", "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_a_retry_after_beyond_max_age_still_ends_in_the_dead_letters(
+    write_config: Callable[..., Path], receiver: Receiver, wait: str
+) -> None:
+    receiver.answer(503)
+    add_retry_after(receiver, wait)
+    path = write_config(config_text(receiver, "{initial_backoff: 50ms, max_backoff: 100ms, max_age: 500ms}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        pending = await wait_for_state(client, "pending")
+        assert pending["next_attempt_at"] <= pending["created_at"] + 0.5
+        dead = await wait_for_state(client, "dead")
+        assert "max_age" in dead["last_error"]

@@ -98,8 +98,10 @@ class _AbsenceEvaluator(Evaluator):
             key: Labels = tuple((name, labels.get(name, "")) for name in self.rule.by)
         else:
             key = ()
-        if sample.ts >= self.last_seen.get(key, float("-inf")) or key not in self.last_value:
-            self.last_seen[key] = max(sample.ts, self.last_seen.get(key, sample.ts))
+        # the first sample replaces the start of the rule, which stood in while none was known: one restored from
+        # the store after a restart is older than that start, and a restart must not reset the switch
+        if key not in self.last_value or sample.ts >= self.last_seen[key]:
+            self.last_seen[key] = sample.ts
             self.last_value[key] = sample.value
 
     def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:

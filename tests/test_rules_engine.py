@@ -232,6 +232,26 @@ async def test_an_absence_rule_started_after_a_feed_fell_silent_still_fires(
         assert alert["series"] == '{"feed":"twse"}'
 
 
+@pytest.mark.parametrize("by", ["", ", by: [feed]"])
+async def test_a_restart_neither_resets_nor_trips_an_absence_rule(
+    config: Callable[[str], Path], autojump_clock: object, by: str
+) -> None:
+    path = config(f"""
+      - {{name: feed, kind: absence, metric: heartbeat, absent_for: 30s{by}}}
+    """)
+    start = 1_800_000_000.0
+    async with running_engine(path, start=start) as h:
+        await h.push("heartbeat", 1, feed="twse")
+        await h.advance(15)
+    async with running_engine(path, start=start + 17) as h:  # the feed died at `start`; the daemon was down 2 s
+        await h.advance(12)  # 29 s since the last heartbeat
+        assert await h.state("feed") is None
+        await h.advance(1.5)  # 30.5 s: due at 30 s, not 30 s after the restart
+        assert await h.state("feed") == "firing"
+        (alert,) = await h.alerts("feed")
+        assert 30 <= alert["value"] < 31
+
+
 async def test_a_failed_write_loses_no_notification(config: Callable[[str], Path], autojump_clock: object) -> None:
     path = config("""
       - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}

@@ -130,6 +130,11 @@ class Group:
             raise KeyError(fingerprint)
 
 
+SUPPRESSED_ESCALATION_RECHECK = 30.0
+"""Seconds between two looks at an escalation tier held back by a silence or an inhibition (a silence changed
+through the API is looked at at once)."""
+
+
 @dataclass(slots=True)
 class Escalating:
     """A firing alert under an escalation policy; ``next_tier`` is the index of the tier still to come."""
@@ -233,6 +238,7 @@ class Dispatcher:
         self._by_alert: dict[str, Group | tuple[Group, ...]] = {}
         self.escalating: dict[str, Escalating] = {}
         self.held: set[Group] = set()  # groups whose last flush held news back for a silence or an inhibition
+        self.held_escalations: set[str] = set()  # fingerprints whose tier fell due while silenced or inhibited
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
         self.may_suppress: Callable[[], bool] = lambda: True
@@ -334,6 +340,7 @@ class Dispatcher:
         An alert joins as of its transition (a rule that fell behind evaluates batches as of their arrival):
         a group's ``group_wait`` counts from the arrival of the data that fired its first alert."""
         writes = Writes()
+        resolved = False
         for t in transitions:
             alert = t.alert
             if t.to_state == FIRING and (t.from_state != FIRING or t.note == "unmuted"):
@@ -359,6 +366,7 @@ class Dispatcher:
                     pair = (group.key, member.fingerprint)
                     writes.members[pair], writes.docs[pair] = member, text
             elif t.to_state == RESOLVED:
+                self.held_escalations.discard(alert.fingerprint)
                 if self.escalating.pop(alert.fingerprint, None) is not None:
                     writes.escalations[alert.fingerprint] = None
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url))
@@ -371,6 +379,9 @@ class Dispatcher:
                     pair = (group.key, member.fingerprint)
                     writes.members[pair], writes.docs[pair] = member, text
                     self._changed(group, now, writes)
+                resolved = True
+        if resolved and self.config.inhibit_rules:  # one may have inhibited others: what they held back goes now
+            self.reconsider(now)
         self._flush_due(now, before, writes)
         return writes.freeze()
 
@@ -433,6 +444,10 @@ class Dispatcher:
             due = self._release(group.node, group.pairs, now)
             if group.next_flush_at is None or due < group.next_flush_at:
                 group.next_flush_at = due
+        for fingerprint in self.held_escalations:
+            escalating = self.escalating.get(fingerprint)
+            if escalating is not None:
+                escalating.not_before = now
 
     # flushing ----------------------------------------------------------------------------------------------
     def next_due(self, before: float = math.inf) -> tuple[float | None, float | None]:
@@ -467,16 +482,15 @@ class Dispatcher:
         cut = min(now, math.nextafter(before, -math.inf))
         due = [g for g in self.groups() if g.next_flush_at is not None and g.next_flush_at <= cut]
         due.sort(key=_created_at)  # oldest group first, whatever its route
+        escalations = [e for e in self.escalating.values() if (at := self._escalation_due(e)) is not None and at <= now]
         # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
         firing: list[tuple[str, Mapping[str, str]]] = []
-        if due and self.config.inhibit_rules:
+        if (due or escalations) and self.config.inhibit_rules:
             firing = [(m.fingerprint, m.labels) for g in self.groups() for m in g.members if m.status == FIRING]
         for group in due:
             self._flush(group, now, writes, firing)
-        for escalating in list(self.escalating.values()):
-            at = self._escalation_due(escalating)
-            if at is not None and at <= now:
-                self._escalate(escalating, now, writes)
+        for escalating in escalations:
+            self._escalate(escalating, now, writes, firing)
 
     # escalation --------------------------------------------------------------------------------------------
     def _policy(self, escalating: Escalating) -> Policy | None:
@@ -491,17 +505,21 @@ class Dispatcher:
             due = max(due, escalating.not_before)
         return due
 
-    def _escalate(self, escalating: Escalating, now: float, writes: Writes) -> None:
+    def _escalate(
+        self, escalating: Escalating, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]
+    ) -> None:
         policy = self._policy(escalating)
         fingerprint = escalating.fingerprint
         if policy is None or self.acknowledged(fingerprint, escalating.active_at) is not None:
             self.escalating.pop(fingerprint, None)  # acknowledged: escalation stops for this episode
+            self.held_escalations.discard(fingerprint)
             writes.escalations[fingerprint] = None
             return
         if not all(self.config.windows[name].active(now) for name in policy.active_during):
             opening = self._all_open(policy.active_during, now)
             if opening is None:  # the windows never open again within the calendar's data: stop here
                 self.escalating.pop(fingerprint, None)
+                self.held_escalations.discard(fingerprint)
                 writes.escalations[fingerprint] = None
             else:
                 escalating.not_before = opening
@@ -509,6 +527,14 @@ class Dispatcher:
         tier = policy.tiers[escalating.next_tier]
         doc = json.loads(escalating.doc)
         labels = dict(doc["labels"])
+        reason = self.reason(fingerprint, labels, now, firing_all) if self.may_suppress() else None
+        if reason is not None:  # silenced or inhibited: the tier waits, looked at again when that may have ended
+            if fingerprint not in self.held_escalations:
+                self.held_escalations.add(fingerprint)
+                writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, reason, ",".join(tier.channels)))
+            escalating.not_before = now + SUPPRESSED_ESCALATION_RECHECK
+            return
+        self.held_escalations.discard(fingerprint)
         if tier.severity:
             labels["severity"] = doc["severity"] = tier.severity
         doc["labels"] = labels

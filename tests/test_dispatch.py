@@ -307,6 +307,58 @@ async def test_an_inhibiting_alert_holds_back_its_targets(
         assert [r["kind"] for r in rows] == ["inhibited"]
 
 
+async def test_the_alerts_an_inhibiting_alert_held_back_go_out_when_it_resolves(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(SILENCED), start=START) as h:
+        await with_suppressions(h)
+        await h.push("feed_down", 1, model="a7")
+        await h.push("gross", 1.9, model="a7")  # inhibited
+        await h.advance(5)
+        assert [p["alerts"][0]["rule"] for p in await sent(h)] == ["feed"]
+        await h.push("feed_down", 0, model="a7")  # the feed is back: exposure is news now, not in 4 h (repeat)
+        await h.advance(1)
+        assert [(p["alerts"][0]["rule"], p["status"]) for p in (await sent(h))[1:]] == [("exposure", "firing")]
+
+
+ESCALATING_SUPPRESSED = ESCALATING.replace(
+    "rules:\n",
+    "inhibit_rules:\n"
+    "  - {source_matchers: [alertname=mild], target_matchers: [alertname=crit], equal: [model]}\n"
+    "rules:\n",
+)
+
+
+async def test_a_silenced_or_inhibited_alert_does_not_escalate_until_that_ends(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    from alphawatch.daemon.silences import parse_silence
+
+    async with running_engine(write_config(ESCALATING_SUPPRESSED), start=START) as h:
+        suppressions = await with_suppressions(h)
+        body = {"matchers": ["model=s"], "duration": "20m", "created_by": "ops", "comment": "maintenance"}
+        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await h.push("gross", 1.9, model="s")  # silenced for 20 minutes
+        await h.push("ic", -1, model="i")  # inhibits crit for model i
+        await h.push("gross", 1.9, model="i")
+        await h.advance(900)  # tier 1 (sms) fell due at 10 min for both: held back
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]  # mild's own notification
+        held = await h.store.query("SELECT fingerprint, kind FROM suppressions WHERE channel = 'sms'")
+        assert sorted(r["kind"] for r in held) == ["inhibited", "silence"]
+        await h.advance(300 + 30)  # the silence ended at 20 min: model s escalates then (within the recheck)
+        assert [(p["receiver"], models(p)) for p in (await sent(h))[1:]] == [
+            ("mail", [("i", "firing"), ("s", "firing")]),  # the group's news: crit s, silenced until now
+            ("sms", [("s", "firing")]),  # and its escalation, held back until the silence ended
+        ]
+        await h.push("ic", 1, model="i")  # the inhibiting alert resolves: model i is told and escalates
+        await h.advance(31)
+        last = (await sent(h))[-2:]  # one group (no group_by) on mail, then the escalation of model i on sms
+        assert [(p["receiver"], models(p)) for p in last] == [
+            ("mail", [("i", "firing"), ("i", "resolved"), ("s", "firing")]),
+            ("sms", [("i", "firing")]),
+        ]
+
+
 async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[..., Path], autojump_clock: object) -> None:
     async with running_engine(write_config(GROUPED), start=START) as h:
         await h.push("gross", 1.9, model="a")

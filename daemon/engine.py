@@ -19,7 +19,7 @@ import sqlite3
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -69,6 +69,12 @@ CALENDAR_EXPIRING = RuleConfig(
     annotations=(("summary", "{{ details.message }}"),),
 )
 CALENDAR_CHECK_EVERY = 6 * 3600.0
+REMOVED_RULE = RuleConfig(
+    name="",
+    kind="removed",
+    rule=None,  # type: ignore[arg-type]
+    annotations=(("summary", "resolved: its rule was removed from the configuration"),),
+)
 
 
 Arrival = tuple[float, list[Sample]]
@@ -134,6 +140,7 @@ class Engine:
             self._self_alerts = Tracker(RULE_FAILED, await self.store.load_alerts(RULE_FAILED.name))
             self._calendar_alerts = Tracker(CALENDAR_EXPIRING, await self.store.load_alerts(CALENDAR_EXPIRING.name))
             await self._reload_dispatch()
+            await self._resolve_unconfigured()
             for rule in self.config.rules:
                 self._start(rule)
             nursery.start_soon(keep_running, "calendar watch", self._watch_calendar)
@@ -404,6 +411,14 @@ class Engine:
             for sample in await self.store.load_samples(selector, since, latest_only=rule.rule.latest_only):
                 evaluator.observe(sample)
         alerts = await self.store.load_alerts(rule.name)
+        # the rule's labels or severity changed (a reload): alerts with the old labels resolve, and the evaluation
+        # that follows makes them again with the new ones (a new identity, as in Prometheus)
+        current = [alert for alert in alerts if alert.labels == rule.alert_labels(alert.series)]
+        if len(current) < len(alerts):
+            kept = {alert.fingerprint for alert in current}
+            stale = Tracker(rule, [alert for alert in alerts if alert.fingerprint not in kept])
+            await self._commit(rule, stale.resolve_all(now))
+            alerts = current
         return evaluator, Tracker(rule, alerts)
 
     async def _commit(self, rule: RuleConfig, transitions: list[Transition], before: float | None = None) -> None:
@@ -506,6 +521,15 @@ class Engine:
     async def _resolve_removed(self, rule: RuleConfig) -> None:
         tracker = Tracker(rule, await self.store.load_alerts(rule.name))
         await self._commit(rule, tracker.resolve_all(self.clock.now()))
+
+    async def _resolve_unconfigured(self) -> None:
+        """At start: the alerts of rules removed from the configuration while the daemon was stopped resolve, as
+        a reload that removes a rule resolves them (else they would fire, and repeat, for ever)."""
+        configured = {rule.name for rule in self.config.rules} | {RULE_FAILED.name, CALENDAR_EXPIRING.name}
+        rows = await self.store.query("SELECT DISTINCT rule FROM alerts WHERE state IN ('pending', 'firing')")
+        for name in sorted({row["rule"] for row in rows} - configured):
+            log.info("resolving the alerts of a rule no longer configured", extra={"rule": name})
+            await self._resolve_removed(replace(REMOVED_RULE, name=name))
 
 
 async def keep_running(

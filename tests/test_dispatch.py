@@ -132,10 +132,10 @@ async def test_a_reload_keeps_the_groups(write_config: Callable[..., Path], auto
         await h.push("gross", 1.9, model="a")
         await h.advance(30)
         assert len(await sent(h)) == 1
-        changed = write_config(GROUPED.replace("value: 1.5}", "value: 1.5, labels: {team: q}}"), "new.yaml")
+        changed = write_config(GROUPED.replace("value: 1.5}", "value: 1.5, description: gross leverage}"), "new.yaml")
         await h.engine.apply(load_config(changed))
         await h.advance(600)
-        assert len(await sent(h)) == 1  # a reload does not resend the group
+        assert len(await sent(h)) == 1  # a reload that restarts the rule does not resend the group
 
 
 async def test_a_muted_route_falls_through_and_emergencies_are_not_muted(

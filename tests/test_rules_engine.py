@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -252,6 +253,36 @@ async def test_a_restart_neither_resets_nor_trips_an_absence_rule(
         assert 30 <= alert["value"] < 31
 
 
+async def test_a_rule_removed_while_the_daemon_was_stopped_resolves_its_alerts_at_start(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    both = (
+        WEBHOOK
+        + """rules:
+      - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
+      - {name: ic-floor, kind: threshold, metric: ic, op: below, value: 0.01}
+    """
+    )
+    path = write_config(both)
+    async with running_engine(path, start=1_800_000_000.0) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.push("ic", 0.0, model="a")
+        await h.advance(1)
+        assert await h.state("ic-floor") == "firing"
+    path.write_text(both.replace("      - {name: ic-floor, kind: threshold, metric: ic, op: below, value: 0.01}\n", ""))
+    async with running_engine(path, start=1_800_000_000.0 + 60) as h:
+        await h.advance(1)
+        assert await h.state("ic-floor") == "resolved"
+        assert await h.state("exposure") == "firing"  # a rule still configured keeps its alert
+        told = [n["payload"] for n in await h.outbox()]
+        resolved = [p["alerts"][0] for p in told if p["status"] == "resolved"]
+        assert [(a["labels"]["alertname"], a["labels"]["model"]) for a in resolved] == [("ic-floor", "a")]
+        await h.advance(3 * 3600)  # repeat_interval 1h: exposure repeats, ic-floor does not
+        ic_floor = [p["status"] for p in [n["payload"] for n in await h.outbox()]
+                    if p["alerts"][0]["labels"]["alertname"] == "ic-floor"]  # fmt: skip
+        assert ic_floor == ["firing", "resolved"]
+
+
 async def test_a_failed_write_loses_no_notification(config: Callable[[str], Path], autojump_clock: object) -> None:
     path = config("""
       - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}
@@ -327,6 +358,33 @@ async def test_reload_keeps_unchanged_rules_and_restarts_changed_ones(
         assert await h.state("new") == "firing"  # the new rule sees the samples already stored
         await h.advance(300)
         assert await h.state("keep") == "firing"  # its pending timer ran on across the reload
+
+
+@pytest.mark.parametrize(
+    ("edit", "labels"),
+    [("severity: critical", {"severity": "critical"}), ("labels: {team: quant}", {"team": "quant"})],
+)
+async def test_a_reload_that_changes_a_rules_labels_replaces_its_firing_alert(
+    config: Callable[[str], Path], autojump_clock: object, edit: str, labels: dict[str, str]
+) -> None:
+    path = config("""
+      - {name: lev, kind: threshold, metric: gross, op: above, value: 1.5}
+    """)
+    async with running_engine(path) as h:
+        await h.push("gross", 1.9, model="m1")
+        await h.advance(1)
+        (before,) = await h.alerts("lev")
+        await h.engine.apply(load_config(config(f"""
+      - {{name: lev, kind: threshold, metric: gross, op: above, value: 1.5, {edit}}}
+    """)))  # fmt: skip
+        await h.advance(1)
+        states = {a["fingerprint"]: a["state"] for a in await h.alerts("lev")}
+        assert states.pop(before["fingerprint"]) == "resolved"  # the alert with the old labels ends …
+        (after,) = [a for a in await h.alerts("lev") if a["fingerprint"] in states]
+        assert after["state"] == "firing"  # … and the same series fires with the new ones
+        assert json.loads(after["labels"]).items() >= labels.items()
+        told = [(n["payload"]["status"], n["payload"]["alerts"][0]["fingerprint"]) for n in await h.outbox()]
+        assert told[1:] == [("resolved", before["fingerprint"]), ("firing", after["fingerprint"])]
 
 
 @pytest.mark.parametrize("change", ["removed", "changed"])

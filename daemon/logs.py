@@ -9,17 +9,18 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from alphawatch.daemon.redact import Redactor
+
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets: tuple[str, ...] = ()
-        self.set_secrets(secrets)
+        self.redact = Redactor(secrets)
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        self.secrets = tuple(sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True))
+        self.redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -33,10 +34,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = self.formatException(record.exc_info)
-        text = json.dumps(entry, ensure_ascii=False, default=str)
-        for secret in self.secrets:
-            text = text.replace(secret, "<secret>")
-        return text
+        return self.redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> JsonFormatter:

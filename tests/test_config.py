@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,6 +169,33 @@ def test_a_bad_secret_value_is_not_echoed(write_config: Callable[..., Path]) -> 
     found = problems(path, {"SHORT": "tiny-secret"})
     assert found == [f"{path}:3:13: daemon.tokens.ingest: the value (a secret, not shown) fails minLength: 16"]
     assert "tiny-secret" not in "".join(found)
+
+
+def test_the_digest_does_not_depend_on_secret_values(write_config: Callable[..., Path]) -> None:
+    # /health serves it to anyone: with the YAML in hand, a hash of the secrets would confirm guesses of them
+    path = write_config("channels:\n  - {name: h, kind: webhook, url: 'http://127.0.0.1:1/${env:HOOK}'}\n")
+    one, two = (load_config(path, {"HOOK": hook}).digest for hook in ("s3cretSMTPpass", "hunter2hunter2"))
+    assert one == two
+    path.write_text(path.read_text().replace("127.0.0.1:1", "127.0.0.1:2"))
+    assert load_config(path, {"HOOK": "hunter2hunter2"}).digest != two  # what is not secret still counts
+
+
+def test_a_secret_is_masked_however_a_message_escapes_it(write_config: Callable[..., Path]) -> None:
+    path = write_config("channels:\n  - {name: h, kind: webhook, url: 'http://x', rate_limit: '${env:R}'}\n")
+    (found,) = problems(path, {"R": "Sup3r\\Secret"})  # repr() doubles the backslash
+    assert "Sup3r" not in found
+    assert "<secret>" in found
+
+
+def test_log_lines_mask_secrets_escaped_by_json_and_the_longest_first() -> None:
+    import logging
+
+    from alphawatch.daemon.logs import JsonFormatter
+
+    formatter = JsonFormatter(["Tok3nPrefix", "Tok3nPrefix-and-MORE-SECRET-TAIL", 'quo"te\\back'])
+    for message in ("Tok3nPrefix-and-MORE-SECRET-TAIL", 'quo"te\\back'):
+        record = logging.makeLogRecord({"msg": "token %s", "args": (message,), "levelname": "INFO"})
+        assert json.loads(formatter.format(record))["msg"] == "token <secret>"
 
 
 def test_includes_are_loaded_and_located(write_config: Callable[..., Path]) -> None:

@@ -250,16 +250,16 @@ def _client(args: argparse.Namespace, write: bool, admin: bool = False) -> tuple
     url = args.url
     token = args.token or os.environ.get("ALPHAWATCH_TOKEN")
     if url is None or (write and token is None):
-        from alphawatch.daemon.config import load_config, token_file
+        from alphawatch.daemon.config import load_daemon_settings, token_file
 
-        config = load_config(args.config)
+        settings = load_daemon_settings(args.config)  # a problem in a rule or an include is the daemon's business
         if url is None:
-            host = config.daemon.host
-            url = f"http://{'[' + host + ']' if ':' in host else host}:{config.daemon.port}"
+            host = settings.host
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.port}"
         if token is None:
-            token = config.daemon.admin_token if admin else config.daemon.ingest_token
+            token = settings.admin_token if admin else settings.ingest_token
         if token is None and write:
-            token = _generated_token(token_file(config.daemon))
+            token = _generated_token(token_file(settings))
     if token and not all("!" <= c <= "~" for c in token):
         raise CommandError("the API token has characters an HTTP header cannot carry (printable ASCII only)")
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -267,6 +267,35 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return config
 
 
+def load_daemon_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> DaemonSettings:
+    """Only the main file's ``daemon:`` section, for the CLI (the address, the tokens, the state file): a problem
+    elsewhere, such as a half-edited include or a channel secret this shell cannot see, must not keep ``push``,
+    ``silence`` or ``ack`` from the running daemon. Raise :class:`ConfigError` for a problem in that section."""
+    main_path = Path(path)
+    try:
+        text = main_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {_unreadable(exc)}")]) from None
+    main, problems = load_located(text, str(main_path))
+    if problems:
+        raise ConfigError(problems)
+    raw = main.data.get("daemon") if isinstance(main.data, dict) else None
+    section = Located({"daemon": raw or {}}, main.file, main.marks)
+    secrets: set[str] = set()
+    _substitute(section, (), section.data, main_path.parent, os.environ if environ is None else environ, secrets,
+                problems)  # fmt: skip
+    if problems:
+        raise ConfigError(_redact(problems, secrets))
+    for error in _validator().iter_errors(section.data):
+        problems += _schema_problems(section, error, secrets)
+    if problems:
+        raise ConfigError(_redact(problems, secrets))
+    try:
+        return _daemon_settings(section.data["daemon"], main_path.parent)
+    except ValueError as exc:  # the port (the schema checked the rest)
+        raise ConfigError([main.problem(("daemon", "listen"), str(exc))]) from None
+
+
 def _inputs_digest(main_path: Path, env: Mapping[str, str]) -> str | None:
     """A hash of every input of :func:`load_config`: the texts of the file, its includes and the calendar files
     it names, and the environment variables and secret files it refers to. ``None`` if any cannot be read."""

@@ -198,6 +198,24 @@ def test_log_lines_mask_secrets_escaped_by_json_and_the_longest_first() -> None:
         assert json.loads(formatter.format(record))["msg"] == "token <secret>"
 
 
+def test_the_daemon_section_alone_loads_for_the_cli_and_names_its_own_problems(
+    write_config: Callable[..., Path],
+) -> None:
+    from alphawatch.daemon.config import load_daemon_settings
+
+    path = write_config("daemon:\n  listen: 127.0.0.1:9999\n  tokens:\n    ingest: ${env:TOK}\nrules:\n  - {name: r}\n")
+    settings = load_daemon_settings(path, {"TOK": "ingest-token-0123456789"})
+    assert (settings.port, settings.ingest_token) == (9999, "ingest-token-0123456789")
+    for text, problem in (
+        ("daemon:\n  colour: red\n", f"{path}:2:11: daemon.colour: unknown key"),
+        ("daemon:\n  listen: 127.0.0.1:99999\n", f"{path}:2:11: daemon.listen: port 99999 is not a TCP port (0-65535)"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_daemon_settings(path, {})
+        assert [str(p) for p in caught.value.problems] == [problem]
+
+
 def test_includes_are_loaded_and_located(write_config: Callable[..., Path]) -> None:
     write_config("rules:\n  - {name: a, kind: absence, metric: m, absent_for: 5m}\n", "rules.d/a.yaml")
     write_config("rules:\n  - {name: b, kind: absence, metric: m, absent_for: 5x}\n", "rules.d/b.yaml")

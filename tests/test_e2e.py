@@ -272,6 +272,33 @@ def test_the_cli_finds_the_token_of_a_daemon_under_systemd_given_its_state_direc
         assert "accepted 1 sample(s)" in found.stdout
 
 
+def test_the_cli_reaches_the_daemon_whatever_is_wrong_outside_the_daemon_section(
+    write_config: Callable[..., Path], receiver: Receiver, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # the CLI finds the daemon by the configured address: a fixed free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = config_text(receiver, extra="include: ['rules.d/*.yaml']")
+    text = text.replace("listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}").replace(receiver.url, "${env:HOOK}")
+    path = write_config(text)
+    with daemon_process(path, env={"HOOK": receiver.url}):
+        # a half-edited include, and a channel secret the operator's shell does not have
+        write_config("rules:\n  - {name: half, kind: thresh", "rules.d/extra.yaml")
+        env = {k: v for k, v in os.environ.items() if k not in ("HOOK", "ALPHAWATCH_TOKEN")}
+        cli = [sys.executable, "-m", "alphawatch.daemon.cli"]
+        pushed = subprocess.run([*cli, "push", "-c", str(path), "gross", "1.9", "-l", "model=cli"],
+                                capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+        assert pushed.returncode == 0, pushed.stderr
+        assert "accepted 1 sample(s)" in pushed.stdout
+        listed = subprocess.run([*cli, "silence", "list", "-c", str(path)], capture_output=True, text=True,
+                                timeout=30, env=env)  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        checked = subprocess.run([*cli, "check", "-c", str(path)], capture_output=True, text=True, timeout=30,
+                                 env=env)  # fmt: skip
+        assert checked.returncode == 1  # the problems are still there for `check` (and a reload) to name
+        assert "rules.d/extra.yaml" in checked.stderr
+
+
 def test_sd_notify_sequence(write_config: Callable[..., Path], receiver: Receiver, tmp_path: Path) -> None:
     address = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -17,7 +17,9 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache, lru_cache
 from pathlib import Path
@@ -234,13 +236,60 @@ def _slack_escape(value: object) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+LOOP_BUDGET = 10_000
+"""Items all ``range()`` calls of one rendering may make together: a template looping over a label's value, or
+loops nested in loops, stop with an error (the built-in template is used) instead of holding the daemon up."""
+LARGEST_REPEAT = 100_000
+"""Longest text or list ``*`` may make in a template, and ``**`` takes exponents up to 64 only."""
+_budget: ContextVar[list[int]] = ContextVar("template_loop_budget")
+
+
+@contextmanager
+def _budgeted() -> Iterator[None]:
+    token = _budget.set([LOOP_BUDGET])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _budgeted_range(*args: int) -> range:
+    from jinja2.exceptions import SecurityError
+
+    items = range(*args)
+    left = _budget.get([LOOP_BUDGET])
+    left[0] -= len(items)
+    if left[0] < 0:
+        raise SecurityError(f"the template loops more than {LOOP_BUDGET} times (range)")
+    return items
+
+
+def _sandbox_class() -> type[SandboxedEnvironment]:
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class Sandbox(SandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError("exponents above 64 are not allowed in templates")
+            if operator == "*":
+                for sequence, times in ((left, right), (right, left)):
+                    sized = isinstance(sequence, str | list | tuple) and isinstance(times, int)
+                    if sized and len(sequence) * times > LARGEST_REPEAT:
+                        raise SecurityError(f"'*' would make more than {LARGEST_REPEAT} items")
+            return super().call_binop(context, operator, left, right)
+
+    return Sandbox
+
+
 @cache
 def _environment(kind: str) -> SandboxedEnvironment:
     # jinja2 is imported on first use: a daemon that only sends webhooks never loads it
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(
+    env = _sandbox_class()(
         loader=jinja2.FileSystemLoader(_TEMPLATE_DIR),
         autoescape=kind == "html",
         undefined=jinja2.ChainableUndefined,
@@ -254,6 +303,7 @@ def _environment(kind: str) -> SandboxedEnvironment:
         time=format_time,
         severity=jinja2.pass_context(_severity_filter),
     )
+    env.globals["range"] = _budgeted_range
     return env
 
 
@@ -283,7 +333,8 @@ def render(
     source = (overrides or {}).get(kind)
     if source is not None:
         try:
-            return _tidy(kind, _compile(kind, source).render(context))
+            with _budgeted():
+                return _tidy(kind, _compile(kind, source).render(context))
         except Exception as exc:
             logger.warning("custom %s template failed, using the built-in one: %s", kind, error_message(exc))
     return _tidy(kind, _environment(kind).get_template(f"{kind}.j2").render(context))
@@ -294,7 +345,8 @@ def render_string(source: str, variables: Mapping[str, Any]) -> str:
 
     Errors propagate: the caller has no built-in template to fall back to.
     """
-    return _compile("sms", source).render(variables)
+    with _budgeted():
+        return _compile("sms", source).render(variables)
 
 
 def error_message(exc: Exception) -> str:
@@ -315,7 +367,8 @@ def check_template(source: str, kind: str = "text", extra: Mapping[str, Any] | N
         for status in ("firing", "resolved"):
             for language in LANGUAGES:
                 context = build_context(sample_payload(status=status, language=language), language)
-                template.render({**context, **(extra or {})})
+                with _budgeted():
+                    template.render({**context, **(extra or {})})
     except Exception as exc:
         return error_message(exc)
     return None

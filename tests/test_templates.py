@@ -106,6 +106,23 @@ def test_a_failing_override_falls_back_to_the_built_in_template(caplog: pytest.L
     assert "custom subject template failed" in caplog.text
 
 
+def test_a_template_looping_over_a_label_value_falls_back_instead_of_holding_the_daemon(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = sample_payload()
+    payload["alerts"][0]["labels"]["n"] = "3000"  # a label value comes from whoever may ingest
+    n = "range(a.labels.get('n', '0') | int)"
+    looping = (
+        f"{{% for a in alerts %}}{{% for i in {n} %}}{{% for j in {n} %}}{{% endfor %}}{{% endfor %}}{{% endfor %}}"
+    )
+    looping += "{{ summary }}"
+    assert check_template(looping) is None  # with the sample alert's labels it is harmless
+    with caplog.at_level(logging.WARNING):
+        text = render("subject", payload, "en", {"subject": looping})
+    assert text == "[CRITICAL] FIRING: ICDecay (alpha7)"
+    assert "loops more than 10000 times" in caplog.text
+
+
 def test_the_sandbox_hides_python_internals() -> None:
     assert render("text", sample_payload(), "en", {"text": "[{{ ''.__class__.__mro__ }}]"}) == "[]\n"
 
@@ -116,7 +133,15 @@ def test_the_sandbox_hides_python_internals() -> None:
         ("{% if %}", "line 1: Expected an expression"),
         ("{{ summary | nosuchfilter }}", "No filter named 'nosuchfilter'"),
         ("ok\n{% for a in alerts %}", "line 2: Unexpected end of template"),
-        ("{{ range(10 ** 9) | list }}", "Range too big"),
+        ("{{ range(10 ** 9) | list }}", "loops more than 10000 times"),
+        (
+            "{% for i in range(100) %}{% for j in range(100) %}{% for k in range(100) %}{% endfor %}{% endfor %}"
+            "{% endfor %}",
+            "loops more than 10000 times",
+        ),  # nested: the budget is for the whole rendering
+        ("{{ 'x' * 1000000 }}", "'*' would make more than 100000 items"),
+        ("{{ [1] * 1000000 }}", "'*' would make more than 100000 items"),
+        ("{{ 10 ** (alerts | length * 1000000) }}", "exponents above 64"),
         ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
     ],
 )

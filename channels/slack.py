@@ -74,7 +74,7 @@ def build_message(
         blocks.append({"type": "actions", "elements": [button]})
     footer = " · ".join(str(part) for part in ("alphawatch", context["receiver"], context["group_key"]) if part)
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(_escape(footer), _FIELD_MAX)}]})
-    return {"text": subject, "blocks": blocks}
+    return {"text": _escape(subject), "blocks": blocks}  # the push notification reads it as mrkdwn
 
 
 def _key_values(context: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -89,6 +89,10 @@ def test_text_from_alerts_cannot_inject_mentions_or_links() -> None:
     content = texts(build_message(payload))
     assert "<!channel>" not in content
     assert "&lt;!channel&gt; see &lt;http://evil|here&gt; &amp; more" in content
+    payload["commonLabels"]["model"] = payload["alerts"][0]["labels"]["model"] = "<!channel>"
+    fallback = build_message(payload)["text"]  # what a phone's notification shows, read as mrkdwn
+    assert "<!channel>" not in fallback
+    assert "&lt;!channel&gt;" in fallback
 
 
 def test_templates_are_overridable_per_channel() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from alphawatch.daemon.cli import (
@@ -142,12 +143,12 @@ def _admin_token(config: str) -> str | None:
 
 def _failed(command: str, status: int, answer: Any) -> int:
     if status == 0:
-        print(f"{command}: {answer}", file=sys.stderr)
+        _say(f"{command}: {answer}", file=sys.stderr)
         return 1
     message = answer.get("error", answer) if isinstance(answer, dict) else answer
-    print(f"{command}: refused ({status}): {message}", file=sys.stderr)
+    _say(f"{command}: refused ({status}): {message}", file=sys.stderr)
     for item in answer.get("fields", []) if isinstance(answer, dict) else []:
-        print(f"  {item['field'] or '(body)'}: {item['message']}", file=sys.stderr)
+        _say(f"  {item['field'] or '(body)'}: {item['message']}", file=sys.stderr)
     return 1
 
 
@@ -163,7 +164,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if status != 201:
         return _failed("silence add", status, answer)
     silence = answer["silence"]
-    print(f"silence {silence['id']} {silence['state']} from {silence['starts']} to {silence['ends']}")
+    _say(f"silence {silence['id']} {silence['state']} from {silence['starts']} to {silence['ends']}")
     return 0
 
 
@@ -179,9 +180,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no silences")
         return 0
     for s in answer["silences"]:
-        print(f"{s['id']}  {s['state']:<8} {s['starts']} → {s['ends']}  {s['created_by']}")
-        print(f"    {' '.join(s['matchers'])}")
-        print(f"    {s['comment']}")
+        _say(f"{s['id']}  {s['state']:<8} {s['starts']} → {s['ends']}  {s['created_by']}")
+        _say(f"    {' '.join(s['matchers'])}")
+        _say(f"    {s['comment']}")
     return 0
 
 
@@ -189,7 +190,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
     status, answer = _request(args, "DELETE", f"/api/v1/silences/{quote(args.id, safe='')}", holding="silence")
     if status != 200:
         return _failed("silence expire", status, answer)
-    print(f"silence {answer['silence']['id']} expired at {answer['silence']['ends']}")
+    _say(f"silence {answer['silence']['id']} expired at {answer['silence']['ends']}")
     return 0
 
 
@@ -199,7 +200,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
         status, answer = _request(args, "DELETE", path, holding="removed")
         if status != 200:
             return _failed("ack", status, answer)
-        print(f"acknowledgement of {args.fingerprint} removed")
+        _say(f"acknowledgement of {args.fingerprint} removed")
         return 0
     if not args.by or not args.comment:
         print("ack: give --by and --comment (or --remove)", file=sys.stderr)
@@ -207,7 +208,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     status, answer = _request(args, "POST", path, {"by": args.by, "comment": args.comment}, holding="ack")
     if status != 201:
         return _failed("ack", status, answer)
-    print(f"alert {args.fingerprint} acknowledged by {answer['ack']['by']}")
+    _say(f"alert {args.fingerprint} acknowledged by {answer['ack']['by']}")
     return 0
 
 
@@ -221,15 +222,24 @@ def cmd_why(args: argparse.Namespace) -> int:
         return 0
     from alphawatch.daemon.silences import rfc3339
 
-    print(f"alert {answer['fingerprint']}: {answer['state'] or 'gone'}")
+    _say(f"alert {answer['fingerprint']}: {answer['state'] or 'gone'}")
     if answer["now"]:
         for reason in answer["now"]:
-            print(f"now {reason['kind']}: {reason['detail']}")
+            _say(f"now {reason['kind']}: {reason['detail']}")
     else:
         print("now: nothing suppresses it (muted time windows show in the record below)")
     if not answer["suppressions"]:
         print("no notification of it was held back")
     for row in answer["suppressions"]:
         channel = row["channel"] or "all channels"
-        print(f"{rfc3339(row['at'])}  {row['kind']:<12} {channel}: {row['detail']}")
+        _say(f"{rfc3339(row['at'])}  {row['kind']:<12} {channel}: {row['detail']}")
     return 0
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _say(text: str, file: TextIO | None = None) -> None:
+    """Print a line holding what others wrote (comments, names, matchers) with control characters escaped: an
+    escape sequence in a silence comment must not clear an operator's screen or retitle the terminal."""
+    print(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text), file=file or sys.stdout)

@@ -225,6 +225,13 @@ async def test_the_cli_against_a_served_daemon(
         assert [s["id"] for s in json.loads(out)] == [silence_id]
         code, out, _ = await run("silence", "list", *where)
         assert 'model=a7 alertname=~"IC.*"' in out
+        code, out, _ = await run("silence", "add", *where, "-m", "model=b1", "--duration", "1h", "--by", "eve\x07",
+                                 "--comment", "\x1b[2J\x1b]0;owned\x07")  # fmt: skip
+        assert code == 0, out
+        code, out, _ = await run("silence", "list", *where)
+        assert "\x1b" not in out  # an escape sequence reaches the operator's terminal as text
+        assert "\\x1b[2J\\x1b]0;owned\\x07" in out
+        assert "eve\\x07" in out
 
         code, _, err = await run("silence", "add", *where, "-m", 'alertname=~".*"', "--duration", "2h", "--by", "a",
                                  "--comment", "c")  # fmt: skip
@@ -236,7 +243,7 @@ async def test_the_cli_against_a_served_daemon(
         code, _, err = await run("silence", "expire", *where, silence_id)
         assert (code, "refused (409)" in err) == (1, True)
         code, out, _ = await run("silence", "list", *where, "--all", "--json")
-        assert [s["state"] for s in json.loads(out)] == ["expired"]
+        assert {s["id"]: s["state"] for s in json.loads(out)}[silence_id] == "expired"
 
         await put_alert(daemon.store, "firing", daemon.clock.now())
         code, out, _ = await run("ack", *where, FP, "--by", "bob", "--comment", "looking")

@@ -47,6 +47,7 @@ from alphawatch.daemon.suppression import Suppressions
 from alphawatch.daemon.suppression import purge_before as purge_suppressions
 from alphawatch.web.app import create_app
 from alphawatch.web.broadcast import Broadcaster
+from alphawatch.web.guard import allowed_hosts, hardened
 
 log = logging.getLogger("alphawatch.daemon")
 SHUTDOWN_GRACE = 5.0
@@ -511,7 +512,8 @@ async def _serve(
     config.graceful_timeout = 2.0
     config.keep_alive_timeout = 75.0
     try:
-        await serve(create_app(daemon), config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
+        app = hardened(create_app(daemon), lambda: allowed_hosts(host, daemon.config.daemon.external_url))
+        await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
     except* OSError as group:
         exc = _leaves(group)[0]
         if not isinstance(exc, OSError) or exc.errno not in _BIND_ERRORS:

@@ -125,6 +125,25 @@ def test_the_configuration_digest_names_the_files_and_not_the_port_bound(
         assert daemon.get("/api/v1/status")["digest"] == changed["digest"]
 
 
+def test_on_loopback_the_daemon_answers_only_its_own_names_and_hardens_every_response(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    path = write_config(config_text(receiver, extra="  external_url: https://alphawatch.desk.example/"))
+    with daemon_process(path) as daemon:
+        port = daemon.url.rsplit(":", 1)[1]
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "alphawatch.desk.example"):
+            answer = httpx.get(daemon.url + "/health", headers={"Host": host}, timeout=10)
+            assert answer.status_code == 200, host
+            assert answer.headers["x-content-type-options"] == "nosniff"
+        # a page elsewhere that resolves its own name to 127.0.0.1 (DNS rebinding) cannot read the open API
+        rebound = httpx.get(daemon.url + "/api/v1/alerts", headers={"Host": f"attacker.example:{port}"}, timeout=10)
+        assert rebound.status_code == 421
+        assert "does not answer to the host 'attacker.example'" in rebound.json()["error"]
+        page = httpx.get(daemon.url + "/", timeout=10)
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+
+
 def test_kill_9_during_deliveries_loses_nothing(write_config: Callable[..., Path], receiver: Receiver) -> None:
     receiver.answer(503)
     path = write_config(config_text(receiver))

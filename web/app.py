@@ -22,7 +22,7 @@ from alphawatch.daemon.errors import IngestError
 from alphawatch.daemon.ingest import parse_batch
 from alphawatch.daemon.store import OUTBOX_STATES
 from alphawatch.web.metrics import render_metrics
-from alphawatch.web.page import render_page
+from alphawatch.web.page import page_headers, render_page
 
 if TYPE_CHECKING:
     from alphawatch.daemon.main import Daemon
@@ -166,7 +166,7 @@ def create_app(daemon: Daemon) -> Starlette:
 
     async def page(request: Request) -> Response:
         language = request.query_params.get("lang") or daemon.config.daemon.language
-        return HTMLResponse(render_page(language), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(render_page(language), headers=page_headers())
 
     async def schema(request: Request) -> Response:
         from alphawatch.daemon.config import full_schema

@@ -244,6 +244,7 @@ class Dispatcher:
         self.may_suppress: Callable[[], bool] = lambda: True
         """Whether ``reason`` can find anything now (a silence or an inhibition rule): else it is not asked."""
         self.acknowledged: AckCheck = lambda *_: None
+        self.ack_reason: Callable[[Any], Reason] = lambda ack: Reason("acknowledged", str(ack), f"acknowledged: {ack}")
         self._router: tuple[RouteNode | None, Callable[[Labels], Routing] | None] = (None, None)
         self._instants: dict[float, float] = {}  # (see _instant; emptied at every flush step)
 
@@ -510,10 +511,14 @@ class Dispatcher:
     ) -> None:
         policy = self._policy(escalating)
         fingerprint = escalating.fingerprint
-        if policy is None or self.acknowledged(fingerprint, escalating.active_at) is not None:
+        ack = self.acknowledged(fingerprint, escalating.active_at)
+        if policy is None or ack is not None:
             self.escalating.pop(fingerprint, None)  # acknowledged: escalation stops for this episode
             self.held_escalations.discard(fingerprint)
             writes.escalations[fingerprint] = None
+            if policy is not None and ack is not None:  # the tier it held back is recorded
+                channels = ",".join(policy.tiers[escalating.next_tier].channels)
+                writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, self.ack_reason(ack), channels))
             return
         if not all(self.config.windows[name].active(now) for name in policy.active_during):
             opening = self._all_open(policy.active_during, now)
@@ -574,9 +579,17 @@ class Dispatcher:
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
         changed = bool(resolved) or any(m.sent != FIRING for m in firing)
-        if not changed:  # a repeat reminds of what nobody acknowledged, and only of that
-            firing = [m for m in firing if self.acknowledged(m.fingerprint, m.active_at) is None]
         repeat = group.last_flush_at is not None and now >= group.last_flush_at + group.node.repeat_interval
+        if not changed:  # a repeat reminds of what nobody acknowledged, and only of that
+            unacknowledged = []
+            for member in firing:
+                ack = self.acknowledged(member.fingerprint, member.active_at)
+                if ack is None:
+                    unacknowledged.append(member)
+                elif repeat:  # the repeat it holds back is recorded, so `why` can say so
+                    reason, channels = self.ack_reason(ack), ",".join(group.node.channels)
+                    writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
+            firing = unacknowledged
         if changed or (repeat and firing):
             group.flushes += 1
             group.last_flush_at = now

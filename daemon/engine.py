@@ -459,7 +459,7 @@ class Engine:
         dispatcher = Dispatcher(self.config)
         dispatcher.load(*await self.store.load_dispatch())
         dispatcher.reason, dispatcher.acknowledged = self.dispatcher.reason, self.dispatcher.acknowledged
-        dispatcher.may_suppress = self.dispatcher.may_suppress
+        dispatcher.may_suppress, dispatcher.ack_reason = self.dispatcher.may_suppress, self.dispatcher.ack_reason
         self.dispatcher = dispatcher
         self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(dispatcher.adopt(self.clock.now())))
 
@@ -477,6 +477,7 @@ class Engine:
                 self.dispatcher.reason = suppressions.reason
                 self.dispatcher.may_suppress = suppressions.may_suppress
                 self.dispatcher.acknowledged = suppressions.acknowledged
+                self.dispatcher.ack_reason = suppressions.ack_reason
                 changed = suppressions.changed()
                 if reconsider_at is not None and now >= reconsider_at:
                     self.dispatcher.reconsider(now)

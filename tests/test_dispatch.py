@@ -240,6 +240,8 @@ async def test_an_acknowledgement_stops_the_escalation(
         h.engine.dispatcher.acknowledged = lambda fp, active_at: "ops" if fp == alert["fingerprint"] else None
         await h.advance(3600)
         assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
+        held = await h.store.query("SELECT fingerprint, kind, ref, channel FROM suppressions")
+        assert [(r["kind"], r["ref"], r["channel"]) for r in held] == [("acknowledged", "ops", "head")]  # `why` says so
         await h.push("gross", 1.0)
         await h.advance(300)
         assert [p["status"] for p in await sent(h)] == ["firing", "firing", "resolved"]
@@ -371,6 +373,9 @@ async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[...,
         acked |= {a["fingerprint"] for a in await h.alerts("exposure")}
         await h.advance(3600 * 3)
         assert len(await sent(h)) == 2  # everything acknowledged: no more repeats
+        held = await h.store.query("SELECT kind, channel FROM suppressions")
+        assert {(r["kind"], r["channel"]) for r in held} == {("acknowledged", "mail")}  # each repeat held is recorded
+        assert 3 <= len(held) <= 8
 
 
 async def test_an_unrelated_silence_does_not_cut_group_wait(

@@ -148,6 +148,10 @@ async def test_why_did_i_not_get_this_alert(config: Path) -> None:
         assert why["state"] == "firing"
         assert [r["kind"] for r in why["now"]] == ["silence", "acknowledged"]
         assert why["ack"]["by"] == "bob"
+        await put_alert(daemon.store, "firing", now + 600)  # it resolved and fired again: a new episode
+        again = (await client.get(f"/api/v1/alerts/{FP}/suppressions")).json()
+        assert again["ack"] is None  # bob's acknowledgement was of the episode before
+        assert [r["kind"] for r in again["now"]] == ["silence"]
         recorded = [(r["kind"], r["channel"]) for r in why["suppressions"]]
         assert recorded == [("silence", None), ("muted_window", "slack")]
 

@@ -143,7 +143,7 @@ class SuppressionApi:
         suppressions = await self.suppressions()
         now = self.daemon.clock.now()
         current: list[dict[str, str]] = []
-        ack = suppressions.ack_of(fingerprint)
+        ack = None  # the acknowledgement of the episode now firing: one of an earlier episode no longer holds
         state = alert[0]["state"] if alert else None
         if alert and state != "resolved":
             firing = await store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
@@ -151,9 +151,9 @@ class SuppressionApi:
             reason = suppressions.reason(fingerprint, json.loads(alert[0]["labels"]), now, others)
             if reason is not None:
                 current.append(reason.as_json())
-            held = suppressions.acknowledged(fingerprint, alert[0]["active_at"])
-            if held is not None:
-                current.append(suppressions.ack_reason(held).as_json())
+            ack = suppressions.acknowledged(fingerprint, alert[0]["active_at"])
+            if ack is not None:
+                current.append(suppressions.ack_reason(ack).as_json())
         return JSONResponse({
             "fingerprint": fingerprint,
             "state": state,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterable
@@ -34,7 +35,11 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(entry, ensure_ascii=False, default=str))
+        try:
+            text = json.dumps(entry, ensure_ascii=False, default=str, allow_nan=False)
+        except ValueError:  # a NaN or an infinity: JSON has none, and `jq` would drop the whole line
+            text = json.dumps(_finite(entry), ensure_ascii=False, default=str)
+        return self.redact(text)
 
 
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> JsonFormatter:
@@ -50,3 +55,13 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> JsonFormatter:
         logging.getLogger(noisy).setLevel("WARNING")
         logging.getLogger(noisy).propagate = False
     return formatter
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

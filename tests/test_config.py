@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,6 +197,9 @@ def test_log_lines_mask_secrets_escaped_by_json_and_the_longest_first() -> None:
     for message in ("Tok3nPrefix-and-MORE-SECRET-TAIL", 'quo"te\\back'):
         record = logging.makeLogRecord({"msg": "token %s", "args": (message,), "levelname": "INFO"})
         assert json.loads(formatter.format(record))["msg"] == "token <secret>"
+    endless = logging.makeLogRecord({"msg": "retry", "levelname": "INFO", "retry_in": math.inf, "v": [math.nan]})
+    entry = json.loads(formatter.format(endless), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert (entry["retry_in"], entry["v"]) == ("inf", ["nan"])
 
 
 def test_the_daemon_section_alone_loads_for_the_cli_and_names_its_own_problems(

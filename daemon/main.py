@@ -189,7 +189,8 @@ class Daemon:
             self.notifier.reloading()
             began = time.perf_counter()
             try:
-                new = await trio.to_thread.run_sync(load_config, self.path)
+                # abandoned at shutdown: loading has no side effect, and a file that blocks (a FIFO) must not
+                new = await trio.to_thread.run_sync(load_config, self.path, abandon_on_cancel=True)
             except ConfigError as exc:
                 return await self._reload_failed(trigger, str(exc))
             previous, self._loaded = self._loaded, new
@@ -481,8 +482,8 @@ async def _run(
                     if on_ready is not None:
                         await on_ready(daemon, binds)
                     async for signum in signals:
-                        if signum == signal.SIGHUP:
-                            await daemon.reload("SIGHUP")
+                        if signum == signal.SIGHUP:  # in a task: a slow reload must not hold a SIGTERM up
+                            nursery.start_soon(daemon.reload, "SIGHUP")
                             continue
                         break
                     log.info("shutting down", extra={"signal": signal.Signals(signum).name})

@@ -348,6 +348,23 @@ def test_sd_notify_sequence(write_config: Callable[..., Path], receiver: Receive
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX only")
+def test_sigterm_during_a_reload_that_cannot_finish_still_stops_the_daemon(
+    write_config: Callable[..., Path], receiver: Receiver, tmp_path: Path
+) -> None:
+    path = write_config(config_text(receiver))
+    with daemon_process(path) as daemon:
+        fifo = tmp_path / "secret.fifo"
+        os.mkfifo(fifo)  # reading it blocks until a writer comes, and none will
+        path.write_text(config_text(receiver).replace(receiver.url, "${file:" + str(fifo) + "}"))
+        mark = len(daemon.logs)
+        daemon.signal(signal.SIGHUP)
+        time.sleep(0.5)  # the reload is now stuck in the read
+        began = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - began < 10
+        assert not [entry for entry in daemon.logs[mark:] if entry["level"] == "error"]
+
+
 def test_sigterm_with_deliveries_in_flight_exits_cleanly(write_config: Callable[..., Path], receiver: Receiver) -> None:
     receiver.answer(200, delay=30)  # the receiver hangs: shutdown must not wait for it
     path = write_config(config_text(receiver))

@@ -179,6 +179,24 @@ def test_chi_square_matches_scipy() -> None:
     assert chi_square_drift(ref, {"a": 5}).status == "insufficient_data"
 
 
+def test_one_row_of_a_new_category_is_not_a_drift_and_many_are() -> None:
+    reference = {"semis": 20906, "fin": 15920, "bio": 10502, "ship": 5472}
+    total = sum(reference.values())
+    same = {k: round(999 * v / total) for k, v in reference.items()}
+    one = chi_square_drift(reference, {**same, "newcat": 1})  # a mislabelled row: p was 1.6e-21
+    assert one.unseen == ("newcat",)
+    assert one.p_value > 0.5
+    many = chi_square_drift(reference, {k: round(v * 0.94) for k, v in same.items()} | {"newcat": 60})
+    assert many.p_value < 1e-3  # 6 % of the rows in a category never seen: that is a change
+    # pooled categories still follow the chi-square law: under no drift the p-values are about uniform
+    rng = np.random.default_rng(3)
+    shares = np.array([0.6, 0.3, 0.07, 0.02, 0.01])
+    pvalues = [chi_square_drift(dict(zip("abcde", (shares * 50_000).astype(int), strict=True)),
+                                rng.choice(list("abcde"), size=200, p=shares).tolist()).p_value
+               for _ in range(400)]  # fmt: skip
+    assert 0.03 < float(np.mean(np.array(pvalues) < 0.05)) < 0.08
+
+
 def test_single_observations() -> None:
     assert ks_2samp_pvalue(1.0, 1, 1) == pytest.approx((1.0, stats.ks_2samp([0.0], [1.0]).pvalue, "exact"))
 

@@ -37,8 +37,11 @@ def chi_square_drift(
     p-value ``chdtrc(k − 1, X²)``.
 
     Categories are the union of both sides. A category the reference never saw gets a pseudo-count of
-    ``unseen_count`` (so a new category raises the statistic instead of dividing by zero) and is listed in
-    ``unseen``. When every category was seen this is ``scipy.stats.chisquare(O, E)``.
+    ``unseen_count`` (so it has an expected count instead of dividing by zero) and is listed in ``unseen``.
+    Categories expected fewer than :data:`MIN_EXPECTED` times are pooled into one (Cochran's rule: below that the
+    chi-square law does not hold, and one row of a new category alone gave p ≈ 1e-21), and a pool still under it
+    joins the category expected least. When every category was seen and is expected often enough this is
+    ``scipy.stats.chisquare(O, E)``.
     """
     cur = Counter(current) if not isinstance(current, Mapping) else Counter(dict(current))
     ref = {k: v for k, v in reference_counts.items() if v > 0}
@@ -52,6 +55,27 @@ def chi_square_drift(
     ref_counts = np.array([ref.get(k, unseen_count) for k in cats], dtype=np.float64)
     observed = np.array([cur.get(k, 0) for k in cats], dtype=np.float64)
     expected = n_cur * ref_counts / ref_counts.sum()
+    observed, expected = _pool_rare(observed, expected)
+    if len(expected) < 2:
+        return ChiSquareResult(INSUFFICIENT, f"fewer than two categories expected {MIN_EXPECTED} times", unseen=unseen)
     stat = float(np.sum((observed - expected) ** 2 / expected))
-    dof = len(cats) - 1
+    dof = len(expected) - 1
     return ChiSquareResult(OK, "", stat, dof, float(special.chdtrc(dof, stat)), unseen)
+
+
+MIN_EXPECTED = 5.0
+
+
+def _pool_rare(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rare = expected < MIN_EXPECTED
+    if not rare.any():
+        return observed, expected
+    pooled_o, pooled_e = observed[rare].sum(), expected[rare].sum()
+    observed, expected = observed[~rare], expected[~rare]
+    if pooled_e < MIN_EXPECTED and len(expected):  # still too rare: with the category expected least
+        least = int(np.argmin(expected))
+        observed, expected = observed.copy(), expected.copy()
+        observed[least] += pooled_o
+        expected[least] += pooled_e
+        return observed, expected
+    return np.append(observed, pooled_o), np.append(expected, pooled_e)

@@ -119,8 +119,9 @@ class Baseline:
 
 
 def trading_days_span(n: int) -> float:
-    """A generous number of seconds covering ``n`` trading days (weekends, Lunar New Year)."""
-    return (n * 7 / 5 + 20) * DAY
+    """A generous number of seconds covering ``n`` trading days: weekends, and holidays (Taiwan closes on about
+    15 weekdays a year, Lunar New Year on up to 9 days in a row)."""
+    return (n * 7 / 5 * 1.1 + 30) * DAY
 
 
 class SeriesValues:
@@ -207,8 +208,16 @@ class WindowedKind(RuleKind):
     def selectors(self) -> tuple[Selector, ...]:
         return (self.selector,)
 
+    delay = 0
+    """Trading days after its date before a value exists (an h-day IC: h): loaded as well at start."""
+
     def history(self) -> float:
-        return self.baseline.history(self.window) if self.baseline is not None else trading_days_span(self.window)
+        days = self.window + self.delay
+        return self.baseline.history(days) if self.baseline is not None else trading_days_span(days)
+
+
+HORIZON_ALLOWANCE = 20
+"""Trading days loaded for the IC's delay when the horizon comes from the series' ``horizon`` label."""
 
 
 class IC(WindowedKind):
@@ -233,6 +242,7 @@ class IC(WindowedKind):
         self.window = int(settings.get("window", DEFAULT_WINDOW if self.baseline else DEFAULT_WINDOW_ALONE))
         self.min_obs = min(int(settings.get("min_obs", 20)), self.window)
         self.horizon: int | None = settings.get("horizon")
+        self.delay = self.horizon or HORIZON_ALLOWANCE  # a horizon from the series' label is not known here
         self.lag: int | None = settings.get("lag")
         self.alpha = float(settings.get("alpha", 0.05))
         self.floor = float(settings.get("floor", 0.0))

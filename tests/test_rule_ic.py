@@ -137,6 +137,29 @@ async def test_sign_flip_against_a_lagged_baseline(config: Callable[[str], Path]
         assert str(found["baseline"]).startswith("the 50 values before the window")
 
 
+async def test_a_lagged_baseline_is_the_same_after_a_restart(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    cal = load_calendars().default
+    # a year of 5-day ICs: the last one is for the date 5 trading days before now (its returns are known by now)
+    days = [d.isoformat() for d in cal.trading_days(date(2025, 6, 2), date(2026, 11, 12))][-262:]
+    path = config("""
+      - {name: decay, kind: ic, match: {model: a7}, window: 10, horizon: 5, baseline: {lagged: 250}, floor: 0.2,
+         conditions: [floor]}
+    """)
+    values = 0.08 + 0.05 * np.random.default_rng(5).standard_normal(len(days))
+    async with running_engine(path, start=START) as h:
+        for day, value in zip(days, values, strict=True):
+            await h.push("alphawatch_ic", float(value), ts=close_ts(day), model="a7", horizon="5d")
+        assert await h.state("decay") == "firing"
+        before = await details(h, "decay")
+    async with running_engine(path, start=START + 3600) as h:  # the rule loads its history from the store
+        await h.advance(1)
+        after = await details(h, "decay")
+    assert str(before["baseline"]).startswith("the 250 values before the window")
+    assert after["baseline"] == before["baseline"]
+
+
 async def test_a_late_correction_replaces_the_days_value(config: Callable[[str], Path], autojump_clock: object) -> None:
     days = trading_days(date(2025, 3, 3), 25)
     path = config("""

@@ -165,8 +165,9 @@ class DriftEvaluator(Evaluator):
     # worker thread ----------------------------------------------------------------------------------------
     def _judge(self, db: sqlite3.Connection, model: str, labels: Labels) -> Condition:
         rule = self.rule
-        sql = "SELECT date FROM md_cross_sections WHERE kind = ? AND model = ? ORDER BY date"
-        dates = [r[0] for r in db.execute(sql, (rule.source, model))]
+        sql = "SELECT date, n, updated_at FROM md_cross_sections WHERE kind = ? AND model = ? ORDER BY date"
+        sections = {day: (n, at) for day, n, at in db.execute(sql, (rule.source, model))}
+        dates = list(sections)
         if rule.start is not None and rule.end is not None:
             after = [d for d in dates if d > rule.end.isoformat()]
             current = after[-rule.window :]
@@ -179,17 +180,20 @@ class DriftEvaluator(Evaluator):
                   "reference": rule.describe_reference(ref_dates), "method": rule.method}  # fmt: skip
         if not current or not ref_dates:
             return insufficient(labels, "no cross-sections in the reference or the window yet", **common)
-        summary, ref_cats = self._reference(db, model, ref_dates, current)
+        # what the reference holds, not only its dates: rows added to them later (features pushed one after the
+        # other, a backfill) make it another reference
+        rows, written = sum(sections[d][0] for d in ref_dates), max(sections[d][1] for d in ref_dates)
+        summary, ref_cats = self._reference(db, model, ref_dates, current, f"{rows}:{written!r}")
         numeric, categorical = rule.load(db, model, current[0], current[-1])
         return self._compare(db, model, labels, summary, ref_cats, numeric, categorical, current, common)
 
     def _reference(
-        self, db: sqlite3.Connection, model: str, ref_dates: list[str], current: list[str]
+        self, db: sqlite3.Connection, model: str, ref_dates: list[str], current: list[str], content: str
     ) -> tuple[ReferenceSummary | None, dict[str, Counter[str]]]:
         from alphawatch.rules.stats import ReferenceSummary
 
         rule = self.rule
-        key = f"{rule.key}:{model}:{ref_dates[0]}:{ref_dates[-1]}:{len(ref_dates)}"
+        key = f"{rule.key}:{model}:{ref_dates[0]}:{ref_dates[-1]}:{len(ref_dates)}:{content}"
         cached = self.references.get(model)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
@@ -204,7 +208,11 @@ class DriftEvaluator(Evaluator):
             summary = _summarise(numeric, rule.bins, rule.max_sample)
             if fixed and current and current[0] > ref_dates[-1]:  # the data moved past the reference: it is final
                 text = json.dumps({"numeric": summary.to_dict() if summary else None, "categorical": cats})
+                same_range = key.rsplit(":", 3)[0]  # copies saved before rows were added to these dates go
                 with db:
+                    db.execute(
+                        "DELETE FROM md_references WHERE key > ? AND key < ?", (same_range + ":", same_range + ";")
+                    )
                     db.execute("INSERT OR REPLACE INTO md_references VALUES (?, ?, ?)", (key, text, time.time()))
         self.references[model] = (key, summary, cats)
         return summary, cats

@@ -119,6 +119,32 @@ async def test_the_saved_reference_survives_a_restart_without_the_raw_rows(
         assert found["key_features_drifted"] == ""
 
 
+async def test_features_pushed_one_after_the_other_all_go_into_a_fixed_reference(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    # a long CSV sorted by feature arrives feature by feature: the first one already spans the window
+    days = trading_days(date(2026, 6, 1), 30)
+    path = config(f"""
+      - name: inputs
+        kind: drift
+        key_features: [size]
+        reference: {{start: {days[0]}, end: {days[19]}}}
+        window: 5
+        method: ks
+    """)
+    rng = np.random.default_rng(8)
+    async with running_engine(path, start=START) as h:
+        for feature, shift in (("flag", 0.0), ("size", 0.6)):
+            rows = [{"model": "a7", "date": day, "asset": f"{1101 + a}",
+                     "values": {feature: float(rng.standard_normal() + (shift if day >= days[25] else 0.0))}}
+                    for day in days for a in range(200)]  # fmt: skip
+            await send(h, "features", rows)
+        assert await h.state("inputs") == "firing"
+        assert (await details(h, "inputs"))["key_features_drifted"] == "size"
+        (saved,) = await h.store.query("SELECT summary FROM md_references")
+        assert set(json.loads(saved["summary"])["numeric"]["names"]) == {"flag", "size"}
+
+
 async def test_drift_with_too_few_rows_is_not_enough_data(
     config: Callable[[str], Path], autojump_clock: object
 ) -> None:

@@ -382,7 +382,9 @@ class Daemon:
             retention = self.config.daemon.retention
             if retention:
                 cutoff = self.clock.now() - retention
-                while await self.store.purge_before(cutoff):  # noqa: ASYNC110 - small batches, with pauses between
+                kept = [since for rule in self.config.rules if (since := rule.rule.keeps_samples_since()) is not None]
+                samples = min([cutoff, *kept])  # a fixed baseline's samples stay, older than the retention or not
+                while await self.store.purge_before(cutoff, samples_before=samples):  # noqa: ASYNC110 - small batches
                     await trio.sleep(0.05)
                 while await purge_suppressions(self.store, cutoff):  # noqa: ASYNC110
                     await trio.sleep(0.05)

@@ -642,12 +642,14 @@ class Store:
 
         return await self.run(work)
 
-    async def purge_before(self, cutoff: float, batch: int = 5000) -> int:
-        """Delete samples, finished notifications and history older than ``cutoff``, a small batch per call, and
-        resolved alerts resolved before it (all at once); series silent since before it lose their last sample.
+    async def purge_before(self, cutoff: float, batch: int = 5000, samples_before: float | None = None) -> int:
+        """Delete samples (those before ``samples_before``, by default ``cutoff``), finished notifications and
+        history older than ``cutoff``, a small batch per call, and resolved alerts resolved before it (all at
+        once); series silent since before it lose their last sample.
 
         Returns how many rows went; the caller loops (yielding between calls) until it returns 0.
         """
+        samples = cutoff if samples_before is None else samples_before
 
         def work(db: sqlite3.Connection) -> int:
             self._settle(db)  # a series' last sample decides whether it is forgotten
@@ -655,10 +657,10 @@ class Store:
                 gone = db.execute(
                     "DELETE FROM samples WHERE (ts, series_id) IN"
                     " (SELECT ts, series_id FROM samples WHERE ts < ? LIMIT ?)",
-                    (cutoff, batch),
+                    (samples, batch),
                 ).rowcount
                 # a series silent for longer than the retention is forgotten, as its samples are
-                db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (cutoff,))
+                db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (samples,))
                 gone += db.execute(
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' "
                     "AND finished_at < ? LIMIT ?)",

@@ -190,6 +190,11 @@ class RuleKind:
         """Seconds of past samples the evaluator needs when it starts (loaded from the store)."""
         return 0.0
 
+    def keeps_samples_since(self) -> float | None:
+        """An instant whose samples the store must keep whatever ``daemon.retention`` says (the start of a fixed
+        baseline: pruned, a restart would judge against part of it), or ``None``."""
+        return None
+
     latest_only: ClassVar[bool] = False
     """The evaluator keeps just each series' latest sample: a start reads only that (kept per series, whatever its
     age), not every sample of the history."""

@@ -82,6 +82,9 @@ class ChangePoint(RuleKind):
     def history(self) -> float:
         return ALL_HISTORY if self.start is not None else self.lookback
 
+    def keeps_samples_since(self) -> float | None:
+        return day_start(self.start) if self.start is not None else None
+
     def oldest_kept(self, now: float) -> float:
         """Values before this instant are dropped: older than ``lookback``, unless in the baseline range."""
         cut = now - self.lookback

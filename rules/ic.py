@@ -215,6 +215,10 @@ class WindowedKind(RuleKind):
         days = self.window + self.delay
         return self.baseline.history(days) if self.baseline is not None else trading_days_span(days)
 
+    def keeps_samples_since(self) -> float | None:
+        start = self.baseline.start if self.baseline is not None else None
+        return day_start(start) if start is not None else None
+
 
 HORIZON_ALLOWANCE = 20
 """Trading days loaded for the IC's delay when the horizon comes from the series' ``horizon`` label."""

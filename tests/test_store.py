@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,30 @@ async def test_due_notifications_come_oldest_first_without_those_in_flight_or_of
         assert keys(due) == ["k1", "k5"]  # channel a's queue is full: b's in order, k3 being sent
         due, _ = await store.due(10.0, limit=2, exclude=set(), skip_channels=["b"])
         assert keys(due) == ["k0", "k2"]
+
+
+async def test_retention_keeps_the_samples_of_a_fixed_baseline(write_config: Callable[..., Path]) -> None:
+    """A rule judging against a fixed range of dates reads them again at each restart: pruned, it would judge
+    against part of them."""
+    from tests.daemon_harness import AUTH, TOKEN, in_process
+
+    path = write_config(f"""
+daemon:
+  state: state.db
+  retention: 30d
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+rules:
+  - {{name: decay, kind: ic, match: {{model: a7}}, window: 10, baseline: {{start: 2025-06-02, end: 2025-09-30}}}}
+""")
+    async with in_process(path) as (daemon, client):
+        stamps = [1_746_057_600.0 + 86400 * k for k in range(0, 300, 10)]  # 2025-05-01, every 10 days
+        body = [{"metric": "alphawatch_ic", "labels": {"model": "a7", "horizon": "1d"}, "ts": ts, "value": 0.05}
+                for ts in stamps]  # fmt: skip
+        assert (await client.post("/api/v1/samples", json=body, headers=AUTH)).status_code == 200
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(daemon.run_retention)
+            await trio.sleep(0.5)  # one pass (the next is an hour away)
+            nursery.cancel_scope.cancel()
+        kept = [s.ts for s in await daemon.store.load_samples(Selector("alphawatch_ic"), 0)]
+    baseline_start = 1_748_793_600.0  # 2025-06-02 00:00 in Asia/Taipei
+    assert kept == [ts for ts in stamps if ts >= baseline_start]

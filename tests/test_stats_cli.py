@@ -56,6 +56,20 @@ def test_ic_long_format_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert data["decline_vs_baseline"]["status"] == "insufficient_data"
 
 
+def test_ic_judges_a_short_window_on_its_values_as_the_rule_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(2)
+    s = rng.standard_normal((28, 40))
+    _write_long(tmp_path / "s.csv", s)
+    _write_long(tmp_path / "r.csv", 0.3 * s + rng.standard_normal((28, 40)))
+    files = ["--scores", str(tmp_path / "s.csv"), "--returns", str(tmp_path / "r.csv"), "--json"]
+    code, out = _run(["stats", "ic", *files, "--window", "10"], capsys)
+    assert (code, json.loads(out)["window"]["status"]) == (0, "ok")  # was "10 finite IC values, need 20"
+    code, out = _run(["stats", "ic", *files, "--window", "10", "--min-obs", "15"], capsys)
+    assert json.loads(out)["window"]["status"] == "ok"  # capped at the window, as the rule caps it
+
+
 def test_sharpe_and_change_point_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(1)
     r = np.concatenate([rng.normal(0.001, 0.01, 200), rng.normal(-0.03, 0.01, 30)])

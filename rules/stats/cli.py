@@ -135,11 +135,14 @@ def cmd_ic(args: argparse.Namespace) -> int:
     base = _split(dates, args.baseline_end)
     cur = daily[~base][-args.window :]
     ref = daily[base] if base.any() else None
-    test = ic_test(cur, horizon=args.horizon, floor=args.floor, alternative="less", baseline=ref)
+    min_obs = min(args.min_obs, args.window)  # as the rule does: a 10-day window is judged on its 10 values
+    test = ic_test(cur, horizon=args.horizon, floor=args.floor, alternative="less", baseline=ref, min_obs=min_obs)
     out: dict[str, Any] = {"window": _asdict(test)}
     if base.any():
-        out["decline_vs_baseline"] = _asdict(ic_decline(cur, daily[base], horizon=args.horizon))
-        out["sign_flip"] = _asdict(ic_sign_flip(cur, daily[base], horizon=args.horizon, alpha=args.alpha))
+        out["decline_vs_baseline"] = _asdict(ic_decline(cur, daily[base], horizon=args.horizon, min_obs=min_obs))
+        out["sign_flip"] = _asdict(
+            ic_sign_flip(cur, daily[base], horizon=args.horizon, alpha=args.alpha, min_obs=min_obs)
+        )
     if args.daily:
         roll = rolling_ic(daily, args.window, min_periods=max(2, args.window // 2))
         out["daily"] = [
@@ -270,6 +273,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     ic.add_argument("--floor", type=finite_float, default=0.0)
     ic.add_argument("--alpha", type=_probability, default=0.05)
     ic.add_argument("--min-assets", type=whole_number(2), default=10)
+    ic.add_argument("--min-obs", type=whole_number(3), default=20, help="IC values a test needs (at most --window)")
     ic.add_argument("--baseline-end", help="dates up to this one (inclusive) form the baseline")
     ic.add_argument("--daily", action="store_true", help="also list the daily IC and rolling summaries")
     ic.set_defaults(func=_reporting(cmd_ic))

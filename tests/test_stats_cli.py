@@ -81,6 +81,9 @@ def test_sharpe_and_change_point_tables(tmp_path: Path, capsys: pytest.CaptureFi
     code, out = _run(["stats", "change-point", "--series", str(f), "--direction", "down", "--json"], capsys)
     assert code == 1
     assert json.loads(out)["alarms"][0]["index"] >= 200
+    code, out = _run(["stats", "change-point", "--series", str(f), "--direction", "down", "--baseline", "150",
+                      "--json"], capsys)  # fmt: skip
+    assert min(a["index"] for a in json.loads(out)["alarms"]) >= 150  # the baseline it is fitted on is not watched
 
 
 def test_drift_wide_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -216,11 +216,14 @@ def cmd_change_point(args: argparse.Namespace) -> int:
     col = cols.index(args.column) if args.column else len(cols) - 1
     x = m[:, col]
     det: Cusum | PageHinkley
-    if args.method == "cusum":
+    first = 0
+    if args.method == "cusum":  # fitted on the baseline, it watches what follows (as the rule does)
         det = Cusum.from_baseline(x[: args.baseline], k=args.k, h=args.h, direction=args.direction)
+        first = args.baseline
     else:
         det = PageHinkley(delta=args.delta, lam=args.lam, direction=args.direction, min_obs=args.baseline)
-    alarms = [{"index": i, "date": labels[i], "value": float(v)} for i, v in enumerate(x) if det.update(float(v))]
+    alarms = [{"index": i, "date": labels[i], "value": float(x[i])}
+              for i in range(first, len(x)) if det.update(float(x[i]))]  # fmt: skip
     _emit(args, {"alarms": alarms, "state": json.loads(det.to_json())})
     return 1 if alarms else 0
 

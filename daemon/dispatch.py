@@ -520,8 +520,8 @@ class Dispatcher:
                 channels = ",".join(policy.tiers[escalating.next_tier].channels)
                 writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, self.ack_reason(ack), channels))
             return
-        if not all(self.config.windows[name].active(now) for name in policy.active_during):
-            opening = self._all_open(policy.active_during, now)
+        if policy.active_during and not any(self.config.windows[name].active(now) for name in policy.active_during):
+            opening = self._any_open(policy.active_during, now)
             if opening is None:  # the windows never open again within the calendar's data: stop here
                 self.escalating.pop(fingerprint, None)
                 self.held_escalations.discard(fingerprint)
@@ -668,12 +668,12 @@ class Dispatcher:
         self.held.discard(group)
         writes.groups[group.key] = None
 
-    def _all_open(self, names: tuple[str, ...], after: float) -> float | None:
-        """The first instant after ``after`` at which every window in ``names`` is on, or ``None``."""
+    def _any_open(self, names: tuple[str, ...], after: float) -> float | None:
+        """The first instant after ``after`` at which one of the windows in ``names`` is on, or ``None``."""
         windows = [self.config.windows[name] for name in names]
         at = after
         for _ in range(1000):
-            if all(w.active(at) for w in windows):
+            if any(w.active(at) for w in windows):
                 return at
             edges = [e for w in windows if (e := w.next_edge(at)) is not None]
             if not edges:

@@ -575,7 +575,7 @@ def _step(
     conditions, wake = evaluator.evaluate(now, tracker.firing())
     if rule.context is not None and (rule.active_during or rule.muted_during):
         windows = rule.context.windows
-        if not all(windows[name].active(now) for name in rule.active_during):
+        if rule.active_during and not any(windows[name].active(now) for name in rule.active_during):
             conditions = [Condition(c.labels, False, c.value, c.details) for c in conditions]
         tracker.muted = any(windows[name].active(now) for name in rule.muted_during)
         for name in (*rule.active_during, *rule.muted_during):

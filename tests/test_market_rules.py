@@ -82,6 +82,30 @@ rules:
         assert await h.state("feed") == "firing"
 
 
+async def test_active_during_means_any_of_its_windows(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(
+        HOOK.replace("channels:\n", "channels:\n  - {name: sms, kind: webhook, url: 'http://127.0.0.1:9/sms'}\n")
+        + """
+escalations:
+  - name: desk
+    matchers: [severity=critical]
+    active_during: [twse.trading, taifex.night]
+    tiers: [{after: 5m, channels: [sms]}]
+rules:
+  - {name: both, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical,
+     active_during: [twse.trading, taifex.night]}
+"""
+    )
+    async with running_engine(path, start=taipei("2026-03-03T20:00:00")) as h:  # TAIFEX's night session only
+        await h.push("gross", 1.9)
+        assert await h.state("both") == "firing"  # one of its windows is on: that is enough
+        await h.advance(301)
+        receivers = [n["payload"]["receiver"] for n in await h.outbox()]
+        assert receivers == ["hook", "sms"]  # and so for the escalation tier
+
+
 async def test_active_during_and_muted_during(write_config: Callable[..., Path], autojump_clock: object) -> None:
     path = write_config(
         HOOK

@@ -153,7 +153,8 @@ class _AbsenceEvaluator(Evaluator):
     def _last_deadline(self, now: float) -> tuple[date, float, float] | None:
         """The latest trading day D whose deadline has passed, that deadline, and when D's expectation opened:
         the close of the trading day before D (a sample published that evening counts for D; a late one for the
-        day before does not)."""
+        day before does not), or that day's own deadline when it falls later (with a deadline after the close,
+        17:00 for an end-of-day report, the report of the day before is not D's)."""
         today = datetime.fromtimestamp(now, TAIPEI).date()
         try:
             day = today if self.calendar.is_trading_day(today) else self.calendar.previous_trading_day(today)
@@ -163,7 +164,7 @@ class _AbsenceEvaluator(Evaluator):
         except CalendarRangeError:
             return None
         session = self.calendar.session(previous)
-        opens = session.close if session is not None else self._deadline_on(previous)
+        opens = max(session.close, self._deadline_on(previous)) if session is not None else self._deadline_on(previous)
         return day, self._deadline_on(day), opens
 
     def _next_deadline(self, now: float) -> float | None:

@@ -55,6 +55,20 @@ rules:
         assert (await h.outbox())[-1]["payload"]["alerts"][0]["details"]["trading_day"] == "2026-02-23"
 
 
+async def test_a_deadline_after_the_close_wants_that_days_own_report(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(HOOK + "rules:\n  - {name: eod, kind: absence, metric: eod_report, deadline: '17:00'}\n")
+    async with running_engine(path, start=taipei("2026-03-03T15:00:00")) as h:  # a Tuesday
+        await h.advance(taipei("2026-03-03T16:00:00") - h.clock.now())
+        await h.push("eod_report", 1)  # Tuesday's report
+        await h.advance(taipei("2026-03-04T16:59:59") - h.clock.now())
+        assert await h.state("eod") is None
+        await h.advance(1)  # Wednesday 17:00 without Wednesday's report (Tuesday's was not it)
+        assert await h.state("eod") == "firing"
+        assert (await h.outbox())[-1]["payload"]["alerts"][0]["details"]["trading_day"] == "2026-03-04"
+
+
 async def test_a_heartbeat_counts_silence_only_during_the_trading_window(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

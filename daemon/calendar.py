@@ -34,6 +34,7 @@ from alphawatch.daemon.calendar_load import (
     shipped_files,
 )
 from alphawatch.daemon.calendar_model import (
+    NO_BUSINESS,
     TAIPEI,
     Calendar,
     CalendarRangeError,
@@ -254,9 +255,16 @@ def load_calendars(
     calendars = []
     for venue in venues:
         by_date: dict[date, DayInfo] = {}
-        for f in years:
-            by_date.update((d.date, d) for d, targets in f.days if venue.code in targets)
-        by_date.update((d.date, d) for d, targets in user_days if venue.code in targets)
+        for d, targets in [*(day for f in years for day in f.days), *user_days]:
+            if venue.code in targets and not _closes_a_closed_day(d, by_date.get(d.date)):
+                by_date[d.date] = d
         days = tuple(sorted((d for d in by_date.values() if first <= d.date <= horizon), key=lambda d: d.date))
         calendars.append(_build(venue, days, first, valid_until, horizon))
     return Calendars(tuple(calendars), default_venue, warn_before)
+
+
+def _closes_a_closed_day(day: DayInfo, known: DayInfo | None) -> bool:
+    """A closure (a typhoon) on a weekend or a holiday changes nothing: it must not make the day a business day."""
+    if day.kind is not DayKind.CLOSURE:
+        return False
+    return known.kind in NO_BUSINESS if known is not None else day.date.weekday() >= 5

@@ -129,7 +129,8 @@ def _clip(start: int, end: int, cut: tuple[int, int] | None) -> list[tuple[int, 
     return [piece for piece in ((start, cut[0]), (cut[1], end)) if piece[0] < piece[1] and piece[0] >= start]
 
 
-_NO_BUSINESS = (DayKind.HOLIDAY, DayKind.MAKE_UP_SATURDAY, DayKind.WEEKEND)
+NO_BUSINESS = (DayKind.HOLIDAY, DayKind.MAKE_UP_SATURDAY, DayKind.WEEKEND)
+_WEEKEND_BUSINESS = (DayKind.TRADING, DayKind.SETTLEMENT_ONLY)  # the only kinds that open a Saturday or Sunday
 
 
 def _template(venue: Venue, cut: tuple[int, int] | None) -> dict[str, tuple[list[float], list[int]]] | None:
@@ -178,8 +179,8 @@ class Calendar:
     ) -> Calendar:
         info = {d.date.toordinal(): d for d in days}
         a, b = first_day.toordinal(), horizon.toordinal()
-        off = {o for o, d in info.items() if d.kind in _NO_BUSINESS}
-        extra = {o for o, d in info.items() if d.kind not in _NO_BUSINESS and (o - 1) % 7 >= 5}
+        off = {o for o, d in info.items() if d.kind in NO_BUSINESS}
+        extra = {o for o, d in info.items() if d.kind in _WEEKEND_BUSINESS and (o - 1) % 7 >= 5}
         business = sorted({o for o in range(a, b + 1) if (o - 1) % 7 < 5} - off | extra)
         closed = {o for o, d in info.items() if d.kind is DayKind.CLOSURE and d.partial is None}
         settle = [o for o in business if o not in closed]

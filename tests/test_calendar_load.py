@@ -39,6 +39,22 @@ def test_a_closure_added_by_reload_applies_to_every_venue() -> None:
     assert after["taifex"].trading_date_at(at(2026, 8, 11, 20)) == date(2026, 8, 13)
 
 
+@pytest.mark.parametrize(
+    ("day", "partial"), [("2026-08-15", None), ("2026-08-15", {"from": "00:00", "to": "05:00"}), ("2026-10-09", None)]
+)
+def test_a_closure_on_a_weekend_or_a_holiday_changes_nothing(day: str, partial: dict[str, str] | None) -> None:
+    # a typhoon recorded on a Saturday, or over a holiday, must not open the day or count it for settlement
+    extra = {**TYPHOON, "date": day, **({"partial": partial} if partial else {})}
+    before, after = load_calendars(), load_calendars({"extra_days": [extra]})
+    for venue in ("twse", "taifex"):
+        assert not after[venue].is_trading_day(date.fromisoformat(day))
+    twse = after["twse"]
+    assert not twse.is_open(at(2026, 8, 15, 10))
+    assert twse.settlement_date(date(2026, 8, 14)) == date(2026, 8, 18)
+    assert twse.settlement_date(date(2026, 10, 8)) == date(2026, 10, 13)
+    assert twse.settlement_date(date(2026, 10, 8)) == before["twse"].settlement_date(date(2026, 10, 8))
+
+
 def test_a_partial_closure_cuts_the_phases_it_covers() -> None:
     extra = {**TYPHOON, "partial": {"from": "13:30", "to": "23:59"}, "venues": ["twse", "taifex"]}
     cals = load_calendars({"extra_days": [extra]})

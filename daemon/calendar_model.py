@@ -384,6 +384,8 @@ class Calendar:
             else:
                 spans = self._spans(before, day_part=False) + spans
         opens = [s for s in spans if s.open and s.start >= day_start(d)]
+        if not opens:  # a partial closure took the whole day session (what is left belongs to the next date)
+            return None
         info = self._info.get(d.toordinal())
         return Session(
             self.venue.code,

@@ -55,6 +55,15 @@ def test_a_closure_on_a_weekend_or_a_holiday_changes_nothing(day: str, partial: 
     assert twse.settlement_date(date(2026, 10, 8)) == before["twse"].settlement_date(date(2026, 10, 8))
 
 
+def test_a_partial_closure_of_a_whole_day_session_leaves_no_session_and_no_crash() -> None:
+    extra = {**TYPHOON, "partial": {"from": "08:00", "to": "14:00"}, "venues": ["taifex"]}
+    taifex = load_calendars({"extra_days": [extra]})["taifex"]
+    assert taifex.session(date(2026, 8, 12)) is None  # was: min() arg is an empty sequence
+    assert [s.date for s in taifex.sessions(date(2026, 8, 10), date(2026, 8, 14))] == [
+        date(2026, 8, 10), date(2026, 8, 11), date(2026, 8, 13), date(2026, 8, 14)
+    ]  # fmt: skip
+
+
 def test_a_partial_closure_cuts_the_phases_it_covers() -> None:
     extra = {**TYPHOON, "partial": {"from": "13:30", "to": "23:59"}, "venues": ["twse", "taifex"]}
     cals = load_calendars({"extra_days": [extra]})

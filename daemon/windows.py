@@ -196,19 +196,33 @@ def _phase_pieces(cal: Calendar, spec: WindowSpec) -> list[tuple[float, float]]:
     for t, p in cal._tracks.values():
         spans += [(t[k], t[k + 1], p[k]) for k in range(len(p) - 1) if p[k] in wanted]
     if spec.span:
-        groups: dict[int, tuple[float, float]] = {}
+        groups: dict[int, list[tuple[float, float]]] = {}
         for s, e, i in spans:
             o = int((s + UTC_OFFSET) // DAY) + _EPOCH
             if cal.venue.phases[i].next_day:
                 o = cal._trading[bisect_right(cal._trading, o)] if o < cal._trading[-1] else o + 1
-            lo, hi = groups.get(o, (s, e))
-            groups[o] = (min(lo, s), max(hi, e))
-        runs = sorted(groups.values())
+            groups.setdefault(o, []).append((s, e))
+        runs = sorted(run for pieces in groups.values() for run in _spanned(pieces))
     else:
         merged = _merge([(s, e) for s, e, _ in spans])
         runs = list(zip(merged[::2], merged[1::2], strict=True))
     (a_where, a_off), (b_where, b_off) = spec.start, spec.end
     return [((s if a_where == "start" else e) + a_off, (s if b_where == "start" else e) + b_off) for s, e in runs]
+
+
+SPAN_GAP_AT_MOST = 12 * 3600.0
+"""A trading date's phases, first to last, are one span unless a longer gap parts them: a Friday's night session
+belongs to Monday's date, and the weekend between is not market hours."""
+
+
+def _spanned(pieces: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    runs: list[tuple[float, float]] = []
+    for start, end in sorted(pieces):
+        if runs and start - runs[-1][1] <= SPAN_GAP_AT_MOST:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], end))
+        else:
+            runs.append((start, end))
+    return runs
 
 
 def predefined(calendars: Calendars) -> dict[str, WindowSpec]:

@@ -99,6 +99,18 @@ def test_configured_windows(cals: Calendars) -> None:
     assert on(w["holidays"], 2025, 2, 8, 12)  # a make-up Saturday has no trading
 
 
+def test_taifex_market_hours_are_not_on_over_a_weekend_or_lunar_new_year(cals: Calendars) -> None:
+    hours = build_windows({}, cals)["taifex.market_hours"]
+    assert on(hours, 2026, 3, 6, 20)  # Friday's night session (it belongs to Monday's trading date)
+    assert not on(hours, 2026, 3, 8, 12)  # Sunday noon
+    assert not on(hours, 2026, 2, 17, 12)  # the Lunar New Year holiday
+    assert on(hours, 2026, 3, 7, 4)  # Saturday: Friday's night session until 05:00
+    assert not on(hours, 2026, 3, 9, 6)  # Monday before the pre-open: the weekend gap parted the date
+    assert on(hours, 2026, 3, 9, 8, 30)
+    assert on(hours, 2026, 3, 10, 6)  # Tuesday: the night's end and the day session are one span, as before
+    assert not on(hours, 2026, 3, 10, 14, 0)
+
+
 def test_windows_follow_a_closure_added_by_reload(cals: Calendars) -> None:
     closed = load_calendars({"extra_days": [{"date": "2026-08-12", "kind": "closure", "name": "Typhoon (test)"}]})
     old, new = build_windows(CONFIG, cals), build_windows(CONFIG, closed)

@@ -196,8 +196,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 )
             if label and label != _kind(info, args.lang):
                 text += f"  {label}"
-            if cal.is_extrapolated(d):
-                text += "  (past the data: assumed)" if args.lang == "en" else "  （超出資料範圍：推定）"
+            text += _assumed(cal, d, args.lang)
             rows.append(row)
             lines.append(text.rstrip())
         if args.json:
@@ -236,9 +235,10 @@ def cmd_next(args: argparse.Namespace) -> int:
         if args.json:
             return out
         state = ("open" if out["open"] else "closed") if args.lang == "en" else ("開市" if out["open"] else "休市")
+        assumed = _assumed(cal, local_datetime(ts).date(), args.lang)
         return "\n".join(
             [
-                f"{cal.venue.code} {out['at']}: {state}, {_phase_name(cal, phase, args.lang)}",
+                f"{cal.venue.code} {out['at']}: {state}, {_phase_name(cal, phase, args.lang)}{assumed}",
                 f"next edge  {out['next_edge']['at']} → {_phase_name(cal, after, args.lang)}",
                 f"next open  {out['next_open']}",
                 f"next close {out['next_close']}",
@@ -260,9 +260,16 @@ def cmd_settle(args: argparse.Namespace) -> int:
                 "settlement_date": settles.isoformat(),
                 "extrapolated": cal.is_extrapolated(settles),
             }
-        return f"{cal.venue.code} T+{n}: {args.trade_date} → {settles}"
+        return f"{cal.venue.code} T+{n}: {args.trade_date} → {settles}{_assumed(cal, settles, args.lang)}"
 
     return _run(args, body)
+
+
+def _assumed(cal: Calendar, day: date, lang: str) -> str:
+    """A note on an answer about a day past the calendar's data (plain weekdays are assumed there)."""
+    if not cal.is_extrapolated(day):
+        return ""
+    return "  (past the data: assumed)" if lang == "en" else "  （超出資料範圍：推定）"
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -83,6 +83,9 @@ def test_settle(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "settle", "2025-01-25")
     assert code == 1
     assert "not a twse trading day" in err
+    # past the shipped data plain weekdays are assumed (1 January is a holiday every year): the answer says so
+    assert run(capsys, "settle", "2026-12-31")[1] == "twse T+2: 2026-12-31 → 2027-01-04  (past the data: assumed)\n"
+    assert "open, continuous  (past the data: assumed)" in run(capsys, "next", "--at", "2027-01-04T10:00+08:00")[1]
 
 
 def test_config_additions_and_their_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

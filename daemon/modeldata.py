@@ -72,6 +72,10 @@ class ModelBatch:
         return len(self.predictions) + len(self.returns) + len(self.portfolio) + len(self.features)
 
 
+CSV_MISSING = frozenset({"", "NA", "N/A", "#N/A", "NULL", "null", "None"})
+"""CSV cells that mean a missing value (R, Excel, pandas write these): not categories of a numeric feature."""
+
+
 def parse_model_data(kind: str, body: bytes, content_type: str, calendar: Calendar, now: float) -> ModelBatch:
     """Parse and check a request body of ``kind``; raise :class:`IngestError` naming every bad row."""
     if kind not in KINDS:
@@ -369,7 +373,7 @@ class _Checker:
         return value
 
     def _feature_value(self, i: int, name: str | None, raw: Any, where: str) -> tuple[float | None, str | None] | None:
-        if raw is None or (self.csv and isinstance(raw, str) and not raw.strip()):
+        if raw is None or (self.csv and isinstance(raw, str) and raw.strip() in CSV_MISSING):
             return (None, None)
         if self.csv and isinstance(raw, str):
             try:

@@ -181,6 +181,16 @@ async def test_csv_and_ndjson_bodies(config: Path) -> None:
             "SELECT feature, count(num) AS nums, count(cat) AS cats FROM md_features GROUP BY feature"
         )
         assert kinds == [{"feature": "sector", "nums": 0, "cats": 12}, {"feature": "size", "nums": 12, "cats": 0}]
+        # the missing-value markers of R and Excel are missing values, not categories of a numeric feature
+        gaps = "model,date,asset,size\n" + "".join(f"a7,{days[0]},{2301 + a},{v}\n"
+                                                   for a, v in enumerate(["NA", "#N/A", "N/A", "1.5"]))  # fmt: skip
+        response = await client.post("/api/v1/features", content=gaps, headers={**AUTH, "Content-Type": "text/csv"})
+        assert response.json() == {"accepted": 4, "derived": 0}
+        (size,) = await daemon.store.query(
+            "SELECT count(num) AS nums, count(cat) AS cats FROM md_features WHERE feature = 'size' AND date = ?",
+            [days[0]],
+        )
+        assert (size["nums"], size["cats"]) == (1, 0)
         bad_csv = "model,date,asset,score\na7,{0},2330,1.0\na7,{0},2317\n".format(days[0])
         response = await client.post(
             "/api/v1/predictions", content=bad_csv, headers={**AUTH, "Content-Type": "text/csv"}

@@ -178,6 +178,19 @@ async def test_control_characters_of_a_label_never_reach_the_subject(serve: Any,
     assert received.rcpt_tos == ["ops@example.tw", "quant@example.tw"]
 
 
+async def test_chinese_display_names_reach_a_server_without_smtputf8_encoded(serve: Any, mailbox: Mailbox) -> None:
+    target = channel(serve(enable_SMTPUTF8=False), **{"from": "量化告警 <alerts@example.tw>", "language": "zh-TW",
+                                                       "to": ["值班 <ops@example.tw>"]})  # fmt: skip
+    await send(target)  # refused before: a non-ASCII envelope asked for SMTPUTF8
+    (received,) = mailbox.messages
+    assert (received.mail_from, received.rcpt_tos) == ("alerts@example.tw", ["ops@example.tw"])
+    raw = received.original_content or b""
+    assert raw.isascii()  # every header RFC 2047 encoded, the bodies quoted-printable
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(mail["From"]) == "量化告警 <alerts@example.tw>"
+    assert str(mail["Subject"]).startswith("[嚴重]")
+
+
 async def test_a_wrong_password_is_permanent_and_never_shown(serve: Any, certificate: Path) -> None:
     port = serve(tls_context=server_context(certificate))
     target = channel(port, security="starttls", ca_file=str(certificate), username="alerts", password="wrong-pw")

@@ -81,18 +81,29 @@ def fit_segments(text: str, max_segments: int) -> str:
     encoding, count = sms_segments(text)
     if count <= max_segments:
         return text
+    if encoding == GSM7:
+        return _cut(text, GSM7, max_segments)
+    # the character that makes the text UCS-2 may lie in the part that is cut: then GSM-7 keeps twice as much
+    return max(_cut(text, GSM7, max_segments), _cut(text, UCS2, max_segments), key=len)
+
+
+def _cut(text: str, encoding: str, max_segments: int) -> str:
+    """The longest start of ``text`` that, with the marker, takes ``max_segments`` at most in ``encoding``."""
     marker = "…" if encoding == UCS2 else "..."
     limit = SINGLE[encoding] if max_segments == 1 else PART[encoding] * max_segments
     budget = limit - sum(_units(c, encoding) for c in marker)
     keep = used = 0
     for char in text:
+        if encoding == GSM7 and char not in GSM7_BASIC and char not in GSM7_EXTENSION:
+            break
         used += _units(char, encoding)
         if used > budget:
             break
         keep += 1
     while keep > 0:
         candidate = text[:keep].rstrip() + marker
-        if sms_segments(candidate)[1] <= max_segments:
+        found, count = sms_segments(candidate)
+        if found == encoding and count <= max_segments:
             return candidate
         keep -= 1
     return marker

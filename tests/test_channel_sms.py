@@ -112,6 +112,16 @@ def test_long_chinese_text_is_cut_with_an_ellipsis(max_segments: int) -> None:
     assert len(text) >= {1: 69, 2: 130, 3: 195}[max_segments]
 
 
+@pytest.mark.parametrize("max_segments", [1, 2])
+def test_a_ucs2_character_in_the_part_cut_off_does_not_make_the_rest_ucs2(max_segments: int) -> None:
+    text = fit_segments("Gross exposure is high " * 20 + "(Value —)", max_segments)  # '—' is not GSM-7
+    assert sms_segments(text) == (GSM7, max_segments)
+    assert len(text) > {1: 150, 2: 295}[max_segments]  # UCS-2 would keep 69 / 130
+    mixed = fit_segments("資訊係數 " * 5 + "the rest in GSM-7 " * 20, 1)
+    assert sms_segments(mixed) == (UCS2, 1)  # Chinese at the start: UCS-2 keeps more than an empty GSM-7 cut
+    assert mixed.startswith("資訊係數")
+
+
 def test_short_text_is_left_alone() -> None:
     assert fit_segments("短訊", 1) == "短訊"
 

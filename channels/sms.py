@@ -87,6 +87,26 @@ def fit_segments(text: str, max_segments: int) -> str:
     return max(_cut(text, GSM7, max_segments), _cut(text, UCS2, max_segments), key=len)
 
 
+def _with_shorter_summary(payload: Mapping[str, Any], language: str, cap: int) -> str | None:
+    """The built-in message with the longest start of its summary that fits in ``cap`` segments, or ``None``."""
+    annotations = dict(payload.get("commonAnnotations") or {})
+    alerts = list(payload.get("alerts") or ())
+    summary = str(annotations.get("summary") or (alerts and (alerts[0].get("annotations") or {}).get("summary")) or "")
+    marker = "..." if sms_encoding(summary) == GSM7 else "…"
+    best, low, high = None, 0, len(summary) - 1
+    while low <= high:  # a shorter summary never makes a longer message: halve the range
+        keep = (low + high) // 2
+        short = summary[:keep].rstrip() + marker
+        each = [{**a, "annotations": {**(a.get("annotations") or {}), "summary": short}} for a in alerts]
+        shorter = {**payload, "commonAnnotations": {**annotations, "summary": short}, "alerts": each}
+        text = render("sms", shorter, language)
+        if sms_segments(text)[1] <= cap:
+            best, low = text, keep + 1
+        else:
+            high = keep - 1
+    return best
+
+
 def _cut(text: str, encoding: str, max_segments: int) -> str:
     """The longest start of ``text`` that, with the marker, takes ``max_segments`` at most in ``encoding``."""
     marker = "…" if encoding == UCS2 else "..."
@@ -154,9 +174,14 @@ class Sms(Channel):
         self._delivered: OrderedDict[str, set[str]] = OrderedDict()
 
     def message(self, payload: Mapping[str, Any]) -> str:
-        """The text to send for ``payload``, cut to ``max_segments``."""
-        text = render("sms", payload, self.settings.get("language", "en"), self.settings.get("templates"))
-        return fit_segments(text, int(self.settings.get("max_segments", 3)))
+        """The text to send for ``payload``, within ``max_segments``: the built-in template shortens the summary
+        so that the value, the recovery value and the duration (at the end) stay; anything else is cut."""
+        language, overrides = self.settings.get("language", "en"), self.settings.get("templates")
+        cap = int(self.settings.get("max_segments", 3))
+        text = render("sms", payload, language, overrides)
+        if sms_segments(text)[1] > cap and not (overrides or {}).get("sms"):
+            text = _with_shorter_summary(payload, language, cap) or text
+        return fit_segments(text, cap)
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
         text = self.message(notification.payload)

@@ -185,8 +185,18 @@ async def test_the_message_is_capped_at_max_segments(receiver: Receiver) -> None
     note = Notification(1, "ops-sms", "group-1:firing:7", payload, 1.7e9, 0)
     await send(twilio(receiver, language="zh-TW", max_segments=2, to=["+886912345678"]), note)
     body = urllib.parse.parse_qs(receiver.requests[0].body.decode())["Body"][0]
-    assert body.endswith("…")
+    assert body.endswith("… (數值 0.0042)")  # the summary gives way: the value stays
     assert sms_segments(body) == (UCS2, 2)
+
+
+def test_a_cut_message_keeps_the_recovery_value_and_the_duration() -> None:
+    payload = sample_payload(status="resolved")
+    payload["commonAnnotations"] = {"summary": "alpha7 twenty-day rank IC fell below its floor before the open " * 3}
+    sms = Sms("ops-sms", {"provider": "http", "to": ["+886912345678"], "url": "http://127.0.0.1:9/sms",
+                          "max_segments": 1})  # fmt: skip
+    text = sms.message(payload)
+    assert text.endswith("... (Recovery value 0.0153, Fired for 2h15m)")  # was: "… before the open..."
+    assert sms_segments(text) == (GSM7, 1)
 
 
 async def test_generic_gateway_json_body_from_templates(receiver: Receiver) -> None:

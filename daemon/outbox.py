@@ -205,7 +205,8 @@ class Outbox:
             await self._dead(queued, f"no channel named {queued.channel!r} in the configuration")
             return False
         if now - queued.created_at > settings.max_age:
-            await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s)")
+            last = f"; the last attempt: {queued.last_error}" if queued.last_error else ""  # the why, kept
+            await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s){last}")
             return False
         notification = Notification(
             queued.id, queued.channel, queued.idempotency_key, queued.body, queued.created_at, queued.attempts

@@ -296,6 +296,7 @@ class Queued:
     body: str
     created_at: float
     attempts: int
+    last_error: str | None = None
 
     @cached_property
     def payload(self) -> dict[str, Any]:
@@ -783,8 +784,8 @@ class Store:
             found = {
                 row[0]: Queued(*row)
                 for row in db.execute(
-                    "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts FROM outbox"
-                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts, last_error"
+                    " FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
                     (json.dumps(ids),),
                 )
             }

@@ -61,7 +61,7 @@ def build_message(
     ]
     body = render("slack", payload, language, overrides).strip()
     if body:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, _SECTION_MAX)}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut_lines(body, _SECTION_MAX)}})
     fields = [
         {"type": "mrkdwn", "text": _cut(f"*{_escape(name)}*\n{_escape(value)}", _FIELD_MAX)}
         for name, value in _key_values(context)
@@ -103,3 +103,20 @@ def _escape(text: object) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cut_lines(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, cut between lines (an entity such as ``&amp;`` or a ``<url|link>``
+    cut in half breaks the message), saying how many lines were left out."""
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines()
+    kept: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        note = f"… +{len(lines) - index} more lines"
+        if used + len(line) + 1 + len(note) > limit:
+            return "\n".join([*kept, note]) if kept else _cut(text, limit)
+        kept.append(line)
+        used += len(line) + 1
+    return "\n".join(kept)

@@ -435,6 +435,9 @@ def add_template_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--severity", choices=SEVERITIES, default="critical")
     parser.add_argument("--payload", type=Path, help="a webhook v4 JSON document to render instead of the sample")
     parser.add_argument("--html", action="store_true", help="with --kind email, print the HTML part as well")
+    parser.add_argument("--channel", help="render as this configured channel sends: its kind, language, templates "
+                        "and SMS max_segments (with -c)")  # fmt: skip
+    parser.add_argument("-c", "--config", type=Path, help="the configuration that names --channel")
     parser.set_defaults(func=_render_command)
 
 
@@ -449,26 +452,53 @@ def _render_command(args: argparse.Namespace) -> int:
         if problem:
             print(f"alphawatch: {args.payload} is not a webhook v4 payload: {problem}", file=sys.stderr)
             return 2
-    else:
-        payload = sample_payload(args.status, args.severity, args.lang)
-    if args.kind == "slack":
+    kind, language, overrides, channel = args.kind, args.lang, None, None
+    if args.channel is not None:
+        found = _configured_channel(args)
+        if isinstance(found, str):
+            print(f"alphawatch template render: {found}", file=sys.stderr)
+            return 2
+        channel = found
+        kind = {"webhook": "text"}.get(channel.kind, channel.kind)
+        language, overrides = channel.settings.get("language", "en"), channel.settings.get("templates")
+    if args.payload is None:
+        payload = sample_payload(args.status, args.severity, language)
+    if kind == "slack":
         from alphawatch.channels.slack import build_message
 
-        output = json.dumps(build_message(payload, args.lang), ensure_ascii=False, indent=2) + "\n"
-    elif args.kind == "sms":
-        from alphawatch.channels.sms import sms_segments
+        output = json.dumps(build_message(payload, language, overrides), ensure_ascii=False, indent=2) + "\n"
+    elif kind == "sms":
+        from alphawatch.channels.sms import Sms, sms_segments
 
-        text = render("sms", payload, args.lang)
+        text = channel.message(payload) if isinstance(channel, Sms) else render("sms", payload, language)
         encoding, segments = sms_segments(text)
         output = f"{text}\n\n({len(text)} characters, {encoding}, {segments} segment{'s' * (segments != 1)})\n"
-    elif args.kind == "email":
-        output = f"Subject: {render('subject', payload, args.lang)}\n\n{render('text', payload, args.lang)}"
+    elif kind == "email":
+        subject, text = render("subject", payload, language, overrides), render("text", payload, language, overrides)
+        output = f"Subject: {subject}\n\n{text}"
         if args.html:
-            output += "\n" + render("html", payload, args.lang)
+            output += "\n" + render("html", payload, language, overrides)
     else:
-        output = render("text", payload, args.lang)
+        output = render("text", payload, language, overrides)
     sys.stdout.write(output)
     return 0
+
+
+def _configured_channel(args: argparse.Namespace) -> Any:
+    """The channel ``--channel`` names in ``-c``, built; or why not, as text."""
+    from alphawatch.daemon.config import load_config
+    from alphawatch.daemon.errors import ConfigError
+
+    if args.config is None:
+        return "--channel needs -c FILE, the configuration that names it"
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return f"{args.config} has problems (alphawatch check -c lists them): {exc.problems[0]}"
+    named = {c.name: c for c in config.channels}
+    if args.channel not in named:
+        return f"no channel named {args.channel!r} in {args.config} (it has: {', '.join(named) or 'none'})"
+    return named[args.channel].build()
 
 
 def _payload_problem(payload: object) -> str | None:

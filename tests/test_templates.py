@@ -239,3 +239,26 @@ def test_cli_reports_an_unreadable_payload(capsys: pytest.CaptureFixture[str], t
     args = cli().parse_args(["template", "render", "--payload", str(tmp_path / "missing.json")])
     assert args.func(args) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_cli_renders_as_a_configured_channel_sends(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        "channels:\n"
+        "  - {name: ops-sms, kind: sms, provider: http, url: 'http://127.0.0.1:9/sms', to: ['+886900000000'],\n"
+        "     language: zh-TW, max_segments: 1}\n"
+        "  - {name: desk, kind: slack, url: 'https://hooks.slack.com/services/T/B/x',\n"
+        "     templates: {subject: '{{ alertname }} on {{ model }}'}}\n",
+        encoding="utf-8",
+    )
+    payload = sample_payload("resolved", language="zh-TW")
+    payload["commonAnnotations"] = {"summary": "資訊係數持續走低" * 20}
+    (tmp_path / "p.json").write_text(json.dumps(payload), encoding="utf-8")
+    out = run(capsys, "-c", str(config), "--channel", "ops-sms", "--payload", str(tmp_path / "p.json"))
+    assert "… (恢復值 0.0153, 持續 2 小時 15 分)\n" in out  # cut as the channel cuts (max_segments 1)
+    assert "UCS-2, 1 segment" in out
+    slack = json.loads(run(capsys, "-c", str(config), "--channel", "desk"))
+    assert slack["text"] == "ICDecay on alpha7"  # the channel's own template
+    args = cli().parse_args(["template", "render", "-c", str(config), "--channel", "nope"])
+    assert args.func(args) == 2
+    assert "no channel named 'nope'" in capsys.readouterr().err

@@ -262,3 +262,12 @@ def test_cli_renders_as_a_configured_channel_sends(capsys: pytest.CaptureFixture
     args = cli().parse_args(["template", "render", "-c", str(config), "--channel", "nope"])
     assert args.func(args) == 2
     assert "no channel named 'nope'" in capsys.readouterr().err
+
+
+def test_the_html_part_marks_an_alert_resolved_within_a_firing_group() -> None:
+    payload = sample_payload()
+    resolved = dict(payload["alerts"][0], status="resolved", endsAt="2026-11-26T10:00:00Z")
+    payload["alerts"].append(resolved)
+    html = render("html", payload, "en")
+    assert html.count("Recovery value · Fired for") == 1  # as the text part says it, not a plain "Value"
+    assert "Recovery value" in render("text", payload, "en")

@@ -112,7 +112,7 @@ class Calendars:
         for c in self.calendars:
             if c.valid_until < today:
                 out.append(f"the {c.venue.code} calendar ran out on {c.valid_until}: add the next year's days")
-            elif c.valid_until < soon:
+            elif c.valid_until <= soon:  # warn_before 30d: from 1 December for a year ending 31 December
                 out.append(f"the {c.venue.code} calendar runs out on {c.valid_until}: add the next year's days")
         return out
 

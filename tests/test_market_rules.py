@@ -182,7 +182,9 @@ async def test_the_calendar_warns_before_it_runs_out(write_config: Callable[...,
     path = write_config(HOOK + "calendar: {warn_before: 30d}\nrules: []\n")
     async with running_engine(path, start=taipei("2026-11-20T12:00:00")) as h:
         assert await h.state("AlphawatchCalendarExpiring") is None
-        await h.advance(taipei("2026-12-02T00:30:00") - h.clock.now())
+        await h.advance(taipei("2026-11-30T23:59:00") - h.clock.now())
+        assert await h.state("AlphawatchCalendarExpiring") is None
+        await h.advance(taipei("2026-12-01T00:30:00") - h.clock.now())  # 30 days before it runs out: 1 December
         assert await h.state("AlphawatchCalendarExpiring") == "firing"
         (note,) = await h.outbox()
         assert "runs out on 2026-12-31" in note["payload"]["alerts"][0]["annotations"]["summary"]

@@ -272,13 +272,8 @@ def load_daemon_settings(path: str | os.PathLike[str], environ: Mapping[str, str
     elsewhere, such as a half-edited include or a channel secret this shell cannot see, must not keep ``push``,
     ``silence`` or ``ack`` from the running daemon. Raise :class:`ConfigError` for a problem in that section."""
     main_path = Path(path)
-    try:
-        text = main_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {_unreadable(exc)}")]) from None
-    main, problems = load_located(text, str(main_path))
-    if problems:
-        raise ConfigError(problems)
+    main = _read_main(main_path)
+    problems: list[Problem] = []
     raw = main.data.get("daemon") if isinstance(main.data, dict) else None
     section = Located({"daemon": raw or {}}, main.file, main.marks)
     secrets: set[str] = set()
@@ -347,14 +342,7 @@ def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config
     main_path = Path(path)
     problems: list[Problem] = []
     secrets: set[str] = set()
-    try:
-        text = main_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {_unreadable(exc)}")]) from None
-    main, found = load_located(text, str(main_path))
-    problems += found
-    if problems:
-        raise ConfigError(problems)
+    main = _read_main(main_path)
     if main.data is None:
         main = Located({}, main.file, main.marks)
     if not isinstance(main.data, dict):
@@ -397,6 +385,18 @@ def _load_config(path: str | os.PathLike[str], env: Mapping[str, str]) -> Config
         raise ConfigError(_redact(problems, secrets))
     assert config is not None
     return config
+
+
+def _read_main(main_path: Path) -> Located:
+    """The main file, parsed with positions; :class:`ConfigError` when it cannot be read or is not YAML."""
+    try:
+        text = main_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(main_path), 0, 0, "", f"cannot read: {_unreadable(exc)}")]) from None
+    main, problems = load_located(text, str(main_path))
+    if problems:
+        raise ConfigError(problems)
+    return main
 
 
 def _unreadable(exc: OSError | UnicodeDecodeError) -> str:

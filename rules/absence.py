@@ -163,8 +163,8 @@ class _AbsenceEvaluator(Evaluator):
             previous = self.calendar.previous_trading_day(day)
         except CalendarRangeError:
             return None
-        session = self.calendar.session(previous)
-        opens = max(session.close, self._deadline_on(previous)) if session is not None else self._deadline_on(previous)
+        session, deadline = self.calendar.session(previous), self._deadline_on(previous)
+        opens = max(session.close, deadline) if session is not None else deadline
         return day, self._deadline_on(day), opens
 
     def _next_deadline(self, now: float) -> float | None:

@@ -193,7 +193,8 @@ class DriftEvaluator(Evaluator):
         from alphawatch.rules.stats import ReferenceSummary
 
         rule = self.rule
-        key = f"{rule.key}:{model}:{ref_dates[0]}:{ref_dates[-1]}:{len(ref_dates)}:{content}"
+        same_range = f"{rule.key}:{model}:{ref_dates[0]}:{ref_dates[-1]}"
+        key = f"{same_range}:{len(ref_dates)}:{content}"
         cached = self.references.get(model)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
@@ -208,8 +209,7 @@ class DriftEvaluator(Evaluator):
             summary = _summarise(numeric, rule.bins, rule.max_sample)
             if fixed and current and current[0] > ref_dates[-1]:  # the data moved past the reference: it is final
                 text = json.dumps({"numeric": summary.to_dict() if summary else None, "categorical": cats})
-                same_range = key.rsplit(":", 3)[0]  # copies saved before rows were added to these dates go
-                with db:
+                with db:  # (copies saved before rows were added to these dates go)
                     db.execute(
                         "DELETE FROM md_references WHERE key > ? AND key < ?", (same_range + ":", same_range + ";")
                     )

@@ -5,12 +5,14 @@
     PYTHONPATH=/tmp/old .venv/bin/python bench/bench_store.py --measures parse,insert   # another revision's code
                                        # (git archive REV daemon rules channels web | tar -x -C /tmp/old/alphawatch)
 
-Three measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
+Four measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
 
   parse     a batch of 100 samples as the bench_daemon ingest phase sends them (1,000 series, epoch-second ts):
             ``json.loads`` and ``orjson.loads`` of the body, and ``parse_batch`` (orjson and every check), per sample
   insert    ``Store.insert_samples`` of batches of 100 and of 1,000 samples over series the store already knows,
             per batch (run inline: the thread hop is not counted); best of five passes
+  finish    300 notifications with a 36 KB document each (a group of 100 alerts) in the outbox, then marked
+            delivered 10 per transaction (``Store.finish_many``, as the outbox does), per notification; inline
   crash     a store with ``--series`` series, five batches written since the last settle, its files copied as a
             kill -9 leaves them, then opened again: the time ``open_store`` takes to read their last samples back
 
@@ -82,6 +84,20 @@ async def measure_insert(folder: Path) -> dict[str, float]:
     return out
 
 
+async def measure_finish(folder: Path) -> dict[str, float]:
+    from alphawatch.daemon.store import Outgoing
+
+    document = json.dumps({"alerts": [{"labels": {"id": f"a{i}"}, "pad": "x" * 330} for i in range(100)]})
+    async with open_store(folder / "finish.db", inline=True) as store:
+        await store.enqueue([Outgoing("hook", f"f{k}", f"k{k}", document) for k in range(300)])
+        ids = [row["id"] for row in await store.query("SELECT id FROM outbox ORDER BY id")]
+        began = time.perf_counter()
+        for start in range(0, len(ids), 10):
+            await store.finish_many([(i, "delivered", None, BASE) for i in ids[start : start + 10]])
+        took = time.perf_counter() - began
+    return {"document_bytes": len(document), "finish_us_per_notification": round(took / len(ids) * 1e6, 1)}
+
+
 async def measure_crash(folder: Path, series: int) -> dict[str, float]:
     async with open_store(folder / "state.db") as store:
         for k in range(5):  # settled history
@@ -103,7 +119,7 @@ async def measure_crash(folder: Path, series: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=20_000, help="series in the crash measure")
-    ap.add_argument("--measures", default="parse,insert,crash", help="which measures, comma-separated")
+    ap.add_argument("--measures", default="parse,insert,finish,crash", help="which measures, comma-separated")
     a = ap.parse_args()
     wanted = set(a.measures.split(","))
     results: dict[str, dict[str, float]] = {}
@@ -113,6 +129,8 @@ def main() -> int:
             results["parse"] = measure_parse()
         if "insert" in wanted:
             results["insert"] = trio.run(measure_insert, folder)
+        if "finish" in wanted:
+            results["finish"] = trio.run(measure_finish, folder)
         if "crash" in wanted:
             results["crash"] = trio.run(measure_crash, folder, a.series)
     print("| measure | value |")
@@ -124,6 +142,9 @@ def main() -> int:
     if i := results.get("insert"):
         print(f"| insert_samples, batch of 100 known series, µs per batch | {i['batch_100_us']} |")
         print(f"| insert_samples, batch of 1,000 known series, µs per batch | {i['batch_1000_us']} |")
+    if f := results.get("finish"):
+        print(f"| finish_many, notification of {f['document_bytes'] / 1000:.0f} KB marked delivered, µs each |"
+              f" {f['finish_us_per_notification']} |")  # fmt: skip
     if c := results.get("crash"):
         print(f"| reopen after a crash with {c['series']:,} series behind, s | {c['reopen_s']} |")
     print(json.dumps(results))

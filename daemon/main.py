@@ -302,7 +302,8 @@ class Daemon:
         marks = ",".join("?" * len(states))
         rows = await self.store.query(
             "SELECT id, channel, fingerprint, idempotency_key, created_at, next_attempt_at, attempts, state,"
-            f" last_error, finished_at, payload FROM outbox WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?",
+            " last_error, finished_at, payload FROM outbox JOIN outbox_payloads USING (id)"
+            f" WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?",
             [*states, limit],
         )
         import json

@@ -47,7 +47,7 @@ class Harness:
         return [(r["from_state"], r["to_state"]) for r in rows]
 
     async def outbox(self) -> list[dict[str, Any]]:
-        rows = await self.store.query("SELECT * FROM outbox ORDER BY id")
+        rows = await self.store.query("SELECT * FROM outbox JOIN outbox_payloads USING (id) ORDER BY id")
         for row in rows:
             row["payload"] = json.loads(row["payload"])
         return rows

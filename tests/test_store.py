@@ -177,6 +177,30 @@ async def test_samples_of_a_schema_4_file_survive_the_migration(tmp_path: Path) 
         assert (await store.query("SELECT count(*) AS n FROM series"))[0]["n"] == 2
 
 
+async def test_notifications_of_a_schema_7_file_are_still_delivered_and_purged(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    for number, script in enumerate(MIGRATIONS[:7], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.executemany(
+        "INSERT INTO outbox (id, channel, fingerprint, idempotency_key, payload, created_at, next_attempt_at, state,"
+        " finished_at) VALUES (?, 'hook', 'f', ?, ?, ?, ?, ?, ?)",
+        [(1, "k1", '{"n":1}', NOW - 10, NOW - 10, "pending", None),
+         (2, "k2", '{"n":2}', NOW - 99, NOW - 99, "delivered", NOW - 98)],
+    )  # fmt: skip
+    db.commit()
+    db.close()
+    async with open_store(path) as store:
+        due, _ = await store.due(NOW, limit=10, exclude=set())
+        assert [(q.idempotency_key, q.payload) for q in due] == [("k1", {"n": 1})]
+        await store.finish(1, "delivered", None, NOW)
+        while await store.purge_before(NOW - 50):
+            pass
+        rows = await store.query("SELECT id, payload FROM outbox JOIN outbox_payloads USING (id)")
+        assert rows == [{"id": 1, "payload": '{"n":1}'}]  # the old delivered one went with its document
+        assert (await store.query("SELECT count(*) AS n FROM outbox_payloads"))[0]["n"] == 1
+
+
 @pytest.mark.parametrize(
     "labels", [{}, {"model": "a7", "desk": "tw"}, {"q": '"quoted" \\ 中文 \n\t'}, {"b": "1", "a": "2"}]
 )

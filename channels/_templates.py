@@ -64,13 +64,15 @@ PHRASES: dict[str, dict[str, str]] = {
         "firing": "FIRING", "resolved": "RESOLVED", "sep": ": ", "alerts": "alerts", "severity": "Severity",
         "value": "Value", "recovery_value": "Recovery value", "fired_for": "Fired for", "since": "Since",
         "resolved_at": "Resolved at", "rule": "Rule", "model": "Model", "details": "Details",
-        "open": "Open in alphawatch", "more": "… and %d more alerts not shown",
+        "open": "Open in alphawatch", "more": "… and %d more alerts not shown", "n_firing": "%d firing",
+        "n_resolved": "%d resolved", "comma": ", ",
     },
     "zh-TW": {
         "firing": "觸發", "resolved": "已恢復", "sep": "：", "alerts": "則警報", "severity": "嚴重程度",
         "value": "數值", "recovery_value": "恢復值", "fired_for": "持續", "since": "開始於",
         "resolved_at": "恢復於", "rule": "規則", "model": "模型", "details": "詳情",
-        "open": "在 alphawatch 開啟", "more": "…另有 %d 則警報未列出",
+        "open": "在 alphawatch 開啟", "more": "…另有 %d 則警報未列出", "n_firing": "%d 則觸發",
+        "n_resolved": "%d 則已恢復", "comma": "，",
     },
 }  # fmt: skip
 _UNITS = {
@@ -186,10 +188,20 @@ def build_context(payload: Mapping[str, Any], language: str = "en") -> dict[str,
     common = dict(payload.get("commonLabels") or {})
     group = dict(payload.get("groupLabels") or {})
     annotations = dict(payload.get("commonAnnotations") or {})
-    severity = max((a["severity"] for a in alerts), key=_severity_rank, default=common.get("severity", "warning"))
     status = str(payload.get("status") or "firing")
     truncated = int(payload.get("truncatedAlerts") or 0)
     phrases = dict(PHRASES[language], status=PHRASES[language]["resolved" if status == "resolved" else "firing"])
+    resolved_count = sum(a["resolved"] for a in alerts)
+    firing_count = len(alerts) + truncated - resolved_count  # (the alerts left out are counted as firing)
+    # a firing group is as severe as what still fires: an alert resolved inside it neither raises the severity
+    # nor counts as firing
+    ranked = [a for a in alerts if not a["resolved"]] if status != "resolved" else alerts
+    default = common.get("severity", "warning")
+    severity = max((a["severity"] for a in ranked or alerts), key=_severity_rank, default=default)
+    if status != "resolved" and resolved_count:
+        tally = phrases["n_firing"] % firing_count + phrases["comma"] + phrases["n_resolved"] % resolved_count
+    else:
+        tally = f"{len(alerts) + truncated} {phrases['alerts']}"
     return {
         "lang": language,
         "t": phrases,
@@ -204,6 +216,9 @@ def build_context(payload: Mapping[str, Any], language: str = "en") -> dict[str,
         "description": annotations.get("description", ""),
         "alerts": alerts,
         "count": len(alerts) + truncated,
+        "firing_count": firing_count,
+        "resolved_count": resolved_count,
+        "tally": tally,
         "truncated": truncated,
         "link": alerts[0]["url"] if len(alerts) == 1 else external_url,
         "external_url": external_url,

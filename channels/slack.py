@@ -93,7 +93,7 @@ def _key_values(context: Mapping[str, Any]) -> list[tuple[str, str]]:
             pairs.append((phrases["value"], alert["value_text"]))
         pairs.append((phrases["since"], alert["starts_at_text"]))
     elif context["count"] > 1:
-        pairs.append((phrases["status"], f"{context['count']} {phrases['alerts']}"))
+        pairs.append((phrases["status"], context["tally"]))
     return [(name, value) for name, value in pairs if value]
 
 

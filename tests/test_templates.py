@@ -19,6 +19,7 @@ from alphawatch.channels._templates import (
     render,
     sample_payload,
 )
+from alphawatch.channels.slack import build_message
 
 
 @pytest.mark.parametrize(
@@ -271,3 +272,44 @@ def test_the_html_part_marks_an_alert_resolved_within_a_firing_group() -> None:
     html = render("html", payload, "en")
     assert html.count("Recovery value · Fired for") == 1  # as the text part says it, not a plain "Value"
     assert "Recovery value" in render("text", payload, "en")
+
+
+def _firing_group_with_one_resolved() -> dict[str, object]:
+    """Two warnings firing and a critical resolved inside the same firing group."""
+    payload = sample_payload(severity="warning")
+    first = payload["alerts"][0]
+    second = dict(first, fingerprint="0000000000000002", labels=dict(first["labels"], rule="ic-alpha8"))
+    gone = dict(first, fingerprint="0000000000000003", status="resolved", severity="critical",
+                endsAt="2026-11-26T10:00:00Z", resolvedValue=0.02, durationSeconds=60.0)  # fmt: skip
+    payload["alerts"] = [first, second, gone]
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("language", "tally", "severity"),
+    [("en", "2 firing, 1 resolved", "WARNING"), ("zh-TW", "2 則觸發，1 則已恢復", "警告")],
+)
+def test_a_firing_group_counts_what_fires_apart_from_what_resolved_in_it(
+    language: str, tally: str, severity: str
+) -> None:
+    payload = _firing_group_with_one_resolved()
+    sms = render("sms", payload, language)
+    assert tally in sms
+    assert sms.startswith(f"[{severity}]")  # the resolved critical no longer makes the page critical
+    assert f"({tally})" in render("subject", payload, language)
+    slack = build_message(payload, language)
+    fields = [f["text"] for block in slack["blocks"] if "fields" in block for f in block["fields"]]
+    assert any(tally in text for text in fields)
+    assert slack["text"].startswith(f"[{severity}]")
+
+
+def test_a_resolved_group_or_one_without_resolved_alerts_keeps_its_count() -> None:
+    payload = _firing_group_with_one_resolved()
+    payload["alerts"] = [payload["alerts"][0], payload["alerts"][1]]
+    assert render("subject", payload, "en").endswith("×2")
+    assert "(2 alerts)" in render("sms", payload, "en")
+    done = _firing_group_with_one_resolved()
+    done["status"] = "resolved"
+    done["alerts"] = [dict(a, status="resolved") for a in done["alerts"]]
+    assert render("subject", done, "en").startswith("[CRITICAL] RESOLVED")  # the worst of what was resolved
+    assert "(3 alerts)" in render("sms", done, "en")

@@ -262,6 +262,13 @@ class DriftEvaluator(Evaluator):
             scores.append((name, "chi2", _f(chi.statistic), _f(chi.p_value)))
         if not names:
             return insufficient(labels, "the reference has no features", **common)
+        # of one kind in the reference (a categorical feature's missing values count as numeric NaN there)
+        held = {name: int(summary.n[f]) for f, name in enumerate(summary.names)} if summary is not None else {}
+        numbers_only = [name for name, n in held.items() if n and name not in ref_cats]
+        categories_only = [name for name in chi_names if not held.get(name)]
+        changed = _kind_changes(numbers_only, categories_only, numeric, categorical)
+        for name in changed:  # a feature whose values changed kind has drifted, whatever its statistics say
+            pvalues[names.index(name)] = 0.0
         adjusted = stats.adjust_pvalues(np.array(pvalues, dtype=np.float64), rule.correction).tolist()
         n_numeric = len(report.names) if report is not None else 0
         drifted = None  # the numeric features' verdicts by the rule's method, computed once
@@ -277,6 +284,10 @@ class DriftEvaluator(Evaluator):
                 if drifted is None:
                     drifted = report.drifted(rule.method)
                 flags.append(bool(drifted[i]))
+        for name in changed:
+            usable[names.index(name)] = flags[names.index(name)] = True
+        if changed:
+            common = {**common, "kind_changed": "; ".join(f"{n}: {why}" for n, why in changed.items())}
         self._save_scores(db, model, current[-1], scores, dict(zip(names, adjusted, strict=True)))
         return _decide(rule, labels, names, usable, flags, adjusted, report, common)
 
@@ -319,6 +330,28 @@ def _decide(
                 details[f"{name}.ks_p"] = _f(adjusted[names.index(name)])
                 details[f"{name}.wasserstein"] = _f(report.wasserstein[f])
     return Condition(labels, active, share, tuple(sorted(details.items())))
+
+
+def _kind_changes(
+    numbers_only: list[str], categories_only: list[str], numeric: dict[str, array[float]],
+    categorical: dict[str, Counter[str]],
+) -> dict[str, str]:  # fmt: skip
+    """Features of the reference that now get values of the other kind (a feed writing ``ERR`` into a number
+    column, category codes sent as numbers): name → what came, in words."""
+    out: dict[str, str] = {}
+    for name in numbers_only:
+        strays = categorical.get(name)
+        if strays:
+            total = sum(strays.values()) + len(numeric.get(name, ()))
+            first = ", ".join(repr(c) for c, _ in strays.most_common(3))
+            out[name] = f"numeric in the reference, {sum(strays.values())} of {total} values now categories ({first})"
+    for name in categories_only:
+        numbers = [v for v in numeric.get(name, ()) if v == v]  # (NaN: a missing value, of no kind)
+        if numbers:
+            total = len(numbers) + sum(categorical.get(name, Counter()).values())
+            first = ", ".join(f"{v:g}" for v in numbers[:3])
+            out[name] = f"categorical in the reference, {len(numbers)} of {total} values now numbers ({first})"
+    return out
 
 
 def _summarise(numeric: dict[str, array[float]], bins: int, max_sample: int) -> ReferenceSummary | None:

@@ -185,3 +185,37 @@ async def test_prediction_drift_on_a_lagged_reference(config: Callable[[str], Pa
         assert found["method"] == "psi"
         assert found["score.psi"] >= 0.2
         assert found["reference"].startswith("20 cross-sections before the window")
+
+
+@pytest.mark.parametrize(("feature", "stray"), [("f05", "ERR"), ("sector", 3.0)])
+async def test_a_feature_whose_values_change_kind_has_drifted(
+    config: Callable[[str], Path], autojump_clock: object, feature: str, stray: Any
+) -> None:
+    """A feed writing ``ERR`` into a number column (or codes into a category column) in later batches: each batch
+    is of one kind, so ingest takes it, and the drift rule says what changed."""
+    days = trading_days(date(2026, 6, 1), 30)
+    path = config(f"""
+      - name: inputs
+        kind: drift
+        match: {{model: a7}}
+        key_features: [{feature}]
+        reference: {{start: {days[0]}, end: {days[19]}}}
+        window: 5
+        method: ks
+    """)
+    rng = np.random.default_rng(5)
+    async with running_engine(path, start=START) as h:
+        for day in days[:25]:
+            await send(h, "features", cross_section(rng, day, {}, assets=100))
+        assert await h.state("inputs") is None
+        for day in days[25:]:
+            rows = cross_section(rng, day, {}, assets=100)
+            for row in rows[:10]:  # 10 % of the assets
+                row["values"][feature] = stray
+            await send(h, "features", rows[:10])
+            await send(h, "features", rows[10:])
+        assert await h.state("inputs") == "firing"
+        found = await details(h, "inputs")
+        assert found["key_features_drifted"] == feature
+        kind = "numeric" if feature == "f05" else "categorical"
+        assert found["kind_changed"].startswith(f"{feature}: {kind} in the reference, 50 of 500 values now")

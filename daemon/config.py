@@ -654,7 +654,7 @@ def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:
         state=state,
         host=host,
         port=int(port),
-        external_url=raw.get("external_url", ""),
+        external_url=raw.get("external_url", "").rstrip("/"),  # a path joins it with "/"
         language=raw.get("language", "en"),
         retention=parse_duration(retention) if retention else DaemonSettings.retention,
         max_body=raw.get("max_body", DaemonSettings.max_body),

@@ -101,11 +101,39 @@ def inhibitor(
     targeted = [r for r in rules if r.is_target(labels)]
     if not targeted:
         return None
-    sources = sorted((fp, src) for fp, src in firing if fp != fingerprint)
+    sources = sorted(firing)
+    return _first_source(targeted, fingerprint, labels, dict.fromkeys(targeted, sources))
+
+
+def inhibitors(
+    rules: Iterable[InhibitRule],
+    alerts: Iterable[tuple[str, Mapping[str, str]]],
+    firing: Iterable[tuple[str, Mapping[str, str]]],
+) -> dict[str, tuple[InhibitRule, str]]:
+    """:func:`inhibitor` for many alerts at once (fingerprint → rule and source, for those inhibited): each rule's
+    sources are found once, not once per alert."""
+    rules = tuple(rules)
+    everyone = sorted(firing)
+    sources = {rule: [(fp, src) for fp, src in everyone if rule.is_source(src)] for rule in rules}
+    out: dict[str, tuple[InhibitRule, str]] = {}
+    for fingerprint, labels in alerts:
+        targeted = [r for r in rules if r.is_target(labels)]
+        found = _first_source(targeted, fingerprint, labels, sources) if targeted else None
+        if found is not None:
+            out[fingerprint] = found
+    return out
+
+
+def _first_source(
+    targeted: list[InhibitRule],
+    fingerprint: str,
+    labels: Mapping[str, str],
+    sources: Mapping[InhibitRule, list[tuple[str, Mapping[str, str]]]],
+) -> tuple[InhibitRule, str] | None:
     for rule in targeted:
         two_sided = rule.is_source(labels)
-        for fp, src in sources:
-            if not rule.is_source(src):
+        for fp, src in sources[rule]:
+            if fp == fingerprint or not rule.is_source(src):
                 continue
             if any(src.get(name, "") != labels.get(name, "") for name in rule.equal):
                 continue

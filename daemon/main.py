@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import errno
 import gc
+import json
 import logging
 import math
 import os
@@ -149,6 +150,9 @@ class Daemon:
         if queued:
             self.outbox.submit(queued)
         told: dict[str, list[Transition]] = {}
+        if any(t.from_state == t.to_state for t in transitions):  # new values of live alerts: one event a step
+            values = sum(t.from_state == t.to_state for t in transitions)
+            self.broadcaster.publish({"type": "value", "rule": rule.name, "alerts": values})
         for t in transitions:
             if t.from_state != t.to_state:
                 self.broadcaster.publish(
@@ -274,8 +278,19 @@ class Daemon:
         marks = ",".join("?" * len(states))
         sql = f"SELECT * FROM alerts WHERE state IN ({marks})" + (" AND rule = ?" if rule else "")
         params: list[Any] = [*states, *([rule] if rule else [])]
-        rows = await self.store.query(sql + " ORDER BY updated_at DESC LIMIT ?", [*params, limit])
-        return [_alert_row(r) for r in rows]
+        found = await self.store.query(sql + " ORDER BY updated_at DESC LIMIT ?", [*params, limit])
+        rows = [_alert_row(r) for r in found]
+        live = [(r["fingerprint"], r["labels"], r["active_at"]) for r in rows if r["state"] != "resolved"]
+        held: dict[str, Any] = {}
+        if live and self.suppressions is not None:
+            firing = await self.store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
+            others = [(r["fingerprint"], json.loads(r["labels"])) for r in firing]
+            held = self.suppressions.current(live, self.clock.now(), others)
+        for row in rows:  # what holds its notifications back now, and its acknowledgement
+            reason, ack = held.get(row["fingerprint"], (None, None))
+            row["suppressed"] = None if reason is None else reason.as_json()
+            row["ack"] = None if ack is None else ack.as_json()
+        return rows
 
     async def alert(self, fingerprint: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM alerts WHERE fingerprint = ?", [fingerprint])
@@ -306,8 +321,6 @@ class Daemon:
             f" WHERE state IN ({marks}) ORDER BY id DESC LIMIT ?",
             [*states, limit],
         )
-        import json
-
         for row in rows:
             row["payload"] = json.loads(row["payload"])
             if not math.isfinite(row["next_attempt_at"]):  # written so by an earlier version (Retry-After: inf)
@@ -554,8 +567,6 @@ async def _watchdog(notifier: Notifier, interval: float) -> None:
 
 
 def _alert_row(row: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     out = dict(row)
     out["labels"] = json.loads(row["labels"])
     out["series"] = json.loads(row["series"])

@@ -30,7 +30,7 @@ import trio
 from alphawatch.daemon import acks as ack_store
 from alphawatch.daemon import silences as silence_store
 from alphawatch.daemon.acks import Ack
-from alphawatch.daemon.inhibition import InhibitRule, inhibitor
+from alphawatch.daemon.inhibition import InhibitRule, inhibitor, inhibitors
 from alphawatch.daemon.silences import Silence, rfc3339
 from alphawatch.daemon.store import Store
 
@@ -65,6 +65,15 @@ class Suppressed:
     at: float
     reason: Reason
     channel: str | None = None
+
+
+def _silence_reason(silence: Silence) -> Reason:
+    detail = f"silenced by {silence.created_by} until {rfc3339(silence.ends_at)}: {silence.comment}"
+    return Reason("silence", silence.id, detail)
+
+
+def _inhibition_reason(rule: InhibitRule, source: str) -> Reason:
+    return Reason("inhibited", source, f"inhibited by firing alert {source} ({rule.describe()})")
 
 
 class Suppressions:
@@ -118,15 +127,31 @@ class Suppressions:
         """
         silence = self.silencing(labels, at)
         if silence is not None:
-            return Reason(
-                "silence", silence.id,
-                f"silenced by {silence.created_by} until {rfc3339(silence.ends_at)}: {silence.comment}",
-            )  # fmt: skip
+            return _silence_reason(silence)
         found = inhibitor(self.inhibit_rules, fingerprint, labels, firing)
-        if found is not None:
-            rule, source = found
-            return Reason("inhibited", source, f"inhibited by firing alert {source} ({rule.describe()})")
-        return None
+        return None if found is None else _inhibition_reason(*found)
+
+    def current(
+        self,
+        alerts: Iterable[tuple[str, Mapping[str, str], float]],
+        at: float,
+        firing: Iterable[tuple[str, Mapping[str, str]]],
+    ) -> dict[str, tuple[Reason | None, Ack | None]]:
+        """For each alert ``(fingerprint, labels, active_at)``: what suppresses it at ``at`` (as :meth:`reason`)
+        and the acknowledgement of its episode. Inhibition is worked out once for all of them."""
+        alerts = list(alerts)
+        silenced = {fp: silence for fp, labels, _ in alerts if (silence := self.silencing(labels, at)) is not None}
+        unsilenced = [(fp, labels) for fp, labels, _ in alerts if fp not in silenced]
+        inhibited = inhibitors(self.inhibit_rules, unsilenced, firing) if self.inhibit_rules else {}
+        out: dict[str, tuple[Reason | None, Ack | None]] = {}
+        for fp, _, active_at in alerts:
+            reason = None
+            if (silence := silenced.get(fp)) is not None:
+                reason = _silence_reason(silence)
+            elif (found := inhibited.get(fp)) is not None:
+                reason = _inhibition_reason(*found)
+            out[fp] = (reason, self.acknowledged(fp, active_at))
+        return out
 
     def silencing(self, labels: Mapping[str, str], at: float) -> Silence | None:
         """The active silence that matches ``labels`` at ``at`` (the one that started first), or ``None``."""

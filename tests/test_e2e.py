@@ -142,6 +142,14 @@ def test_on_loopback_the_daemon_answers_only_its_own_names_and_hardens_every_res
         page = httpx.get(daemon.url + "/", timeout=10)
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
+        # a probe speaking HTTP/1.0 sends no Host at all (a browser always does): answered
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as probe:
+            probe.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            assert probe.recv(64).startswith(b"HTTP/1.1 200")
+        # links in notifications: the external URL's trailing "/" is not doubled (a proxy would answer 404)
+        push(daemon, "gross", 1.9, model="alpha7")
+        (alert,) = receiver.wait_for(1)[0].json()["alerts"]
+        assert alert["generatorURL"] == "https://alphawatch.desk.example/#rule=exposure"
 
 
 def test_kill_9_during_deliveries_loses_nothing(write_config: Callable[..., Path], receiver: Receiver) -> None:

@@ -73,3 +73,75 @@ def test_the_page_speaks_traditional_chinese(write_config: Callable[..., Path], 
         assert "觸發中" in row
         assert browser.evaluate("document.querySelector('#h-rules').textContent") == "規則"
         assert browser.evaluate("document.documentElement.lang") == "zh-Hant-TW"
+        assert browser.evaluate("document.querySelector('#rules tbody tr td:nth-child(3)').textContent") == "執行中"
+        browser.open(daemon.url + "/?lang=zh_tw")  # any spelling of the tag
+        assert browser.wait_for("document.querySelector('#h-rules').textContent") == "規則"
+
+
+def test_the_page_shows_values_as_sent_follows_them_and_says_what_holds_an_alert(
+    write_config: Callable[..., Path], browser: Browser
+) -> None:
+    with daemon_process(write_config(CONFIG)) as daemon:
+        push(daemon, 150000, model="a7")
+        browser.open(daemon.url + "/#rule=exposure")
+        value = "document.querySelector('#alerts tbody td.num')?.textContent"
+        assert browser.wait_for(value) == "150000"  # (was "15": the zeros of the integer were cut)
+        assert browser.evaluate("document.querySelector('#alerts tbody tr').classList.contains('target')")
+        other = "document.querySelector('#rules tr[data-rule=feed]').classList.contains('target')"
+        assert browser.evaluate(other) is False
+
+        push(daemon, 2.25, model="a7")  # still firing, a new value: shown without a state change
+        browser.wait_for(f"{value} === '2.25'")
+        (alert,) = daemon.get("/api/v1/alerts")["alerts"]
+        acked = daemon.post(f"/api/v1/alerts/{alert['fingerprint']}/ack", {"by": "mei", "comment": "on it"})
+        assert acked.status_code == 201
+        state = "document.querySelector('#alerts tbody td:nth-child(3)').innerText"
+        assert "acknowledged by mei" in browser.wait_for(f"{state}.includes('mei') && {state}")
+        silence = {"matchers": ["model=a7"], "ends_at": time.time() + 3600, "created_by": "mei", "comment": "deploy"}
+        assert daemon.post("/api/v1/silences", silence).status_code == 201
+        assert "silenced" in browser.wait_for(f"{state}.includes('silenced') && {state}")
+        row = daemon.get("/api/v1/alerts")["alerts"][0]
+        assert row["ack"]["by"] == "mei"
+        assert row["suppressed"]["kind"] == "silence"
+
+
+def test_the_page_reconnects_after_a_proxy_answered_502_while_the_daemon_restarted(
+    write_config: Callable[..., Path], browser: Browser
+) -> None:
+    """A browser gives up on an event stream answered with anything but a stream: the page starts it again."""
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Event, Thread
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stream_refused = Event()
+    path = write_config(CONFIG.replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+
+    class BadGateway(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith("/api/v1/events"):
+                stream_refused.set()
+            self.send_response(502)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with daemon_process(path) as daemon:
+        browser.open(daemon.url + "/")
+        browser.wait_for("document.querySelector('#conn').className === 'live'")
+        daemon.stop()
+        proxy = ThreadingHTTPServer(("127.0.0.1", port), BadGateway)
+        Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            assert stream_refused.wait(15), "the browser's own retry (2 s) meets the 502, and closes the stream"
+        finally:
+            proxy.shutdown()
+            proxy.server_close()
+        daemon.start()
+        push(daemon, 1.9, model="back")
+        row = browser.wait_for("document.querySelector('#alerts tbody tr')?.innerText", timeout=15)
+        assert "model=back" in row

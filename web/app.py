@@ -21,6 +21,7 @@ from starlette.routing import Route
 from alphawatch.daemon.errors import IngestError
 from alphawatch.daemon.ingest import parse_batch
 from alphawatch.daemon.store import OUTBOX_STATES
+from alphawatch.web.i18n import page_language
 from alphawatch.web.metrics import render_metrics
 from alphawatch.web.page import page_headers, render_page
 
@@ -165,7 +166,7 @@ def create_app(daemon: Daemon) -> Starlette:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def page(request: Request) -> Response:
-        language = request.query_params.get("lang") or daemon.config.daemon.language
+        language = page_language(request.query_params.get("lang"), daemon.config.daemon.language)
         return HTMLResponse(render_page(language), headers=page_headers())
 
     async def schema(request: Request) -> Response:

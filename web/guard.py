@@ -48,7 +48,7 @@ def hardened(app: App, hosts: Callable[[], frozenset[str] | None]) -> App:
         allowed = hosts()
         if allowed is not None:
             host = _host(scope)
-            if host not in allowed:
+            if host and host not in allowed:  # (none at all: an HTTP/1.0 probe; a browser always sends one)
                 await _refuse(send, host)
                 return
 

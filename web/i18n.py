@@ -28,6 +28,15 @@ TEXT: dict[str, dict[str, str]] = {
         "error": "error",
         "critical": "critical",
         "emergency": "emergency",
+        "locale": "en-GB",
+        "st_starting": "starting",
+        "st_running": "running",
+        "st_backoff": "restarting",
+        "st_failed": "failed",
+        "st_stopped": "stopped",
+        "acked": "acknowledged by %s",
+        "silence": "silenced",
+        "inhibited": "inhibited",
     },
     "zh-TW": {
         "title": "alphawatch 模型監控",
@@ -54,9 +63,29 @@ TEXT: dict[str, dict[str, str]] = {
         "error": "錯誤",
         "critical": "嚴重",
         "emergency": "緊急",
+        "locale": "zh-TW",
+        "st_starting": "啟動中",
+        "st_running": "執行中",
+        "st_backoff": "重啟中",
+        "st_failed": "失敗",
+        "st_stopped": "已停止",
+        "acked": "已由 %s 確認",
+        "silence": "已靜音",
+        "inhibited": "已抑制",
     },
 }
 
 
 def words(language: str) -> dict[str, str]:
     return TEXT.get(language, TEXT["en"])
+
+
+def page_language(requested: str | None, default: str) -> str:
+    """The page's language: ``?lang=`` when it names one of ours in any spelling (``zh-tw``, ``zh_TW``,
+    ``zh-Hant-TW``, ``EN``), else the daemon's."""
+    text = (requested or "").strip().lower().replace("_", "-")
+    if text.startswith("zh"):
+        return "zh-TW"
+    if text == "en" or text.startswith("en-"):
+        return "en"
+    return default

@@ -129,6 +129,10 @@ class Engine:
         self._held_due: float | None = None  # the first group due that waits for a rule's unrouted batches
         self.suppressions: Suppressions | None = None
         """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
+        self._hold_until = -math.inf
+        self._first_steps: set[str] = set()
+        """Rules not evaluated yet since the daemon started: until they are, no group flushes (an overdue repeat
+        would tell of an alert the rule is about to resolve), for ``HOLD_AT_MOST`` at most."""
         self._ingesting = 0
         self._ingest_ended_at = -math.inf
         self._ingest_ended = trio.Event()
@@ -141,6 +145,8 @@ class Engine:
             self._calendar_alerts = Tracker(CALENDAR_EXPIRING, await self.store.load_alerts(CALENDAR_EXPIRING.name))
             await self._reload_dispatch()
             await self._resolve_unconfigured()
+            self._first_steps = {rule.name for rule in self.config.rules}
+            self._hold_until = self.clock.now() + HOLD_AT_MOST
             for rule in self.config.rules:
                 self._start(rule)
             nursery.start_soon(keep_running, "calendar watch", self._watch_calendar)
@@ -180,6 +186,8 @@ class Engine:
         self.poke()
         if calendar_changed:
             self._calendar_changed.set()
+        for name in removed:
+            self._stepped(name)
         stopped = [self.actors.pop(name) for name in removed + changed]
         for actor in stopped:
             actor.cancel.cancel()
@@ -189,6 +197,7 @@ class Engine:
             if name in removed:
                 await self._resolve_removed(actor.config)
             await self._clear_failed(name)
+        await self.store.forget_watch(removed)
         for name in changed + added:
             self._start(new_rules[name])
         for name in new_rules:
@@ -223,14 +232,17 @@ class Engine:
                     batches.setdefault(id(actor), (actor, []))[1].append(sample)
         now = self.clock.now()
         for actor, batch in batches.values():
+            if actor.state.status == FAILED:  # parked: a new configuration starts it afresh, from the store
+                continue
             try:
                 actor.send.send_nowait((now, batch))
                 actor.held.append(now)
             except trio.WouldBlock:
+                if not actor.resync:  # once, not for every batch until it catches up
+                    log.warning(
+                        "rule inbox full; it will reload its samples from the store", extra={"rule": actor.config.name}
+                    )
                 actor.resync = True
-                log.warning(
-                    "rule inbox full; it will reload its samples from the store", extra={"rule": actor.config.name}
-                )
 
     @contextmanager
     def ingesting(self) -> Iterator[None]:
@@ -278,7 +290,11 @@ class Engine:
             except sqlite3.Error:  # the store refuses writes: supervision goes on (the page shows the state)
                 log.exception("cannot record the rule's state", extra={"rule": state.name})
             if state.status == FAILED:
-                await self._set_failed(actor.config.name, True, float(state.restarts))
+                self._stepped(state.name)
+                try:
+                    await self._set_failed(actor.config.name, True, float(state.restarts))
+                except sqlite3.Error:  # (a full disk) the rule stays parked, and the page and /health say so
+                    log.exception("cannot raise the alert of a parked rule", extra={"rule": state.name})
             if self._on_status is not None:
                 await self._on_status(actor)
 
@@ -321,6 +337,8 @@ class Engine:
             await trio.lowlevel.checkpoint_if_cancelled()  # a rule removed or changed meanwhile writes no more
             await self._commit(rule, earlier + transitions, self._watermark(actor, taken))
             self._routed(actor, taken)
+            if rule.name in self._first_steps:
+                self._stepped(rule.name)
             earlier, taken = [], 0
             actor.firing = tracker.firing_count
             actor.pending = len(tracker.alerts) - actor.firing
@@ -388,6 +406,8 @@ class Engine:
         """The arrival of the oldest batch some rule has not routed: a group due at or after it waits, so that
         the alerts that arrived before its flush are in it (a rule that fell behind routes its batches late, each
         as of its arrival). ``actor`` is about to route its first ``routing`` held batches."""
+        if self._first_steps and self.clock.now() < self._hold_until:
+            return -math.inf
         mark = math.inf
         for other in self.actors.values():
             held = other.held
@@ -395,6 +415,12 @@ class Engine:
             if other.running and len(held) > skip:
                 mark = min(mark, held[skip])
         return max(mark, self.clock.now() - HOLD_AT_MOST)
+
+    def _stepped(self, name: str) -> None:
+        """The rule has evaluated once since the start (or will not: parked, removed)."""
+        self._first_steps.discard(name)
+        if not self._first_steps:
+            self.poke()
 
     def _routed(self, actor: Actor, count: int) -> None:
         """The actor's ``count`` oldest held batches are routed: a group they held back may flush now."""
@@ -405,7 +431,8 @@ class Engine:
 
     async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
         now = self.clock.now()
-        evaluator = rule.rule.new_evaluator(now)
+        since = await self.store.watching_since(rule.name, repr(rule.rule.selectors()), now)
+        evaluator = rule.rule.new_evaluator(since)
         since = now - rule.rule.history()
         for selector in rule.rule.selectors():
             for sample in await self.store.load_samples(selector, since, latest_only=rule.rule.latest_only):
@@ -496,7 +523,10 @@ class Engine:
             due, held = self.dispatcher.next_due(self._watermark())  # (no await since: _routed sees this)
             if held is not None and held <= now:
                 self._held_due = held
-                due = _earliest(due, held + HOLD_AT_MOST + LULL)
+                release = held + HOLD_AT_MOST + LULL
+                if self._first_steps and now < self._hold_until:  # (the last first step pokes)
+                    release = self._hold_until
+                due = _earliest(due, release)
             else:
                 self._held_due = None
                 due = _earliest(due, held)
@@ -531,6 +561,12 @@ class Engine:
         for name in sorted({row["rule"] for row in rows} - configured):
             log.info("resolving the alerts of a rule no longer configured", extra={"rule": name})
             await self._resolve_removed(replace(REMOVED_RULE, name=name))
+        for series in list(self._self_alerts.alerts):  # and the daemon's alert that such a rule was parked
+            name = dict(series).get("rule", "")
+            if name not in configured:
+                await self._set_failed(name, False, None)
+        watched = await self.store.query("SELECT rule FROM rule_watch")
+        await self.store.forget_watch(sorted({row["rule"] for row in watched} - configured))
 
 
 async def keep_running(

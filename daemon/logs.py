@@ -50,7 +50,8 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> JsonFormatter:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
-    for noisy in ("hypercorn.error", "hypercorn.access"):
+    logging.captureWarnings(True)  # a library's warning (numpy on odd data) is a JSON line too, not bare text
+    for noisy in ("hypercorn.error", "hypercorn.access", "py.warnings"):
         logging.getLogger(noisy).handlers[:] = [handler]
         logging.getLogger(noisy).setLevel("WARNING")
         logging.getLogger(noisy).propagate = False

@@ -278,6 +278,11 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO outbox_payloads (id, payload) SELECT id, payload FROM outbox;
     ALTER TABLE outbox DROP COLUMN payload;
     """,
+    # 9: since when each rule has watched what it watches: a restart or a reload must not start an absence rule's
+    # clock again while no sample has come at all
+    """
+    CREATE TABLE rule_watch (rule TEXT PRIMARY KEY, selectors TEXT NOT NULL, since REAL NOT NULL) STRICT;
+    """,
 )
 
 
@@ -870,6 +875,29 @@ class Store:
         await self.run(work)
 
     # rules, reloads, queries ------------------------------------------------------------------------------
+    async def watching_since(self, rule: str, selectors: str, now: float) -> float:
+        """Since when ``rule`` has watched ``selectors`` (their text): ``now`` the first time, and again once they
+        change; the same instant across restarts and reloads that leave them as they are."""
+
+        def work(db: sqlite3.Connection) -> float:
+            with db:
+                row = db.execute("SELECT selectors, since FROM rule_watch WHERE rule = ?", (rule,)).fetchone()
+                if row is not None and row[0] == selectors:
+                    return float(row[1])
+                db.execute("INSERT OR REPLACE INTO rule_watch VALUES (?, ?, ?)", (rule, selectors, now))
+                return now
+
+        return await self.run(work)
+
+    async def forget_watch(self, rules: Iterable[str]) -> None:
+        """The rules are gone: one configured again later starts watching afresh."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany("DELETE FROM rule_watch WHERE rule = ?", [(name,) for name in rules])
+
+        await self.run(work)
+
     async def set_rule_state(self, rule: str, status: str, restarts: int, error: str | None) -> None:
         def work(db: sqlite3.Connection) -> None:
             with db:

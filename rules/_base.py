@@ -200,6 +200,8 @@ class RuleKind:
     age), not every sample of the history."""
 
     def new_evaluator(self, started_at: float) -> Evaluator:
+        """A fresh evaluator. ``started_at``: since when the rule has watched its selectors, kept across restarts
+        and reloads that leave them unchanged (an ``absence`` rule with no sample yet counts from it)."""
         raise NotImplementedError
 
 

@@ -10,8 +10,9 @@ Three ways to say what is expected (one of them):
   day before D. Weekends, holidays, make-up Saturdays and closures have no deadline, so they never fire.
 
 With ``by: [label, …]`` each group of those labels seen so far is watched on its own; without it, any matching
-sample keeps the one switch alive. The clock starts at the last sample in the store, or at rule start when there
-is none, so a restart neither resets nor trips the switch.
+sample keeps the one switch alive. The clock starts at the last sample in the store, or when there is none at the
+instant the rule first watched its selector (kept by the engine across restarts and reloads), so a restart neither
+resets nor trips the switch.
 """
 
 from __future__ import annotations

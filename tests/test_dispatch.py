@@ -110,6 +110,23 @@ async def test_group_timers_survive_a_restart(write_config: Callable[..., Path],
         assert len(await sent(h)) == 2  # the repeat is still due an hour after the flush, across restarts
 
 
+async def test_after_a_restart_an_overdue_repeat_waits_for_the_rules_first_look(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """The feed recovered just before the daemon went down; it comes back after the repeat fell due. The rule's
+    first evaluation resolves the alert: the group tells "resolved", not a stale "firing" repeat first."""
+    path = write_config(GROUPED.replace("value: 1.5}", "value: 1.5, keep_firing_for: 5s}").replace(
+        "repeat_interval: 1h", "repeat_interval: 20m"))  # fmt: skip
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(31)
+        assert [p["status"] for p in await sent(h)] == ["firing"]
+        await h.push("gross", 1.0, model="a")  # below again: resolves once keep_firing_for is over
+    async with running_engine(path, start=START + 31 + 1800) as h:  # back after the repeat was due
+        await h.advance(1)
+        assert [p["status"] for p in await sent(h)] == ["firing", "resolved"]
+
+
 async def test_groups_due_together_go_out_oldest_first_whatever_their_route(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

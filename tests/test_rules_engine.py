@@ -428,3 +428,27 @@ async def test_a_rule_removed_or_changed_while_it_waits_to_write_leaves_no_alert
             await trio.sleep(0.01)
         assert (firing[0]["n"], members[0]["n"]) == (0, 0)
         nursery.cancel_scope.cancel()
+
+
+async def test_restarts_and_reloads_do_not_reset_an_absence_rule_that_never_saw_a_sample(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    """A feed that never reported, and a daemon deployed (restarted) or its rule edited more often than
+    ``absent_for``: the alert must still come, at ``absent_for`` after the rule started watching."""
+    rule = "      - {name: feed, kind: absence, metric: heartbeat, absent_for: 30s%s}\n"
+    path = config(rule % "")
+    start = 1_800_000_000.0
+    async with running_engine(path, start=start) as h:
+        await h.advance(20)
+    path.write_text(path.read_text().replace(rule % "", rule % ", description: edited"))
+    async with running_engine(path, start=start + 25) as h:  # restarted, and the rule's text changed
+        await h.advance(4)
+        assert await h.state("feed") is None
+        await h.advance(2)  # 31 s after it first started watching
+        assert await h.state("feed") == "firing"
+    path.write_text(path.read_text().replace("metric: heartbeat", "metric: heartbeat_v2"))
+    async with running_engine(path, start=start + 60) as h:  # it watches something else now: counted afresh
+        await h.advance(29)
+        assert await h.state("feed") == "resolved"
+        await h.advance(2)
+        assert await h.state("feed") == "firing"

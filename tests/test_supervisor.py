@@ -32,7 +32,7 @@ class Fragile(RuleKind):
         return 86400.0
 
     def new_evaluator(self, started_at: float) -> Evaluator:
-        Fragile.starts.append(started_at)
+        Fragile.starts.append(trio.current_time())  # (started_at: since when the rule has watched, the same each time)
         return _FragileEvaluator()
 
 
@@ -63,7 +63,7 @@ async def test_crashes_back_off_exponentially_then_park_the_rule(
     config = dataclasses.replace(original, rules=(fragile, original.rules[1]))
     Fragile.starts.clear()
     async with running_engine(path, config) as h:
-        began = h.clock.now()
+        began = trio.current_time()
         await h.push("fragile_input", 666)
         await h.push("gross", 1.9)  # the sibling works while its neighbour crashes
         assert await h.state("sibling") == "firing"
@@ -71,7 +71,7 @@ async def test_crashes_back_off_exponentially_then_park_the_rule(
         # first start, then restarts after 1, 2, 4 and 8 seconds of backoff; the 5th crash exceeds max_restarts
         gaps = [round(b - a, 3) for a, b in itertools.pairwise(Fragile.starts)]
         assert gaps == [1.0, 2.0, 4.0, 8.0]
-        assert Fragile.starts[0] == began
+        assert Fragile.starts[1] == began + 1.0  # the first crash came with the 666
         actor = h.engine.actors["fragile"]
         assert actor.state.status == "failed"
         assert actor.state.restarts == 5
@@ -121,3 +121,62 @@ async def test_a_background_task_that_failed_after_running_well_restarts_a_secon
         await keep_running("checkpoints", fails_now_and_then)
     pauses = [round(b - a - 5 if i < 3 else b - a - 3600) for i, (a, b) in enumerate(itertools.pairwise(starts))]
     assert pauses == [1, 2, 4, 1]
+
+
+def _fragile_config(path: Path) -> Any:
+    original = load_config(path)
+    fragile = dataclasses.replace(original.rules[0], kind="fragile", rule=Fragile({}))
+    return dataclasses.replace(original, rules=(fragile, original.rules[1]))
+
+
+async def test_a_rule_parked_while_the_store_refuses_its_alert_leaves_the_daemon_running(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """A full disk at the moment a rule is parked: the parking stands, every other rule goes on."""
+    path = write_config(CONFIG)
+    async with running_engine(path, _fragile_config(path)) as h:
+        await h.store.run(
+            lambda db: db.execute(
+                "CREATE TRIGGER full BEFORE INSERT ON alert_history WHEN NEW.rule = 'AlphawatchRuleFailed'"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+        await h.push("fragile_input", 666)
+        await h.advance(120)
+        assert h.engine.actors["fragile"].state.status == "failed"
+        await h.push("gross", 1.9)
+        assert await h.state("sibling") == "firing"
+
+
+async def test_the_parked_alert_of_a_rule_removed_while_stopped_resolves_at_start(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(CONFIG)
+    async with running_engine(path, _fragile_config(path)) as h:
+        await h.push("fragile_input", 666)
+        await h.advance(120)
+        assert await h.state("AlphawatchRuleFailed") == "firing"
+    without = dataclasses.replace(load_config(path), rules=(load_config(path).rules[1],))
+    async with running_engine(path, without) as h:
+        assert await h.state("AlphawatchRuleFailed") == "resolved"
+
+
+async def test_a_full_inbox_is_told_once_and_a_parked_rule_gets_none(
+    write_config: Callable[..., Path], autojump_clock: object, caplog: Any
+) -> None:
+    from alphawatch.rules import Sample
+
+    path = write_config(CONFIG)
+    async with running_engine(path, _fragile_config(path)) as h:
+        await h.push("fragile_input", 666)
+        await h.advance(120)  # parked: nothing reads its inbox, and nothing is put in it
+        for k in range(5000):
+            h.engine.dispatch([Sample("fragile_input", (), h.clock.now() + k, 1.0)])
+        assert h.engine.actors["fragile"].send.statistics().current_buffer_used == 0
+        for k in range(5000):  # no checkpoint between them: the sibling cannot keep up
+            h.engine.dispatch([Sample("gross", (), h.clock.now() + k, 1.0)])
+        full = [r.getMessage() for r in caplog.records if "inbox full" in r.getMessage()]
+        assert len(full) == 1
+        await h.advance(5)
+        await h.push("gross", 1.9)  # it reloaded from the store and goes on
+        assert await h.state("sibling") == "firing"

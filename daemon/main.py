@@ -283,8 +283,10 @@ class Daemon:
         live = [(r["fingerprint"], r["labels"], r["active_at"]) for r in rows if r["state"] != "resolved"]
         held: dict[str, Any] = {}
         if live and self.suppressions is not None:
-            firing = await self.store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
-            others = [(r["fingerprint"], json.loads(r["labels"])) for r in firing]
+            others = []
+            if self.suppressions.inhibit_rules:  # (every firing alert may inhibit one listed)
+                firing = await self.store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
+                others = [(r["fingerprint"], json.loads(r["labels"])) for r in firing]
             held = self.suppressions.current(live, self.clock.now(), others)
         for row in rows:  # what holds its notifications back now, and its acknowledgement
             reason, ack = held.get(row["fingerprint"], (None, None))

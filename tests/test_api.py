@@ -199,3 +199,37 @@ async def test_reload_through_the_api_reports_the_difference(config: Path) -> No
             assert where in response.json()["error"]
         rules = (await client.get("/api/v1/rules")).json()["rules"]
         assert [r["name"] for r in rules] == ["exposure"]  # the last good configuration runs on
+
+
+async def test_alert_rows_say_what_holds_them_back_now(write_config: Callable[..., Path]) -> None:
+    import time
+
+    import trio
+
+    path = write_config(
+        CONFIG
+        + """  - {name: feed-down, kind: threshold, metric: feed_lag, op: above, value: 60}
+inhibit_rules:
+  - {source_matchers: [alertname=feed-down], target_matchers: [alertname=exposure], equal: [model]}
+"""
+    )
+    async with in_process(path) as (daemon, client):
+        now = time.time()
+        batch = [sample(value=1.9, ts=now), sample(metric="feed_lag", value=300, ts=now),
+                 sample(value=1.9, ts=now, labels={"model": "b9"})]  # fmt: skip
+        assert (await client.post("/api/v1/samples", json=batch, headers=AUTH)).status_code == 200
+        for _ in range(200):
+            rows = {(a["rule"], a["labels"]["model"]): a for a in (await client.get("/api/v1/alerts")).json()["alerts"]}
+            if len(rows) == 3:
+                break
+            await trio.sleep(0.01)
+        inhibited = rows[("exposure", "a7")]["suppressed"]
+        assert inhibited["kind"] == "inhibited"
+        assert inhibited["ref"] == rows[("feed-down", "a7")]["fingerprint"]
+        assert rows[("exposure", "b9")]["suppressed"] is None  # another model: not inhibited
+        assert rows[("exposure", "b9")]["ack"] is None
+        fingerprint = rows[("exposure", "b9")]["fingerprint"]
+        acked = await client.post(f"/api/v1/alerts/{fingerprint}/ack", json={"by": "mei", "comment": "x"}, headers=AUTH)
+        assert acked.status_code == 201
+        after = {a["fingerprint"]: a for a in (await client.get("/api/v1/alerts")).json()["alerts"]}
+        assert after[fingerprint]["ack"]["by"] == "mei"

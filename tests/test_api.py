@@ -213,7 +213,7 @@ inhibit_rules:
   - {source_matchers: [alertname=feed-down], target_matchers: [alertname=exposure], equal: [model]}
 """
     )
-    async with in_process(path) as (daemon, client):
+    async with in_process(path) as (_daemon, client):
         now = time.time()
         batch = [sample(value=1.9, ts=now), sample(metric="feed_lag", value=300, ts=now),
                  sample(value=1.9, ts=now, labels={"model": "b9"})]  # fmt: skip

@@ -106,7 +106,7 @@ class Daemon:
         self.engine = Engine(config, store, clock, self._committed, self._rule_status)
         self.outbox = Outbox(store, lambda: self.channels, lambda: self.config.daemon.delivery, clock, self._delivery)
         self.reload_status: dict[str, Any] = {"ok": True, "at": self.started_at, "trigger": "start", "error": None,
-                                              "digest": config.digest}  # fmt: skip
+                                              "digest": config.digest, "warnings": []}  # fmt: skip
         self.bound_url = ""
         self._loaded = config  # as load_config returned it (before the bound address is filled in)
         self.suppressions: Suppressions | None = None
@@ -227,7 +227,7 @@ class Daemon:
 
     async def _reload_failed(self, trigger: str, message: str) -> dict[str, Any]:
         self.reload_status = {"ok": False, "at": self.clock.now(), "trigger": trigger, "error": message,
-                              "digest": self._loaded.digest}  # fmt: skip
+                              "digest": self._loaded.digest, "warnings": []}  # fmt: skip
         await self.store.record_reload(False, trigger, None, ([], [], []), message)
         log.error("reload failed; the previous configuration keeps running", extra={"error": message})
         self.broadcaster.publish({"type": "reload", "ok": False})

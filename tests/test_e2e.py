@@ -114,6 +114,7 @@ def test_the_configuration_digest_names_the_files_and_not_the_port_bound(
     path = write_config(config_text(receiver))  # listen on any free port: the address is filled in after loading
     with daemon_process(path) as daemon:
         at_start = daemon.get("/health")["components"]["reload"]["digest"]
+        assert daemon.get("/api/v1/status")["reload"]["warnings"] == []  # the same fields after start as after a reload
         assert daemon.get("/api/v1/status")["digest"] == at_start
         unchanged = daemon.post("/-/reload", {}).json()
         assert unchanged["digest"] == at_start

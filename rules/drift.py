@@ -122,6 +122,23 @@ class Drift(RuleKind):
             f" ({where})")  # fmt: skip
 
     # data access (worker thread) --------------------------------------------------------------------------
+    def persistence(self, db: sqlite3.Connection, model: str, first: str, last: str) -> dict[str, float]:
+        """Per numeric feature, dates ``first..last``: how much an asset's value persists from one date to the next
+        (``stats.lag1_persistence``); features it cannot be told for are left out."""
+        wanted = set(self.features) if self.features is not None else None
+        rows: dict[str, tuple[list[str], list[str], list[float]]] = {}
+        for feature, day, asset, num in db.execute(
+            "SELECT feature, date, asset, num FROM md_features WHERE model = ? AND date BETWEEN ? AND ?"
+            " AND num IS NOT NULL",
+            (model, first, last),
+        ):
+            if wanted is None or feature in wanted:
+                days, assets, values = rows.setdefault(feature, ([], [], []))
+                days.append(day)
+                assets.append(asset)
+                values.append(num)
+        return persistence_by_feature(rows)
+
     def load(self, db: sqlite3.Connection, model: str, first: str, last: str) -> Data:
         """Values per numeric feature and category counts per categorical feature, dates ``first..last``."""
         numeric: dict[str, array[float]] = {}
@@ -185,7 +202,12 @@ class DriftEvaluator(Evaluator):
         rows, written = sum(sections[d][0] for d in ref_dates), max(sections[d][1] for d in ref_dates)
         summary, ref_cats = self._reference(db, model, ref_dates, current, f"{rows}:{written!r}")
         numeric, categorical = rule.load(db, model, current[0], current[-1])
-        return self._compare(db, model, labels, summary, ref_cats, numeric, categorical, current, common)
+        before = dates.index(current[0])  # the date before the window too: a window of one date has pairs
+        persistence = rule.persistence(db, model, dates[max(before - 1, 0)], current[-1])
+        fractions = _counted(summary, persistence, len(ref_dates), len(current))
+        return self._compare(
+            db, model, labels, summary, ref_cats, numeric, categorical, current, common, fractions, persistence
+        )
 
     def _reference(
         self, db: sqlite3.Connection, model: str, ref_dates: list[str], current: list[str], content: str
@@ -220,7 +242,8 @@ class DriftEvaluator(Evaluator):
     def _compare(
         self, db: sqlite3.Connection, model: str, labels: Labels, summary: ReferenceSummary | None,
         ref_cats: dict[str, Counter[str]], numeric: dict[str, array[float]], categorical: dict[str, Counter[str]],
-        current: list[str], common: dict[str, Any],
+        current: list[str], common: dict[str, Any], fractions: tuple[list[float], list[float]] | None = None,
+        persistence: Mapping[str, float] | None = None,
     ) -> Condition:  # fmt: skip
         import numpy as np
 
@@ -243,7 +266,7 @@ class DriftEvaluator(Evaluator):
                     matrix[: len(values), f] = np.frombuffer(values, dtype=np.float64)
             thresholds = stats.DriftThresholds(psi_t, ks_alpha, js_t, w_t)
             report = stats.feature_drift(summary, matrix, thresholds=thresholds, correction="none",
-                                         min_obs=rule.min_obs)  # fmt: skip
+                                         min_obs=rule.min_obs, ks_fractions=fractions)  # fmt: skip
             names += report.names
             usable += [s == stats.OK for s in report.status]
             pvalues += report.ks_pvalue.tolist()
@@ -288,6 +311,9 @@ class DriftEvaluator(Evaluator):
             usable[names.index(name)] = flags[names.index(name)] = True
         if changed:
             common = {**common, "kind_changed": "; ".join(f"{n}: {why}" for n, why in changed.items())}
+        if persistence:  # the most persistent features, whose KS p-values count fewer independent values
+            top = sorted(persistence.items(), key=lambda item: -item[1])[:3]
+            common = {**common, "persistence": ", ".join(f"{name}={phi:.2f}" for name, phi in top)}
         self._save_scores(db, model, current[-1], scores, dict(zip(names, adjusted, strict=True)))
         return _decide(rule, labels, names, usable, flags, adjusted, report, common)
 
@@ -352,6 +378,31 @@ def _kind_changes(
             first = ", ".join(f"{v:g}" for v in numbers[:3])
             out[name] = f"categorical in the reference, {len(numbers)} of {total} values now numbers ({first})"
     return out
+
+
+def persistence_by_feature(rows: Mapping[str, tuple[list[str], list[str], list[float]]]) -> dict[str, float]:
+    from alphawatch.rules.stats import lag1_persistence
+
+    out: dict[str, float] = {}
+    for name, (days, assets, values) in rows.items():
+        order = {day: i for i, day in enumerate(sorted(set(days)))}  # (dates are ISO text: in order as text)
+        phi = lag1_persistence(values, [order[day] for day in days], assets)
+        if phi is not None:
+            out[name] = phi
+    return out
+
+
+def _counted(
+    summary: ReferenceSummary | None, persistence: Mapping[str, float], ref_dates: int, window: int
+) -> tuple[list[float], list[float]] | None:
+    """Per feature of the reference, the share of its reference and of its window values that counts in a KS
+    test (``stats.effective_fraction``), or ``None`` when no feature persists."""
+    from alphawatch.rules.stats import effective_fraction
+
+    if summary is None or not persistence:
+        return None
+    phis = [persistence.get(name, 0.0) for name in summary.names]
+    return [effective_fraction(p, ref_dates) for p in phis], [effective_fraction(p, window) for p in phis]
 
 
 def _summarise(numeric: dict[str, array[float]], bins: int, max_sample: int) -> ReferenceSummary | None:

@@ -12,7 +12,7 @@ from array import array
 from collections import Counter
 from typing import Any, ClassVar
 
-from alphawatch.rules.drift import Data, Drift
+from alphawatch.rules.drift import Data, Drift, persistence_by_feature
 
 
 class PredictionDrift(Drift):
@@ -34,3 +34,16 @@ class PredictionDrift(Drift):
             values.append(score)
         categorical: dict[str, Counter[str]] = {}
         return ({"score": values} if values else {}), categorical
+
+    def persistence(self, db: sqlite3.Connection, model: str, first: str, last: str) -> dict[str, float]:
+        days: list[str] = []
+        assets: list[str] = []
+        values: list[float] = []
+        for day, asset, score in db.execute(
+            "SELECT date, asset, score FROM md_predictions WHERE model = ? AND date BETWEEN ? AND ?",
+            (model, first, last),
+        ):
+            days.append(day)
+            assets.append(asset)
+            values.append(score)
+        return persistence_by_feature({"score": (days, assets, values)})

@@ -219,3 +219,38 @@ async def test_a_feature_whose_values_change_kind_has_drifted(
         assert found["key_features_drifted"] == feature
         kind = "numeric" if feature == "f05" else "categorical"
         assert found["kind_changed"].startswith(f"{feature}: {kind} in the reference, 50 of 500 values now")
+
+
+async def test_persistent_features_do_not_drift_by_persisting(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    """Alpha features carry over from day to day (an asset's value today is close to yesterday's): the rule
+    counts the independent values only, so it stays quiet until the distribution moves."""
+    days = trading_days(date(2026, 6, 1), 45)
+    path = config(f"""
+      - name: inputs
+        kind: drift
+        match: {{model: a7}}
+        max_share: 0.2
+        reference: {{start: {days[0]}, end: {days[29]}}}
+        window: 5
+        method: ks
+    """)
+    rng = np.random.default_rng(7)
+    phi, assets = 0.95, 200
+    state = rng.standard_normal((assets, len(FEATURES)))
+    fired_on: list[str] = []
+    async with running_engine(path, start=START) as h:
+        for k, day in enumerate(days):
+            state = phi * state + np.sqrt(1 - phi**2) * rng.standard_normal(state.shape)
+            shift = 0.5 if k >= 40 else 0.0
+            rows = [{"model": "a7", "date": day, "asset": f"{1101 + a}",
+                     "values": {f: float(state[a, i] + shift) for i, f in enumerate(FEATURES)}}
+                    for a in range(assets)]  # fmt: skip
+            await send(h, "features", rows)
+            if await h.state("inputs") == "firing" and not fired_on:
+                fired_on.append(day)
+        assert fired_on, "a shift of half a standard deviation is found"
+        assert days[40] <= fired_on[0] <= days[41]  # within a day of the shift, and never before it
+        found = await details(h, "inputs")
+        assert found["persistence"].count("=0.") == 3  # the most persistent features, with their estimates

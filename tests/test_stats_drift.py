@@ -243,3 +243,63 @@ def test_kolmogorov_sf_upper_tail_matches_kstwo(n: int) -> None:
     for nx2 in np.linspace(2.2, 17.9, 12):
         x = float(np.sqrt(nx2 / n))
         assert kolmogorov_sf(n, x) == pytest.approx(stats.kstwo.sf(x, n), abs=1e-10, rel=1e-8)
+
+
+def _ar1_panel(rng: np.random.Generator, phi: float, days: int, assets: int, features: int) -> np.ndarray:
+    x = np.empty((days, assets, features))
+    x[0] = rng.standard_normal((assets, features))
+    for t in range(1, days):
+        x[t] = phi * x[t - 1] + np.sqrt(1 - phi**2) * rng.standard_normal((assets, features))
+    return x
+
+
+def test_persistence_is_the_lag1_correlation_of_an_assets_side_of_the_mean() -> None:
+    from alphawatch.rules.stats import lag1_persistence
+
+    rng = np.random.default_rng(4)
+    panel = _ar1_panel(rng, 0.9, 6, 2000, 1)[:, :, 0]
+    dates = np.repeat(np.arange(6), 2000)
+    assets = np.tile(np.arange(2000), 6)
+    phi = lag1_persistence(panel.ravel(), dates, assets)
+    assert phi is not None
+    assert abs(phi - 2 / np.pi * np.arcsin(0.9)) < 0.03  # the sign's correlation for a Gaussian AR(1)
+    shifted = panel + np.arange(6)[:, None] * 5.0  # a whole date moving is drift, not persistence
+    assert abs(lag1_persistence(shifted.ravel(), dates, assets) - phi) < 1e-12  # type: ignore[operator]
+    fresh = rng.standard_normal(12000)
+    assert lag1_persistence(fresh, dates, assets) < 0.05  # type: ignore[operator]
+    assert lag1_persistence(fresh[:20], dates[:20], assets[:20]) is None  # one date: no pairs
+
+
+def test_effective_fraction_of_an_ar1() -> None:
+    from alphawatch.rules.stats import effective_fraction
+
+    assert effective_fraction(0.0, 50) == 1.0
+    assert effective_fraction(0.7, 1) == 1.0
+    assert effective_fraction(0.5, 2) == pytest.approx(1 / 1.5)
+    assert effective_fraction(0.9, 1000) == pytest.approx((1 - 0.9) / (1 + 0.9), rel=0.02)  # the long-run limit
+
+
+def test_ks_on_persistent_rows_keeps_its_level_when_told_how_much_counts() -> None:
+    """300 assets whose values persist (AR(1), 0.9) from day to day, no drift: counting every row, KS rejects
+    several times as often as its level; counting what is independent, about at its level."""
+    from alphawatch.rules.stats import effective_fraction, lag1_persistence
+
+    rng = np.random.default_rng(3)
+    naive = counted = tests = 0
+    for _ in range(5):
+        panel = _ar1_panel(rng, 0.9, 125, 300, 20)
+        summary = ReferenceSummary.from_rows(panel[:120].reshape(-1, 20), max_sample=1000)
+        window = panel[120:].reshape(-1, 20)
+        dates, assets = np.repeat(np.arange(5), 300), np.tile(np.arange(300), 5)
+        phis = [lag1_persistence(panel[120:, :, f].ravel(), dates, assets) or 0.0 for f in range(20)]
+        fractions = ([effective_fraction(p, 120) for p in phis], [effective_fraction(p, 5) for p in phis])
+        naive += int((feature_drift(summary, window, correction="none").ks_pvalue < 0.05).sum())
+        report = feature_drift(summary, window, correction="none", ks_fractions=fractions)
+        counted += int((report.ks_pvalue < 0.05).sum())
+        tests += 20
+        assert all("effective n" in m for m in report.ks_method)
+    assert naive / tests > 0.2
+    assert counted / tests <= 0.1
+    shifted = panel[120:] + 0.5  # and half a standard deviation is still found in every feature
+    assert (feature_drift(summary, shifted.reshape(-1, 20), correction="none", ks_fractions=fractions).ks_pvalue
+            < 0.05).all()  # fmt: skip

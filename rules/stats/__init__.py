@@ -24,6 +24,7 @@ from .ic import (
 )
 from .ks import kolmogorov_sf, ks_2samp_pvalue
 from .multiple import adjust_pvalues, benjamini_hochberg, bonferroni
+from .persistence import effective_fraction, lag1_persistence
 from .ranks import average_ranks
 from .reference import ReferenceSummary
 from .result import INSUFFICIENT, OK, Status
@@ -56,12 +57,14 @@ __all__ = [
     "chi_square_drift",
     "decide_drift",
     "default_lag",
+    "effective_fraction",
     "feature_drift",
     "ic_decline",
     "ic_sign_flip",
     "ic_test",
     "kolmogorov_sf",
     "ks_2samp_pvalue",
+    "lag1_persistence",
     "max_drawdown",
     "newey_west_long_run_variance",
     "rank_ic",

@@ -5,7 +5,8 @@ For every numeric feature, in one pass over the sorted current values:
 - PSI over the reference-quantile bins, empty-bin shares replaced by ``eps``:
   ``Σ (c_i − r_i)·ln(c_i / r_i)``;
 - two-sample KS statistic ``sup |F_ref − F_cur|`` and its p-value (``ks.ks_2samp_pvalue``), adjusted across
-  features by Bonferroni or Benjamini–Hochberg;
+  features by Bonferroni or Benjamini–Hochberg; with ``ks_fractions`` each side counts only that share of its
+  values (rows that repeat an asset's value of the date before: ``persistence.effective_fraction``);
 - Jensen–Shannon distance (base 2, in [0, 1]) between the binned shares;
 - Wasserstein-1 distance ``∫ |F_ref − F_cur| dx`` divided by the reference std (ddof 0).
 
@@ -197,12 +198,14 @@ def feature_drift(
     min_obs: int = 30,
     eps: float = 1e-4,
     workers: int = 1,
+    ks_fractions: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> DriftReport:
     """Compare current rows (rows × features, same column order as the reference) with the reference.
 
     A feature gets ``insufficient_data`` when either side has fewer than ``min_obs`` finite values or the
     reference is constant. ``workers > 1`` spreads the per-feature KS/Wasserstein pass over threads
-    (numpy releases the GIL in sort and search).
+    (numpy releases the GIL in sort and search). ``ks_fractions``: per feature, the share of the reference's and of
+    the current values that counts as independent, for the KS p-value (asymptotic, on those effective sizes).
     """
     thresholds = thresholds or DriftThresholds()
     rows = np.asarray(current, dtype=np.float64)
@@ -219,6 +222,11 @@ def feature_drift(
     wass = np.full(features, np.nan)
     methods = ["" for _ in range(features)]
     usable = (n_ref >= min_obs) & (reference.std > 0)
+    ref_counted, cur_counted = (
+        (np.ones(features), np.ones(features))
+        if ks_fractions is None
+        else (np.asarray(ks_fractions[0], dtype=np.float64), np.asarray(ks_fractions[1], dtype=np.float64))
+    )
 
     spaces: dict[int, _Workspace] = {}  # one per thread
 
@@ -234,7 +242,13 @@ def feature_drift(
             if not (usable[f] and n[i] >= min_obs):
                 continue
             d, w = _merge_stats(reference.sample[f, : reference.sample_n[f]], cols[i, : n[i]], ws)
-            d, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n[i]), ks_method)
+            if ref_counted[f] < 1.0 or cur_counted[f] < 1.0:  # persistent rows: fewer independent values
+                n1 = max(1, round(int(n_ref[f]) * ref_counted[f]))
+                n2 = max(1, round(int(n[i]) * cur_counted[f]))
+                d, p, used = ks_2samp_pvalue(d, n1, n2, "asymp")
+                used = f"{used}, effective n {n1}/{n2}"
+            else:
+                d, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n[i]), ks_method)
             ks_d[f], ks_p[f], methods[f] = d, p, used if reference.exact else f"{used} (sketch)"
             wass[f] = w / reference.std[f]
 

@@ -74,6 +74,9 @@ class ModelBatch:
 
 CSV_MISSING = frozenset({"", "NA", "N/A", "#N/A", "NULL", "null", "None"})
 """CSV cells that mean a missing value (R, Excel, pandas write these): not categories of a numeric feature."""
+FORMATTED_NUMBER = re.compile(r"[+-]?(\d{1,3}(,\d{3})+(\.\d*)?|\d+(\.\d*)?%|\d{1,3}(,\d{3})+(\.\d*)?%)")
+"""A number as a spreadsheet shows it (``1,234,567``, ``3.5%``): refused, never taken for a category (which would
+leave the feature unmonitored) nor guessed at (is ``3.5%`` 3.5 or 0.035?)."""
 
 
 def parse_model_data(kind: str, body: bytes, content_type: str, calendar: Calendar, now: float) -> ModelBatch:
@@ -380,6 +383,10 @@ class _Checker:
                 raw = ascii_float(raw)
             except ValueError:
                 raw = raw.strip()
+                if FORMATTED_NUMBER.fullmatch(raw):
+                    self.errors.append(ItemError(i, where, f"{raw!r} is a formatted number: export plain numbers "
+                                                 "(no thousands separators, no %)"))  # fmt: skip
+                    return None
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             self.errors.append(ItemError(i, where, "a number, a category string, or null for missing"))
             return None

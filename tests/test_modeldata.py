@@ -457,3 +457,23 @@ async def test_query_numbers_are_ascii_digits(config: Path, query: str, message:
         response = await client.get(f"/api/v1/models/a7/{query}")
         assert response.status_code == 400
         assert response.json() == {"error": message}
+
+
+async def test_a_csv_number_as_a_spreadsheet_shows_it_is_refused_not_taken_for_a_category(config: Path) -> None:
+    """``"1,234,567"`` or ``3.5%`` stored as categories would leave the feature unmonitored, without a word."""
+    day = recent_days(1)[0]
+    body = f'model,date,asset,mktcap,chg\na7,{day},0050,"1,234,567",3.5%\na7,{day},2330,"23,456,789.5",-1.2%\n'
+    async with in_process(config) as (daemon, client):
+        response = await client.post("/api/v1/features", content=body, headers={**AUTH, "Content-Type": "text/csv"})
+        assert response.status_code == 400
+        messages = {(item["index"], item["field"]): item["message"] for item in response.json()["items"]}
+        assert messages[(0, "values.mktcap")] == (
+            "'1,234,567' is a formatted number: export plain numbers (no thousands separators, no %)"
+        )
+        assert "'-1.2%' is a formatted number" in messages[(1, "values.chg")]
+        assert await stored(daemon, "md_features") == 0
+        categories = f"model,date,asset,board\na7,{day},0050,TWSE\na7,{day},6488,TPEx 1\n"  # real categories pass
+        response = await client.post(
+            "/api/v1/features", content=categories, headers={**AUTH, "Content-Type": "text/csv"}
+        )
+        assert response.json() == {"accepted": 2, "derived": 0}

@@ -116,3 +116,55 @@ def test_drift_wide_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 1
     assert data["decision"]["drifted"]
     assert [f["drifted"] for f in data["features"]] == [True, False, False]
+
+
+def test_the_daemons_csv_layouts_read_as_their_plain_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """push-data files as they are (a model column, a horizon column, columns in their own order) give the same
+    answers as the plain layouts, not row numbers taken for dates."""
+    rng = np.random.default_rng(2)
+    days = [f"2025-{1 + t // 28:02d}-{1 + t % 28:02d}" for t in range(120)]
+    returns = rng.normal(0.0005, 0.01, len(days))
+    (tmp_path / "plain.csv").write_text(
+        "date,return\n" + "".join(f"{d},{r}\n" for d, r in zip(days, returns, strict=True))
+    )
+    (tmp_path / "daemon.csv").write_text(
+        "model,date,return\n" + "".join(f"a7,{d},{r}\n" for d, r in zip(days, returns, strict=True))
+    )
+    sharpe = ["stats", "sharpe", "--window", "60", "--baseline-end", days[59], "--json", "--returns"]
+    _, plain = _run([*sharpe, str(tmp_path / "plain.csv")], capsys)
+    _, daemon = _run([*sharpe, str(tmp_path / "daemon.csv")], capsys)
+    assert json.loads(daemon) == json.loads(plain)
+
+    s = rng.standard_normal((25, 40))
+    r = 0.3 * s + rng.standard_normal((25, 40))
+    (tmp_path / "scores.csv").write_text("model,date,asset,score\n" + "".join(
+        f"a7,{days[t]},{1101 + a},{s[t, a]}\n" for t in range(25) for a in range(40)))  # fmt: skip
+    (tmp_path / "returns.csv").write_text("asset,date,horizon,return\n" + "".join(
+        f"{1101 + a},{days[t]},1d,{r[t, a]}\n" for t in range(25) for a in range(40)))  # fmt: skip
+    code, out = _run(["stats", "ic", "--scores", str(tmp_path / "scores.csv"), "--returns",
+                      str(tmp_path / "returns.csv"), "--json", "--daily"], capsys)  # fmt: skip
+    assert code == 0
+    daily = json.loads(out)["daily"]
+    assert len(daily) == 25
+    assert np.mean([d["ic"] for d in daily]) > 0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("date,return\n2025-01-02,0.01\n2025-01-03,1%\n", "line 3, column return: not a number: '1%'"),
+        (
+            "model,date,return\na7,2025-01-02,0.01\nb9,2025-01-02,0.02\n",
+            "the model column holds several values (a7, b9)",
+        ),
+    ],
+)
+def test_a_cell_or_a_file_it_cannot_use_is_an_error_not_a_missing_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    (tmp_path / "r.csv").write_text(text)
+    parser = argparse.ArgumentParser(prog="alphawatch")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["stats", "sharpe", "--returns", str(tmp_path / "r.csv")])
+    assert args.func(args) == 2
+    assert message in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """``alphawatch stats ic|sharpe|drift|change-point``: the daemon's kernels over CSV files.
 
-CSV layouts: *long* (``date,asset,value`` columns, one row per date and asset) or *wide* (a ``date`` column,
-then one column per asset or per feature). Empty cells and ``nan`` are missing values. Results print as a
+CSV layouts: *long* (``date``, ``asset`` and a value column, one row per date and asset) or *wide* (a ``date``
+column and one column per asset or per feature), either with the daemon's ``model`` or ``horizon`` column when it
+holds one value (``push-data`` files as they are). Empty cells, ``nan`` and ``NA`` are missing values; any other
+cell that is not a number is an error (exit 2) with its line and column. Results print as a
 small table, or as JSON with ``--json`` (NaN as null). Exit status: 0, or 1 when ``drift`` or ``change-point``
 alarms, or 2 when the input cannot be used (a file cannot be read, an argument is out of range).
 """
@@ -29,15 +31,30 @@ __all__ = ["add_parser"]
 Command = Callable[[argparse.Namespace], int]
 
 
-def _float(s: str) -> float:
-    try:
-        return float(s) if s.strip() else math.nan
-    except ValueError:
+MISSING = frozenset({"", "nan", "NaN", "NA", "N/A", "#N/A", "NULL", "null", "None"})
+"""Cells that mean a missing value (as the daemon's CSV ingest reads them, and ``nan``)."""
+ONE_VALUE_COLUMNS = ("model", "horizon", "kind")
+"""Columns of the daemon's CSV layouts that name what a file is about: dropped when they hold one value."""
+
+
+def _float(cell: str, where: str) -> float:
+    text = cell.strip()
+    if text in MISSING:
         return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: not a number: {cell[:40]!r}") from None
 
 
 def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
-    """(row labels, column labels, values) of a long or wide CSV; long files are pivoted to dates × assets."""
+    """(row labels, column labels, values) of a long or wide CSV; long files are pivoted to dates × assets.
+
+    Long: the columns ``date``, ``asset`` and one of values, in any order. Wide: a ``date`` column (anywhere;
+    without one, rows are numbered), the other columns values. Either may carry the daemon's ``model`` or
+    ``horizon`` column when it holds a single value (push-data files as they are). A cell that is not a number
+    nor a missing value is refused with its line and column, never read as missing.
+    """
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -50,25 +67,39 @@ def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
     if not rows or not rows[0]:
         raise ValueError(f"{path}: no header line")
     header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if r]
-    short = next((n for n, r in enumerate(body, 2) if len(r) < len(header)), None)
+    body = [(line, r) for line, r in enumerate(rows[1:], 2) if r]
+    short = next((line for line, r in body if len(r) < len(header)), None)
     if short is not None:
-        raise ValueError(f"{path}: row {short} has fewer cells than the header's {len(header)}")
+        raise ValueError(f"{path}: line {short} has fewer cells than the header's {len(header)}")
     lower = [h.lower() for h in header]
-    if len(header) == 3 and lower[:2] == ["date", "asset"]:
-        dates = sorted({r[0] for r in body})
-        assets = sorted({r[1] for r in body})
+    keep = list(range(len(header)))
+    for name in ONE_VALUE_COLUMNS:
+        if name in lower:
+            at = lower.index(name)
+            values = sorted({r[at].strip() for _, r in body})
+            if len(values) > 1:
+                shown = ", ".join(values[:5]) + (", …" if len(values) > 5 else "")
+                raise ValueError(f"{path}: the {name} column holds several values ({shown}): keep one per file")
+            keep.remove(at)
+    names = [lower[i] for i in keep]
+    if len(keep) == 3 and "date" in names and "asset" in names:
+        di_col, ai_col = keep[names.index("date")], keep[names.index("asset")]
+        (vi_col,) = [i for i in keep if i not in (di_col, ai_col)]
+        dates = sorted({r[di_col] for _, r in body})
+        assets = sorted({r[ai_col] for _, r in body})
         di, ai = {d: i for i, d in enumerate(dates)}, {a: i for i, a in enumerate(assets)}
         m = np.full((len(dates), len(assets)), np.nan)
-        for r in body:
-            m[di[r[0]], ai[r[1]]] = _float(r[2])
+        for line, r in body:
+            m[di[r[di_col]], ai[r[ai_col]]] = _float(r[vi_col], f"{path}: line {line}, column {header[vi_col]}")
         return dates, assets, m
-    has_date = lower[0] == "date"
-    labels = [r[0] for r in body] if has_date else [str(i) for i in range(len(body))]
-    cols = header[1:] if has_date else header
-    start = 1 if has_date else 0
-    m = np.array([[_float(c) for c in r[start : start + len(cols)]] for r in body], dtype=np.float64)
-    return labels, cols, m.reshape(len(body), len(cols))
+    date_col = keep[names.index("date")] if "date" in names else None
+    labels = [r[date_col] for _, r in body] if date_col is not None else [str(i) for i in range(len(body))]
+    cols = [i for i in keep if i != date_col]
+    m = np.array(
+        [[_float(r[i], f"{path}: line {line}, column {header[i]}") for i in cols] for line, r in body],
+        dtype=np.float64,
+    )
+    return labels, [header[i] for i in cols], m.reshape(len(body), len(cols))
 
 
 def _clean(v: Any) -> Any:

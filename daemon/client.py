@@ -92,7 +92,7 @@ class AlphawatchClient:
         """Plain samples ``{metric, labels, ts, value}`` (``POST /api/v1/samples``)."""
         return self._push("samples", samples)
 
-    def push_body(self, kind: str, body: bytes, content_type: str) -> dict[str, int]:
+    def push_body(self, kind: str, body: bytes, content_type: str) -> dict[str, Any]:
         """Send an already encoded body (CSV, NDJSON or JSON) as one batch."""
         return self._send(kind, body, content_type, 0)
 
@@ -116,7 +116,7 @@ class AlphawatchClient:
         body = json.dumps(list(rows), ensure_ascii=False, allow_nan=False, default=str).encode()
         return self._send(kind, body, "application/json", offset, accepted)
 
-    def _send(self, kind: str, body: bytes, content_type: str, offset: int, accepted: int = 0) -> dict[str, int]:
+    def _send(self, kind: str, body: bytes, content_type: str, offset: int, accepted: int = 0) -> dict[str, Any]:
         try:
             response = self._http.post(f"/api/v1/{kind}", content=body, headers={"Content-Type": content_type})
         except httpx.HTTPError as exc:

@@ -89,7 +89,7 @@ def parse_model_data(kind: str, body: bytes, content_type: str, calendar: Calend
         raise IngestError("the batch is empty")
     if len(items) > MAX_ROWS:
         raise IngestError(f"too many rows in one batch ({len(items)} > {MAX_ROWS}); split it", status=413)
-    checker = _Checker(kind, calendar, datetime.fromtimestamp(now, TAIPEI).date(), from_csv)
+    checker = _Checker(kind, calendar, now, from_csv)
     for index, item in enumerate(items):
         checker.row(index, item)
     if checker.errors:
@@ -182,10 +182,11 @@ def _csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
 
 
 class _Checker:
-    def __init__(self, kind: str, calendar: Calendar, today: date, from_csv: bool) -> None:
+    def __init__(self, kind: str, calendar: Calendar, now: float, from_csv: bool) -> None:
         self.kind = kind
         self.calendar = calendar
-        self.today = today
+        self.now = now
+        self.today = datetime.fromtimestamp(now, TAIPEI).date()
         self.csv = from_csv
         self.errors: list[ItemError] = []
         self.batch = ModelBatch(kind)
@@ -222,12 +223,19 @@ class _Checker:
         assert day is not None
         assert horizon is not None
         end = self._end(day, horizon)
-        if end is None or end > self.today.isoformat():
+        if end is None or end > self.today.isoformat() or (end == self.today.isoformat() and self._before_close()):
             when = f"on {end}" if end else "past the calendar's end"
+            if end == self.today.isoformat():
+                when += " at the close"
             self.errors.append(ItemError(i, "date", f"a {horizon}d return from {day} is only realized {when}"))
             return
         if self._unique(i, ("r", horizon, day, asset)):
             self.batch.returns.append((horizon, day, asset, ret))  # type: ignore[arg-type]
+
+    def _before_close(self) -> bool:
+        """Today's close has not come yet (a return ending today is not known before it)."""
+        session = self.calendar.session(self.today)
+        return session is not None and self.now < session.close
 
     def _portfolio(self, i: int, item: dict[str, Any]) -> None:
         self._unknown(i, item, (*_COLUMNS["portfolio"], "positions"))

@@ -19,6 +19,7 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from typing import Any
 
 from alphawatch.daemon.calendar import TAIPEI
 from alphawatch.daemon.modeldata import ModelBatch
@@ -48,6 +49,9 @@ class Derived:
 
     samples: list[Sample] = field(default_factory=list)
     ics: int = 0
+    """Daily ICs computed (not those left empty: too few assets with both a prediction and a return)."""
+    no_ic: list[dict[str, Any]] = field(default_factory=list)
+    """The daily ICs left empty, with how many assets matched (asset codes spelled differently in the two?)."""
 
     def add(self, metric: str, labels: dict[str, str], day: str, value: float) -> None:
         self.samples.append(Sample(metric, labels_of(labels), close_ts(day), value))
@@ -97,9 +101,12 @@ def commit(db: sqlite3.Connection, batch: ModelBatch, now: float, min_assets: in
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (model, horizon, day, ic, n, now),
             )
-            out.ics += 1
             if ic is not None:
+                out.ics += 1
                 out.add(IC_METRIC, {"model": model, "horizon": horizon_label(horizon)}, day, ic)
+            else:
+                out.no_ic.append({"model": model, "date": day, "horizon": horizon_label(horizon), "matched": n,
+                                  "needed": min_assets})  # fmt: skip
     return out
 
 

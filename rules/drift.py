@@ -26,7 +26,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Sample, Selector, selector_from
-from alphawatch.rules.ic import DATE_SCHEMA, insufficient, parse_date
+from alphawatch.rules.ic import DATE_SCHEMA, clean, insufficient, parse_date
 
 if TYPE_CHECKING:
     from alphawatch.daemon.store import Store
@@ -431,5 +431,4 @@ def _summarise(numeric: dict[str, array[float]], bins: int, max_sample: int) -> 
 
 
 def _f(value: Any) -> float | None:
-    v = float(value)
-    return round(v, 6) if v == v and abs(v) != float("inf") else None
+    return clean(float(value))

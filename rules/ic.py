@@ -162,7 +162,8 @@ def window_text(times: list[float], window: int) -> str:
 
 
 def clean(value: float) -> float | None:
-    return round(value, 6) if math.isfinite(value) else None
+    """Six significant digits (a p-value of 2.5e-49 stays one, not 0.0), or ``None`` for NaN and infinities."""
+    return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
 def insufficient(labels: Labels, reason: str, **details: Any) -> Condition:

@@ -141,11 +141,12 @@ async def test_a_bad_batch_names_every_bad_row_and_stores_nothing(config: Path) 
 
 async def test_returns_cannot_be_known_before_their_horizon_ends(config: Path) -> None:
     yesterday = recent_days(1, skip=1)[0]
+    before = recent_days(1, skip=2)[0]  # its 1-day return ended yesterday: known, whatever the hour today
     async with in_process(config) as (daemon, client):
         rows = [{"asset": "2330", "date": yesterday, "horizon": "5d", "return": 0.01},
-                {"asset": "2330", "date": yesterday, "horizon": 1, "return": 0.5},
-                {"asset": "2317", "date": yesterday, "horizon": 1, "return": 12.0},
-                {"asset": "2454", "date": yesterday, "horizon": 0, "return": 0.01}]  # fmt: skip
+                {"asset": "2330", "date": before, "horizon": 1, "return": 0.5},
+                {"asset": "2317", "date": before, "horizon": 1, "return": 12.0},
+                {"asset": "2454", "date": before, "horizon": 0, "return": 0.01}]  # fmt: skip
         response = await client.post("/api/v1/returns", json=rows, headers=AUTH)
         assert response.status_code == 400
         items = response.json()["items"]
@@ -155,6 +156,20 @@ async def test_returns_cannot_be_known_before_their_horizon_ends(config: Path) -
         assert "percent or bp" in items[1]["message"]
         assert items[2]["field"] == "horizon"
         assert await stored(daemon, "md_returns") == 0
+
+
+def test_a_return_ending_today_is_known_only_after_the_close() -> None:
+    from alphawatch.daemon.errors import IngestError
+    from alphawatch.daemon.modeldata import parse_model_data
+
+    cal = load_calendars().default
+    body = json.dumps([{"asset": "2330", "date": "2026-11-25", "horizon": 1, "return": 0.01}]).encode()
+    at = datetime(2026, 11, 26, 7, 3, tzinfo=TAIPEI).timestamp()  # the morning of the day it ends
+    with pytest.raises(IngestError) as refused:
+        parse_model_data("returns", body, "application/json", cal, at)
+    assert refused.value.items[0].message == "a 1d return from 2026-11-25 is only realized on 2026-11-26 at the close"
+    after = datetime(2026, 11, 26, 13, 31, tzinfo=TAIPEI).timestamp()
+    assert len(parse_model_data("returns", body, "application/json", cal, after).returns) == 1
 
 
 async def test_csv_and_ndjson_bodies(config: Path) -> None:
@@ -477,3 +492,16 @@ async def test_a_csv_number_as_a_spreadsheet_shows_it_is_refused_not_taken_for_a
             "/api/v1/features", content=categories, headers={**AUTH, "Content-Type": "text/csv"}
         )
         assert response.json() == {"accepted": 2, "derived": 0}
+
+
+async def test_an_ic_left_empty_is_said_not_counted(config: Path) -> None:
+    """Asset codes spelled two ways (``2330.TW`` in the predictions, ``2330`` in the returns): no IC, and the
+    answer says why instead of counting it as computed."""
+    day = recent_days(1)[0]
+    predictions = [{"model": "a7", "date": day, "asset": f"{2301 + a}.TW", "score": a / 10} for a in range(12)]
+    returns = [{"asset": f"{2301 + a}", "date": day, "horizon": 1, "return": a / 1000} for a in range(12)]
+    async with in_process(config) as (_daemon, client):
+        assert (await client.post("/api/v1/predictions", json=predictions, headers=AUTH)).status_code == 200
+        answer = (await client.post("/api/v1/returns", json=returns, headers=AUTH)).json()
+        assert answer["derived"] == 0
+        assert answer["no_ic"] == [{"model": "a7", "date": day, "horizon": "1d", "matched": 0, "needed": 10}]

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from alphawatch.daemon import modeldata_cli
+from alphawatch.daemon.cli import CommandError
 from alphawatch.daemon.client import AlphawatchClient, RefusedError
 from alphawatch.daemon.modeldata_cli import _chunks
 from tests.daemon_harness import TOKEN, daemon_process
@@ -76,7 +77,21 @@ def test_csv_chunks_repeat_the_header_and_split_between_rows() -> None:
     body = b"a,b\n" + b"".join(b'%d,"x\ny"\n' % i for i in range(100))
     pieces = list(_chunks(body, "csv", 200))
     assert len(pieces) > 3
-    assert all(p.startswith(b"a,b\n") for p in pieces)
-    assert sum(p.count(b'"x\ny"') for p in pieces) == 100
+    assert all(p.startswith(b"a,b\n") for p, _ in pieces)
+    assert sum(p.count(b'"x\ny"') for p, _ in pieces) == 100
+    assert sum(rows for _, rows in pieces) == 100
     lines = b"".join(b'{"i": %d}\n' % i for i in range(100))
-    assert b"".join(_chunks(lines, "ndjson", 100)) == lines
+    assert b"".join(p for p, _ in _chunks(lines, "ndjson", 100)) == lines
+
+
+def test_csv_chunks_keep_a_date_whole() -> None:
+    """A refused request must not leave half of a date's cross-section stored: cuts fall where the date changes."""
+    body = b"model,date,asset,score\n" + b"".join(
+        b"a7,2026-11-%02d,%d,0.5\n" % (day, asset) for day in (23, 24, 25) for asset in range(1000, 1050)
+    )
+    pieces = list(_chunks(body, "csv", 300))
+    assert [rows for _, rows in pieces] == [50, 50, 50]
+    for piece, _ in pieces:
+        assert len({line.split(b",")[1] for line in piece.splitlines()[1:]}) == 1
+    with pytest.raises(CommandError, match="CSV line 3"):  # as strict as the daemon reading the file whole
+        list(_chunks(b'model,date,asset,score\na7,2026-11-24,1101,0.5\nm7,2026-11-24,"20"03x,0.5\n' * 30, "csv", 100))

@@ -254,3 +254,11 @@ async def test_persistent_features_do_not_drift_by_persisting(
         assert days[40] <= fired_on[0] <= days[41]  # within a day of the shift, and never before it
         found = await details(h, "inputs")
         assert found["persistence"].count("=0.") == 3  # the most persistent features, with their estimates
+
+
+def test_details_keep_six_significant_digits_of_a_tiny_p_value() -> None:
+    from alphawatch.rules.drift import _f
+
+    assert _f(2.4612345e-49) == 2.46123e-49  # not 0.0 beside a smallest_p_values of 2.46e-49
+    assert _f(0.1234567) == 0.123457
+    assert _f(float("nan")) is None

@@ -60,7 +60,10 @@ class ModelDataApi:
         derived = await daemon.store.run(partial(commit, batch=batch, now=now))
         if derived.samples:
             await daemon.ingest(Batch(derived.samples))
-        return JSONResponse({"accepted": len(batch), "derived": derived.ics})
+        answer: dict[str, Any] = {"accepted": len(batch), "derived": derived.ics}
+        if derived.no_ic:  # predictions and returns of a date that share too few assets: said, not hidden
+            answer["no_ic"] = derived.no_ic[:20]
+        return JSONResponse(answer)
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"models": await self.daemon.store.run(models)})

@@ -310,7 +310,10 @@ class _Checker:
     def _date(self, i: int, item: dict[str, Any]) -> str | None:
         raw = item.get("date")
         if not isinstance(raw, str) or not _DATE.fullmatch(raw.strip()):
-            self.errors.append(ItemError(i, "date", "required; an ISO date YYYY-MM-DD (Asia/Taipei trading date)"))
+            given = "" if raw is None else f", not {str(raw)[:40]!r}"
+            self.errors.append(
+                ItemError(i, "date", f"required; an ISO date YYYY-MM-DD (Asia/Taipei trading date){given}")
+            )
             return None
         text = raw.strip()
         if text not in self._dates:

@@ -505,3 +505,13 @@ async def test_an_ic_left_empty_is_said_not_counted(config: Path) -> None:
         answer = (await client.post("/api/v1/returns", json=returns, headers=AUTH)).json()
         assert answer["derived"] == 0
         assert answer["no_ic"] == [{"model": "a7", "date": day, "horizon": "1d", "matched": 0, "needed": 10}]
+
+
+def test_a_date_in_another_form_is_refused_with_what_came() -> None:
+    from alphawatch.daemon.errors import IngestError
+    from alphawatch.daemon.modeldata import parse_model_data
+
+    body = b"model,date,asset,score\na7,2026/11/24,2330,0.5\n"
+    with pytest.raises(IngestError) as refused:
+        parse_model_data("predictions", body, "text/csv", load_calendars().default, datetime.now(TAIPEI).timestamp())
+    assert refused.value.items[0].message.endswith("(Asia/Taipei trading date), not '2026/11/24'")

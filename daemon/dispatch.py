@@ -8,8 +8,8 @@ fire. Resolved alerts go out once, carrying their recovery value, then leave the
 
 The dispatcher is a state machine without I/O. :meth:`Dispatcher.route` runs in the rule actor's commit, so the
 group changes are written in the same transaction as the alert transitions; :meth:`Dispatcher.flush_due` turns
-due groups into outbox rows, again in one transaction. Everything is in the ``groups`` and ``group_members``
-tables, so a restart or a reload neither resends, loses nor delays a group.
+due groups into outbox rows, again in one transaction. Everything is in the ``groups``, ``group_members`` and
+``group_member_docs`` tables, so a restart or a reload neither resends, loses nor delays a group.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ AckCheck = Callable[[str, float], Any]
 @dataclass(slots=True)
 class Member:
     """An alert in a group. Held for every firing alert, so it is small: the labels are the alert's own tuple, and
-    the alert's document (notify.alert_document, as JSON) lives in the member's row: the store reads it back when
-    it writes a notification. A document made in a step travels with the step's :class:`Writes`."""
+    the alert's document (notify.alert_document, as JSON) lives in the store (``group_member_docs``), which reads
+    it back when it writes a notification. A document made in a step travels with the step's :class:`Writes`."""
 
     fingerprint: str
     rule: str

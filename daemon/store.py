@@ -283,6 +283,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE rule_watch (rule TEXT PRIMARY KEY, selectors TEXT NOT NULL, since REAL NOT NULL) STRICT;
     """,
+    # 10: a group member's document apart from its state, as the outbox's (8): a flush marks every member sent,
+    # and rewrote each one's document with it (4x the write-ahead log of the state alone)
+    """
+    CREATE TABLE group_member_docs (
+        group_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (group_key, fingerprint)
+    ) STRICT;
+    INSERT INTO group_member_docs (group_key, fingerprint, doc) SELECT group_key, fingerprint, doc FROM group_members;
+    ALTER TABLE group_members DROP COLUMN doc;
+    """,
 )
 
 
@@ -426,12 +438,15 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
                 moved.append((*values, member.source, fingerprint))
             else:
                 changed.append((*values[2:], key, fingerprint))
-    columns = "group_members (group_key, fingerprint, rule, status, sent, active_at, doc)"
-    insert_rows(db, f"INSERT OR REPLACE INTO {columns}", rows)
+    columns = "group_members (group_key, fingerprint, rule, status, sent, active_at)"
+    insert_rows(db, f"INSERT OR REPLACE INTO {columns}", [row[:6] for row in rows])
+    insert_rows(db, "INSERT OR REPLACE INTO group_member_docs (group_key, fingerprint, doc)",
+                [(row[0], row[1], row[6]) for row in rows])  # fmt: skip
+    insert_rows(db, f"INSERT OR REPLACE INTO {columns}", [row[:6] for row in moved])
     db.executemany(
-        f"INSERT OR REPLACE INTO {columns} SELECT ?, ?, ?, ?, ?, ?, doc FROM group_members"
-        " WHERE group_key = ? AND fingerprint = ?",
-        moved,
+        "INSERT OR REPLACE INTO group_member_docs (group_key, fingerprint, doc) SELECT ?, ?, doc"
+        " FROM group_member_docs WHERE group_key = ? AND fingerprint = ?",
+        [(row[0], row[1], row[6], row[7]) for row in moved],
     )
     db.executemany(
         "UPDATE group_members SET rule = ?, status = ?, sent = ?, active_at = ?"
@@ -457,10 +472,12 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
             db.execute("INSERT INTO outbox_payloads (id, payload) VALUES (?, ?)", (row[0], payload))
             queued.append(Queued(row[0], o.channel, o.fingerprint, o.idempotency_key, payload, now, 0))
     db.executemany("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", gone)
+    db.executemany("DELETE FROM group_member_docs WHERE group_key = ? AND fingerprint = ?", gone)
     for key, group in writes.groups.items():
         if group is None:
             db.execute("DELETE FROM groups WHERE key = ?", (key,))
             db.execute("DELETE FROM group_members WHERE group_key = ?", (key,))
+            db.execute("DELETE FROM group_member_docs WHERE group_key = ?", (key,))
         else:
             assert isinstance(group, GroupRow), "Writes.freeze() first"
             db.execute(
@@ -493,7 +510,8 @@ def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tupl
         found = {
             fingerprint: (doc, annotations)
             for fingerprint, doc, annotations in db.execute(
-                "SELECT fingerprint, doc, json_extract(doc, '$.annotations') FROM group_members WHERE group_key = ?",
+                "SELECT fingerprint, doc, json_extract(doc, '$.annotations') FROM group_member_docs"
+                " WHERE group_key = ?",
                 (group_key,),
             )
         }
@@ -501,7 +519,7 @@ def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tupl
         found = {
             fingerprint: (doc, _annotations(doc))
             for fingerprint, doc in db.execute(
-                "SELECT fingerprint, doc FROM group_members WHERE group_key = ?", (group_key,)
+                "SELECT fingerprint, doc FROM group_member_docs WHERE group_key = ?", (group_key,)
             )
         }
     members = [
@@ -776,7 +794,7 @@ class Store:
 
     async def load_dispatch(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         groups = await self.query("SELECT * FROM groups")
-        members = await self.query("SELECT * FROM group_members")
+        members = await self.query("SELECT * FROM group_members JOIN group_member_docs USING (group_key, fingerprint)")
         escalations = await self.query("SELECT * FROM escalations")
         return groups, members, escalations
 

@@ -545,7 +545,7 @@ async def test_a_member_document_with_nan_from_an_earlier_version_still_flushes(
 ) -> None:
     async with running_engine(write_config(BY_MODEL), start=START) as h:
         await h.push("gross", 1.9, model="a")
-        nan = 'UPDATE group_members SET doc = replace(doc, \'"details":{}\', \'"details":{"p":NaN}\')'
+        nan = 'UPDATE group_member_docs SET doc = replace(doc, \'"details":{}\', \'"details":{"p":NaN}\')'
         changed = await h.store.run(lambda db: db.execute(nan).rowcount)
         assert changed == 1  # as json.dumps wrote a statistic's NaN, which SQLite's JSON functions refuse
         await h.advance(30)

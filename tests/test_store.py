@@ -201,6 +201,25 @@ async def test_notifications_of_a_schema_7_file_are_still_delivered_and_purged(t
         assert (await store.query("SELECT count(*) AS n FROM outbox_payloads"))[0]["n"] == 1
 
 
+async def test_group_members_of_a_schema_9_file_keep_their_documents(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    for number, script in enumerate(MIGRATIONS[:9], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.execute("INSERT INTO groups (key, route, labels, created_at) VALUES ('g', '0', '{}', ?)", (NOW,))
+    db.execute(
+        "INSERT INTO group_members VALUES ('g', 'f1', 'exposure', 'firing', 'firing', ?, ?)",
+        (NOW, '{"labels":{"model":"a7"},"annotations":{}}'),
+    )
+    db.commit()
+    db.close()
+    async with open_store(path) as store:
+        _, members, _ = await store.load_dispatch()
+        assert [(m["fingerprint"], m["sent"], m["doc"]) for m in members] == [
+            ("f1", "firing", '{"labels":{"model":"a7"},"annotations":{}}')
+        ]
+
+
 @pytest.mark.parametrize(
     "labels", [{}, {"model": "a7", "desk": "tw"}, {"q": '"quoted" \\ 中文 \n\t'}, {"b": "1", "a": "2"}]
 )

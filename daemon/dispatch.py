@@ -238,6 +238,9 @@ class Dispatcher:
         self._by_alert: dict[str, Group | tuple[Group, ...]] = {}
         self.escalating: dict[str, Escalating] = {}
         self.held: set[Group] = set()  # groups whose last flush held news back for a silence or an inhibition
+        # (group key, fingerprint) → the news held back and why, as last recorded: recorded again only when it
+        # changes (a group is looked at again whenever an alert resolves or a silence changes)
+        self._recorded: dict[tuple[str, str], tuple[str, str, str]] = {}
         self.held_escalations: set[str] = set()  # fingerprints whose tier fell due while silenced or inhibited
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
@@ -569,12 +572,17 @@ class Dispatcher:
             visible = []
             for member in group.members:
                 reason = self.reason(member.fingerprint, member.labels, now, firing_all)
+                pair = (key, member.fingerprint)
                 if reason is not None:
                     if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
                         self.held.add(group)
-                        channels = ",".join(group.node.channels)
-                        writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
+                        news = (member.status, reason.kind, reason.ref)
+                        if self._recorded.get(pair) != news:
+                            self._recorded[pair] = news
+                            channels = ",".join(group.node.channels)
+                            writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, channels))
                     continue
+                self._recorded.pop(pair, None)
                 visible.append(member)
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
@@ -638,6 +646,7 @@ class Dispatcher:
 
     def _leave(self, group: Group, member: Member, writes: Writes) -> None:
         group.remove(member.fingerprint)
+        self._recorded.pop((group.key, member.fingerprint), None)
         others = tuple(g for g in self.groups_of(member.fingerprint) if g is not group)
         if others:
             self._by_alert[member.fingerprint] = others[0] if len(others) == 1 else others

@@ -495,7 +495,7 @@ async def _run(
                         nursery.start_soon(_watchdog, notifier, notifier.watchdog_interval)
                     log.info("alphawatch ready", extra={"listen": binds, "rules": len(config.rules),
                                                         "state": str(config.daemon.state)})  # fmt: skip
-                    release_memory()
+                    release_memory(freeze=True)
                     notifier.ready(daemon._status_line())
                     if on_ready is not None:
                         await on_ready(daemon, binds)
@@ -529,7 +529,9 @@ async def _serve(
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 2.0
-    config.keep_alive_timeout = 75.0
+    # Hypercorn (0.17, 0.18) closes a connection the client closed only when this timer ends: its socket waits
+    # that long in CLOSE-WAIT. Its default, 5 s, bounds those to 5 s of connections
+    config.keep_alive_timeout = 5.0
     try:
         app = hardened(create_app(daemon), lambda: allowed_hosts(host, daemon.config.daemon.external_url))
         await serve(app, config, shutdown_trigger=shutdown, task_status=task_status)  # type: ignore[arg-type]
@@ -549,11 +551,14 @@ def trim_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def release_memory() -> None:
-    """Hand memory freed by start-up or a reload (YAML trees, schema checks) back to the system, and take what
-    remains (modules, rules, calendars) out of the cyclic collector's reach, so its full passes stay short."""
+def release_memory(freeze: bool = False) -> None:
+    """Hand memory freed by start-up or a reload (YAML trees, schema checks) back to the system. At start-up
+    (``freeze``) also take what remains (modules, rules, calendars) out of the cyclic collector's reach, so its
+    full passes stay short. Never at a reload: open connections, cycles the collector alone can free, would be
+    frozen with the rest and never freed once closed."""
     gc.collect()
-    gc.freeze()
+    if freeze:
+        gc.freeze()
     trim_memory()
 
 

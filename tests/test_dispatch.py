@@ -326,6 +326,28 @@ async def test_an_inhibiting_alert_holds_back_its_targets(
         assert [r["kind"] for r in rows] == ["inhibited"]
 
 
+async def test_news_held_back_is_recorded_once_however_often_its_group_is_looked_at(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """Every alert that resolves makes the dispatcher look at the held groups again: the reason it still holds
+    an alert back is the same, and recorded once (a soak wrote it 3 to 7 times a second)."""
+    async with running_engine(write_config(SILENCED), start=START) as h:
+        await with_suppressions(h)
+        await h.push("feed_down", 1, model="a7")
+        await h.push("gross", 1.9, model="a7")  # inhibited
+        for k in range(20):  # other alerts fire and resolve
+            await h.push("gross", 1.9, model=f"x{k}")
+            await h.advance(1)
+            await h.push("gross", 1.0, model=f"x{k}")
+            await h.advance(1)
+        rows = await h.store.query("SELECT fingerprint, kind FROM suppressions")
+        assert [r["kind"] for r in rows] == ["inhibited"]
+        await h.push("gross", 1.0, model="a7")  # new news about it, held back too: recorded
+        await h.advance(61)
+        rows = await h.store.query("SELECT kind FROM suppressions")
+        assert len(rows) == 2
+
+
 async def test_the_alerts_an_inhibiting_alert_held_back_go_out_when_it_resolves(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

@@ -110,14 +110,19 @@ class Client:
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        try:
-            self.conn.request("POST", path, body=body, headers=headers)
-            r = self.conn.getresponse()
-            return r.status, r.read()
-        except (OSError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            raise
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                return r.status, r.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                # a keep-alive connection the server closed while idle (after 5 s): once more, on a new one
+                stale = isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+                if attempt == 2 or not stale:
+                    raise
+        raise AssertionError("unreachable")
 
     def get_json(self, path: str) -> Any:
         self.conn.request("GET", path)

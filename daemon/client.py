@@ -59,7 +59,10 @@ class AlphawatchClient:
                  transport: httpx.BaseTransport | None = None) -> None:  # fmt: skip
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.batch_size = batch_size
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
+        # an idle connection is dropped after 2 s, before the daemon closes it (after 5 s): a request never goes
+        # out on a connection the daemon is closing
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport,
+                                  limits=httpx.Limits(keepalive_expiry=2.0))  # fmt: skip
 
     def __enter__(self) -> AlphawatchClient:
         return self
@@ -129,7 +132,10 @@ class AlphawatchClient:
             listed = listed if isinstance(listed, list) else []
             items = [{**i, "index": i.get("index", 0) + offset} for i in listed if isinstance(i, dict)]
             raise RefusedError(response.status_code, str(answer.get("error", "")), items, accepted)
-        return {"accepted": int(answer.get("accepted", 0)), "derived": int(answer.get("derived", 0))}
+        out: dict[str, Any] = {"accepted": int(answer.get("accepted", 0)), "derived": int(answer.get("derived", 0))}
+        if isinstance(answer.get("no_ic"), list):  # daily ICs left empty (too few assets matched): said
+            out["no_ic"] = answer["no_ic"]
+        return out
 
     @staticmethod
     def _add(totals: dict[str, int], answer: dict[str, int]) -> None:

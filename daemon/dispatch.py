@@ -240,7 +240,7 @@ class Dispatcher:
         self.held: set[Group] = set()  # groups whose last flush held news back for a silence or an inhibition
         # (group key, fingerprint) → the news held back and why, as last recorded: recorded again only when it
         # changes (a group is looked at again whenever an alert resolves or a silence changes)
-        self._recorded: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._recorded: dict[tuple[str, str], tuple[str, float, str, str]] = {}
         self.held_escalations: set[str] = set()  # fingerprints whose tier fell due while silenced or inhibited
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self.reason: Reasoner = lambda *_: None
@@ -470,13 +470,17 @@ class Dispatcher:
         for escalating in self.escalating.values():
             at = self._escalation_due(escalating)
             if at is not None:
-                due = min(due, at)
+                if before == -math.inf:  # nothing goes out (the daemon's start, until every rule has looked)
+                    held = min(held, at)
+                else:
+                    due = min(due, at)
         return (None if due == math.inf else due), (None if held == math.inf else held)
 
     def flush_due(self, now: float, before: float = math.inf) -> Writes:
         """Flush the groups due at ``now``, except those due at or after ``before``: the arrival of the oldest
         samples some rule has not routed yet (a rule that fell behind). Alerts that arrived before a group's flush
-        instant are in it, as they would be had every rule kept up."""
+        instant are in it, as they would be had every rule kept up. ``before`` at minus infinity holds escalation
+        tiers back too (the daemon's start, until every rule has looked at its alerts)."""
         writes = Writes()
         self._flush_due(now, before, writes)
         return writes.freeze()
@@ -487,6 +491,8 @@ class Dispatcher:
         due = [g for g in self.groups() if g.next_flush_at is not None and g.next_flush_at <= cut]
         due.sort(key=_created_at)  # oldest group first, whatever its route
         escalations = [e for e in self.escalating.values() if (at := self._escalation_due(e)) is not None and at <= now]
+        if before == -math.inf:  # (see next_due)
+            escalations = []
         # the firing alerts are what inhibition looks at; collected once per step, and only if a rule may inhibit
         firing: list[tuple[str, Mapping[str, str]]] = []
         if (due or escalations) and self.config.inhibit_rules:
@@ -576,7 +582,7 @@ class Dispatcher:
                 if reason is not None:
                     if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
                         self.held.add(group)
-                        news = (member.status, reason.kind, reason.ref)
+                        news = (member.status, member.active_at, reason.kind, reason.ref)  # (an episode's)
                         if self._recorded.get(pair) != news:
                             self._recorded[pair] = news
                             channels = ",".join(group.node.channels)

@@ -141,12 +141,13 @@ class Engine:
         """Run the actors of the current configuration until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            # nothing goes out before every rule has looked at its alerts (set first: what follows commits)
+            self._first_steps = {rule.name for rule in self.config.rules}
+            self._hold_until = self.clock.now() + HOLD_AT_MOST
             self._self_alerts = Tracker(RULE_FAILED, await self.store.load_alerts(RULE_FAILED.name))
             self._calendar_alerts = Tracker(CALENDAR_EXPIRING, await self.store.load_alerts(CALENDAR_EXPIRING.name))
             await self._reload_dispatch()
             await self._resolve_unconfigured()
-            self._first_steps = {rule.name for rule in self.config.rules}
-            self._hold_until = self.clock.now() + HOLD_AT_MOST
             for rule in self.config.rules:
                 self._start(rule)
             nursery.start_soon(keep_running, "calendar watch", self._watch_calendar)

@@ -114,11 +114,20 @@ def inhibitors(
     sources are found once, not once per alert."""
     rules = tuple(rules)
     everyone = sorted(firing)
-    sources = {rule: [(fp, src) for fp, src in everyone if rule.is_source(src)] for rule in rules}
+    # each rule's sources by the values of its `equal` labels: an alert looks only at those it shares them with
+    by_equal: dict[InhibitRule, dict[tuple[str, ...], list[tuple[str, Mapping[str, str]]]]] = {}
+    for rule in rules:
+        index = by_equal[rule] = {}
+        for fp, src in everyone:
+            if rule.is_source(src):
+                index.setdefault(tuple(src.get(name, "") for name in rule.equal), []).append((fp, src))
     out: dict[str, tuple[InhibitRule, str]] = {}
     for fingerprint, labels in alerts:
         targeted = [r for r in rules if r.is_target(labels)]
-        found = _first_source(targeted, fingerprint, labels, sources) if targeted else None
+        if not targeted:
+            continue
+        sources = {r: by_equal[r].get(tuple(labels.get(name, "") for name in r.equal), []) for r in targeted}
+        found = _first_source(targeted, fingerprint, labels, sources)
         if found is not None:
             out[fingerprint] = found
     return out

@@ -2,8 +2,8 @@
 
 The format comes from ``--format`` or the file name (``.csv``, ``.ndjson``/``.jsonl``, else JSON). CSV and NDJSON
 files larger than ``--chunk-bytes`` go in several requests, split at row boundaries, a CSV's only where its date
-changes (each request is all or nothing; the command stops at the first refused one, names its rows by their
-place in the file, and says how many rows went before it).
+changes unless one date takes more than twice ``--chunk-bytes`` (each request is all or nothing; the command
+stops at the first refused one, names its rows by their place in the file, and says how many rows went before it).
 """
 
 from __future__ import annotations
@@ -147,10 +147,15 @@ def _csv_pieces(reader: Iterator[list[str]], size: int) -> Iterator[tuple[bytes,
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     start = out.tell()
-    rows, full, last = 0, False, None
+    rows, full, last, split = 0, False, None, None
     for record in reader:
         day = record[at] if at is not None and at < len(record) else None
-        if full and (at is None or day != last):
+        over = out.tell() >= 2 * size  # one date bigger than twice the size: cut inside it after all
+        if over and day == last and split != day:
+            split = day
+            print(f"push-data: the rows of {day} go in several requests (over twice --chunk-bytes): a refused one "
+                  "would leave that date partly stored", file=sys.stderr)  # fmt: skip
+        if (full and (at is None or day != last)) or over:
             yield out.getvalue().encode(), rows
             out.seek(0)
             out.truncate()

@@ -127,6 +127,54 @@ async def test_after_a_restart_an_overdue_repeat_waits_for_the_rules_first_look(
         assert [p["status"] for p in await sent(h)] == ["firing", "resolved"]
 
 
+async def test_at_restart_nothing_goes_out_before_the_rules_look_even_with_a_rule_removed_meanwhile(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """Resolving the alerts of a rule removed while the daemon was down is a write too: it must not let the
+    overdue repeat of another rule's group out before that rule resolves it."""
+    other = "  - {name: other, kind: threshold, metric: x, op: above, value: 1}\n"
+    path = write_config(GROUPED.replace("value: 1.5}", "value: 1.5, keep_firing_for: 5s}").replace(
+        "repeat_interval: 1h", "repeat_interval: 20m") + other)  # fmt: skip
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.push("x", 2, model="b")
+        await h.advance(31)
+        await h.push("gross", 1.0, model="a")
+    path.write_text(path.read_text().replace(other, ""))
+    async with running_engine(path, start=START + 31 + 1800) as h:
+        await h.advance(1)
+        told = [(p["status"], models(p)) for p in await sent(h)]
+        assert ("firing", [("a", "firing")]) not in told[1:]  # no stale repeat of a
+
+
+async def test_at_restart_an_overdue_escalation_waits_for_the_rules_first_look(
+    write_config: Callable[..., Path], autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alert recovered just before the daemon went down, and its 10-minute tier fell due while it was down:
+    no emergency SMS, even when the rule takes a while to read its history back (as from a worker thread)."""
+    import trio
+
+    from alphawatch.daemon.engine import Engine
+
+    path = write_config(ESCALATING.replace("severity: critical}", "severity: critical, keep_firing_for: 5s}"))
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9)
+        await h.advance(1)
+        await h.push("gross", 1.0)
+    restore = Engine._restore
+
+    async def slowly(self: Engine, rule: Any) -> Any:
+        await trio.sleep(0.5)
+        return await restore(self, rule)
+
+    monkeypatch.setattr(Engine, "_restore", slowly)
+    async with running_engine(path, start=START + 1200) as h:
+        await h.advance(2)
+        told = [(p["receiver"], p["status"]) for p in await sent(h)]
+        assert "sms" not in [receiver for receiver, _ in told]
+        assert told[-1] == ("mail", "resolved")
+
+
 async def test_groups_due_together_go_out_oldest_first_whatever_their_route(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

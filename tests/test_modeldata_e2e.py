@@ -61,6 +61,13 @@ def test_client_and_cli_feed_the_real_daemon(
         bad.write_text('{"model": "a7", "date": "2026-11-21", "asset": "2330", "score": 1}\n')
         assert push_data("predictions", str(bad), *url) == 1
         assert "not a twse trading day" in capsys.readouterr().err
+        # asset codes written another way in the returns: the daily IC cannot be computed, and push-data says so
+        other = tmp_path / "other.csv"
+        day = days[0]
+        other.write_text("model,date,asset,score\n" + "".join(f"b9,{day},{r['asset']}.TW,0.1\n" for r in returns[:40]))
+        assert push_data("predictions", str(other), *url) == 0
+        warned = capsys.readouterr().err
+        assert f"warning: no IC for b9 on {day} (1d): 0 asset(s) have both a prediction and a return" in warned
         alerts = []
         for _ in range(100):
             alerts = httpx.get(daemon.url + "/api/v1/alerts", timeout=5).json()["alerts"]
@@ -89,9 +96,13 @@ def test_csv_chunks_keep_a_date_whole() -> None:
     body = b"model,date,asset,score\n" + b"".join(
         b"a7,2026-11-%02d,%d,0.5\n" % (day, asset) for day in (23, 24, 25) for asset in range(1000, 1050)
     )
-    pieces = list(_chunks(body, "csv", 300))
+    pieces = list(_chunks(body, "csv", 700))  # a date is 1.2 KB: over the size, under twice it
     assert [rows for _, rows in pieces] == [50, 50, 50]
     for piece, _ in pieces:
         assert len({line.split(b",")[1] for line in piece.splitlines()[1:]}) == 1
+    one_day = b"model,date,asset,score\n" + b"".join(b"a7,2026-11-24,%d,0.5\n" % a for a in range(1000, 1200))
+    pieces = list(_chunks(one_day, "csv", 300))  # one date far bigger than the size: split after all (413 else)
+    assert len(pieces) > 5
+    assert sum(rows for _, rows in pieces) == 200
     with pytest.raises(CommandError, match="CSV line 3"):  # as strict as the daemon reading the file whole
         list(_chunks(b'model,date,asset,score\na7,2026-11-24,1101,0.5\nm7,2026-11-24,"20"03x,0.5\n' * 30, "csv", 100))

@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Acknowledge a firing alert: no repeats or escalation until it resolves or fires again.",
     )
     _common(ack)
-    ack.add_argument("fingerprint", type=non_empty, help="the alert's fingerprint")
+    ack.add_argument("fingerprint", type=non_empty, help="the alert's ID (fingerprint), or its first characters")
     ack.add_argument("--by", help="who (required unless --remove)")
     ack.add_argument("--comment", help="why (required unless --remove)")
     ack.add_argument("--remove", action="store_true", help="remove the acknowledgement instead")
@@ -91,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="What suppresses the alert now, and every notification of it that was held back.",
     )
     _common(why)
-    why.add_argument("fingerprint", type=non_empty, help="the alert's fingerprint")
+    why.add_argument("fingerprint", type=non_empty, help="the alert's ID (fingerprint), or its first characters")
     why.add_argument("--limit", type=whole_number(1), default=50, help="at most this many records (default 50)")
     why.add_argument("--json", action="store_true", help="print JSON")
     why.set_defaults(func=cmd_why)
@@ -194,7 +194,35 @@ def cmd_expire(args: argparse.Namespace) -> int:
     return 0
 
 
+FINGERPRINT_LENGTH = 16
+SHORTEST_PREFIX = 4
+
+
+def _resolve(args: argparse.Namespace, command: str) -> int | None:
+    """Make ``args.fingerprint`` whole when it is the start of one alert's ID (as the page shows it); ``None``
+    when it is, else the exit status after saying what is wrong."""
+    given = args.fingerprint.strip()
+    if len(given) >= FINGERPRINT_LENGTH:
+        return None
+    if len(given) < SHORTEST_PREFIX:
+        print(f"{command}: give at least {SHORTEST_PREFIX} characters of the alert's ID", file=sys.stderr)
+        return 2
+    status, answer = _request(args, "GET", "/api/v1/alerts?state=pending,firing,resolved&limit=10000",
+                              holding="alerts")  # fmt: skip
+    if status != 200:
+        return _failed(command, status, answer)
+    found = sorted({a["fingerprint"] for a in answer["alerts"] if a["fingerprint"].startswith(given)})
+    if len(found) != 1:
+        _say(f"{command}: {'no' if not found else 'more than one'} alert's ID starts with {given!r}"
+             + (f": {', '.join(found[:10])}" if found else ""), file=sys.stderr)  # fmt: skip
+        return 1
+    args.fingerprint = found[0]
+    return None
+
+
 def cmd_ack(args: argparse.Namespace) -> int:
+    if (failed := _resolve(args, "ack")) is not None:
+        return failed
     path = f"/api/v1/alerts/{quote(args.fingerprint, safe='')}/ack"
     if args.remove:
         status, answer = _request(args, "DELETE", path, holding="removed")
@@ -213,6 +241,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
+    if (failed := _resolve(args, "why")) is not None:
+        return failed
     path = f"/api/v1/alerts/{quote(args.fingerprint, safe='')}/suppressions?limit={args.limit}"
     status, answer = _request(args, "GET", path, holding="suppressions")
     if status != 200:

@@ -253,12 +253,16 @@ async def test_the_cli_against_a_served_daemon(
         code, out, _ = await run("ack", *where, FP, "--by", "bob", "--comment", "looking")
         assert (code, out.strip()) == (0, f"alert {FP} acknowledged by bob")
         code, _, err = await run("ack", *where, "nope", "--by", "bob", "--comment", "looking")
+        assert (code, err) == (1, "ack: no alert's ID starts with 'nope'\n")
+        code, _, err = await run("ack", *where, "0" * 16, "--by", "bob", "--comment", "looking")
         assert (code, "refused (404)" in err) == (1, True)
+        assert (await run("ack", *where, "ab", "--remove"))[0] == 2  # too short to name one
         assert await run("ack", *where, FP) == (2, "", "ack: give --by and --comment (or --remove)\n")
 
         await suppressions.record(FP, "ICDecay", T0, Reason("muted_window", "lunch", "route 0.1 muted at lunch"), None)
-        code, out, _ = await run("why", *where, FP)
+        code, out, _ = await run("why", *where, FP[:6])  # the first characters, as on the page, will do
         assert code == 0
+        assert f"alert {FP}: firing" in out
         assert "now acknowledged: acknowledged by bob" in out
         assert "2026-01-01T00:00:00Z  muted_window all channels: route 0.1 muted at lunch" in out
 

@@ -93,6 +93,8 @@ def test_the_page_shows_values_as_sent_follows_them_and_says_what_holds_an_alert
         push(daemon, 2.25, model="a7")  # still firing, a new value: shown without a state change
         browser.wait_for(f"{value} === '2.25'")
         (alert,) = daemon.get("/api/v1/alerts")["alerts"]
+        shown = browser.evaluate("document.querySelector('#alerts tbody td.id').textContent")
+        assert shown == alert["fingerprint"]  # the ID `alphawatch ack` and `why` take
         acked = daemon.post(f"/api/v1/alerts/{alert['fingerprint']}/ack", {"by": "mei", "comment": "on it"})
         assert acked.status_code == 201
         state = "document.querySelector('#alerts tbody td:nth-child(3)').innerText"

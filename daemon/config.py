@@ -471,7 +471,26 @@ def _schema_problems(doc: Located, error: jsonschema.ValidationError, secrets: s
         message = f"{error.instance!r} is not a duration (write e.g. 30s, 5m, 4h, 2d)"
     elif error.validator == "oneOf" and path and path[-1] == "match":
         message = "match is a map of label: value, or a list of matchers like 'model=alpha7' or 'venue=~\"tw.*\"'"
+    elif error.validator == "oneOf" and path and path[-1] in ("baseline", "reference"):
+        message = f"{path[-1]} is either {{lagged: N}} (with an optional gap) or {{start: DATE, end: DATE}}, not both"
+    elif error.validator == "type" and error.validator_value == "string" and _is_number(error.instance):
+        message = _number_for_text(error.instance, error.schema)
     return [doc.problem(path, message)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number_for_text(value: float, schema: Any) -> str:
+    """YAML made a number of what should have been text: say how to write it."""
+    pattern = schema.get("pattern") if isinstance(schema, dict) else None
+    if pattern == DURATION_PATTERN:
+        return f"{value!r} is not a duration: give it a unit (e.g. {value}m, {value}s, {value}h)"
+    if isinstance(value, int) and pattern is not None and ":" in pattern and 0 <= value < 24 * 60:
+        hours, minutes = divmod(value, 60)  # YAML 1.1 reads 17:00 as the base-60 number 1020
+        return f'a time is text: write it in quotes, "{hours:02d}:{minutes:02d}" (unquoted, YAML reads it as {value})'
+    return f"{value!r} is a number here: write it in quotes"
 
 
 def _known_keys(instance: Any, path: KeyPath) -> frozenset[str]:

@@ -57,7 +57,7 @@ class Absence(RuleKind):
         self.venue: str | None = settings.get("venue")
         self.by = tuple(settings.get("by", ()))
         if (self.absent_for is None) == (self.deadline is None):
-            raise ValueError("an absence rule needs either absent_for or deadline")
+            raise ValueError("an absence rule takes exactly one of absent_for and deadline")
         if self.during and self.deadline:
             raise ValueError("`during` goes with absent_for, not with deadline")
         if self.venue and not self.deadline:

@@ -60,12 +60,21 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ("daemon:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n", "monitor.yaml:3:3: daemon.listen: duplicate key"),
         ("daemon:\n  colour: blue\n", "monitor.yaml:2:11: daemon.colour: unknown key"),
         ("daemon:\n  retention: forever\n", "daemon.retention: 'forever' is not a duration"),
+        (f"{RULE}, for: 15}}\n", "rules[0].for: 15 is not a duration: give it a unit (e.g. 15m, 15s, 15h)"),
+        (
+            "rules:\n  - {name: r, kind: absence, metric: m, deadline: 17:00}\n",
+            'rules[0].deadline: a time is text: write it in quotes, "17:00" (unquoted, YAML reads it as 1020)',
+        ),
+        (
+            "rules:\n  - {name: r, kind: ic, match: {model: a}, baseline: {lagged: 60, start: 2026-01-05}}\n",
+            "rules[0].baseline: baseline is either {lagged: N} (with an optional gap) or {start: DATE, end: DATE}",
+        ),
         ("daemon:\n  language: fr\n", "daemon.language: 'fr' is not one of"),
         ("rules:\n  - {name: r, kind: nope}\n", "rules[0].kind: 'nope' is not one of"),
         ("rules:\n  - {kind: absence, metric: m, absent_for: 5m}\n", "rules[0]: 'name' is a required property"),
         (
             "rules:\n  - {name: r, kind: absence, metric: m}\n",
-            "rules[0]: an absence rule needs either absent_for or deadline",
+            "rules[0]: an absence rule takes exactly one of absent_for and deadline",
         ),
         ("rules:\n  - {name: r, kind: absence, metric: m, absent_for: 5m, op: above}\n", "rules[0].op: unknown key"),
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: abov, value: 1}\n", "rules[0].op: 'abov' is not one"),

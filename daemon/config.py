@@ -482,7 +482,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _number_for_text(value: float, schema: Any) -> str:
+def _number_for_text(value: Any, schema: Any) -> str:
     """YAML made a number of what should have been text: say how to write it."""
     pattern = schema.get("pattern") if isinstance(schema, dict) else None
     if pattern == DURATION_PATTERN:

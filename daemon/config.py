@@ -615,6 +615,11 @@ def _build(
                   (*(d.file for d in documents),), frozenset(secrets))  # fmt: skip
 
 
+ANNOTATION_PLACEHOLDER = re.compile(r"\{\{\s*(value|(labels|details)\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
+"""What an annotation may hold between ``{{ }}``: the value, a label, a detail (channel templates are Jinja; these
+are not: no filters, no expressions)."""
+_BRACES = re.compile(r"\{\{.*?\}\}", re.S)
+
 _COMMON_RULE_KEYS = frozenset(
     {"name", "kind", "description", "severity", "labels", "annotations", "for", "keep_firing_for", "active_during",
      "muted_during"}
@@ -627,9 +632,18 @@ def _rule(
     kind_settings = {k: v for k, v in raw.items() if k not in _COMMON_RULE_KEYS}
     try:
         rule = rule_kinds()[raw["kind"]](kind_settings)
-    except (ValueError, KeyError) as exc:
-        problems.append(doc.problem(path, str(exc).strip("'\"")))
+    except (ValueError, KeyError) as exc:  # (a KeyError's text is its key's repr: the quotes go)
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        problems.append(doc.problem(path, message))
         rule = RuleKind(kind_settings)
+    for key, text in (raw.get("annotations") or {}).items():
+        for found in _BRACES.finditer(text):
+            if not ANNOTATION_PLACEHOLDER.fullmatch(found.group()):
+                why = (
+                    f"{found.group()[:60]} is not a placeholder: annotations take {{{{ value }}}}, "
+                    "{{ labels.NAME }} and {{ details.NAME }}, without filters (channel templates are Jinja)"
+                )
+                problems.append(doc.problem((*path, "annotations", key), why))
     rule.context = context
     for key in ("active_during", "muted_during"):
         for index, name in enumerate(raw.get(key) or []):

@@ -14,10 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 from alphawatch.daemon.alerts import RESOLVED, Transition
-from alphawatch.daemon.config import RuleConfig
+from alphawatch.daemon.config import ANNOTATION_PLACEHOLDER, RuleConfig
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_PLACEHOLDER = re.compile(r"\{\{\s*(value|(labels|details)\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")
+_PLACEHOLDER = ANNOTATION_PLACEHOLDER
 
 
 @lru_cache(maxsize=1024)

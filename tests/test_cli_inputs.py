@@ -108,9 +108,9 @@ def test_status_and_push_say_when_the_url_is_not_an_alphawatch_daemon(
 
 def test_ids_stay_one_segment_of_the_path(capsys: pytest.CaptureFixture[str], receiver: Receiver) -> None:
     code, _, err = run(
-        capsys, "ack", "--url", receiver.url, "--token", TOKEN, "a/b#c?d=²", "--by", "x", "--comment", "y"
-    )
-    assert [r.path for r in receiver.requests] == ["/api/v1/alerts/a%2Fb%23c%3Fd%3D%C2%B2/ack"]
+        capsys, "ack", "--url", receiver.url, "--token", TOKEN, "a/b#c?d=²-0123456789", "--by", "x", "--comment", "y"
+    )  # (a whole ID: 16 characters or more; fewer are the start of one, looked up first)
+    assert [r.path for r in receiver.requests] == ["/api/v1/alerts/a%2Fb%23c%3Fd%3D%C2%B2-0123456789/ack"]
     assert code == 1
     assert "did not answer like an alphawatch daemon" in err
 
@@ -203,5 +203,7 @@ def test_against_a_running_daemon(
         where = ["--url", daemon.url, "--token", TOKEN]
         code, _, err = run(capsys, "silence", "expire", *where, "x?y#z")
         assert (code, err) == (1, "silence expire: refused (404): no such silence\n")
-        code, _, err = run(capsys, "why", *where, "abc?limit=²")
+        code, _, err = run(capsys, "why", *where, "abc?limit=²-0123456")  # a whole ID (16 or more characters)
         assert (code, err) == (1, "why: refused (404): no such alert, and nothing recorded for it\n")
+        code, _, err = run(capsys, "why", *where, "abc?limit=²")  # the start of one: looked up
+        assert (code, err) == (1, "why: no alert's ID starts with 'abc?limit=²'\n")

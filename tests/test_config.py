@@ -294,3 +294,19 @@ def test_an_unforeseen_error_while_loading_is_a_config_error_not_a_crash(
     path = write_config("rules: []\n")
     (problem,) = problems(path)
     assert problem == f"{path}: (top): cannot load it: RuntimeError, see the log (please report this)"
+
+
+def test_an_annotation_placeholder_that_would_stay_as_text_is_refused(write_config: Callable[..., Path]) -> None:
+    path = write_config(f'{RULE}, annotations: {{summary: "at [{{{{ label.model }}}}] {{{{ value | round }}}}"}}}}\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    text = str(refused.value)
+    assert "rules[0].annotations.summary: {{ label.model }} is not a placeholder" in text
+    assert "rules[0].annotations.summary: {{ value | round }} is not a placeholder" in text
+
+
+def test_a_rule_kinds_refusal_keeps_its_quotes(write_config: Callable[..., Path]) -> None:
+    path = write_config('rules:\n  - {name: late, kind: absence, metric: p, deadline: "08:45", venue: TWSE}\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert "rules[0]: not a venue: 'TWSE'" in str(refused.value)  # (the closing quote was cut off)

@@ -56,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"alphawatch {command}: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # a file named on the command line, or stdout closed early
+    except BrokenPipeError:  # `alphawatch calendar show | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error when Python flushes)
+        return 0
+    except OSError as exc:  # a file named on the command line
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"alphawatch {command}: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1

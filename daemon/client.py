@@ -48,6 +48,7 @@ class RefusedError(ClientError):
         self.status = status
         self.items = items
         self.accepted = accepted
+        self.reason = f"refused ({status}): {message}"  # (without the rows, for those who list them)
         shown = "; ".join(f"row {i.get('index')}: {i.get('field')}: {i.get('message')}" for i in items[:5])
         super().__init__(f"refused ({status}): {message}" + (f" — {shown}" if shown else ""))
 

@@ -69,7 +69,7 @@ def cmd_push_data(args: argparse.Namespace) -> int:
             try:
                 answer = client.push_body(args.kind, chunk, CONTENT_TYPES[fmt])
             except RefusedError as exc:
-                print(f"push-data: request {number + 1} {exc}", file=sys.stderr)
+                print(f"push-data: request {number + 1} {exc.reason}", file=sys.stderr)
                 for item in exc.items[:20]:  # (the daemon counts the rows of its request, from 0)
                     row = before + item["index"] + 1
                     print(f"  row {row} of the file: {item['field'] or '-'}: {item['message']}", file=sys.stderr)

@@ -110,3 +110,23 @@ def test_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "check", str(bad))
     assert code == 1
     assert f"{bad}:3:" in err
+
+
+def test_a_reader_that_stops_early_gets_no_error() -> None:
+    """`alphawatch calendar show | head -1`: the rest is not wanted; no 'Broken pipe' message, exit 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alphawatch.daemon.cli", "calendar", "show", "--json", "--all", "--from", "2026-01-01",
+         "--to", "2026-12-31"],  # (400 KB: more than a pipe holds)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # as head does after one line
+    error = process.stderr.read()
+    process.stderr.close()
+    assert process.wait(30) == 0
+    assert first.strip()
+    assert error == b""

@@ -122,7 +122,8 @@ def test_a_reader_that_stops_early_gets_no_error() -> None:
          "--to", "2026-12-31"],  # (400 KB: more than a pipe holds)
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     first = process.stdout.readline()
     process.stdout.close()  # as head does after one line
     error = process.stderr.read()

@@ -137,7 +137,9 @@ through the API is looked at at once)."""
 
 @dataclass(slots=True)
 class Escalating:
-    """A firing alert under an escalation policy; ``next_tier`` is the index of the tier still to come."""
+    """A firing alert under an escalation policy; ``next_tier`` is the index of the tier still to come. ``fired_at``
+    is when a route first told of it (infinity until then): the tiers count from there, so a notification held
+    until the pre-open cannot let the second on-call be paged before the first heard anything."""
 
     fingerprint: str
     rule: str
@@ -357,8 +359,8 @@ class Dispatcher:
                 self._join(member, fired_at, writes, doc=text)
                 policy = policy_for(self.config.escalations, doc["labels"]) if self.config.escalations else None
                 if policy is not None and alert.fingerprint not in self.escalating:
-                    escalating = Escalating(
-                        alert.fingerprint, rule.name, policy.name, alert.active_at, fired_at, 0, text
+                    escalating = Escalating(  # its clock starts when a route tells of it (see _flush)
+                        alert.fingerprint, rule.name, policy.name, alert.active_at, math.inf, 0, text
                     )
                     self.escalating[alert.fingerprint] = escalating
                     writes.escalations[alert.fingerprint] = escalating
@@ -510,6 +512,8 @@ class Dispatcher:
         policy = self._policy(escalating)
         if policy is None or escalating.next_tier >= len(policy.tiers):
             return None
+        if escalating.fired_at == math.inf:  # no route has told of it yet (held until the pre-open, say)
+            return None
         due = escalating.fired_at + policy.tiers[escalating.next_tier].after
         if escalating.not_before is not None:
             due = max(due, escalating.not_before)
@@ -608,6 +612,11 @@ class Dispatcher:
             group.flushes += 1
             group.last_flush_at = now
             self._notify(group, firing + resolved, now, writes)
+            for member in firing:  # its escalation counts from now: someone has been told
+                escalating = self.escalating.get(member.fingerprint)
+                if escalating is not None and escalating.fired_at == math.inf:
+                    escalating.fired_at = now
+                    writes.escalations[member.fingerprint] = escalating
             for member in firing + resolved:
                 member.sent = member.status
                 if (key, member.fingerprint) not in writes.members:  # else written whole in this step

@@ -253,6 +253,37 @@ rules:
         assert held["receiver"] == "mail"
 
 
+async def test_a_second_on_call_is_paged_only_after_the_first_was_told(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """Outside trading the mail waits for the pre-open: the 15-minute tier counts from then, not from 19:00."""
+    path = write_config(
+        CHANNELS
+        + """
+route:
+  channels: [mail]
+  group_wait: 0s
+  routes:
+    - {matchers: [severity=critical], channels: [sms], active_during: [trading]}
+    - {matchers: [severity=critical], channels: [mail], hold_until: pre_open}
+escalations:
+  - {name: second, matchers: [severity=critical], tiers: [{after: 15m, channels: [sms]}]}
+rules:
+  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
+"""
+    )
+    async with running_engine(path, start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9)
+        await h.advance(3600)
+    async with running_engine(path, start=taipei("2026-03-02T20:00:00")) as h:  # a restart overnight
+        await h.advance(taipei("2026-03-03T08:30:00") - h.clock.now())
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]  # (before: the sms at 19:15, nobody told)
+        await h.advance(15 * 60 - 1)
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]
+        await h.advance(1)
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
+
+
 ESCALATING = (
     CHANNELS
     + """
@@ -418,9 +449,11 @@ ESCALATING_SUPPRESSED = ESCALATING.replace(
 )
 
 
-async def test_a_silenced_or_inhibited_alert_does_not_escalate_until_that_ends(
+async def test_a_silenced_or_inhibited_alert_escalates_only_after_someone_was_told(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
+    """A tier counts from the alert's first notification: an alert nobody was told of (silenced, inhibited) pages
+    no second on-call; once told, the tiers run from then."""
     from alphawatch.daemon.silences import parse_silence
 
     async with running_engine(write_config(ESCALATING_SUPPRESSED), start=START) as h:
@@ -430,22 +463,24 @@ async def test_a_silenced_or_inhibited_alert_does_not_escalate_until_that_ends(
         await h.push("gross", 1.9, model="s")  # silenced for 20 minutes
         await h.push("ic", -1, model="i")  # inhibits crit for model i
         await h.push("gross", 1.9, model="i")
-        await h.advance(900)  # tier 1 (sms) fell due at 10 min for both: held back
+        await h.advance(900)  # 15 minutes: nobody was told of either, so no tier runs
         assert [p["receiver"] for p in await sent(h)] == ["mail"]  # mild's own notification
-        held = await h.store.query("SELECT fingerprint, kind FROM suppressions WHERE channel = 'sms'")
-        assert sorted(r["kind"] for r in held) == ["inhibited", "silence"]
-        await h.advance(300 + 30)  # the silence ended at 20 min: model s escalates then (within the recheck)
+        assert await h.store.query("SELECT fingerprint FROM suppressions WHERE channel = 'sms'") == []
+        await h.advance(300 + 30)  # the silence ended at 20 min: the desk hears of model s
         assert [(p["receiver"], models(p)) for p in (await sent(h))[1:]] == [
-            ("mail", [("i", "firing"), ("s", "firing")]),  # the group's news: crit s, silenced until now
-            ("sms", [("s", "firing")]),  # and its escalation, held back until the silence ended
+            ("mail", [("i", "firing"), ("s", "firing")]),
         ]
-        await h.push("ic", 1, model="i")  # the inhibiting alert resolves: model i is told and escalates
+        await h.advance(600 - 30 - 1)
+        assert [p["receiver"] for p in await sent(h)][-1] == "mail"
+        await h.advance(1)  # 10 minutes after the desk heard: the escalation
+        assert [(p["receiver"], models(p)) for p in await sent(h)][-1] == ("sms", [("s", "firing")])
+        await h.push("ic", 1, model="i")  # the inhibiting alert resolves: model i is told, its tiers start
         await h.advance(31)
-        last = (await sent(h))[-2:]  # one group (no group_by) on mail, then the escalation of model i on sms
-        assert [(p["receiver"], models(p)) for p in last] == [
-            ("mail", [("i", "firing"), ("i", "resolved"), ("s", "firing")]),
-            ("sms", [("i", "firing")]),
-        ]
+        assert [(p["receiver"], models(p)) for p in await sent(h)][-1] == (
+            "mail", [("i", "firing"), ("i", "resolved"), ("s", "firing")],
+        )  # fmt: skip
+        await h.advance(600)
+        assert [(p["receiver"], models(p)) for p in await sent(h)][-1] == ("sms", [("i", "firing")])
 
 
 async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[..., Path], autojump_clock: object) -> None:

@@ -30,6 +30,7 @@ from alphawatch.daemon.routing import (
     Routing,
     group_key_text,
     group_pairs,
+    hold_window,
     release_at,
     remembering_router,
     trace_routes,
@@ -675,6 +676,22 @@ class Dispatcher:
             self._by_alert[fingerprint] = group
         elif all(g is not group for g in groups):
             self._by_alert[fingerprint] = (*groups, group)
+
+    def holding(self, fingerprint: str, now: float) -> list[Reason]:
+        """The routes that hold news of the alert back until a window opens (``hold_until``), for "why"."""
+        from alphawatch.daemon.silences import rfc3339
+
+        out = []
+        for group in self.groups_of(fingerprint):
+            member = group.get(fingerprint)
+            window = hold_window(group.node, member.labels) if member is not None else None
+            if member is None or window is None or member.sent == member.status:
+                continue
+            if group.next_flush_at is not None and group.next_flush_at > now:
+                channels = ", ".join(group.node.channels)
+                out.append(Reason("held", window, f"route {group.node.path} ({channels}) holds it until {window} "
+                                                  f"opens at {rfc3339(group.next_flush_at)}"))  # fmt: skip
+        return out
 
     def groups_of(self, fingerprint: str) -> tuple[Group, ...]:
         """The groups the alert is in."""

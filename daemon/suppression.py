@@ -36,8 +36,10 @@ from alphawatch.daemon.store import Store
 
 log = logging.getLogger("alphawatch.suppression")
 
-Kind = Literal["silence", "inhibited", "muted_window", "acknowledged"]
+Kind = Literal["silence", "inhibited", "muted_window", "acknowledged", "held"]
 KINDS: tuple[Kind, ...] = ("silence", "inhibited", "muted_window", "acknowledged")
+"""The kinds recorded in the suppression log (``held``, a route waiting for its ``hold_until`` window, is only
+ever a reason now: the notification goes out when the window opens)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ class Reason:
     """Why a notification was held back.
 
     ``ref`` is the silence id (``silence``), the inhibiting alert's fingerprint (``inhibited``), the window's
-    name (``muted_window``) or the acknowledger (``acknowledged``); ``detail`` says it for a person.
+    name (``muted_window``, ``held``) or the acknowledger (``acknowledged``); ``detail`` says it for a person.
     """
 
     kind: Kind

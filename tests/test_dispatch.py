@@ -248,9 +248,14 @@ rules:
         await h.push("gross", 1.9)
         await h.advance(taipei("2026-03-03T08:29:59") - h.clock.now())
         assert await sent(h) == []
+        (alert,) = await h.alerts("crit")  # "why did I not get it?": held, until when, by which route
+        (reason,) = h.engine.dispatcher.holding(alert["fingerprint"], h.clock.now())
+        assert (reason.kind, reason.ref) == ("held", "pre_open")
+        assert reason.detail == "route 0.1 (mail) holds it until pre_open opens at 2026-03-03T00:30:00Z"
         await h.advance(1)
         (held,) = await sent(h)
         assert held["receiver"] == "mail"
+        assert h.engine.dispatcher.holding(alert["fingerprint"], h.clock.now()) == []
 
 
 async def test_a_second_on_call_is_paged_only_after_the_first_was_told(

@@ -154,6 +154,7 @@ class SuppressionApi:
             ack = suppressions.acknowledged(fingerprint, alert[0]["active_at"])
             if ack is not None:
                 current.append(suppressions.ack_reason(ack).as_json())
+            current += [reason.as_json() for reason in self.daemon.engine.dispatcher.holding(fingerprint, now)]
         return JSONResponse({
             "fingerprint": fingerprint,
             "state": state,

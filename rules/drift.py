@@ -122,39 +122,41 @@ class Drift(RuleKind):
             f" ({where})")  # fmt: skip
 
     # data access (worker thread) --------------------------------------------------------------------------
-    def persistence(self, db: sqlite3.Connection, model: str, first: str, last: str) -> dict[str, float]:
-        """Per numeric feature, dates ``first..last``: how much an asset's value persists from one date to the next
-        (``stats.lag1_persistence``); features it cannot be told for are left out."""
+    def load(self, db: sqlite3.Connection, model: str, first: str, last: str) -> Data:
+        """Values per numeric feature and category counts per categorical feature, dates ``first..last``."""
+        data, _ = self.load_window(db, model, first, last, persistence_from=None)
+        return data
+
+    def load_window(
+        self, db: sqlite3.Connection, model: str, first: str, last: str, persistence_from: str | None
+    ) -> tuple[Data, dict[str, float]]:
+        """The values of dates ``first..last`` (as :meth:`load`) and, over ``persistence_from..last``, how much each
+        numeric feature persists from one date to the next (``stats.lag1_persistence``; features it cannot be
+        told for are left out), in one read."""
+        numeric: dict[str, array[float]] = {}
+        categorical: dict[str, Counter[str]] = {}
+        panel: dict[str, tuple[list[str], list[str], list[float]]] = {}
         wanted = set(self.features) if self.features is not None else None
-        rows: dict[str, tuple[list[str], list[str], list[float]]] = {}
-        for feature, day, asset, num in db.execute(
-            "SELECT feature, date, asset, num FROM md_features WHERE model = ? AND date BETWEEN ? AND ?"
-            " AND num IS NOT NULL",
-            (model, first, last),
-        ):
-            if wanted is None or feature in wanted:
-                days, assets, values = rows.setdefault(feature, ([], [], []))
+        since = first if persistence_from is None else min(first, persistence_from)
+        cursor = db.execute(
+            "SELECT feature, date, asset, num, cat FROM md_features WHERE model = ? AND date BETWEEN ? AND ?",
+            (model, since, last),
+        )
+        for feature, day, asset, num, cat in cursor:
+            if wanted is not None and feature not in wanted:
+                continue
+            if persistence_from is not None and num is not None:
+                days, assets, values = panel.setdefault(feature, ([], [], []))
                 days.append(day)
                 assets.append(asset)
                 values.append(num)
-        return persistence_by_feature(rows)
-
-    def load(self, db: sqlite3.Connection, model: str, first: str, last: str) -> Data:
-        """Values per numeric feature and category counts per categorical feature, dates ``first..last``."""
-        numeric: dict[str, array[float]] = {}
-        categorical: dict[str, Counter[str]] = {}
-        wanted = set(self.features) if self.features is not None else None
-        cursor = db.execute(
-            "SELECT feature, num, cat FROM md_features WHERE model = ? AND date BETWEEN ? AND ?", (model, first, last)
-        )
-        for feature, num, cat in cursor:
-            if wanted is not None and feature not in wanted:
+            if day < first:
                 continue
             if cat is not None:
                 categorical.setdefault(feature, Counter())[cat] += 1
             else:
                 numeric.setdefault(feature, array("d")).append(float("nan") if num is None else num)
-        return numeric, categorical
+        return (numeric, categorical), persistence_by_feature(panel)
 
 
 class DriftEvaluator(Evaluator):
@@ -201,9 +203,8 @@ class DriftEvaluator(Evaluator):
         # other, a backfill) make it another reference
         rows, written = sum(sections[d][0] for d in ref_dates), max(sections[d][1] for d in ref_dates)
         summary, ref_cats = self._reference(db, model, ref_dates, current, f"{rows}:{written!r}")
-        numeric, categorical = rule.load(db, model, current[0], current[-1])
-        before = dates.index(current[0])  # the date before the window too: a window of one date has pairs
-        persistence = rule.persistence(db, model, dates[max(before - 1, 0)], current[-1])
+        before = dates[max(dates.index(current[0]) - 1, 0)]  # the date before the window too: one date has pairs
+        (numeric, categorical), persistence = rule.load_window(db, model, current[0], current[-1], before)
         fractions = _counted(summary, persistence, len(ref_dates), len(current))
         return self._compare(
             db, model, labels, summary, ref_cats, numeric, categorical, current, common, fractions, persistence
@@ -292,6 +293,7 @@ class DriftEvaluator(Evaluator):
         changed = _kind_changes(numbers_only, categories_only, numeric, categorical)
         for name in changed:  # a feature whose values changed kind has drifted, whatever its statistics say
             pvalues[names.index(name)] = 0.0
+            usable[names.index(name)] = True
         adjusted = stats.adjust_pvalues(np.array(pvalues, dtype=np.float64), rule.correction).tolist()
         n_numeric = len(report.names) if report is not None else 0
         drifted = None  # the numeric features' verdicts by the rule's method, computed once
@@ -308,7 +310,7 @@ class DriftEvaluator(Evaluator):
                     drifted = report.drifted(rule.method)
                 flags.append(bool(drifted[i]))
         for name in changed:
-            usable[names.index(name)] = flags[names.index(name)] = True
+            flags[names.index(name)] = True
         if changed:
             common = {**common, "kind_changed": "; ".join(f"{n}: {why}" for n, why in changed.items())}
         if persistence:  # the most persistent features, whose KS p-values count fewer independent values

@@ -26,24 +26,24 @@ class PredictionDrift(Drift):
     def default_keys(self) -> tuple[str, ...]:
         return ("score",)
 
-    def load(self, db: sqlite3.Connection, model: str, first: str, last: str) -> Data:
+    def load_window(
+        self, db: sqlite3.Connection, model: str, first: str, last: str, persistence_from: str | None
+    ) -> tuple[Data, dict[str, float]]:
         values = array("d")
-        for (score,) in db.execute(
-            "SELECT score FROM md_predictions WHERE model = ? AND date BETWEEN ? AND ?", (model, first, last)
-        ):
-            values.append(score)
-        categorical: dict[str, Counter[str]] = {}
-        return ({"score": values} if values else {}), categorical
-
-    def persistence(self, db: sqlite3.Connection, model: str, first: str, last: str) -> dict[str, float]:
         days: list[str] = []
         assets: list[str] = []
-        values: list[float] = []
+        scores: list[float] = []
+        since = first if persistence_from is None else min(first, persistence_from)
         for day, asset, score in db.execute(
             "SELECT date, asset, score FROM md_predictions WHERE model = ? AND date BETWEEN ? AND ?",
-            (model, first, last),
+            (model, since, last),
         ):
-            days.append(day)
-            assets.append(asset)
-            values.append(score)
-        return persistence_by_feature({"score": (days, assets, values)})
+            if persistence_from is not None:
+                days.append(day)
+                assets.append(asset)
+                scores.append(score)
+            if day >= first:
+                values.append(score)
+        categorical: dict[str, Counter[str]] = {}
+        persistence = persistence_by_feature({"score": (days, assets, scores)})
+        return (({"score": values} if values else {}), categorical), persistence

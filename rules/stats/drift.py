@@ -242,15 +242,14 @@ def feature_drift(
             if not (usable[f] and n[i] >= min_obs):
                 continue
             d, w = _merge_stats(reference.sample[f, : reference.sample_n[f]], cols[i, : n[i]], ws)
-            raw_d, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n[i]), ks_method)
+            statistic, p, used = ks_2samp_pvalue(d, int(n_ref[f]), int(n[i]), ks_method)
             if ref_counted[f] < 1.0 or cur_counted[f] < 1.0:  # persistent rows: fewer independent values
                 n1 = max(1, round(int(n_ref[f]) * ref_counted[f]))
                 n2 = max(1, round(int(n[i]) * cur_counted[f]))
                 _, p_counted, way = ks_2samp_pvalue(d, n1, n2, ks_method)
                 if p_counted > p:  # (counting fewer values never makes a difference more significant)
                     p, used = p_counted, f"{way}, effective n {n1}/{n2}"
-            d = raw_d
-            ks_d[f], ks_p[f], methods[f] = d, p, used if reference.exact else f"{used} (sketch)"
+            ks_d[f], ks_p[f], methods[f] = statistic, p, used if reference.exact else f"{used} (sketch)"
             wass[f] = w / reference.std[f]
 
     starts = range(0, features, _BLOCK)

@@ -98,11 +98,8 @@ def inhibitor(
 
     Sources are tried in fingerprint order, so the answer does not depend on the order ``firing`` comes in.
     """
-    targeted = [r for r in rules if r.is_target(labels)]
-    if not targeted:
-        return None
-    sources = sorted(firing)
-    return _first_source(targeted, fingerprint, labels, dict.fromkeys(targeted, sources))
+    targeted = [r for r in rules if r.is_target(labels)]  # (most alerts: none, and nothing more to do)
+    return inhibitors(targeted, [(fingerprint, labels)], firing).get(fingerprint) if targeted else None
 
 
 def inhibitors(
@@ -123,28 +120,24 @@ def inhibitors(
                 index.setdefault(tuple(src.get(name, "") for name in rule.equal), []).append((fp, src))
     out: dict[str, tuple[InhibitRule, str]] = {}
     for fingerprint, labels in alerts:
-        targeted = [r for r in rules if r.is_target(labels)]
-        if not targeted:
-            continue
-        sources = {r: by_equal[r].get(tuple(labels.get(name, "") for name in r.equal), []) for r in targeted}
-        found = _first_source(targeted, fingerprint, labels, sources)
+        found = _first_source(rules, by_equal, fingerprint, labels)
         if found is not None:
             out[fingerprint] = found
     return out
 
 
 def _first_source(
-    targeted: list[InhibitRule],
+    rules: tuple[InhibitRule, ...],
+    by_equal: Mapping[InhibitRule, Mapping[tuple[str, ...], list[tuple[str, Mapping[str, str]]]]],
     fingerprint: str,
     labels: Mapping[str, str],
-    sources: Mapping[InhibitRule, list[tuple[str, Mapping[str, str]]]],
 ) -> tuple[InhibitRule, str] | None:
-    for rule in targeted:
+    for rule in rules:
+        if not rule.is_target(labels):
+            continue
         two_sided = rule.is_source(labels)
-        for fp, src in sources[rule]:
-            if fp == fingerprint or not rule.is_source(src):
-                continue
-            if any(src.get(name, "") != labels.get(name, "") for name in rule.equal):
+        for fp, src in by_equal[rule].get(tuple(labels.get(name, "") for name in rule.equal), ()):
+            if fp == fingerprint:
                 continue
             if two_sided and all(m.matches(src) for m in rule.target_matchers):
                 continue

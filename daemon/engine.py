@@ -407,7 +407,7 @@ class Engine:
         """The arrival of the oldest batch some rule has not routed: a group due at or after it waits, so that
         the alerts that arrived before its flush are in it (a rule that fell behind routes its batches late, each
         as of its arrival). ``actor`` is about to route its first ``routing`` held batches."""
-        if self._first_steps and self.clock.now() < self._hold_until:
+        if self._holding_start():
             return -math.inf
         mark = math.inf
         for other in self.actors.values():
@@ -416,6 +416,10 @@ class Engine:
             if other.running and len(held) > skip:
                 mark = min(mark, held[skip])
         return max(mark, self.clock.now() - HOLD_AT_MOST)
+
+    def _holding_start(self) -> bool:
+        """Nothing goes out yet: some rule has not looked at its alerts since the start (``HOLD_AT_MOST`` at most)."""
+        return bool(self._first_steps) and self.clock.now() < self._hold_until
 
     def _stepped(self, name: str) -> None:
         """The rule has evaluated once since the start (or will not: parked, removed)."""
@@ -432,8 +436,9 @@ class Engine:
 
     async def _restore(self, rule: RuleConfig) -> tuple[Evaluator, Tracker]:
         now = self.clock.now()
-        since = await self.store.watching_since(rule.name, repr(rule.rule.selectors()), now)
-        evaluator = rule.rule.new_evaluator(since)
+        evaluator = rule.rule.new_evaluator(
+            await self.store.watching_since(rule.name, repr(rule.rule.selectors()), now)
+        )
         since = now - rule.rule.history()
         for selector in rule.rule.selectors():
             for sample in await self.store.load_samples(selector, since, latest_only=rule.rule.latest_only):
@@ -525,7 +530,7 @@ class Engine:
             if held is not None and held <= now:
                 self._held_due = held
                 release = held + HOLD_AT_MOST + LULL
-                if self._first_steps and now < self._hold_until:  # (the last first step pokes)
+                if self._holding_start():  # (the last first step pokes)
                     release = self._hold_until
                 due = _earliest(due, release)
             else:

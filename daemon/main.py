@@ -150,8 +150,8 @@ class Daemon:
         if queued:
             self.outbox.submit(queued)
         told: dict[str, list[Transition]] = {}
-        if any(t.from_state == t.to_state for t in transitions):  # new values of live alerts: one event a step
-            values = sum(t.from_state == t.to_state for t in transitions)
+        values = sum(t.from_state == t.to_state for t in transitions)
+        if values:  # new values of live alerts: one event a step
             self.broadcaster.publish({"type": "value", "rule": rule.name, "alerts": values})
         for t in transitions:
             if t.from_state != t.to_state:

@@ -425,7 +425,7 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
     """
     from alphawatch.daemon.dispatch import EscalationRow, GroupRow, MemberRow
 
-    gone, rows, moved, changed = [], [], [], []
+    gone, states, docs, moved, changed = [], [], [], [], []
     for (key, fingerprint), member in writes.members.items():
         if member is None:
             gone.append((key, fingerprint))
@@ -433,20 +433,20 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
             assert isinstance(member, MemberRow), "Writes.freeze() first"
             values = (key, fingerprint, member.rule, member.status, member.sent, member.active_at)
             if member.doc is not None:
-                rows.append((*values, member.doc))
-            elif member.source is not None:
-                moved.append((*values, member.source, fingerprint))
+                states.append(values)
+                docs.append((key, fingerprint, member.doc))
+            elif member.source is not None:  # it moved from another group: its document comes along
+                states.append(values)
+                moved.append((key, fingerprint, member.source, fingerprint))
             else:
                 changed.append((*values[2:], key, fingerprint))
-    columns = "group_members (group_key, fingerprint, rule, status, sent, active_at)"
-    insert_rows(db, f"INSERT OR REPLACE INTO {columns}", [row[:6] for row in rows])
-    insert_rows(db, "INSERT OR REPLACE INTO group_member_docs (group_key, fingerprint, doc)",
-                [(row[0], row[1], row[6]) for row in rows])  # fmt: skip
-    insert_rows(db, f"INSERT OR REPLACE INTO {columns}", [row[:6] for row in moved])
+    insert_rows(db, "INSERT OR REPLACE INTO group_members (group_key, fingerprint, rule, status, sent, active_at)",
+                states)  # fmt: skip
+    insert_rows(db, "INSERT OR REPLACE INTO group_member_docs (group_key, fingerprint, doc)", docs)
     db.executemany(
         "INSERT OR REPLACE INTO group_member_docs (group_key, fingerprint, doc) SELECT ?, ?, doc"
         " FROM group_member_docs WHERE group_key = ? AND fingerprint = ?",
-        [(row[0], row[1], row[6], row[7]) for row in moved],
+        moved,
     )
     db.executemany(
         "UPDATE group_members SET rule = ?, status = ?, sent = ?, active_at = ?"

@@ -687,7 +687,8 @@ class Dispatcher:
             window = hold_window(group.node, member.labels) if member is not None else None
             if member is None or window is None or member.sent == member.status:
                 continue
-            if group.next_flush_at is not None and group.next_flush_at > now:
+            # (while the window is on, a later flush is the group's own timing: group_wait, group_interval)
+            if group.next_flush_at is not None and group.next_flush_at > now and not self._window_active(window, now):
                 channels = ", ".join(group.node.channels)
                 out.append(Reason("held", window, f"route {group.node.path} ({channels}) holds it until {window} "
                                                   f"opens at {rfc3339(group.next_flush_at)}"))  # fmt: skip

@@ -256,6 +256,13 @@ rules:
         (held,) = await sent(h)
         assert held["receiver"] == "mail"
         assert h.engine.dispatcher.holding(alert["fingerprint"], h.clock.now()) == []
+    waiting = path.parent / "waiting" / "monitor.yaml"  # (a state of its own)
+    waiting.parent.mkdir()
+    waiting.write_text(path.read_text().replace("hold_until: pre_open}", "hold_until: pre_open, group_wait: 30s}"))
+    async with running_engine(waiting, start=taipei("2026-03-03T08:40:00")) as h:
+        await h.push("gross", 1.9, model="b")  # inside the pre-open: its group waits only its group_wait
+        (firing,) = [a for a in await h.alerts("crit") if '"model":"b"' in a["labels"]]
+        assert h.engine.dispatcher.holding(firing["fingerprint"], h.clock.now()) == []
 
 
 async def test_a_second_on_call_is_paged_only_after_the_first_was_told(

@@ -17,17 +17,19 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import jinja2
     from jinja2.sandbox import SandboxedEnvironment
+
+    from alphawatch.daemon.config import Config, RuleConfig
 
 __all__ = [
     "KINDS",
@@ -447,73 +449,158 @@ def add_template_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--kind", choices=("email", "slack", "sms", "text"), default="text")
     parser.add_argument("--lang", choices=LANGUAGES, default="en")
     parser.add_argument("--status", choices=("firing", "resolved"), default="firing")
-    parser.add_argument("--severity", choices=SEVERITIES, default="critical")
+    parser.add_argument("--severity", choices=SEVERITIES, help="of the sample alert (default critical)")
     parser.add_argument("--payload", type=Path, help="a webhook v4 JSON document to render instead of the sample")
+    parser.add_argument("--rule", help="render an alert of this configured rule (with -c): its labels, its "
+                        "annotations filled, its group as the routing tree forms it")  # fmt: skip
+    parser.add_argument("--value", type=float, help="with --rule: the value the alert reports")
+    parser.add_argument("--label", action="append", default=[], metavar="K=V", type=_pair,
+                        help="with --rule: a series label (repeat; default: the rule's match with =)")  # fmt: skip
+    parser.add_argument("--detail", action="append", default=[], metavar="K=V", type=_pair,
+                        help="with --rule: a detail for {{ details.K }} (repeat; numbers stay numbers)")  # fmt: skip
     parser.add_argument("--html", action="store_true", help="with --kind email, print the HTML part as well")
     parser.add_argument("--channel", help="render as this configured channel sends: its kind, language, templates "
                         "and SMS max_segments (with -c)")  # fmt: skip
-    parser.add_argument("-c", "--config", type=Path, help="the configuration that names --channel")
+    parser.add_argument("-c", "--config", type=Path, help="the configuration that names --channel or --rule")
     parser.set_defaults(func=_render_command)
 
 
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"not K=V: {text!r}")
+    return name, value
+
+
+class _HasName(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Named = TypeVar("_Named", bound=_HasName)
+
+
+class RenderRefused(Exception):
+    """What ``template render`` cannot do with its arguments (the message says why; exit code 2)."""
+
+
 def _render_command(args: argparse.Namespace) -> int:
-    if args.payload is not None:
-        try:
-            payload = json.loads(args.payload.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"alphawatch: cannot read {args.payload}: {exc}", file=sys.stderr)
-            return 2
-        problem = _payload_problem(payload)
-        if problem:
-            print(f"alphawatch: {args.payload} is not a webhook v4 payload: {problem}", file=sys.stderr)
-            return 2
-    kind, language, overrides, channel = args.kind, args.lang, None, None
-    if args.channel is not None:
-        found = _configured_channel(args)
-        if isinstance(found, str):
-            print(f"alphawatch template render: {found}", file=sys.stderr)
-            return 2
-        channel = found
-        kind = {"webhook": "text"}.get(channel.kind, channel.kind)
-        language, overrides = channel.settings.get("language", "en"), channel.settings.get("templates")
-    if args.payload is None:
-        payload = sample_payload(args.status, args.severity, language)
-    if kind == "slack":
-        from alphawatch.channels.slack import build_message
-
-        output = json.dumps(build_message(payload, language, overrides), ensure_ascii=False, indent=2) + "\n"
-    elif kind == "sms":
-        from alphawatch.channels.sms import Sms, sms_segments
-
-        text = channel.message(payload) if isinstance(channel, Sms) else render("sms", payload, language)
-        encoding, segments = sms_segments(text)
-        output = f"{text}\n\n({len(text)} characters, {encoding}, {segments} segment{'s' * (segments != 1)})\n"
-    elif kind == "email":
-        subject, text = render("subject", payload, language, overrides), render("text", payload, language, overrides)
-        output = f"Subject: {subject}\n\n{text}"
-        if args.html:
-            output += "\n" + render("html", payload, language, overrides)
-    else:
-        output = render("text", payload, language, overrides)
+    try:
+        output = _render(args)
+    except RenderRefused as exc:
+        print(f"alphawatch template render: {exc}", file=sys.stderr)
+        return 2
     sys.stdout.write(output)
     return 0
 
 
-def _configured_channel(args: argparse.Namespace) -> Any:
-    """The channel ``--channel`` names in ``-c``, built; or why not, as text."""
+def _render(args: argparse.Namespace) -> str:
+    _refuse_misuse(args)
+    config = _configuration(args) if args.channel is not None or args.rule is not None else None
+    kind, language, overrides, channel = args.kind, args.lang, None, None
+    if args.channel is not None:
+        assert config is not None
+        channel = _named(config.channels, args.channel, "channel", args.config).build()
+        kind = {"webhook": "text"}.get(channel.kind, channel.kind)
+        language, overrides = channel.settings.get("language", "en"), channel.settings.get("templates")
+    if args.rule is not None:
+        assert config is not None
+        payload = _rule_payload(config, _named(config.rules, args.rule, "rule", args.config), args)
+    elif args.payload is not None:
+        payload = _read_payload(args.payload)
+    else:
+        payload = sample_payload(args.status, args.severity or "critical", language)
+    if kind == "slack":
+        from alphawatch.channels.slack import build_message
+
+        return json.dumps(build_message(payload, language, overrides), ensure_ascii=False, indent=2) + "\n"
+    if kind == "sms":
+        from alphawatch.channels.sms import Sms, sms_segments
+
+        text = channel.message(payload) if isinstance(channel, Sms) else render("sms", payload, language)
+        encoding, segments = sms_segments(text)
+        return f"{text}\n\n({len(text)} characters, {encoding}, {segments} segment{'s' * (segments != 1)})\n"
+    if kind == "email":
+        subject, text = render("subject", payload, language, overrides), render("text", payload, language, overrides)
+        html = "\n" + render("html", payload, language, overrides) if args.html else ""
+        return f"Subject: {subject}\n\n{text}{html}"
+    return render("text", payload, language, overrides)
+
+
+def _refuse_misuse(args: argparse.Namespace) -> None:
+    """Raise :class:`RenderRefused` for options that do not go together, or one missing for another."""
+    if args.rule is None:
+        used = [f"--{name}" for name in ("value", "label", "detail") if getattr(args, name) not in (None, [])]
+        if used:
+            raise RenderRefused(f"{', '.join(used)} describe{'s' * (len(used) == 1)} the alert of --rule NAME")
+    elif args.payload is not None:
+        raise RenderRefused("--rule and --payload each give the alert: use one")
+    elif args.severity is not None:
+        raise RenderRefused("--rule renders with the rule's own severity (its severity: key); leave out --severity")
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RenderRefused(f"cannot read {path}: {exc}") from None
+    problem = _payload_problem(payload)
+    if problem:
+        raise RenderRefused(f"{path} is not a webhook v4 payload: {problem}")
+    result: dict[str, Any] = payload
+    return result
+
+
+def _configuration(args: argparse.Namespace) -> Config:
+    """The configuration ``-c`` names, loaded."""
     from alphawatch.daemon.config import load_config
     from alphawatch.daemon.errors import ConfigError
 
     if args.config is None:
-        return "--channel needs -c FILE, the configuration that names it"
+        raise RenderRefused(f"--{'rule' if args.rule else 'channel'} needs -c FILE, the configuration that defines it")
     try:
-        config = load_config(args.config)
+        return load_config(args.config)
     except ConfigError as exc:
-        return f"{args.config} has problems (alphawatch check -c lists them): {exc.problems[0]}"
-    named = {c.name: c for c in config.channels}
-    if args.channel not in named:
-        return f"no channel named {args.channel!r} in {args.config} (it has: {', '.join(named) or 'none'})"
-    return named[args.channel].build()
+        raise RenderRefused(f"{args.config} has problems (alphawatch check -c lists them): {exc.problems[0]}") from None
+
+
+def _named(items: Iterable[_Named], name: str, what: str, config: Path) -> _Named:
+    """The channel or rule called ``name`` in the configuration."""
+    items = list(items)
+    for item in items:
+        if item.name == name:
+            return item
+    raise RenderRefused(f"no {what} named {name!r} in {config} (it has: {', '.join(i.name for i in items) or 'none'})")
+
+
+def _rule_payload(config: Config, rule: RuleConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """The notification of ``rule``'s alert as the daemon would build it. Placeholders the annotations use that the
+    alert has nothing for are listed on stderr; so are the channels it is routed to."""
+    from alphawatch.daemon.preview import default_series, preview
+
+    series = tuple(sorted(dict(args.label).items())) if args.label else default_series(rule)
+    details = {name: _number_or_text(value) for name, value in args.detail}
+    shown = preview(config, rule, series, args.value, details, args.status, args.channel)
+    if shown.unfilled:
+        print(f"note: nothing for {', '.join('{{ ' + u + ' }}' for u in shown.unfilled)} in this alert: rendered "
+              "empty (give --value, --label or --detail)", file=sys.stderr)  # fmt: skip
+    if not shown.watched:
+        print(f"note: {rule.name}'s match does not take a series with these labels: it would never alert on it",
+              file=sys.stderr)  # fmt: skip
+    routed = ", ".join(shown.channels) or "no channel"
+    if args.channel is None:
+        print(f"note: routed to {routed} (render as one of them sends with --channel NAME)", file=sys.stderr)
+    elif args.channel not in shown.channels:
+        print(f"note: the routing tree sends this alert to {routed}, not to {args.channel}", file=sys.stderr)
+    return shown.payload
+
+
+def _number_or_text(text: str) -> float | str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def _payload_problem(payload: object) -> str | None:

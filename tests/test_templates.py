@@ -212,6 +212,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return capsys.readouterr().out
 
 
+def run_err(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    args = cli().parse_args(["template", "render", *argv])
+    assert args.func(args) == 0
+    return capsys.readouterr().err
+
+
 def test_cli_renders_a_zh_tw_resolved_sms(capsys: pytest.CaptureFixture[str]) -> None:
     out = run(capsys, "--kind", "sms", "--lang", "zh-TW", "--status", "resolved", "--severity", "warning")
     assert out.startswith("[警告] 已恢復：alpha7 的 IC 低於 0.01 (恢復值 0.0153, 持續 2 小時 15 分)\n")
@@ -263,6 +269,116 @@ def test_cli_renders_as_a_configured_channel_sends(capsys: pytest.CaptureFixture
     args = cli().parse_args(["template", "render", "-c", str(config), "--channel", "nope"])
     assert args.func(args) == 2
     assert "no channel named 'nope'" in capsys.readouterr().err
+
+
+RULE_CONFIG = """\
+daemon: {state: var/state.db, external_url: 'https://aw.desk.example/'}
+channels:
+  - {name: ops-hook, kind: webhook, url: 'http://127.0.0.1:9/hook'}
+  - {name: desk-sms, kind: sms, provider: http, url: 'http://127.0.0.1:9/sms', to: ['+886900000000'],
+     language: zh-TW}
+route:
+  channels: [ops-hook]
+  group_by: [alertname]
+  routes:
+    - matchers: [severity=critical]
+      channels: [desk-sms]
+      group_by: [model, alertname]
+rules:
+  - name: gross-exposure
+    kind: threshold
+    metric: gross_exposure
+    match: {model: alpha7, book: main}
+    op: above
+    value: 1.5
+    severity: critical
+    labels: {team: quant}
+    annotations:
+      summary: "gross exposure of {{ labels.model }} is {{ value }} (limit 1.5), p={{ details.p_value }}"
+"""
+
+
+def rule_config(tmp_path: Path) -> Path:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(RULE_CONFIG, encoding="utf-8")
+    return config
+
+
+def test_cli_renders_a_configured_rules_alert_as_the_daemon_would_send_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = rule_config(tmp_path)
+    args = ["-c", str(config), "--rule", "gross-exposure", "--value", "1.72", "--detail", "p_value=0.0004"]
+    text = run(capsys, *args)
+    # the series the rule's match pins, the rule's own labels, the value and the detail filled in
+    assert "gross exposure of alpha7 is 1.72 (limit 1.5), p=0.0004" in text
+    assert "[CRITICAL] FIRING: gross-exposure (alpha7)" in text
+    assert "https://aw.desk.example/#rule=gross-exposure" in text  # external_url, its trailing slash dropped
+    sms = run(capsys, *args, "--channel", "desk-sms")
+    assert sms.startswith("[嚴重] 觸發：gross exposure of alpha7 is 1.72")  # the channel's language and kind
+    args_ = cli().parse_args(["template", "render", *args, "--label", "model=alpha9"])
+    assert args_.func(args_) == 0
+    captured = capsys.readouterr()
+    assert "gross exposure of alpha9 is 1.72" in captured.out
+    assert "routed to desk-sms" in captured.err  # severity=critical takes the child route
+    assert "match does not take a series with these labels" in captured.err  # no book=main
+    args_ = cli().parse_args(["template", "render", *args, "--label", "model=alpha9", "--label", "book=main"])
+    assert args_.func(args_) == 0
+    assert "match does not take" in capsys.readouterr().err  # model=alpha9 is not alpha7
+    assert "match does not take" not in run_err(capsys, *args, "--label", "model=alpha7", "--label", "book=main")
+
+
+def test_a_rules_preview_is_grouped_and_labelled_by_the_routing_tree(tmp_path: Path) -> None:
+    from alphawatch.daemon.config import load_config
+    from alphawatch.daemon.preview import default_series, preview
+
+    config = load_config(rule_config(tmp_path))
+    rule = config.rules[0]
+    assert default_series(rule) == (("book", "main"), ("model", "alpha7"))
+    shown = preview(config, rule, default_series(rule), 1.72, {}, now=1_764_000_000.0)
+    assert shown.channels == ("desk-sms",)
+    assert shown.payload["groupLabels"] == {"alertname": "gross-exposure", "model": "alpha7"}
+    assert shown.payload["groupKey"] == '{}/{severity="critical"}:{alertname="gross-exposure", model="alpha7"}'
+    assert shown.payload["commonLabels"] == {
+        "alertname": "gross-exposure", "book": "main", "model": "alpha7", "severity": "critical", "team": "quant",
+    }  # fmt: skip
+    assert shown.unfilled == ("details.p_value",)
+    resolved = preview(config, rule, default_series(rule), 1.2, {"p_value": 0.3}, "resolved", now=1_764_000_000.0)
+    alert = resolved.payload["alerts"][0]
+    assert (alert["status"], alert["value"]) == ("resolved", 1.2)  # the recovery value
+    assert alert["durationSeconds"] == 8100.0
+    assert resolved.unfilled == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rule", "nope"], "no rule named 'nope'"),
+        (["--rule", "gross-exposure", "--severity", "info"], "leave out --severity"),
+        (["--value", "3"], "--value describes the alert of --rule NAME"),
+        (["--rule", "gross-exposure", "--label", "model"], None),  # argparse: not K=V
+    ],
+)
+def test_cli_refuses_a_rule_preview_it_cannot_make(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str | None
+) -> None:
+    config = rule_config(tmp_path)
+    if message is None:
+        with pytest.raises(SystemExit):
+            cli().parse_args(["template", "render", "-c", str(config), *argv])
+        assert "not K=V: 'model'" in capsys.readouterr().err
+        return
+    args = cli().parse_args(["template", "render", "-c", str(config), *argv])
+    assert args.func(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_names_what_a_rule_preview_left_empty(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = cli().parse_args(["template", "render", "-c", str(rule_config(tmp_path)), "--rule", "gross-exposure"])
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert "gross exposure of alpha7 is  (limit 1.5), p=" in captured.out
+    assert "nothing for {{ value }}, {{ details.p_value }} in this alert" in captured.err
 
 
 def test_the_html_part_marks_an_alert_resolved_within_a_firing_group() -> None:

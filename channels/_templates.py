@@ -446,22 +446,23 @@ def add_template_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     template = subparsers.add_parser("template", help="preview notification messages")
     actions = template.add_subparsers(dest="template_command", required=True)
     parser = actions.add_parser("render", help="print a message rendered for a sample alert")
-    parser.add_argument("--kind", choices=("email", "slack", "sms", "text"), default="text")
-    parser.add_argument("--lang", choices=LANGUAGES, default="en")
+    parser.add_argument("--kind", choices=("email", "slack", "sms", "text"), help="default text")
+    parser.add_argument("--lang", choices=LANGUAGES, help="default: daemon.language of -c, else en")
     parser.add_argument("--status", choices=("firing", "resolved"), default="firing")
     parser.add_argument("--severity", choices=SEVERITIES, help="of the sample alert (default critical)")
     parser.add_argument("--payload", type=Path, help="a webhook v4 JSON document to render instead of the sample")
-    parser.add_argument("--rule", help="render an alert of this configured rule (with -c): its labels, its "
-                        "annotations filled, its group as the routing tree forms it")  # fmt: skip
-    parser.add_argument("--value", type=float, help="with --rule: the value the alert reports")
-    parser.add_argument("--label", action="append", default=[], metavar="K=V", type=_pair,
-                        help="with --rule: a series label (repeat; default: the rule's match with =)")  # fmt: skip
-    parser.add_argument("--detail", action="append", default=[], metavar="K=V", type=_pair,
+    parser.add_argument("--rule", help="render an alert of this configured rule: its labels, its annotations "
+                        "filled, its group as the routing tree forms it")  # fmt: skip
+    parser.add_argument("--value", type=_finite, help="with --rule: the value the alert reports")
+    parser.add_argument("--label", action="append", default=[], metavar="K=V", type=_label,
+                        help="with --rule: a sample label (repeat; default: the rule's match with =)")  # fmt: skip
+    parser.add_argument("--detail", action="append", default=[], metavar="K=V", type=_detail,
                         help="with --rule: a detail for {{ details.K }} (repeat; numbers stay numbers)")  # fmt: skip
     parser.add_argument("--html", action="store_true", help="with --kind email, print the HTML part as well")
     parser.add_argument("--channel", help="render as this configured channel sends: its kind, language, templates "
-                        "and SMS max_segments (with -c)")  # fmt: skip
-    parser.add_argument("-c", "--config", type=Path, help="the configuration that names --channel or --rule")
+                        "and SMS max_segments; a webhook's JSON document")  # fmt: skip
+    parser.add_argument("-c", "--config", type=Path, help="the configuration of --channel and --rule (default: "
+                        "$ALPHAWATCH_CONFIG, else monitor.yaml)")  # fmt: skip
     parser.set_defaults(func=_render_command)
 
 
@@ -470,6 +471,36 @@ def _pair(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"not K=V: {text!r}")
     return name, value
+
+
+def _label(text: str) -> tuple[str, str]:
+    name, value = _pair(text)
+    from alphawatch.daemon.ingest import LABEL
+
+    if not LABEL.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"not a label name: {name!r} (letters, digits and _, not first a digit)")
+    return name, value
+
+
+def _detail(text: str) -> tuple[str, int | float | str]:
+    name, value = _pair(text)
+    for number in (int, float):
+        try:
+            parsed = number(value)
+        except ValueError:
+            continue
+        return name, parsed if math.isfinite(parsed) else value
+    return name, value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r} (samples cannot carry it either)")
+    return value
 
 
 class _HasName(Protocol):
@@ -481,7 +512,12 @@ _Named = TypeVar("_Named", bound=_HasName)
 
 
 class RenderRefused(Exception):
-    """What ``template render`` cannot do with its arguments (the message says why; exit code 2)."""
+    """What ``template render`` cannot do: the message says why; ``code`` 2 for arguments that cannot be right,
+    1 for a configuration that cannot be used."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _render_command(args: argparse.Namespace) -> int:
@@ -489,7 +525,7 @@ def _render_command(args: argparse.Namespace) -> int:
         output = _render(args)
     except RenderRefused as exc:
         print(f"alphawatch template render: {exc}", file=sys.stderr)
-        return 2
+        return exc.code
     sys.stdout.write(output)
     return 0
 
@@ -497,11 +533,13 @@ def _render_command(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> str:
     _refuse_misuse(args)
     config = _configuration(args) if args.channel is not None or args.rule is not None else None
-    kind, language, overrides, channel = args.kind, args.lang, None, None
+    kind, language, overrides, channel = args.kind or "text", args.lang or "en", None, None
+    if config is not None and args.lang is None:
+        language = config.daemon.language
     if args.channel is not None:
         assert config is not None
         channel = _named(config.channels, args.channel, "channel", args.config).build()
-        kind = {"webhook": "text"}.get(channel.kind, channel.kind)
+        kind = channel.kind
         language, overrides = channel.settings.get("language", "en"), channel.settings.get("templates")
     if args.rule is not None:
         assert config is not None
@@ -510,6 +548,8 @@ def _render(args: argparse.Namespace) -> str:
         payload = _read_payload(args.payload)
     else:
         payload = sample_payload(args.status, args.severity or "critical", language)
+    if kind == "webhook":
+        return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
     if kind == "slack":
         from alphawatch.channels.slack import build_message
 
@@ -529,14 +569,25 @@ def _render(args: argparse.Namespace) -> str:
 
 def _refuse_misuse(args: argparse.Namespace) -> None:
     """Raise :class:`RenderRefused` for options that do not go together, or one missing for another."""
+    if args.channel is not None:
+        told = [f"--{name}" for name in ("kind", "lang") if getattr(args, name) is not None]
+        if told:
+            raise RenderRefused(
+                f"--channel renders in the channel's own kind and language: leave out {' and '.join(told)}"
+            )
     if args.rule is None:
         used = [f"--{name}" for name in ("value", "label", "detail") if getattr(args, name) not in (None, [])]
         if used:
-            raise RenderRefused(f"{', '.join(used)} describe{'s' * (len(used) == 1)} the alert of --rule NAME")
-    elif args.payload is not None:
+            raise RenderRefused(f"{', '.join(used)} need{'s' * (len(used) == 1)} --rule NAME")
+        return
+    if args.payload is not None:
         raise RenderRefused("--rule and --payload each give the alert: use one")
-    elif args.severity is not None:
+    if args.severity is not None:
         raise RenderRefused("--rule renders with the rule's own severity (its severity: key); leave out --severity")
+    names = [name for name, _ in args.label]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise RenderRefused(f"--label {', '.join(twice)} given more than once")
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -552,16 +603,18 @@ def _read_payload(path: Path) -> dict[str, Any]:
 
 
 def _configuration(args: argparse.Namespace) -> Config:
-    """The configuration ``-c`` names, loaded."""
+    """The configuration ``-c`` names (default as the other commands have it), loaded."""
+    from alphawatch.daemon.cli import DEFAULT_CONFIG
     from alphawatch.daemon.config import load_config
     from alphawatch.daemon.errors import ConfigError
 
     if args.config is None:
-        raise RenderRefused(f"--{'rule' if args.rule else 'channel'} needs -c FILE, the configuration that defines it")
+        args.config = Path(DEFAULT_CONFIG)
     try:
         return load_config(args.config)
     except ConfigError as exc:
-        raise RenderRefused(f"{args.config} has problems (alphawatch check -c lists them): {exc.problems[0]}") from None
+        problem = exc.problems[0]
+        raise RenderRefused(f"{args.config} has problems (alphawatch check -c lists them): {problem}", 1) from None
 
 
 def _named(items: Iterable[_Named], name: str, what: str, config: Path) -> _Named:
@@ -575,32 +628,26 @@ def _named(items: Iterable[_Named], name: str, what: str, config: Path) -> _Name
 
 def _rule_payload(config: Config, rule: RuleConfig, args: argparse.Namespace) -> dict[str, Any]:
     """The notification of ``rule``'s alert as the daemon would build it. Placeholders the annotations use that the
-    alert has nothing for are listed on stderr; so are the channels it is routed to."""
-    from alphawatch.daemon.preview import default_series, preview
+    alert has nothing for are listed on stderr; so are the routes and channels it is sent to."""
+    from alphawatch.daemon.preview import default_labels, preview
 
-    series = tuple(sorted(dict(args.label).items())) if args.label else default_series(rule)
-    details = {name: _number_or_text(value) for name, value in args.detail}
-    shown = preview(config, rule, series, args.value, details, args.status, args.channel)
+    sample_labels = tuple(sorted(args.label)) if args.label else default_labels(rule)
+    shown = preview(config, rule, sample_labels, args.value, dict(args.detail), args.status, args.channel)
     if shown.unfilled:
-        print(f"note: nothing for {', '.join('{{ ' + u + ' }}' for u in shown.unfilled)} in this alert: rendered "
-              "empty (give --value, --label or --detail)", file=sys.stderr)  # fmt: skip
+        names = ", ".join("{{ " + u + " }}" for u in shown.unfilled)
+        print(f"note: nothing for {names} in this alert: rendered empty (give --value or --label; a detail only if "
+              "the rule's kind reports it)", file=sys.stderr)  # fmt: skip
     if not shown.watched:
-        print(f"note: {rule.name}'s match does not take a series with these labels: it would never alert on it",
+        print(f"note: {rule.name}'s match does not take a sample with these labels: it would never alert on it",
               file=sys.stderr)  # fmt: skip
-    routed = ", ".join(shown.channels) or "no channel"
+    routed = "; ".join(f"{', '.join(channels)} (route {path})" for path, channels in shown.routes) or "no channel"
     if args.channel is None:
-        print(f"note: routed to {routed} (render as one of them sends with --channel NAME)", file=sys.stderr)
+        print(f"note: sent to {routed}; render as one of them sends with --channel NAME", file=sys.stderr)
     elif args.channel not in shown.channels:
         print(f"note: the routing tree sends this alert to {routed}, not to {args.channel}", file=sys.stderr)
+    elif len(shown.routes) > 1:
+        print(f"note: sent to {routed}; shown: the first group with {args.channel}", file=sys.stderr)
     return shown.payload
-
-
-def _number_or_text(text: str) -> float | str:
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return number if math.isfinite(number) else text
 
 
 def _payload_problem(payload: object) -> str | None:

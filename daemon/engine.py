@@ -20,6 +20,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import trio
 
@@ -31,7 +32,7 @@ from alphawatch.daemon.dispatch import Dispatcher
 from alphawatch.daemon.store import Queued, Store
 from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
 from alphawatch.daemon.suppression import Suppressions
-from alphawatch.rules import Condition, Evaluator, Sample, Selector
+from alphawatch.rules import Condition, Evaluator, RuleKind, Sample, Selector
 
 log = logging.getLogger("alphawatch.engine")
 
@@ -51,10 +52,22 @@ RESTART_PAUSE_AT_MOST = 60.0
 HOLD_AT_MOST = 10.0
 """Seconds a rule's unrouted samples may hold group flushes back at most (a safety net: a rule routes its
 backlog within ``LULL_AT_MOST`` plus the time to evaluate it)."""
+
+
+class _Internal(RuleKind):
+    """The kind of the daemon's own alerts (and of those of a removed rule): raised by the engine, not by samples."""
+
+    kind = "internal"
+    schema: ClassVar[dict[str, Any]] = {}
+
+    def selectors(self) -> tuple[Selector, ...]:
+        return ()
+
+
 RULE_FAILED = RuleConfig(
     name="AlphawatchRuleFailed",
     kind="internal",
-    rule=None,  # type: ignore[arg-type]
+    rule=_Internal({}),
     severity="error",
     labels=(("component", "alphawatch"),),
     annotations=(("summary", "rule {{ labels.rule }} crashed too often and is parked as failed"),),
@@ -63,7 +76,7 @@ RULE_FAILED = RuleConfig(
 CALENDAR_EXPIRING = RuleConfig(
     name="AlphawatchCalendarExpiring",
     kind="internal",
-    rule=None,  # type: ignore[arg-type]
+    rule=_Internal({}),
     severity="warning",
     labels=(("component", "alphawatch"),),
     annotations=(("summary", "{{ details.message }}"),),
@@ -72,7 +85,7 @@ CALENDAR_CHECK_EVERY = 6 * 3600.0
 REMOVED_RULE = RuleConfig(
     name="",
     kind="removed",
-    rule=None,  # type: ignore[arg-type]
+    rule=_Internal({}),
     annotations=(("summary", "resolved: its rule was removed from the configuration"),),
 )
 

@@ -7,13 +7,15 @@ value), ``severity``, ``rule`` and ``durationSeconds``.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from alphawatch.daemon.alerts import RESOLVED, Transition
+from alphawatch.daemon.calendar_model import local_datetime
 from alphawatch.daemon.config import ANNOTATION_PLACEHOLDER, RuleConfig
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -27,16 +29,24 @@ def rfc3339(ts: float) -> str:
 
 
 def render_annotation(
-    text: str, labels: dict[str, str], value: float | None, details: Mapping[str, Any] | None = None
+    text: str,
+    labels: dict[str, str],
+    value: float | None,
+    details: Mapping[str, Any] | None = None,
+    instants: Collection[str] = (),
 ) -> str:
-    """Fill ``{{ value }}``, ``{{ labels.NAME }}`` and ``{{ details.NAME }}`` in an annotation."""
+    """Fill ``{{ value }}``, ``{{ labels.NAME }}`` and ``{{ details.NAME }}`` in an annotation; a detail named in
+    ``instants`` (epoch seconds) as Taipei time."""
 
     def fill(found: re.Match[str]) -> str:
         if found.group(1) == "value":
             return _number(value)
         if found.group(2) == "labels":
             return labels.get(found.group(3), "")
-        detail = (details or {}).get(found.group(3))
+        name = found.group(3)
+        detail = (details or {}).get(name)
+        if isinstance(detail, int | float) and name in instants and math.isfinite(detail):
+            return local_datetime(detail).strftime("%Y-%m-%d %H:%M:%S +08:00")
         return _number(detail) if isinstance(detail, int | float) else ("" if detail is None else str(detail))
 
     return _PLACEHOLDER.sub(fill, text)
@@ -56,7 +66,9 @@ def alert_document(rule: RuleConfig, transition: Transition, external_url: str) 
     return {
         "status": "resolved" if resolved else "firing",
         "labels": labels,
-        "annotations": {k: render_annotation(v, labels, value, details) for k, v in rule.annotations},
+        "annotations": {
+            k: render_annotation(v, labels, value, details, rule.rule.instant_details) for k, v in rule.annotations
+        },
         "startsAt": rfc3339(fired_at),
         "endsAt": rfc3339(alert.resolved_at) if resolved and alert.resolved_at else ZERO_TIME,
         "generatorURL": f"{external_url}/#rule={rule.name}",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,12 +21,16 @@ RESOLVED_AFTER = 8100.0  # a resolved preview fired this long before (2 h 15 min
 @dataclass(frozen=True)
 class Preview:
     payload: dict[str, Any]  # the webhook v4 document
-    channels: tuple[str, ...]  # the channels the routing tree sends it to (windows aside), in order
+    routes: tuple[tuple[str, tuple[str, ...]], ...]  # (route key, its channels) the tree sends it to, windows aside
     unfilled: tuple[str, ...]  # placeholders the annotations use that this alert has nothing for
     watched: bool  # whether the rule watches a series with these labels (its match takes them)
 
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for _, channels in self.routes for c in channels))
 
-def default_series(rule: RuleConfig) -> Labels:
+
+def default_labels(rule: RuleConfig) -> Labels:
     """The labels the rule's ``match`` pins with ``=``: a series it watches, when the user names none."""
     pinned = {m.name: m.value for s in rule.rule.selectors() for m in s.matchers if m.op == "="}
     return tuple(sorted(pinned.items()))
@@ -34,17 +39,19 @@ def default_series(rule: RuleConfig) -> Labels:
 def preview(
     config: Config,
     rule: RuleConfig,
-    series: Labels,
+    sample_labels: Labels,
     value: float | None,
     details: Mapping[str, Any],
     status: str = FIRING,
     channel: str | None = None,
     now: float | None = None,
 ) -> Preview:
-    """The notification of ``rule``'s alert on ``series`` with ``value``, as the group's first flush sends it to
-    ``channel`` (default: the first channel the tree routes it to)."""
+    """The notification of ``rule``'s alert for a sample with ``sample_labels`` (the alert keeps what the kind
+    keeps of them: an ``absence`` rule its ``by`` labels) reporting ``value``, as the group's first flush sends
+    it to ``channel`` (default: the first channel the tree routes it to)."""
     now = time.time() if now is None else now
-    labels = rule.alert_labels(tuple(sorted(series)))
+    series = rule.rule.alert_series(tuple(sorted(sample_labels)))
+    labels = rule.alert_labels(series)
     resolved = status == RESOLVED
     fired_at = now - RESOLVED_AFTER if resolved else now
     alert = Alert(
@@ -66,23 +73,23 @@ def preview(
     external_url = settings.external_url or f"http://{host}:{settings.port}"
     document = alert_document(rule, transition, external_url)
     label_map = dict(labels)
-    routes = [] if config.route is None else [n for n in trace_routes(config.route, label_map).routes if n.channels]
-    channels = tuple(dict.fromkeys(c for node in routes for c in node.channels))
-    node = next((n for n in routes if channel is None or channel in n.channels), None)
+    nodes = [] if config.route is None else [n for n in trace_routes(config.route, label_map).routes if n.channels]
+    node = next((n for n in nodes if channel is None or channel in n.channels), None)
     payload = {
         "version": "4",
-        "groupKey": group_key_text(node, labels) if node else "{}:{}",
+        "groupKey": group_key_text(node, labels) if node else f"{{}}:{{alertname={json.dumps(rule.name)}}}",
         "truncatedAlerts": 0,
         "status": document["status"],
-        "receiver": channel or (channels[0] if channels else "preview"),
-        "groupLabels": group_labels(node, label_map) if node else {},
+        "receiver": channel or (node.channels[0] if node else "preview"),
+        "groupLabels": group_labels(node, label_map) if node else {"alertname": rule.name},
         "commonLabels": label_map,
         "commonAnnotations": document["annotations"],
         "externalURL": external_url,
         "alerts": [document],
     }
-    watched = any(s.matches(Sample(s.metric, series, now, 0.0)) for s in rule.rule.selectors())
-    return Preview(payload, channels, _unfilled(rule, label_map, value, details), watched)
+    watched = any(s.matches(Sample(s.metric, sample_labels, now, 0.0)) for s in rule.rule.selectors())
+    routes = tuple((n.key, n.channels) for n in nodes)
+    return Preview(payload, routes, _unfilled(rule, label_map, value, details), watched)
 
 
 def _unfilled(
@@ -94,7 +101,7 @@ def _unfilled(
             whole, kind, name = found.groups()
             if (
                 (whole == "value" and value is None)
-                or (kind == "labels" and name not in labels)
+                or (kind == "labels" and not labels.get(name))
                 or (kind == "details" and name not in details)
             ):
                 missing[whole] = None

@@ -186,6 +186,14 @@ class RuleKind:
     def selectors(self) -> tuple[Selector, ...]:
         raise NotImplementedError
 
+    instant_details: ClassVar[frozenset[str]] = frozenset()
+    """Details that are instants (epoch seconds): an annotation shows them as Taipei time, not as a number."""
+
+    def alert_series(self, labels: Labels) -> Labels:
+        """The labels of this rule's alert for a sample with ``labels`` (its ``series``): the sample's own, unless
+        the kind watches a coarser key (an ``absence`` rule its ``by`` labels, a drift rule the model)."""
+        return labels
+
     def history(self) -> float:
         """Seconds of past samples the evaluator needs when it starts (loaded from the store)."""
         return 0.0

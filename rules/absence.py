@@ -74,6 +74,15 @@ class Absence(RuleKind):
     def selectors(self) -> tuple[Selector, ...]:
         return (self.selector,)
 
+    instant_details: ClassVar[frozenset[str]] = frozenset({"last_seen", "deadline"})
+
+    def alert_series(self, labels: Labels) -> Labels:
+        """Its ``by`` labels (empty when the sample lacks one), or none: one switch for the whole selector."""
+        if not self.by:
+            return ()
+        values = dict(labels)
+        return tuple((name, values.get(name, "")) for name in self.by)
+
     def history(self) -> float:
         return self.absent_for if self.absent_for is not None and not self.during else LOOKBACK
 
@@ -94,11 +103,7 @@ class _AbsenceEvaluator(Evaluator):
                 self.calendar = calendars[rule.venue] if rule.venue else calendars.default
 
     def observe(self, sample: Sample) -> None:
-        if self.rule.by:
-            labels = dict(sample.labels)
-            key: Labels = tuple((name, labels.get(name, "")) for name in self.rule.by)
-        else:
-            key = ()
+        key = self.rule.alert_series(sample.labels)
         # the first sample replaces the start of the rule, which stood in while none was known: one restored from
         # the store after a restart is older than that start, and a restart must not reset the switch
         if key not in self.last_value or sample.ts >= self.last_seen[key]:

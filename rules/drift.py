@@ -108,6 +108,10 @@ class Drift(RuleKind):
     def selectors(self) -> tuple[Selector, ...]:
         return (self.selector,)
 
+    def alert_series(self, labels: Labels) -> Labels:
+        """The model: a drift rule judges a model's whole cross-section, not one series."""
+        return (("model", dict(labels).get("model", "")),)
+
     def history(self) -> float:
         return (self.window * 7 / 5 + 20) * 86400.0
 
@@ -169,9 +173,8 @@ class DriftEvaluator(Evaluator):
         self.references: dict[str, tuple[str, ReferenceSummary | None, dict[str, Counter[str]]]] = {}
 
     def observe(self, sample: Sample) -> None:
-        labels = dict(sample.labels)
-        model = labels.get("model", "")
-        self.pending[model] = (("model", model),)
+        key = self.rule.alert_series(sample.labels)
+        self.pending[key[0][1]] = key
 
     async def refresh(self, store: Store, now: float) -> None:
         while self.pending:

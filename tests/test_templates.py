@@ -294,91 +294,151 @@ rules:
     severity: critical
     labels: {team: quant}
     annotations:
-      summary: "gross exposure of {{ labels.model }} is {{ value }} (limit 1.5), p={{ details.p_value }}"
+      summary: "gross exposure of {{ labels.model }} is {{ value }} (limit 1.5), n={{ details.n }}"
+  - name: heartbeat
+    kind: absence
+    metric: predictions_published
+    by: [model]
+    absent_for: 26h
+    severity: error
+    annotations:
+      summary: "no predictions from {{ labels.model }} since {{ details.last_seen }}"
+  - name: feed
+    kind: absence
+    metric: prices
+    match: {venue: TWSE}
+    absent_for: 10m
+    annotations:
+      summary: "prices of {{ labels.venue }} stopped"
 """
 
 
-def rule_config(tmp_path: Path) -> Path:
+def rule_config(tmp_path: Path, text: str = RULE_CONFIG) -> Path:
     config = tmp_path / "monitor.yaml"
-    config.write_text(RULE_CONFIG, encoding="utf-8")
+    config.write_text(text, encoding="utf-8")
     return config
+
+
+def render_rule(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> tuple[str, str]:
+    args = cli().parse_args(["template", "render", *argv])
+    assert args.func(args) == code
+    captured = capsys.readouterr()
+    return captured.out, captured.err
 
 
 def test_cli_renders_a_configured_rules_alert_as_the_daemon_would_send_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    config = rule_config(tmp_path)
-    args = ["-c", str(config), "--rule", "gross-exposure", "--value", "1.72", "--detail", "p_value=0.0004"]
-    text = run(capsys, *args)
-    # the series the rule's match pins, the rule's own labels, the value and the detail filled in
-    assert "gross exposure of alpha7 is 1.72 (limit 1.5), p=0.0004" in text
+    args = ["-c", str(rule_config(tmp_path)), "--rule", "gross-exposure", "--value", "1.72", "--detail", "n=10"]
+    text, err = render_rule(capsys, *args)
+    # the series the rule's match pins, the rule's own labels, the value and the detail filled in (10, not 10.0)
+    assert "gross exposure of alpha7 is 1.72 (limit 1.5), n=10" in text
     assert "[CRITICAL] FIRING: gross-exposure (alpha7)" in text
     assert "https://aw.desk.example/#rule=gross-exposure" in text  # external_url, its trailing slash dropped
-    sms = run(capsys, *args, "--channel", "desk-sms")
+    assert 'sent to desk-sms (route {}/{severity="critical"})' in err  # severity=critical takes the child route
+    sms, _ = render_rule(capsys, *args, "--channel", "desk-sms")
     assert sms.startswith("[嚴重] 觸發：gross exposure of alpha7 is 1.72")  # the channel's language and kind
-    args_ = cli().parse_args(["template", "render", *args, "--label", "model=alpha9"])
-    assert args_.func(args_) == 0
-    captured = capsys.readouterr()
-    assert "gross exposure of alpha9 is 1.72" in captured.out
-    assert "routed to desk-sms" in captured.err  # severity=critical takes the child route
-    assert "match does not take a series with these labels" in captured.err  # no book=main
-    args_ = cli().parse_args(["template", "render", *args, "--label", "model=alpha9", "--label", "book=main"])
-    assert args_.func(args_) == 0
-    assert "match does not take" in capsys.readouterr().err  # model=alpha9 is not alpha7
-    assert "match does not take" not in run_err(capsys, *args, "--label", "model=alpha7", "--label", "book=main")
+    hook, err = render_rule(capsys, *args, "--channel", "ops-hook")
+    document = json.loads(hook)  # a webhook channel: the document it posts
+    assert (document["receiver"], document["alerts"][0]["value"]) == ("ops-hook", 1.72)
+    assert "not to ops-hook" in err
+    _, err = render_rule(capsys, *args, "--label", "model=alpha9", "--label", "book=main")
+    assert "match does not take a sample with these labels" in err  # model=alpha9 is not alpha7
+    _, err = render_rule(capsys, *args, "--label", "model=alpha7", "--label", "book=main")
+    assert "match does not take" not in err
+
+
+def test_an_absence_rules_preview_has_the_labels_its_alerts_have(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = str(rule_config(tmp_path))
+    hook = ["-c", config, "--channel", "ops-hook", "--value", "93600"]
+    # by: [model]: the alert keeps the model of the sample, nothing else of it
+    out, _ = render_rule(capsys, *hook, "--rule", "heartbeat", "--label", "model=alpha9", "--label", "strategy=mom",
+                         "--detail", "last_seen=1764205200")  # fmt: skip
+    alert = json.loads(out)["alerts"][0]
+    assert alert["labels"] == {"alertname": "heartbeat", "model": "alpha9", "severity": "error"}
+    assert alert["annotations"]["summary"] == "no predictions from alpha9 since 2025-11-27 09:00:00 +08:00"
+    _, err = render_rule(capsys, *hook, "--rule", "heartbeat")
+    assert "nothing for {{ labels.model }}, {{ details.last_seen }}" in err
+    # no by: one switch for the whole selector, without the series' labels
+    out, _ = render_rule(capsys, *hook, "--rule", "feed")
+    alert = json.loads(out)["alerts"][0]
+    assert alert["labels"] == {"alertname": "feed", "severity": "warning"}
+    assert alert["annotations"]["summary"] == "prices of  stopped"
 
 
 def test_a_rules_preview_is_grouped_and_labelled_by_the_routing_tree(tmp_path: Path) -> None:
     from alphawatch.daemon.config import load_config
-    from alphawatch.daemon.preview import default_series, preview
+    from alphawatch.daemon.preview import default_labels, preview
 
     config = load_config(rule_config(tmp_path))
     rule = config.rules[0]
-    assert default_series(rule) == (("book", "main"), ("model", "alpha7"))
-    shown = preview(config, rule, default_series(rule), 1.72, {}, now=1_764_000_000.0)
+    assert default_labels(rule) == (("book", "main"), ("model", "alpha7"))
+    shown = preview(config, rule, default_labels(rule), 1.72, {}, now=1_764_000_000.0)
     assert shown.channels == ("desk-sms",)
     assert shown.payload["groupLabels"] == {"alertname": "gross-exposure", "model": "alpha7"}
     assert shown.payload["groupKey"] == '{}/{severity="critical"}:{alertname="gross-exposure", model="alpha7"}'
     assert shown.payload["commonLabels"] == {
         "alertname": "gross-exposure", "book": "main", "model": "alpha7", "severity": "critical", "team": "quant",
     }  # fmt: skip
-    assert shown.unfilled == ("details.p_value",)
-    resolved = preview(config, rule, default_series(rule), 1.2, {"p_value": 0.3}, "resolved", now=1_764_000_000.0)
+    assert shown.unfilled == ("details.n",)
+    resolved = preview(config, rule, default_labels(rule), 1.2, {"n": 3}, "resolved", now=1_764_000_000.0)
     alert = resolved.payload["alerts"][0]
-    assert (alert["status"], alert["value"]) == ("resolved", 1.2)  # the recovery value
-    assert alert["durationSeconds"] == 8100.0
+    assert (alert["status"], alert["value"], alert["durationSeconds"]) == ("resolved", 1.2, 8100.0)
     assert resolved.unfilled == ()
+
+
+def test_a_rules_preview_speaks_the_daemons_language_and_reads_the_default_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = rule_config(tmp_path, RULE_CONFIG.replace("daemon: {", "daemon: {language: zh-TW, "))
+    monkeypatch.setattr("alphawatch.daemon.cli.DEFAULT_CONFIG", str(config))  # $ALPHAWATCH_CONFIG, as read
+    out, _ = render_rule(capsys, "--rule", "gross-exposure", "--value", "1.72", "--kind", "sms")
+    assert out.startswith("[嚴重] 觸發：")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--rule", "nope"], 2, "no rule named 'nope'"),
+        (["--rule", "gross-exposure", "--severity", "info"], 2, "leave out --severity"),
+        (["--value", "3"], 2, "--value needs --rule NAME"),
+        (["--rule", "gross-exposure", "--channel", "desk-sms", "--kind", "email"], 2, "leave out --kind"),
+        (["--rule", "gross-exposure", "--label", "model=a", "--label", "model=b"], 2, "--label model given more"),
+    ],
+)
+def test_cli_refuses_a_rule_preview_it_cannot_make(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], code: int, message: str
+) -> None:
+    _, err = render_rule(capsys, "-c", str(rule_config(tmp_path)), *argv, code=code)
+    assert message in err
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--rule", "nope"], "no rule named 'nope'"),
-        (["--rule", "gross-exposure", "--severity", "info"], "leave out --severity"),
-        (["--value", "3"], "--value describes the alert of --rule NAME"),
-        (["--rule", "gross-exposure", "--label", "model"], None),  # argparse: not K=V
+        (["--label", "model"], "not K=V: 'model'"),
+        (["--label", "bad-name=x"], "not a label name: 'bad-name'"),
+        (["--value", "nan"], "not a finite number: 'nan'"),
+        (["--value", "high"], "not a number: 'high'"),
     ],
 )
-def test_cli_refuses_a_rule_preview_it_cannot_make(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str | None
+def test_cli_refuses_arguments_that_cannot_be_right(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    config = rule_config(tmp_path)
-    if message is None:
-        with pytest.raises(SystemExit):
-            cli().parse_args(["template", "render", "-c", str(config), *argv])
-        assert "not K=V: 'model'" in capsys.readouterr().err
-        return
-    args = cli().parse_args(["template", "render", "-c", str(config), *argv])
-    assert args.func(args) == 2
+    with pytest.raises(SystemExit) as exited:
+        cli().parse_args(["template", "render", "--rule", "r", *argv])
+    assert exited.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_cli_names_what_a_rule_preview_left_empty(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    args = cli().parse_args(["template", "render", "-c", str(rule_config(tmp_path)), "--rule", "gross-exposure"])
-    assert args.func(args) == 0
-    captured = capsys.readouterr()
-    assert "gross exposure of alpha7 is  (limit 1.5), p=" in captured.out
-    assert "nothing for {{ value }}, {{ details.p_value }} in this alert" in captured.err
+def test_cli_reports_a_broken_configuration_as_a_failure_not_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = rule_config(tmp_path, RULE_CONFIG.replace("op: above", "op: sideways"))
+    _, err = render_rule(capsys, "-c", str(config), "--rule", "gross-exposure", code=1)
+    assert "has problems (alphawatch check -c lists them)" in err
 
 
 def test_the_html_part_marks_an_alert_resolved_within_a_firing_group() -> None:

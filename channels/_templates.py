@@ -443,6 +443,8 @@ def sample_payload(status: str = "firing", severity: str = "critical", language:
 
 def add_template_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``template render``: print a message for a sample alert (or ``--payload FILE``) as a channel would."""
+    from alphawatch.daemon.cli import finite_float  # (the CLI calls this: loaded already)
+
     template = subparsers.add_parser("template", help="preview notification messages")
     actions = template.add_subparsers(dest="template_command", required=True)
     parser = actions.add_parser("render", help="print a message rendered for a sample alert")
@@ -453,7 +455,7 @@ def add_template_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--payload", type=Path, help="a webhook v4 JSON document to render instead of the sample")
     parser.add_argument("--rule", help="render an alert of this configured rule: its labels, its annotations "
                         "filled, its group as the routing tree forms it")  # fmt: skip
-    parser.add_argument("--value", type=_finite, help="with --rule: the value the alert reports")
+    parser.add_argument("--value", type=finite_float, help="with --rule: the value the alert reports")
     parser.add_argument("--label", action="append", default=[], metavar="K=V", type=_label,
                         help="with --rule: a sample label (repeat; default: the rule's match with =)")  # fmt: skip
     parser.add_argument("--detail", action="append", default=[], metavar="K=V", type=_detail,
@@ -491,16 +493,6 @@ def _detail(text: str) -> tuple[str, int | float | str]:
             continue
         return name, parsed if math.isfinite(parsed) else value
     return name, value
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r} (samples cannot carry it either)")
-    return value
 
 
 class _HasName(Protocol):

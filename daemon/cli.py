@@ -255,14 +255,14 @@ def _client(args: argparse.Namespace, write: bool, admin: bool = False) -> tuple
     if url is None or (write and token is None):
         from alphawatch.daemon.config import load_daemon_settings, token_file
 
-        settings = load_daemon_settings(args.config)  # a problem in a rule or an include is the daemon's business
+        # a problem in a rule or an include is the daemon's business; so is a token this command does not send
+        roles = ("admin" if admin else "ingest",) if write and token is None else ()
+        settings = load_daemon_settings(args.config, roles=roles)
         if url is None:
             host = settings.host
             url = f"http://{'[' + host + ']' if ':' in host else host}:{settings.port}"
-        if token is None:
-            token = settings.admin_token if admin else settings.ingest_token
-        if token is None and write:
-            token = _generated_token(token_file(settings))
+        if token is None and write:  # (reads need no token)
+            token = (settings.admin_token if admin else settings.ingest_token) or _generated_token(token_file(settings))
     if token and not all("!" <= c <= "~" for c in token):
         raise CommandError("the API token has characters an HTTP header cannot carry (printable ASCII only)")
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property, lru_cache
 from importlib import resources
@@ -267,14 +267,22 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return config
 
 
-def load_daemon_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> DaemonSettings:
+def load_daemon_settings(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, roles: Collection[str] = ("ingest", "admin")
+) -> DaemonSettings:
     """Only the main file's ``daemon:`` section, for the CLI (the address, the tokens, the state file): a problem
     elsewhere, such as a half-edited include or a channel secret this shell cannot see, must not keep ``push``,
-    ``silence`` or ``ack`` from the running daemon. Raise :class:`ConfigError` for a problem in that section."""
+    ``silence`` or ``ack`` from the running daemon. Only the tokens of ``roles`` are read (the others are left
+    out, ``None``): a command given its token, or needing the other one, does not need this shell to see them.
+    Raise :class:`ConfigError` for a problem in that section."""
     main_path = Path(path)
     main = _read_main(main_path)
     problems: list[Problem] = []
     raw = main.data.get("daemon") if isinstance(main.data, dict) else None
+    tokens = raw.get("tokens") if isinstance(raw, dict) else None
+    if isinstance(tokens, dict):
+        for role in [role for role in tokens if role not in roles]:
+            del tokens[role]
     section = Located({"daemon": raw or {}}, main.file, main.marks)
     secrets: set[str] = set()
     _substitute(section, (), section.data, main_path.parent, os.environ if environ is None else environ, secrets,

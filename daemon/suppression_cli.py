@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from typing import Any, TextIO
@@ -110,10 +109,8 @@ def _request(args: argparse.Namespace, method: str, path: str, body: Any = None,
     or what answered is not one (a success must hold the key ``holding``)."""
     import httpx
 
-    if method != "GET" and args.token is None and not os.environ.get("ALPHAWATCH_TOKEN"):
-        args.token = _admin_token(args.config)  # _client prefers the ingest token; writes here need the admin one
     try:
-        url, headers = _client(args, write=method != "GET")
+        url, headers = _client(args, write=method != "GET", admin=True)
     except (ConfigError, CommandError, OSError) as exc:
         return 0, str(exc)
     try:
@@ -126,19 +123,6 @@ def _request(args: argparse.Namespace, method: str, path: str, body: Any = None,
     if answer is None or (response.is_success and holding not in answer):
         return 0, f"{not_alphawatch(response)}; check --url"
     return response.status_code, answer
-
-
-def _admin_token(config: str) -> str | None:
-    from alphawatch.daemon.config import load_config, token_file
-
-    try:
-        loaded = load_config(config)
-    except (ConfigError, OSError):
-        return None
-    if loaded.daemon.admin_token:
-        return loaded.daemon.admin_token
-    path = token_file(loaded.daemon)
-    return path.read_text().strip() if path.exists() else None
 
 
 def _failed(command: str, status: int, answer: Any) -> int:

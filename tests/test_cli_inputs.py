@@ -106,6 +106,42 @@ def test_status_and_push_say_when_the_url_is_not_an_alphawatch_daemon(
     assert "did not answer like an alphawatch daemon (HTTP 200)" in err
 
 
+def test_commands_send_the_token_of_their_role_whatever_else_the_configuration_holds(
+    capsys: pytest.CaptureFixture[str],
+    write_config: Callable[..., Path],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI reads the ``daemon:`` section only, and of its tokens only the one it sends: a broken include, a
+    channel secret or the other role's token secret this shell cannot see must not change what it sends."""
+    monkeypatch.delenv("NOT_IN_THIS_SHELL", raising=False)
+    port = receiver.url.rsplit(":", 1)[1]
+    write_config("rules: [{name: broken, kind: nope}]\n", "rules.d/broken.yaml")
+    config = write_config(f"""
+        daemon:
+          state: state.db
+          listen: 127.0.0.1:{port}
+          tokens: {{ingest: ingest-token-0123456789, admin: admin-token-0123456789}}
+        include: [rules.d/*.yaml]
+        channels:
+          - {{name: hook, kind: webhook, url: "${{env:NOT_IN_THIS_SHELL}}"}}
+        """)
+    run(
+        capsys, "silence", "add", "-c", str(config), "-m", "model=a7", "--duration", "1h", "--by", "a", "--comment", "b"
+    )
+    run(capsys, "push", "-c", str(config), "gross", "1")
+    assert [r.headers["Authorization"] for r in receiver.requests] == [
+        "Bearer admin-token-0123456789",  # a silence is an admin write: never the ingest token
+        "Bearer ingest-token-0123456789",
+    ]
+    unseen = config.read_text().replace("admin: admin-token-0123456789", "admin: '${env:NOT_IN_THIS_SHELL}'")
+    config.write_text(unseen.replace("ingest: ingest-token-0123456789", "ingest: '${env:NOT_IN_THIS_SHELL}x'"))
+    run(capsys, "push", "-c", str(config), "--token", TOKEN, "gross", "1")  # given its token: reads neither
+    code, _, err = run(capsys, "push", "-c", str(config), "gross", "1")  # needs the ingest token's secret
+    assert (code, err.count("environment variable NOT_IN_THIS_SHELL is not set")) == (1, 1)
+    assert [r.headers["Authorization"] for r in receiver.requests][2:] == [f"Bearer {TOKEN}"]
+
+
 def test_ids_stay_one_segment_of_the_path(capsys: pytest.CaptureFixture[str], receiver: Receiver) -> None:
     code, _, err = run(
         capsys, "ack", "--url", receiver.url, "--token", TOKEN, "a/b#c?d=²-0123456789", "--by", "x", "--comment", "y"

@@ -279,7 +279,10 @@ class Daemon:
         sql = f"SELECT * FROM alerts WHERE state IN ({marks})" + (" AND rule = ?" if rule else "")
         params: list[Any] = [*states, *([rule] if rule else [])]
         found = await self.store.query(sql + " ORDER BY updated_at DESC LIMIT ?", [*params, limit])
-        rows = [_alert_row(r) for r in found]
+        return await self._with_suppression([_alert_row(r) for r in found])
+
+    async def _with_suppression(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` with ``suppressed`` (what holds their notifications back now) and ``ack``."""
         live = [(r["fingerprint"], r["labels"], r["active_at"]) for r in rows if r["state"] != "resolved"]
         held: dict[str, Any] = {}
         if live and self.suppressions is not None:
@@ -288,7 +291,7 @@ class Daemon:
                 firing = await self.store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
                 others = [(r["fingerprint"], json.loads(r["labels"])) for r in firing]
             held = self.suppressions.current(live, self.clock.now(), others)
-        for row in rows:  # what holds its notifications back now, and its acknowledgement
+        for row in rows:
             reason, ack = held.get(row["fingerprint"], (None, None))
             row["suppressed"] = None if reason is None else reason.as_json()
             row["ack"] = None if ack is None else ack.as_json()
@@ -302,7 +305,8 @@ class Daemon:
             "SELECT at, from_state, to_state, value, note FROM alert_history WHERE fingerprint = ? ORDER BY id",
             [fingerprint],
         )
-        return {**_alert_row(rows[0]), "history": history}
+        (row,) = await self._with_suppression([_alert_row(rows[0])])
+        return {**row, "history": history}
 
     async def rules(self) -> list[dict[str, Any]]:
         out = []

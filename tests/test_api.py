@@ -233,6 +233,10 @@ inhibit_rules:
         assert acked.status_code == 201
         after = {a["fingerprint"]: a for a in (await client.get("/api/v1/alerts")).json()["alerts"]}
         assert after[fingerprint]["ack"]["by"] == "mei"
+        one = (await client.get(f"/api/v1/alerts/{fingerprint}")).json()  # one alert: the same, and its history
+        assert (one["ack"]["by"], one["suppressed"], one["history"][0]["to_state"]) == ("mei", None, "firing")
+        inhibited_one = (await client.get(f"/api/v1/alerts/{rows[('exposure', 'a7')]['fingerprint']}")).json()
+        assert inhibited_one["suppressed"]["kind"] == "inhibited"
 
 
 def test_what_a_reload_finds_alive_can_still_be_freed_later() -> None:

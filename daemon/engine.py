@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import sqlite3
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -29,6 +29,7 @@ from alphawatch.daemon.calendar import local_datetime
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.dispatch import Dispatcher
+from alphawatch.daemon.errors import StoreError
 from alphawatch.daemon.store import Queued, Store
 from alphawatch.daemon.supervisor import FAILED, Supervised, supervise
 from alphawatch.daemon.suppression import Suppressions
@@ -144,6 +145,9 @@ class Engine:
         """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
         self._hold_until = -math.inf
         self._first_steps: set[str] = set()
+        self.cleanup_error: str | None = None
+        self.restarts_before: Counter[str] = Counter()  # rule → restarts of its actors replaced by a reload
+        """Why the alerts of removed rules could not be resolved in the store at the last apply (tried again)."""
         """Rules not evaluated yet since the daemon started: until they are, no group flushes (an overdue repeat
         would tell of an alert the rule is about to resolve), for ``HOLD_AT_MOST`` at most."""
         self._ingesting = 0
@@ -185,18 +189,23 @@ class Engine:
 
     # configuration ----------------------------------------------------------------------------------------
     async def apply(self, new: Config) -> tuple[list[str], list[str], list[str]]:
-        """Switch to ``new``; return the names of the rules added, changed and removed."""
-        old_rules = {r.name: r for r in self.config.rules}
+        """Switch to ``new``; return the names of the rules added, changed and removed.
+
+        Compared with the rules that run, so a reload the state file refused part-way is completed by the next:
+        if the routes cannot be saved nothing changes (the error is raised); once the rules run the new
+        configuration, the alerts of removed rules resolve in the store, and a refusal there is kept in
+        :attr:`cleanup_error` (not raised) and tried again at the next apply."""
+        running = {name: actor.config for name, actor in self.actors.items()}
         new_rules = {r.name: r for r in new.rules}
-        added = [n for n in new_rules if n not in old_rules]
-        removed = [n for n in old_rules if n not in new_rules]
-        changed = [n for n in new_rules if n in old_rules and new_rules[n] != old_rules[n]]
+        added = [n for n in new_rules if n not in running]
+        removed = [n for n in running if n not in new_rules]
+        changed = [n for n in new_rules if n in running and new_rules[n] != running[n]]
         calendar_changed = new.calendars != self.config.calendars
-        self.config = new
         with trio.CancelScope(shield=True):
             async with self._dispatch_written():
                 writes = self.dispatcher.apply(new, self.clock.now())
                 self._on_committed(RULE_FAILED, [], await self.store.save_dispatch(writes))
+        self.config = new
         self.poke()
         if calendar_changed:
             self._calendar_changed.set()
@@ -205,19 +214,24 @@ class Engine:
         stopped = [self.actors.pop(name) for name in removed + changed]
         for actor in stopped:
             actor.cancel.cancel()
+            self.restarts_before[actor.config.name] += actor.state.restarts  # (a counter goes on from there)
         for actor in stopped:
             await actor.done.wait()  # a write under way or queued ends first: what follows reads the store after it
-            name = actor.config.name
-            if name in removed:
-                await self._resolve_removed(actor.config)
-            await self._clear_failed(name)
-        await self.store.forget_watch(removed)
         for name in changed + added:
             self._start(new_rules[name])
         for name in new_rules:
             if name not in changed and name not in added:
                 self.actors[name].config = new_rules[name]  # same settings; `origin` may have moved
         self._reindex()
+        if removed or self.cleanup_error is not None:
+            try:  # the alerts of rules no longer configured resolve, their parked-rule alert and watch go
+                for actor in stopped:
+                    if actor.config.name in removed:
+                        await self._resolve_removed(actor.config)  # told with the rule's own labels
+                await self._resolve_unconfigured()  # the rest, and what a refusal left at an earlier apply
+                self.cleanup_error = None
+            except (sqlite3.Error, StoreError) as exc:
+                self.cleanup_error = f"{type(exc).__name__}: {exc}"
         return added, changed, removed
 
     def _start(self, rule: RuleConfig) -> None:

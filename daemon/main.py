@@ -17,8 +17,10 @@ import math
 import os
 import secrets
 import signal
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -55,6 +57,8 @@ SHUTDOWN_GRACE = 5.0
 RETENTION_EVERY = 3600.0
 LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; more make one line with a count
 DEAD_LETTER_DEGRADES = 86400.0  # a dead letter keeps /health "degraded" for a day
+STORE_REFUSAL_DOWN = 60.0
+"""Seconds ``/health`` says ``down`` after the state file refused a write (then ``degraded``, until one succeeds)."""
 TRIM_AFTER = 10_000  # samples ingested plus notifications delivered since the last trim
 CHECKPOINT_EVERY = 5.0
 LULL_CHECK_EVERY = 1.0  # how often to look whether a burst is over (to hand its memory back)
@@ -113,6 +117,7 @@ class Daemon:
         self.samples_ingested = 0
         self.batches_ingested = 0
         self._reload_lock = trio.Lock()
+        self.reloads: Counter[str] = Counter()  # "ok" / "failed", since start
 
     def _token(self, config: Config) -> str | None:
         if config.daemon.ingest_token and config.daemon.admin_token:
@@ -188,50 +193,72 @@ class Daemon:
         self.engine.dispatch(batch.samples)
 
     async def reload(self, trigger: str) -> dict[str, Any]:
-        """Load the configuration again and apply the difference; on any error keep the running one."""
+        """Load the configuration again and apply the difference; on any error keep the running one. Never
+        raises: a reload the state file refuses (a full disk) is a failed reload, not the daemon's end."""
         async with self._reload_lock:
             self.notifier.reloading()
-            began = time.perf_counter()
+            loaded, channels = self._loaded, self.channels
             try:
-                # abandoned at shutdown: loading has no side effect, and a file that blocks (a FIFO) must not
-                new = await trio.to_thread.run_sync(load_config, self.path, abandon_on_cancel=True)
-            except ConfigError as exc:
-                return await self._reload_failed(trigger, str(exc))
-            previous, self._loaded = self._loaded, new
-            digest = new.digest  # of the files as loaded: the address bound at start is not part of them
-            warnings = self._fixed_settings_changed(new)
-            new = self.with_bound_url(new)
-            # channels first: rules applying the new configuration may already queue to a new channel
-            self.channels = {c.name: c.build() for c in new.channels}
-            added, changed, removed = await self.engine.apply(new)
-            self.use_config(new)
-            if self.suppressions is not None:
-                self.suppressions.set_inhibit_rules(new.inhibit_rules)
-            elapsed_ms = round((time.perf_counter() - began) * 1000, 2)
-            self.reload_status = {"ok": True, "at": self.clock.now(), "trigger": trigger, "error": None,
-                                  "digest": digest, "warnings": warnings}  # fmt: skip
-            await self.store.record_reload(True, trigger, digest, (added, changed, removed), None)
-            log.info(
-                "configuration reloaded",
-                extra={"trigger": trigger, "added": added, "changed": changed, "removed": removed, "ms": elapsed_ms},
-            )
-            for warning in warnings:
-                log.warning(warning)
-            self.broadcaster.publish({"type": "reload", "ok": True})
-            self.outbox.wake()
-            if new is not previous:  # a reload of unchanged files builds nothing, so there is nothing to hand back
-                release_memory()
-            self.notifier.ready(self._status_line())
-            return {"ok": True, "added": added, "changed": changed, "removed": removed, "warnings": warnings,
-                    "digest": digest, "ms": elapsed_ms}  # fmt: skip
+                return await self._reload(trigger)
+            except (sqlite3.Error, StoreError) as exc:  # the routes could not be saved: the engine changed nothing
+                self._loaded, self.channels = loaded, channels
+                message = (f"the state file refused the reload ({type(exc).__name__}: {exc}); nothing changed: reload "
+                           "again once it takes writes")  # fmt: skip
+                return {**await self._reload_failed(trigger, message, record=False), "http_status": 503}
+            finally:
+                self.notifier.ready(self._status_line())
 
-    async def _reload_failed(self, trigger: str, message: str) -> dict[str, Any]:
+    async def _reload(self, trigger: str) -> dict[str, Any]:
+        began = time.perf_counter()
+        try:
+            # abandoned at shutdown: loading has no side effect, and a file that blocks (a FIFO) must not
+            new = await trio.to_thread.run_sync(load_config, self.path, abandon_on_cancel=True)
+        except ConfigError as exc:
+            return await self._reload_failed(trigger, str(exc))
+        previous, self._loaded = self._loaded, new
+        digest = new.digest  # of the files as loaded: the address bound at start is not part of them
+        warnings = self._fixed_settings_changed(new)
+        new = self.with_bound_url(new)
+        # channels first: rules applying the new configuration may already queue to a new channel
+        self.channels = {c.name: c.build() for c in new.channels}
+        added, changed, removed = await self.engine.apply(new)
+        if self.engine.cleanup_error is not None:  # tried again at the next reload
+            warnings.append(f"the alerts of removed rules are not resolved yet: the state file refused the write "
+                            f"({self.engine.cleanup_error}); reload again once it takes writes")  # fmt: skip
+        self.use_config(new)
+        if self.suppressions is not None:
+            self.suppressions.set_inhibit_rules(new.inhibit_rules)
+        elapsed_ms = round((time.perf_counter() - began) * 1000, 2)
+        try:
+            await self.store.record_reload(True, trigger, digest, (added, changed, removed), None)
+        except (sqlite3.Error, StoreError) as exc:  # applied all the same: only its line in the audit is missing
+            warnings.append(f"the reload is not in the state file's reloads table ({type(exc).__name__}: {exc})")
+        self.reload_status = {"ok": True, "at": self.clock.now(), "trigger": trigger, "error": None,
+                              "digest": digest, "warnings": warnings}  # fmt: skip
+        log.info(
+            "configuration reloaded",
+            extra={"trigger": trigger, "added": added, "changed": changed, "removed": removed, "ms": elapsed_ms},
+        )
+        for warning in warnings:
+            log.warning(warning)
+        self.reloads["ok"] += 1
+        self.broadcaster.publish({"type": "reload", "ok": True})
+        self.outbox.wake()
+        if new is not previous:  # a reload of unchanged files builds nothing, so there is nothing to hand back
+            release_memory()
+        return {"ok": True, "added": added, "changed": changed, "removed": removed, "warnings": warnings,
+                "digest": digest, "ms": elapsed_ms}  # fmt: skip
+
+    async def _reload_failed(self, trigger: str, message: str, record: bool = True) -> dict[str, Any]:
         self.reload_status = {"ok": False, "at": self.clock.now(), "trigger": trigger, "error": message,
                               "digest": self._loaded.digest, "warnings": []}  # fmt: skip
-        await self.store.record_reload(False, trigger, None, ([], [], []), message)
-        log.error("reload failed; the previous configuration keeps running", extra={"error": message})
+        if record:
+            with contextlib.suppress(sqlite3.Error, StoreError):  # (a full disk: the log and /health say it)
+                await self.store.record_reload(False, trigger, None, ([], [], []), message)
+        log.error("reload failed; the previous configuration keeps running", extra={"error": message,
+                                                                                   "trigger": trigger})  # fmt: skip
+        self.reloads["failed"] += 1
         self.broadcaster.publish({"type": "reload", "ok": False})
-        self.notifier.ready(self._status_line())
         return {"ok": False, "error": message}
 
     def _fixed_settings_changed(self, new: Config) -> list[str]:
@@ -250,11 +277,17 @@ class Daemon:
     # queries for the API ----------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
         components: dict[str, Any] = {}
+        path = str(self.config.daemon.state)
         try:
             await self.store.query("SELECT 1")
-            components["store"] = {"status": "ok", "path": str(self.config.daemon.state)}
+            components["store"] = {"status": "ok", "path": path}
         except Exception as exc:
-            components["store"] = {"status": "down", "error": type(exc).__name__}
+            components["store"] = {"status": "down", "path": path, "error": type(exc).__name__}
+        failing = self.store.failing  # a write refused (a full disk), and none has succeeded since
+        if failing is not None and components["store"]["status"] == "ok":
+            lately = time.time() - failing[0] < STORE_REFUSAL_DOWN
+            components["store"] = {"status": "down" if lately else "degraded", "path": path, "error": failing[1],
+                                   "refused_at": failing[0]}  # fmt: skip
         failed = [a.state.name for a in self.engine.actors.values() if a.state.status == "failed"]
         components["rules"] = {"status": "degraded" if failed else "ok", "total": len(self.engine.actors),
                                "failed": failed}  # fmt: skip
@@ -359,17 +392,36 @@ class Daemon:
         firing = sum(a.firing for a in actors)
         pending = sum(a.pending for a in actors)
         ok = 1.0 if self.reload_status["ok"] else 0.0
+        channels = sorted({c.name for c in self.config.channels} | set(self.outbox.delivered_by)
+                          | set(self.outbox.failed_by) | set(self.outbox.dead_by))  # fmt: skip
+
+        def per_channel(counts: Mapping[str, int]) -> list[tuple[dict[str, str], float]]:
+            return [({"channel": name}, counts.get(name, 0)) for name in channels]
+
+        restarts = self.engine.restarts_before
         return [
             ("alphawatch_up", "gauge", "1 while the daemon runs", [({}, 1.0)]),
+            ("alphawatch_build_info", "gauge", "the running version", [({"version": _version()}, 1.0)]),
+            ("process_start_time_seconds", "gauge", "when the daemon started, UTC epoch seconds",
+             [({}, self.started_at)]),
             ("alphawatch_samples_ingested_total", "counter", "samples committed", [({}, self.samples_ingested)]),
             ("alphawatch_ingest_batches_total", "counter", "batches committed", [({}, self.batches_ingested)]),
             ("alphawatch_rules", "gauge", "rules by status", [({"status": s}, n) for s, n in by_status.items()]),
-            ("alphawatch_rule_restarts_total", "counter", "rule restarts", [({"rule": a.state.name}, a.state.restarts)
-                                                                            for a in actors]),
+            ("alphawatch_rule_restarts_total", "counter", "rule restarts since start",
+             [({"rule": a.state.name}, restarts[a.state.name] + a.state.restarts) for a in actors]),
             ("alphawatch_alerts", "gauge", "alerts held", [({"state": "firing"}, firing),
                                                            ({"state": "pending"}, pending)]),
             ("alphawatch_notifications", "gauge", "outbox rows", [({"state": s}, n) for s, n in outbox.items()]),
-            ("alphawatch_delivery_failures_total", "counter", "failed attempts", [({}, self.outbox.failed_attempts)]),
+            ("alphawatch_delivery_failures_total", "counter", "failed delivery attempts since start",
+             per_channel(self.outbox.failed_by)),
+            ("alphawatch_notifications_delivered_total", "counter", "notifications delivered since start",
+             per_channel(self.outbox.delivered_by)),
+            ("alphawatch_notifications_dead_total", "counter", "notifications dead-lettered since start",
+             per_channel(self.outbox.dead_by)),
+            ("alphawatch_store_refusals_total", "counter", "work the state file refused since start (full disk, I/O)",
+             [({}, self.store.failures)]),
+            ("alphawatch_reloads_total", "counter", "reloads since start, by result",
+             [({"result": r}, self.reloads[r]) for r in ("ok", "failed")]),
             ("alphawatch_config_last_reload_successful", "gauge", "1 if the last reload succeeded", [({}, ok)]),
             ("alphawatch_config_last_reload_timestamp_seconds", "gauge", "last reload",
              [({}, self.reload_status["at"])]),

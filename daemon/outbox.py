@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -67,9 +67,22 @@ class Outbox:
         self._waiting: dict[str, deque[Queued]] = {}
         self._senders: dict[str, int] = {}
         self._sent: dict[str, deque[float]] = {}
-        self.delivered = 0
-        self.failed_attempts = 0
-        self.dead = 0
+        # since start, by channel (the totals are their sums)
+        self.delivered_by: Counter[str] = Counter()
+        self.failed_by: Counter[str] = Counter()
+        self.dead_by: Counter[str] = Counter()
+
+    @property
+    def delivered(self) -> int:
+        return self.delivered_by.total()
+
+    @property
+    def failed_attempts(self) -> int:
+        return self.failed_by.total()
+
+    @property
+    def dead(self) -> int:
+        return self.dead_by.total()
 
     def submit(self, queued: list[Queued]) -> None:
         """Deliver notifications just committed, without looking them up again (the loop finds any left over)."""
@@ -221,7 +234,7 @@ class Outbox:
         except Exception as exc:
             await self._failed(queued, f"{type(exc).__name__}", True, None, False, settings)
             return False
-        self.delivered += 1
+        self.delivered_by[queued.channel] += 1
         now = self._clock.now()
         await self._finish(queued.id, "delivered", None, now)
         outage = self._outages.pop(queued.channel, None)
@@ -291,7 +304,7 @@ class Outbox:
     ) -> None:
         """``paced``: the receiver asked for a pause (``Retry-After``, 429): it is up, so it is neither probed nor
         hurried when a sibling gets through."""
-        self.failed_attempts += 1
+        self.failed_by[queued.channel] += 1
         if not retryable:
             await self._dead(queued, error)
             return
@@ -323,7 +336,7 @@ class Outbox:
         return min(settings.max_backoff, max(settings.probe_interval, (now - since) / PROBE_SHARE))
 
     async def _dead(self, queued: Queued, error: str) -> None:
-        self.dead += 1
+        self.dead_by[queued.channel] += 1
         log.error(
             "notification dead-lettered", extra={"channel": queued.channel, "notification": queued.id, "error": error}
         )

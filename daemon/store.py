@@ -558,11 +558,28 @@ class Store:
         self._behind: dict[int, tuple[float, float]] = {}  # series id → its last sample, not yet in its row
         self._path = None if path is None or str(path) == ":memory:" else path
         self._checkpointer: sqlite3.Connection | None = None
+        self.failing: tuple[float, str] | None = None
+        """When the file last refused work (a full disk, an I/O error, a lock held too long) and why, until a write
+        succeeds again: what ``/health`` reports (a read answered from the cache says nothing of writes)."""
+        self.failures = 0  # work the file refused, since start
+
+    def _tracked(self, work: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+        changes = db.total_changes
+        try:
+            result = work(db)
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:  # (not a bad query)
+                self.failing = (time.time(), f"{type(exc).__name__}: {exc}")
+                self.failures += 1
+            raise
+        if self.failing is not None and db.total_changes != changes:
+            self.failing = None
+        return result
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` off the event loop, one call at a time."""
         if self._inline:
-            return work(self._db)
+            return self._tracked(work, self._db)
         async with self._lock:
             # trio.to_thread.run_sync, minus what a hot path cannot afford: it renames the OS thread (two ctypes
             # calls) around every job. Not cancellable once started, like to_thread's default.
@@ -572,7 +589,7 @@ class Store:
             def deliver(result: outcome.Outcome[T]) -> None:
                 token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
-            trio.lowlevel.start_thread_soon(partial(work, self._db), deliver)
+            trio.lowlevel.start_thread_soon(partial(self._tracked, work, self._db), deliver)
             done: T = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
             return done
 

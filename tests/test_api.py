@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.daemon_harness import AUTH, TOKEN, in_process
 
@@ -170,8 +171,12 @@ async def test_health_and_metrics(config: Path) -> None:
             'alphawatch_notifications{state="pending"} 0',
             'alphawatch_notifications{state="dead"} 0',
             'alphawatch_notifications{state="delivered"} 0',
+            'alphawatch_reloads_total{result="failed"} 0',
+            "alphawatch_store_refusals_total 0",
         ):
             assert zero in metrics  # fmt: skip
+        assert 'alphawatch_build_info{version="' in metrics
+        assert "\nprocess_start_time_seconds 17" in metrics  # (epoch seconds: 2023-11 to 2033-05)
 
 
 async def test_reload_through_the_api_reports_the_difference(config: Path) -> None:
@@ -257,3 +262,109 @@ def test_what_a_reload_finds_alive_can_still_be_freed_later() -> None:
     del open_now
     gc.collect()
     assert alive() is None
+
+
+async def _fill_the_disk(daemon: Any, full: bool) -> None:
+    """As a full disk does: SQLite refuses any write that needs a page more (SQLITE_FULL)."""
+
+    def work(db: Any) -> None:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages if full else 1073741823}")
+
+    await daemon.store.run(work)
+
+
+async def test_a_state_file_that_refuses_writes_is_a_json_error_and_health_says_down(config: Path) -> None:
+    async with in_process(config) as (daemon, client):
+        assert (await client.post("/api/v1/samples", json=[sample()], headers=AUTH)).status_code == 200
+        await _fill_the_disk(daemon, full=True)
+        for start in range(0, 20_000, 20):  # new series need new pages, which the file refuses
+            batch = [sample(labels={"model": f"m{i}"}) for i in range(start, start + 20)]
+            refused = await client.post("/api/v1/samples", json=batch, headers=AUTH)
+            if refused.status_code != 200:
+                break
+        assert refused.status_code == 503
+        assert "database or disk is full" in refused.json()["error"]
+        assert "nothing of this request was stored" in refused.json()["error"]
+        stored = await stored_samples(daemon)
+        assert stored == 1 + start  # all but the refused batch
+        health = await client.get("/health")
+        assert health.status_code == 503
+        store = health.json()["components"]["store"]
+        assert (store["status"], store["error"]) == ("down", "OperationalError: database or disk is full")
+        await _fill_the_disk(daemon, full=False)  # room again: the next write succeeds, and health says so
+        assert (await client.post("/api/v1/samples", json=batch, headers=AUTH)).status_code == 200
+        assert await stored_samples(daemon) == stored + 20
+        health = await client.get("/health")
+        assert (health.status_code, health.json()["components"]["store"]["status"]) == (200, "ok")
+
+
+async def test_a_reload_the_state_file_refuses_is_a_failed_reload_not_the_end_of_the_daemon(
+    write_config: Callable[..., Path],
+) -> None:
+    import sqlite3
+
+    routed = "channels: [{name: hook, kind: webhook, url: 'http://127.0.0.1:9/x'}]\nroute: {channels: [hook]}\n"
+    config = write_config(CONFIG + routed)
+    async with in_process(config) as (daemon, client):
+        assert (await client.post("/api/v1/samples", json=[sample(value=1.9)], headers=AUTH)).status_code == 200
+        for _ in range(200):  # its alert fires, into a group
+            if (await client.get("/api/v1/alerts")).json()["alerts"]:
+                break
+            await trio.sleep(0.01)
+        await daemon.store.run(lambda db: db.execute("PRAGMA busy_timeout = 20"))
+        other = sqlite3.connect(config.parent / "state.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock: every write of the daemon fails
+        text = config.read_text()
+        config.write_text(text.replace("route: {channels: [hook]}", "route: {channels: [hook], group_by: [model]}"))
+        regrouped = await client.post("/-/reload", headers=AUTH)  # the groups are saved first: refused, no change
+        assert regrouped.status_code == 503, regrouped.text
+        assert regrouped.json()["error"].startswith(
+            "the state file refused the reload (OperationalError: database is locked); nothing changed"
+        )
+        assert (await client.get("/health")).json()["components"]["reload"]["status"] == "degraded"
+        config.write_text(text.replace("  - {name: exposure", "  - {name: renamed"))  # resolving its alert writes
+        removed = await client.post("/-/reload", headers=AUTH)
+        assert removed.status_code == 200, removed.text  # the rules run it; the removed one's alert waits
+        warnings = removed.json()["warnings"]
+        assert any("the alerts of removed rules are not resolved yet" in w for w in warnings)
+        assert any("not in the state file's reloads table" in w for w in warnings)
+        assert [r["name"] for r in (await client.get("/api/v1/rules")).json()["rules"]] == ["renamed"]
+        other.execute("ROLLBACK")
+        other.close()
+        again = await client.post("/-/reload", headers=AUTH)  # the file takes writes: the rest is done
+        assert (again.status_code, again.json()["warnings"]) == (200, [])
+        states = {
+            a["rule"]: a["state"] for a in (await client.get("/api/v1/alerts?state=firing,resolved")).json()["alerts"]
+        }
+        assert states == {"exposure": "resolved"}
+
+
+async def test_delivery_counters_are_per_channel_and_only_go_up(
+    write_config: Callable[..., Path], receiver: Any
+) -> None:
+    receiver.responses = [(200, 0.0, b"{}"), (400, 0.0, b"{}")]  # the second is refused: dead at once
+    config = write_config(
+        CONFIG
+        + f"channels:\n  - {{name: hook, kind: webhook, url: '{receiver.url}/x'}}\n"
+        + "  - {name: idle, kind: webhook, url: 'http://127.0.0.1:9/x'}\n"
+        + "route: {channels: [hook], group_by: ['...'], group_wait: 0s}\n"
+    )
+    async with in_process(config) as (_daemon, client):
+        for model in ("a7", "b9"):
+            batch = [sample(value=1.9, labels={"model": model})]
+            assert (await client.post("/api/v1/samples", json=batch, headers=AUTH)).status_code == 200
+        for _ in range(300):
+            metrics = (await client.get("/metrics")).text
+            if 'alphawatch_notifications_dead_total{channel="hook"} 1' in metrics:
+                break
+            await trio.sleep(0.01)
+        for line in (
+            'alphawatch_notifications_delivered_total{channel="hook"} 1',
+            'alphawatch_notifications_dead_total{channel="hook"} 1',
+            'alphawatch_delivery_failures_total{channel="hook"} 1',
+            'alphawatch_notifications_delivered_total{channel="idle"} 0',  # every channel, 0 included
+        ):
+            assert line in metrics
+        assert (await client.post("/-/reload", headers=AUTH)).status_code == 200
+        assert 'alphawatch_reloads_total{result="ok"} 1' in (await client.get("/metrics")).text

@@ -90,6 +90,8 @@ async def test_crashes_back_off_exponentially_then_park_the_rule(
         await h.advance(1)
         assert h.engine.actors["fragile"].state.status == "running"
         assert await h.state("AlphawatchRuleFailed") == "resolved"
+        # its restarts counter (alphawatch_rule_restarts_total) goes on from 5: a counter never goes down
+        assert h.engine.restarts_before["fragile"] + h.engine.actors["fragile"].state.restarts == 5
 
 
 async def test_a_background_task_that_keeps_failing_is_restarted_less_and_less_often(autojump_clock: object) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hmac
 import importlib
 import json
+import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +20,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from alphawatch.daemon.errors import IngestError
+from alphawatch.daemon.errors import IngestError, StoreError
 from alphawatch.daemon.ingest import parse_batch
 from alphawatch.daemon.store import OUTBOX_STATES
 from alphawatch.web.i18n import page_language
 from alphawatch.web.metrics import render_metrics
 from alphawatch.web.page import page_headers, render_page
+
+log = logging.getLogger("alphawatch.web")
 
 if TYPE_CHECKING:
     from alphawatch.daemon.main import Daemon
@@ -107,7 +111,8 @@ def create_app(daemon: Daemon) -> Starlette:
 
     async def reload(request: Request) -> Response:
         result = await daemon.reload("api")
-        return JSONResponse(result, status_code=200 if result["ok"] else 400)
+        status = result.pop("http_status", 200 if result["ok"] else 400)  # 503: the state file refused it
+        return JSONResponse(result, status_code=status)
 
     async def health(request: Request) -> Response:
         report = await daemon.health()
@@ -180,6 +185,13 @@ def create_app(daemon: Daemon) -> Starlette:
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return error(405, "method not allowed")
 
+    async def store_refused(request: Request, exc: Exception) -> Response:
+        """The state file refused the work (a full disk, an I/O error): nothing of the request was stored."""
+        failing = f"{type(exc).__name__}: {exc}"
+        log.error("the state file refused a request", extra={"method": request.method, "path": request.url.path,
+                                                              "error": failing})  # fmt: skip
+        return error(503, f"the state file cannot be written now ({failing}); nothing of this request was stored")
+
     routes = [
         Route("/", page),
         Route("/health", health),
@@ -202,7 +214,12 @@ def create_app(daemon: Daemon) -> Starlette:
                 raise
             continue
         routes += getattr(module, function)(daemon)
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            404: not_found, 405: method_not_allowed, sqlite3.OperationalError: store_refused, StoreError: store_refused,
+        },
+    )  # fmt: skip
 
 
 def query_states(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -31,6 +31,7 @@ RELEASE_AT_MOST_EVERY = 60.0
 log = logging.getLogger("alphawatch.outbox")
 BATCH = 256
 QUEUED_PER_SENDER = 4
+QUIET_FOR = 60.0  # seconds between two log lines of a channel's failures (see _Quieter)
 
 
 class Outbox:
@@ -59,6 +60,7 @@ class Outbox:
         self._outages: dict[str, _Outage] = {}  # channels whose attempts fail, none having got through since
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
+        self._quiet = _Quieter(QUIET_FOR)
         self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
@@ -239,6 +241,9 @@ class Outbox:
         await self._finish(queued.id, "delivered", None, now)
         outage = self._outages.pop(queued.channel, None)
         if outage is not None:
+            unlogged = self._quiet.done(queued.channel)
+            log.info("delivery to the channel works again", extra={"channel": queued.channel,
+                     "failing_for_s": round(now - outage.since, 3), "failures_unlogged": unlogged})  # fmt: skip
             # the receiver is back (one that had failed got through, or others had failed before this one): what
             # waits for it need not sit out its backoff. One refused notification among others that get through
             # is its own matter, and keeps its backoff; at most one release a minute, whatever the receiver does
@@ -322,10 +327,13 @@ class Outbox:
             if outage.probe_at is None or outage.probe_at <= now or outage.probe_at > now + every:
                 delay = min(delay, every * random.uniform(0.5, 1.0))
                 outage.probe_at = now + delay
-        log.warning(
-            "delivery failed; will retry",
-            extra={"channel": queued.channel, "notification": queued.id, "error": error, "retry_in": round(delay, 3)},
-        )
+        held = self._quiet.allow("retry", queued.channel, now)
+        if held is not None:
+            log.warning(
+                "delivery failed; will retry",
+                extra={"channel": queued.channel, "notification": queued.id, "error": error,
+                       "retry_in": round(delay, 3), "attempt": queued.attempts + 1, "like_it_unlogged": held},
+            )  # fmt: skip
         await self._store.retry_later(queued.id, now + delay, error)
         self._on_event("retry", queued, error)
 
@@ -337,10 +345,13 @@ class Outbox:
 
     async def _dead(self, queued: Queued, error: str) -> None:
         self.dead_by[queued.channel] += 1
-        log.error(
-            "notification dead-lettered", extra={"channel": queued.channel, "notification": queued.id, "error": error}
-        )
         now = self._clock.now()
+        held = self._quiet.allow("dead", queued.channel, now)
+        if held is not None:
+            log.error(
+                "notification dead-lettered",
+                extra={"channel": queued.channel, "notification": queued.id, "error": error, "like_it_unlogged": held},
+            )
         await self._store.finish(queued.id, "dead", error, now)
         outage = self._outages.get(queued.channel)
         if outage is not None:  # it may have been the probe: the next notification waiting takes over
@@ -353,6 +364,32 @@ class Outbox:
             await self._store.enqueue([dead_letter_report(queued, error, fallback, now)])
             self.wake()
         self._on_event("dead", queued, error)
+
+
+class _Quieter:
+    """A channel that fails fails for every notification: one log line per channel and kind (a retry, a dead
+    letter) every ``every`` seconds, the first at once, each saying how many like it were not logged."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._last: dict[tuple[str, str], float] = {}
+        self._unlogged: Counter[tuple[str, str]] = Counter()
+
+    def allow(self, kind: str, channel: str, now: float) -> int | None:
+        """``None``: do not log this one; else log it, with the number not logged since the last."""
+        key = (kind, channel)
+        if now - self._last.get(key, -math.inf) < self.every:
+            self._unlogged[key] += 1
+            return None
+        self._last[key] = now
+        return self._unlogged.pop(key, 0)
+
+    def done(self, channel: str) -> int:
+        """The channel works again: how many failures were not logged; the next failure is logged at once."""
+        keys = [key for key in self._last if key[1] == channel]
+        for key in keys:
+            del self._last[key]
+        return sum(self._unlogged.pop(key, 0) for key in keys)
 
 
 @dataclass

@@ -283,6 +283,25 @@ async def test_a_burst_of_alerts_is_one_log_line_and_a_few_are_one_each(
     assert len(bursts[0].fingerprints) == 10
 
 
+async def test_a_failing_channel_logs_a_line_a_minute_not_one_per_attempt(
+    write_config: Callable[..., Path], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.answer(*[503] * 12, 200)
+    text = config_text(receiver, "{initial_backoff: 50ms, max_backoff: 200ms, probe_interval: 50ms}")
+    async with in_process(write_config(text)) as (_, client):
+        with caplog.at_level(logging.INFO, logger="alphawatch.outbox"):
+            assert (await client.post("/api/v1/samples", json=firing_samples(4), headers=AUTH)).status_code == 200
+            with trio.fail_after(10):
+                while len((await client.get("/api/v1/notifications?state=delivered")).json()["notifications"]) < 4:
+                    await trio.sleep(0.02)
+    failed = [r for r in caplog.records if r.getMessage() == "delivery failed; will retry"]
+    back = [r for r in caplog.records if r.getMessage() == "delivery to the channel works again"]
+    assert len(failed) == 1  # 12 failed attempts within a minute: the first is logged
+    assert (failed[0].attempt, failed[0].like_it_unlogged) == (1, 0)
+    assert len(back) == 1
+    assert back[0].failures_unlogged == 11  # the others, counted when the channel works again
+
+
 async def test_a_failing_channel_is_probed_at_least_every_probe_interval(
     write_config: Callable[..., Path], receiver: Receiver
 ) -> None:

@@ -32,6 +32,7 @@ log = logging.getLogger("alphawatch.outbox")
 BATCH = 256
 QUEUED_PER_SENDER = 4
 QUIET_FOR = 60.0  # seconds between two log lines of a channel's failures (see _Quieter)
+REPORT_EVERY = 60.0  # seconds between two dead-letter reports of a channel to the fallback channel
 
 
 class Outbox:
@@ -61,6 +62,7 @@ class Outbox:
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
         self._quiet = _Quieter(QUIET_FOR)
+        self._reports: dict[str, _DeadReport] = {}  # failed channel → its dead letters not reported yet
         self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
@@ -361,9 +363,36 @@ class Outbox:
                 self.wake()
         fallback = self._settings().fallback_channel
         if fallback is not None and fallback != queued.channel:
-            await self._store.enqueue([dead_letter_report(queued, error, fallback, now)])
-            self.wake()
+            await self._report_dead(queued, error, fallback, now)
         self._on_event("dead", queued, error)
+
+    async def _report_dead(self, queued: Queued, error: str, fallback: str, now: float) -> None:
+        """Tell ``fallback`` of a dead letter: at once, or, when it was told of this channel's less than
+        ``REPORT_EVERY`` ago, with the others of that time in one report (a channel down dead-letters a whole
+        burst: ten thousand SMS of "not delivered" help nobody)."""
+        report = self._reports.setdefault(queued.channel, _DeadReport())
+        report.dead.append((queued, error))
+        due = report.sent_at + REPORT_EVERY
+        if now >= due:
+            await self._send_report(queued.channel, fallback, now)
+        elif not report.scheduled and self._nursery is not None:
+            report.scheduled = True
+            self._nursery.start_soon(self._report_later, queued.channel, due)
+
+    async def _report_later(self, channel: str, at: float) -> None:
+        await trio.sleep_until(self._clock.trio_deadline(at))
+        report = self._reports.get(channel)
+        fallback = self._settings().fallback_channel
+        if report is not None:
+            report.scheduled = False
+            if fallback is not None and report.dead:
+                await self._send_report(channel, fallback, self._clock.now())
+
+    async def _send_report(self, channel: str, fallback: str, now: float) -> None:
+        report = self._reports[channel]
+        dead, report.dead, report.sent_at = report.dead, [], now
+        await self._store.enqueue([dead_letter_report(dead, fallback, now)])
+        self.wake()
 
 
 class _Quieter:
@@ -393,6 +422,13 @@ class _Quieter:
 
 
 @dataclass
+class _DeadReport:
+    dead: list[tuple[Queued, str]] = field(default_factory=list)  # (notification, why), not reported yet
+    sent_at: float = -math.inf
+    scheduled: bool = False
+
+
+@dataclass
 class _Outage:
     """A channel whose attempts fail, since ``since``: when its probe is due, and what failed meanwhile."""
 
@@ -408,26 +444,32 @@ class _FinishBatch:
     error: Exception | None = None
 
 
-def dead_letter_report(queued: Queued, error: str, channel: str, now: float) -> Outgoing:
-    """The notification telling ``channel`` that a notification could not be delivered (Alertmanager v4 shape)."""
+def dead_letter_report(dead: list[tuple[Queued, str]], channel: str, now: float) -> Outgoing:
+    """The notification telling ``channel`` that notifications (all to one channel) could not be delivered
+    (Alertmanager v4 shape)."""
     from alphawatch.daemon.notify import ZERO_TIME, rfc3339
 
-    failed = queued.payload.get("alerts", [])
+    first, error = dead[0]
+    failed = [a for queued, _ in dead for a in queued.payload.get("alerts", [])]
     names = sorted({a.get("labels", {}).get("alertname", "") for a in failed})
-    labels = {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": queued.channel}
+    ids = [str(queued.id) for queued, _ in dead]
+    labels = {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": first.channel}
+    what = "a notification" if len(dead) == 1 else f"{len(dead)} notifications"
     annotations = {
-        "summary": f"a notification to {queued.channel} was not delivered: {error}",
-        "description": f"{len(failed)} alert(s): {', '.join(names)}; outbox id {queued.id}",
+        "summary": f"{what} to {first.channel} {'was' if len(dead) == 1 else 'were'} not delivered: {error}",
+        "description": f"{len(failed)} alert(s): {', '.join(names[:20])}{' …' * (len(names) > 20)}; outbox id"
+        f"{'s' * (len(ids) > 1)} {', '.join(ids[:20])}{' …' * (len(ids) > 20)}",
     }
     alert = {
         "status": "firing", "labels": labels, "annotations": annotations, "startsAt": rfc3339(now),
-        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"dead-letter-{queued.id}", "value": None,
-        "severity": "error", "rule": "AlphawatchNotificationFailed", "durationSeconds": None, "details": {},
+        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"dead-letter-{first.id}", "value": None,
+        "severity": "error", "rule": "AlphawatchNotificationFailed", "durationSeconds": None,
+        "details": {"notifications": len(dead)},
     }  # fmt: skip
     payload = {
         "version": "4", "groupKey": '{}:{alertname="AlphawatchNotificationFailed"}', "truncatedAlerts": 0,
         "status": "firing", "receiver": channel, "groupLabels": {"alertname": labels["alertname"]},
         "commonLabels": labels, "commonAnnotations": annotations, "externalURL": "", "alerts": [alert],
     }  # fmt: skip
-    key = hashlib.sha256(f"dead-letter|{queued.id}|{channel}".encode()).hexdigest()[:32]
-    return Outgoing(channel, f"dead-letter-{queued.id}", key, json.dumps(payload, ensure_ascii=False))
+    key = hashlib.sha256(f"dead-letter|{first.id}|{channel}".encode()).hexdigest()[:32]
+    return Outgoing(channel, f"dead-letter-{first.id}", key, json.dumps(payload, ensure_ascii=False))

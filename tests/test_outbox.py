@@ -135,6 +135,25 @@ async def test_a_dead_letter_is_reported_to_the_fallback_channel(
         assert "HTTP 400" in alert["annotations"]["summary"]
 
 
+async def test_a_burst_of_dead_letters_is_reported_to_the_fallback_channel_in_one_report(
+    write_config: Callable[..., Path], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("alphawatch.daemon.outbox.REPORT_EVERY", 0.5)  # (a minute in the daemon)
+    receiver.answer(400, 400, 400, 400, 200)
+    text = config_text(receiver, "{fallback_channel: pager}").replace(
+        "channels:\n", f'channels:\n  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
+    )
+    async with in_process(write_config(text)) as (_, client):
+        assert (await client.post("/api/v1/samples", json=firing_samples(4), headers=AUTH)).status_code == 200
+        await received(receiver, 2, path="/pager", within=5)
+        await trio.sleep(0.6)  # nothing more comes
+    reports = [r.json()["alerts"][0] for r in receiver.requests if r.path == "/pager"]
+    assert len(reports) == 2  # the first at once; the three after it within REPORT_EVERY, together
+    assert reports[0]["annotations"]["summary"].startswith("a notification to hook was not delivered: HTTP 400")
+    assert reports[1]["annotations"]["summary"].startswith("3 notifications to hook were not delivered: HTTP 400")
+    assert reports[1]["details"] == {"notifications": 3}
+
+
 async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[..., Path], receiver: Receiver) -> None:
     text = config_text(receiver, "{initial_backoff: 50ms}").replace("timeout: 1s}", "timeout: 1s, rate_limit: 2/s}")
     text = text.replace("value: 1.5}", "value: 1.5}\n  - {name: e2, kind: threshold, metric: g2, op: above, value: 1}")

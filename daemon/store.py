@@ -699,12 +699,15 @@ class Store:
         history older than ``cutoff``, a small batch per call, and resolved alerts resolved before it (all at
         once); series silent since before it lose their last sample.
 
-        Returns how many rows went; the caller loops (yielding between calls) until it returns 0.
+        Returns how many rows went; the caller loops (yielding between calls) until it returns 0. Once no sample
+        before the cutoff is left, the series silent since before it go too (rows and the store's memory of them):
+        labels that keep changing (a run id) must not grow the daemon for ever.
         """
         samples = cutoff if samples_before is None else samples_before
 
         def work(db: sqlite3.Connection) -> int:
             self._settle(db)  # a series' last sample decides whether it is forgotten
+            forgotten: list[tuple[int, str, str]] = []
             with db:
                 gone = db.execute(
                     "DELETE FROM samples WHERE (ts, series_id) IN"
@@ -713,6 +716,11 @@ class Store:
                 ).rowcount
                 # a series silent for longer than the retention is forgotten, as its samples are
                 db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (samples,))
+                if not gone:  # (its samples were all before the cutoff: none is left)
+                    forgotten = db.execute(
+                        "DELETE FROM series WHERE last_ts IS NULL RETURNING id, metric, labels"
+                    ).fetchall()
+                    gone += len(forgotten)
                 gone += db.execute(
                     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state != 'pending' "
                     "AND finished_at < ? LIMIT ?)",
@@ -725,6 +733,13 @@ class Store:
                 gone += db.execute(
                     "DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (cutoff,)
                 ).rowcount
+            for series_id, metric, text in forgotten:  # only after the commit
+                known = self._series.get(metric)
+                if known is not None and known.get(labels := _load_labels(text)) == series_id:
+                    del known[labels]
+                    if not known:
+                        del self._series[metric]
+                self._behind.pop(series_id, None)
             return gone
 
         return await self.run(work)

@@ -120,8 +120,8 @@ async def test_last_samples_not_yet_settled_survive_a_crash(tmp_path: Path) -> N
     db = sqlite3.connect(crashed)
     rows = db.execute("SELECT labels, last_ts FROM series ORDER BY id").fetchall()
     db.close()
-    # the rows were behind the samples
-    assert rows == [('{"a":"3"}', None), ('{"a":"1"}', NOW - 100), ('{"a":"2"}', NOW - 90)]
+    # the rows were behind the samples (series 3, forgotten by the retention, came back as a new one)
+    assert rows == [('{"a":"1"}', NOW - 100), ('{"a":"2"}', NOW - 90), ('{"a":"3"}', NOW - 20)]
     async with open_store(crashed) as store:
         latest = await store.load_samples(Selector("m"), NOW, latest_only=True)
         # series 1 and 3 get their newer samples back; series 2's late sample does not replace its newer one
@@ -300,3 +300,19 @@ rules:
         kept = [s.ts for s in await daemon.store.load_samples(Selector("alphawatch_ic"), 0)]
     baseline_start = 1_748_793_600.0  # 2025-06-02 00:00 in Asia/Taipei
     assert kept == [ts for ts in stamps if ts >= baseline_start]
+
+
+async def test_series_silent_for_longer_than_the_retention_are_forgotten_for_good(tmp_path: Path) -> None:
+    """Labels that keep changing (a run id per run) must not grow the state file and the daemon for ever."""
+    async with open_store(tmp_path / "state.db") as store:
+        old = [Sample("m", (("run", f"r{i}"),), NOW - 5000 + i, float(i)) for i in range(300)]
+        await store.insert_samples(old)
+        await store.insert_samples([Sample("m", (("run", "live"),), NOW - 10, 1.0)])
+        while await store.purge_before(NOW - 1000, batch=100):
+            pass
+        rows = await store.query("SELECT labels FROM series")
+        assert [r["labels"] for r in rows] == ['{"run":"live"}']
+        assert list(store._series["m"]) == [(("run", "live"),)]  # the store's memory of them went too
+        await store.insert_samples([Sample("m", (("run", "r7"),), NOW, 7.5)])  # one comes back: a new series
+        latest = {s.labels: s.value for s in await store.load_samples(Selector("m"), NOW - 100, latest_only=True)}
+        assert latest == {(("run", "live"),): 1.0, (("run", "r7"),): 7.5}

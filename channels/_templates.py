@@ -484,15 +484,18 @@ def _label(text: str) -> tuple[str, str]:
     return name, value
 
 
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
 def _detail(text: str) -> tuple[str, int | float | str]:
+    """A ``K=V`` detail: a number written as one (ASCII digits; ``10`` stays 10, not 10.0), else text."""
     name, value = _pair(text)
-    for number in (int, float):
-        try:
-            parsed = number(value)
-        except ValueError:
-            continue
-        return name, parsed if math.isfinite(parsed) else value
-    return name, value
+    if _NUMBER.fullmatch(value) is None:
+        return name, value
+    if value.lstrip("-").isdigit():  # (ASCII digits only: the pattern matched)
+        return name, int(value)
+    number = float(value)
+    return name, number if math.isfinite(number) else value
 
 
 class _HasName(Protocol):

@@ -232,6 +232,10 @@ class Engine:
                 self.cleanup_error = None
             except (sqlite3.Error, StoreError) as exc:
                 self.cleanup_error = f"{type(exc).__name__}: {exc}"
+                # the daemon's alerts in memory may be ahead of the file (a parked rule's alert let go): the next
+                # try starts from what the file has
+                with contextlib.suppress(sqlite3.Error, StoreError):
+                    self._self_alerts = Tracker(RULE_FAILED, await self.store.load_alerts(RULE_FAILED.name))
         return added, changed, removed
 
     def _start(self, rule: RuleConfig) -> None:

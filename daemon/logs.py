@@ -7,6 +7,7 @@ import logging
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,3 +67,28 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+class Quieter:
+    """What fails once fails for everything (a channel down, a full disk): one log line per kind and key (a
+    channel, say) every ``every`` seconds, the first at once, each saying how many like it were not logged."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._last: dict[tuple[str, str], float] = {}
+        self._unlogged: Counter[tuple[str, str]] = Counter()
+
+    def allow(self, kind: str, channel: str, now: float | None = None) -> int | None:
+        """``None``: do not log this one; else log it, with the number not logged since the last."""
+        now = time.monotonic() if now is None else now
+        key = (kind, channel)
+        if now - self._last.get(key, -math.inf) < self.every:
+            self._unlogged[key] += 1
+            return None
+        self._last[key] = now
+        return self._unlogged.pop(key, 0)
+
+    def done(self, channel: str) -> int:
+        """The channel works again: how many of its failures were not logged (a failure soon after is still
+        held back: a receiver failing now and then must not log two lines for each)."""
+        return sum(self._unlogged.pop(key, 0) for key in list(self._unlogged) if key[1] == channel)

@@ -58,7 +58,8 @@ RETENTION_EVERY = 3600.0
 LOG_EACH_UP_TO = 10  # alert transitions of one rule step logged one by one; more make one line with a count
 DEAD_LETTER_DEGRADES = 86400.0  # a dead letter keeps /health "degraded" for a day
 STORE_REFUSAL_DOWN = 60.0
-"""Seconds ``/health`` says ``down`` after the state file refused a write (then ``degraded``, until one succeeds)."""
+"""Seconds ``/health`` says ``down`` after the state file last refused work (a write that works meanwhile, in a page
+it had, says nothing of the next); then ``degraded`` until a write succeeds."""
 TRIM_AFTER = 10_000  # samples ingested plus notifications delivered since the last trim
 CHECKPOINT_EVERY = 5.0
 LULL_CHECK_EVERY = 1.0  # how often to look whether a burst is over (to hand its memory back)
@@ -193,8 +194,8 @@ class Daemon:
         self.engine.dispatch(batch.samples)
 
     async def reload(self, trigger: str) -> dict[str, Any]:
-        """Load the configuration again and apply the difference; on any error keep the running one. Never
-        raises: a reload the state file refuses (a full disk) is a failed reload, not the daemon's end."""
+        """Load the configuration again and apply the difference; on any error keep the running one. A reload the
+        state file refuses (a full disk) is a failed reload, not the daemon's end."""
         async with self._reload_lock:
             self.notifier.reloading()
             loaded, channels = self._loaded, self.channels
@@ -283,11 +284,12 @@ class Daemon:
             components["store"] = {"status": "ok", "path": path}
         except Exception as exc:
             components["store"] = {"status": "down", "path": path, "error": type(exc).__name__}
-        failing = self.store.failing  # a write refused (a full disk), and none has succeeded since
-        if failing is not None and components["store"]["status"] == "ok":
-            lately = time.time() - failing[0] < STORE_REFUSAL_DOWN
-            components["store"] = {"status": "down" if lately else "degraded", "path": path, "error": failing[1],
-                                   "refused_at": failing[0]}  # fmt: skip
+        refused = self.store.refused  # the file refused work (a full disk): down a while, then until a write works
+        if refused is not None and components["store"]["status"] == "ok":
+            lately = time.time() - refused[0] < STORE_REFUSAL_DOWN
+            if lately or self.store.wrote_at < refused[0]:
+                components["store"] = {"status": "down" if lately else "degraded", "path": path,
+                                       "error": refused[1], "refused_at": refused[0]}  # fmt: skip
         failed = [a.state.name for a in self.engine.actors.values() if a.state.status == "failed"]
         components["rules"] = {"status": "degraded" if failed else "ok", "total": len(self.engine.actors),
                                "failed": failed}  # fmt: skip

@@ -7,6 +7,7 @@ value), ``severity``, ``rule`` and ``durationSeconds``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -46,7 +47,8 @@ def render_annotation(
         name = found.group(3)
         detail = (details or {}).get(name)
         if isinstance(detail, int | float) and name in instants and math.isfinite(detail):
-            return local_datetime(detail).strftime("%Y-%m-%d %H:%M:%S +08:00")
+            with contextlib.suppress(OverflowError, OSError, ValueError):  # (past year 9999: the number)
+                return local_datetime(detail).strftime("%Y-%m-%d %H:%M:%S +08:00")
         return _number(detail) if isinstance(detail, int | float) else ("" if detail is None else str(detail))
 
     return _PLACEHOLDER.sub(fill, text)

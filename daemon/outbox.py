@@ -15,6 +15,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httpx
 import trio
@@ -24,6 +25,7 @@ from alphawatch.channels import Channel, Notification
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import DeliverySettings
 from alphawatch.daemon.errors import DeliveryError, StoreError
+from alphawatch.daemon.logs import Quieter
 from alphawatch.daemon.store import Outgoing, Queued, Store
 
 PROBE_SHARE = 30.0
@@ -31,7 +33,7 @@ RELEASE_AT_MOST_EVERY = 60.0
 log = logging.getLogger("alphawatch.outbox")
 BATCH = 256
 QUEUED_PER_SENDER = 4
-QUIET_FOR = 60.0  # seconds between two log lines of a channel's failures (see _Quieter)
+QUIET_FOR = 60.0  # seconds between two log lines of a channel's failures (see logs.Quieter)
 REPORT_EVERY = 60.0  # seconds between two dead-letter reports of a channel to the fallback channel
 
 
@@ -61,7 +63,7 @@ class Outbox:
         self._outages: dict[str, _Outage] = {}  # channels whose attempts fail, none having got through since
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
-        self._quiet = _Quieter(QUIET_FOR)
+        self._quiet = Quieter(QUIET_FOR)
         self._reports: dict[str, _DeadReport] = {}  # failed channel → its dead letters not reported yet
         self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -121,6 +123,11 @@ class Outbox:
             async with trio.open_nursery() as nursery:
                 self._nursery, self._http = nursery, http
                 nursery.start_soon(self._write_finished)
+                for channel, report in self._reports.items():  # waiting when a crashed loop was cancelled
+                    report.scheduled = False
+                    if report.dead:
+                        report.scheduled = True
+                        nursery.start_soon(self._report_later, channel, report.sent_at + REPORT_EVERY)
                 task_status.started()
                 while True:
                     self._wakeup = trio.Event()
@@ -244,8 +251,9 @@ class Outbox:
         outage = self._outages.pop(queued.channel, None)
         if outage is not None:
             unlogged = self._quiet.done(queued.channel)
-            log.info("delivery to the channel works again", extra={"channel": queued.channel,
-                     "failing_for_s": round(now - outage.since, 3), "failures_unlogged": unlogged})  # fmt: skip
+            if unlogged or now - outage.since >= QUIET_FOR:  # (one failure, logged, needs no line of its own)
+                log.info("delivery to the channel works again", extra={"channel": queued.channel,
+                         "failing_for_s": round(now - outage.since, 3), "failures_unlogged": unlogged})  # fmt: skip
             # the receiver is back (one that had failed got through, or others had failed before this one): what
             # waits for it need not sit out its backoff. One refused notification among others that get through
             # is its own matter, and keeps its backoff; at most one release a minute, whatever the receiver does
@@ -371,7 +379,9 @@ class Outbox:
         ``REPORT_EVERY`` ago, with the others of that time in one report (a channel down dead-letters a whole
         burst: ten thousand SMS of "not delivered" help nobody)."""
         report = self._reports.setdefault(queued.channel, _DeadReport())
-        report.dead.append((queued, error))
+        alerts = queued.payload.get("alerts", [])  # (what the report says of it: not the notification itself)
+        names = tuple(sorted({str(a.get("labels", {}).get("alertname", "")) for a in alerts}))
+        report.dead.append(DeadLetter(queued.id, queued.channel, len(alerts), names, error))
         due = report.sent_at + REPORT_EVERY
         if now >= due:
             await self._send_report(queued.channel, fallback, now)
@@ -385,45 +395,35 @@ class Outbox:
         fallback = self._settings().fallback_channel
         if report is not None:
             report.scheduled = False
-            if fallback is not None and report.dead:
-                await self._send_report(channel, fallback, self._clock.now())
+            now = self._clock.now()
+            if fallback is not None and report.dead and now >= report.sent_at + REPORT_EVERY:
+                await self._send_report(channel, fallback, now)
+            elif report.dead:  # (one was sent meanwhile: these go with the next)
+                report.scheduled = True
+                await self._report_later(channel, report.sent_at + REPORT_EVERY)
 
     async def _send_report(self, channel: str, fallback: str, now: float) -> None:
         report = self._reports[channel]
-        dead, report.dead, report.sent_at = report.dead, [], now
-        await self._store.enqueue([dead_letter_report(dead, fallback, now)])
+        dead = list(report.dead)
+        report.sent_at = now  # (dead letters meanwhile wait for the next report)
+        await self._store.enqueue([dead_letter_report(dead, fallback, now)])  # (refused: they wait for the next)
+        del report.dead[: len(dead)]  # (those that came meanwhile were appended after them)
         self.wake()
 
 
-class _Quieter:
-    """A channel that fails fails for every notification: one log line per channel and kind (a retry, a dead
-    letter) every ``every`` seconds, the first at once, each saying how many like it were not logged."""
+class DeadLetter(NamedTuple):
+    """What a dead-letter report says of one notification."""
 
-    def __init__(self, every: float) -> None:
-        self.every = every
-        self._last: dict[tuple[str, str], float] = {}
-        self._unlogged: Counter[tuple[str, str]] = Counter()
-
-    def allow(self, kind: str, channel: str, now: float) -> int | None:
-        """``None``: do not log this one; else log it, with the number not logged since the last."""
-        key = (kind, channel)
-        if now - self._last.get(key, -math.inf) < self.every:
-            self._unlogged[key] += 1
-            return None
-        self._last[key] = now
-        return self._unlogged.pop(key, 0)
-
-    def done(self, channel: str) -> int:
-        """The channel works again: how many failures were not logged; the next failure is logged at once."""
-        keys = [key for key in self._last if key[1] == channel]
-        for key in keys:
-            del self._last[key]
-        return sum(self._unlogged.pop(key, 0) for key in keys)
+    id: int
+    channel: str
+    alerts: int
+    names: tuple[str, ...]  # its alerts' names
+    error: str
 
 
 @dataclass
 class _DeadReport:
-    dead: list[tuple[Queued, str]] = field(default_factory=list)  # (notification, why), not reported yet
+    dead: list[DeadLetter] = field(default_factory=list)  # not reported yet
     sent_at: float = -math.inf
     scheduled: bool = False
 
@@ -444,21 +444,20 @@ class _FinishBatch:
     error: Exception | None = None
 
 
-def dead_letter_report(dead: list[tuple[Queued, str]], channel: str, now: float) -> Outgoing:
+def dead_letter_report(dead: list[DeadLetter], channel: str, now: float) -> Outgoing:
     """The notification telling ``channel`` that notifications (all to one channel) could not be delivered
     (Alertmanager v4 shape)."""
     from alphawatch.daemon.notify import ZERO_TIME, rfc3339
 
-    first, error = dead[0]
-    failed = [a for queued, _ in dead for a in queued.payload.get("alerts", [])]
-    names = sorted({a.get("labels", {}).get("alertname", "") for a in failed})
-    ids = [str(queued.id) for queued, _ in dead]
+    first = dead[0]
+    names = sorted({name for d in dead for name in d.names})
+    ids = [str(d.id) for d in dead]
     labels = {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": first.channel}
     what = "a notification" if len(dead) == 1 else f"{len(dead)} notifications"
     annotations = {
-        "summary": f"{what} to {first.channel} {'was' if len(dead) == 1 else 'were'} not delivered: {error}",
-        "description": f"{len(failed)} alert(s): {', '.join(names[:20])}{' …' * (len(names) > 20)}; outbox id"
-        f"{'s' * (len(ids) > 1)} {', '.join(ids[:20])}{' …' * (len(ids) > 20)}",
+        "summary": f"{what} to {first.channel} {'was' if len(dead) == 1 else 'were'} not delivered: {first.error}",
+        "description": f"{sum(d.alerts for d in dead)} alert(s): {', '.join(names[:20])}{' …' * (len(names) > 20)}; "
+        f"outbox id{'s' * (len(ids) > 1)} {', '.join(ids[:20])}{' …' * (len(ids) > 20)}",
     }
     alert = {
         "status": "firing", "labels": labels, "annotations": annotations, "startsAt": rfc3339(now),

@@ -7,8 +7,10 @@ wait never freezes the event loop. ``inline=True`` runs calls on the loop's thre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -545,6 +547,19 @@ def _dump_details(details: tuple[tuple[str, Any], ...]) -> str:
     return json.dumps(dict(details), separators=(",", ":"), ensure_ascii=False, default=str) if details else "{}"
 
 
+_REFUSALS = frozenset({
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_NOTADB,
+})  # fmt: skip
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether the state file refused work (a full disk, an I/O error, a lock held too long, a damaged file), as
+    opposed to a mistake in a query."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and code & 0xFF in _REFUSALS
+
+
 def _load_labels(text: str) -> Labels:
     return tuple(sorted(json.loads(text).items()))
 
@@ -558,9 +573,10 @@ class Store:
         self._behind: dict[int, tuple[float, float]] = {}  # series id → its last sample, not yet in its row
         self._path = None if path is None or str(path) == ":memory:" else path
         self._checkpointer: sqlite3.Connection | None = None
-        self.failing: tuple[float, str] | None = None
-        """When the file last refused work (a full disk, an I/O error, a lock held too long) and why, until a write
-        succeeds again: what ``/health`` reports (a read answered from the cache says nothing of writes)."""
+        self.refused: tuple[float, str] | None = None
+        """When the file last refused work (a full disk, an I/O error, a lock held too long) and why: what
+        ``/health`` reports (a read answered from the cache says nothing of writes)."""
+        self.wrote_at = -math.inf  # when a write last succeeded
         self.failures = 0  # work the file refused, since start
 
     def _tracked(self, work: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
@@ -568,12 +584,13 @@ class Store:
         try:
             result = work(db)
         except sqlite3.Error as exc:
-            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:  # (not a bad query)
-                self.failing = (time.time(), f"{type(exc).__name__}: {exc}")
+            if is_refusal(exc):
+                self.refused = (time.time(), f"{type(exc).__name__}: {exc}")
                 self.failures += 1
             raise
-        if self.failing is not None and db.total_changes != changes:
-            self.failing = None
+        with contextlib.suppress(sqlite3.ProgrammingError):  # (the work closed the connection: nothing to say)
+            if db.total_changes != changes:
+                self.wrote_at = time.time()
         return result
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -718,7 +735,9 @@ class Store:
                 db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (samples,))
                 if not gone:  # (its samples were all before the cutoff: none is left)
                     forgotten = db.execute(
-                        "DELETE FROM series WHERE last_ts IS NULL RETURNING id, metric, labels"
+                        "DELETE FROM series WHERE id IN (SELECT id FROM series WHERE last_ts IS NULL LIMIT ?)"
+                        " RETURNING id, metric, labels",
+                        (batch,),
                     ).fetchall()
                     gone += len(forgotten)
                 gone += db.execute(

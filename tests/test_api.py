@@ -274,7 +274,9 @@ async def _fill_the_disk(daemon: Any, full: bool) -> None:
     await daemon.store.run(work)
 
 
-async def test_a_state_file_that_refuses_writes_is_a_json_error_and_health_says_down(config: Path) -> None:
+async def test_a_state_file_that_refuses_writes_is_a_json_error_and_health_says_down(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with in_process(config) as (daemon, client):
         assert (await client.post("/api/v1/samples", json=[sample()], headers=AUTH)).status_code == 200
         await _fill_the_disk(daemon, full=True)
@@ -292,6 +294,9 @@ async def test_a_state_file_that_refuses_writes_is_a_json_error_and_health_says_
         assert health.status_code == 503
         store = health.json()["components"]["store"]
         assert (store["status"], store["error"]) == ("down", "OperationalError: database or disk is full")
+        monkeypatch.setattr("alphawatch.daemon.main.STORE_REFUSAL_DOWN", 0.0)  # (a minute in the daemon)
+        health = await client.get("/health")  # the minute is over, and no write has worked since
+        assert (health.status_code, health.json()["components"]["store"]["status"]) == (200, "degraded")
         await _fill_the_disk(daemon, full=False)  # room again: the next write succeeds, and health says so
         assert (await client.post("/api/v1/samples", json=batch, headers=AUTH)).status_code == 200
         assert await stored_samples(daemon) == stored + 20
@@ -322,6 +327,7 @@ async def test_a_reload_the_state_file_refuses_is_a_failed_reload_not_the_end_of
         assert regrouped.json()["error"].startswith(
             "the state file refused the reload (OperationalError: database is locked); nothing changed"
         )
+        assert daemon.config.route.group_by == daemon.engine.config.route.group_by != ("model",)  # (still the old)
         assert (await client.get("/health")).json()["components"]["reload"]["status"] == "degraded"
         config.write_text(text.replace("  - {name: exposure", "  - {name: renamed"))  # resolving its alert writes
         removed = await client.post("/-/reload", headers=AUTH)
@@ -340,7 +346,7 @@ async def test_a_reload_the_state_file_refuses_is_a_failed_reload_not_the_end_of
         assert states == {"exposure": "resolved"}
 
 
-async def test_delivery_counters_are_per_channel_and_only_go_up(
+async def test_delivery_counters_are_per_channel_and_every_channel_has_them(
     write_config: Callable[..., Path], receiver: Any
 ) -> None:
     receiver.responses = [(200, 0.0, b"{}"), (400, 0.0, b"{}")]  # the second is refused: dead at once

@@ -316,3 +316,14 @@ async def test_series_silent_for_longer_than_the_retention_are_forgotten_for_goo
         await store.insert_samples([Sample("m", (("run", "r7"),), NOW, 7.5)])  # one comes back: a new series
         latest = {s.labels: s.value for s in await store.load_samples(Selector("m"), NOW - 100, latest_only=True)}
         assert latest == {(("run", "live"),): 1.0, (("run", "r7"),): 7.5}
+
+
+async def test_a_series_the_retention_was_forgetting_that_sends_again_is_kept(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples([Sample("m", (("run", "r1"),), NOW - 5000 + i, float(i)) for i in range(20)])
+        assert await store.purge_before(NOW - 1000, batch=5)  # its last sample is too old: it is let go …
+        await store.insert_samples([Sample("m", (("run", "r1"),), NOW, 9.0)])  # … when it sends again
+        while await store.purge_before(NOW - 1000, batch=5):
+            pass
+        latest = await store.load_samples(Selector("m"), NOW - 100, latest_only=True)
+        assert [(s.labels, s.value) for s in latest] == [((("run", "r1"),), 9.0)]

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from alphawatch.daemon.errors import IngestError, StoreError
 from alphawatch.daemon.ingest import parse_batch
-from alphawatch.daemon.store import OUTBOX_STATES
+from alphawatch.daemon.logs import Quieter
+from alphawatch.daemon.store import OUTBOX_STATES, is_refusal
 from alphawatch.web.i18n import page_language
 from alphawatch.web.metrics import render_metrics
 from alphawatch.web.page import page_headers, render_page
@@ -186,12 +187,21 @@ def create_app(daemon: Daemon) -> Starlette:
         return error(405, "method not allowed")
 
     async def store_refused(request: Request, exc: Exception) -> Response:
-        """The state file refused the work (a full disk, an I/O error): nothing of the request was stored."""
+        """The state file refused the work (a full disk, an I/O error): nothing of the request was stored. Any
+        other database error is a fault of ours: a JSON 500."""
         failing = f"{type(exc).__name__}: {exc}"
-        log.error("the state file refused a request", extra={"method": request.method, "path": request.url.path,
-                                                              "error": failing})  # fmt: skip
+        refused = isinstance(exc, StoreError) or is_refusal(exc)
+        unlogged = quiet.allow("refused" if refused else "fault", request.url.path)
+        if unlogged is not None:  # (a full disk refuses every request: a line a minute)
+            log.error("the state file refused a request" if refused else "a request failed on the database",
+                      exc_info=None if refused else exc,
+                      extra={"method": request.method, "path": request.url.path, "error": failing,
+                             "like_it_unlogged": unlogged})  # fmt: skip
+        if not refused:
+            return error(500, "internal error: the database failed on this request (the log has it)")
         return error(503, f"the state file cannot be written now ({failing}); nothing of this request was stored")
 
+    quiet = Quieter(60.0)
     routes = [
         Route("/", page),
         Route("/health", health),
@@ -217,7 +227,7 @@ def create_app(daemon: Daemon) -> Starlette:
     return Starlette(
         routes=routes,
         exception_handlers={
-            404: not_found, 405: method_not_allowed, sqlite3.OperationalError: store_refused, StoreError: store_refused,
+            404: not_found, 405: method_not_allowed, sqlite3.DatabaseError: store_refused, StoreError: store_refused,
         },
     )  # fmt: skip
 

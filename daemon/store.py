@@ -712,9 +712,8 @@ class Store:
         return await self.run(work)
 
     async def purge_before(self, cutoff: float, batch: int = 5000, samples_before: float | None = None) -> int:
-        """Delete samples (those before ``samples_before``, by default ``cutoff``), finished notifications and
-        history older than ``cutoff``, a small batch per call, and resolved alerts resolved before it (all at
-        once); series silent since before it lose their last sample.
+        """Delete samples (those before ``samples_before``, by default ``cutoff``), finished notifications,
+        history, alerts resolved and reloads recorded before ``cutoff``, a small batch of each per call.
 
         Returns how many rows went; the caller loops (yielding between calls) until it returns 0. Once no sample
         before the cutoff is left, the series silent since before it go too (rows and the store's memory of them):
@@ -731,9 +730,8 @@ class Store:
                     " (SELECT ts, series_id FROM samples WHERE ts < ? LIMIT ?)",
                     (samples, batch),
                 ).rowcount
-                # a series silent for longer than the retention is forgotten, as its samples are
-                db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (samples,))
-                if not gone:  # (its samples were all before the cutoff: none is left)
+                if not gone:  # no sample before the cutoff is left: a series silent since then is forgotten
+                    db.execute("UPDATE series SET last_ts = NULL, last_value = NULL WHERE last_ts < ?", (samples,))
                     forgotten = db.execute(
                         "DELETE FROM series WHERE id IN (SELECT id FROM series WHERE last_ts IS NULL LIMIT ?)"
                         " RETURNING id, metric, labels",
@@ -750,7 +748,12 @@ class Store:
                     (cutoff, batch),
                 ).rowcount
                 gone += db.execute(
-                    "DELETE FROM alerts WHERE state = 'resolved' AND resolved_at < ?", (cutoff,)
+                    "DELETE FROM alerts WHERE fingerprint IN (SELECT fingerprint FROM alerts"
+                    " WHERE state = 'resolved' AND resolved_at < ? LIMIT ?)",
+                    (cutoff, batch),
+                ).rowcount
+                gone += db.execute(
+                    "DELETE FROM reloads WHERE id IN (SELECT id FROM reloads WHERE at < ? LIMIT ?)", (cutoff, batch)
                 ).rowcount
             for series_id, metric, text in forgotten:  # only after the commit
                 known = self._series.get(metric)

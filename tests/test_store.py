@@ -327,3 +327,30 @@ async def test_a_series_the_retention_was_forgetting_that_sends_again_is_kept(tm
             pass
         latest = await store.load_samples(Selector("m"), NOW - 100, latest_only=True)
         assert [(s.labels, s.value) for s in latest] == [((("run", "r1"),), 9.0)]
+
+
+async def test_retention_deletes_resolved_alerts_and_old_reloads_a_batch_at_a_time(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "state.db") as store:
+
+        def fill(db: sqlite3.Connection) -> None:
+            with db:
+                db.executemany(
+                    "INSERT INTO alerts (fingerprint, rule, series, labels, state, active_at, resolved_at, updated_at)"
+                    " VALUES (?, 'r', '{}', '{}', ?, 0, ?, 0)",
+                    [
+                        (f"fp{i}", "resolved" if i < 120 else "firing", NOW - 1000 if i < 120 else None)
+                        for i in range(125)
+                    ],
+                )
+                db.executemany(
+                    "INSERT INTO reloads (at, ok, trigger) VALUES (?, 1, 'SIGHUP')",
+                    [(NOW - 1000 if i < 70 else NOW,) for i in range(75)],
+                )
+
+        await store.run(fill)
+        batches = []
+        while gone := await store.purge_before(NOW - 500, batch=50):
+            batches.append(gone)
+        assert batches == [100, 70, 20]  # 50 alerts and 50 reloads, 50 and 20, the last 20 alerts
+        left = await store.query("SELECT (SELECT count(*) FROM alerts) AS alerts, (SELECT count(*) FROM reloads) AS r")
+        assert (left[0]["alerts"], left[0]["r"]) == (5, 5)  # the firing alerts and the recent reloads stay

@@ -240,6 +240,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"FAILED: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"SUCCESS: {args.config} is valid: {len(config.rules)} rules, {len(config.channels)} channels, "
         f"{sum(1 for _ in config.route.walk()) if config.route else 0} routes ({len(config.files)} file(s))"

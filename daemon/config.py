@@ -25,7 +25,7 @@ import yaml
 from alphawatch.channels import Channel, channel_kinds
 from alphawatch.daemon.calendar import CALENDAR_SCHEMA, Calendars, load_calendars
 from alphawatch.daemon.durations import PATTERN as DURATION_PATTERN
-from alphawatch.daemon.durations import parse_duration
+from alphawatch.daemon.durations import format_duration, parse_duration
 from alphawatch.daemon.errors import ConfigError, Problem
 from alphawatch.daemon.escalation import ESCALATIONS_SCHEMA, Policy, build_policies
 from alphawatch.daemon.inhibition import INHIBIT_RULES_SCHEMA, InhibitRule, build_inhibit_rules
@@ -148,6 +148,8 @@ class Config:
     rules: tuple[RuleConfig, ...] = ()
     files: tuple[str, ...] = field(default=(), compare=False)
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    warnings: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
+    """What is allowed but surely not meant (``check`` prints them, a reload answers and logs them)."""
 
     @property
     def digest(self) -> str:
@@ -608,6 +610,7 @@ def _build(
         problems += exc.problems
 
     rules: list[RuleConfig] = []
+    warnings: list[Problem] = []
     seen: dict[str, str] = {}
     for doc in documents:
         for index, raw in enumerate((doc.data or {}).get("rules") or []):
@@ -619,8 +622,31 @@ def _build(
                 continue
             seen[name] = origin
             rules.append(_rule(doc, path, raw, origin, context, problems))
+            warnings += _rule_warnings(doc, path, rules[-1], main, daemon)
     return Config(daemon, calendars, windows, tuple(channels), route, escalations, inhibit_rules, tuple(rules),
-                  (*(d.file for d in documents),), frozenset(secrets))  # fmt: skip
+                  (*(d.file for d in documents),), frozenset(secrets), tuple(warnings))  # fmt: skip
+
+
+def _rule_warnings(
+    doc: Located, path: KeyPath, rule: RuleConfig, main: Located, daemon: DaemonSettings
+) -> list[Problem]:
+    """What is allowed but surely not meant: the rule works, not as written."""
+    out = []
+    retention, history = daemon.retention, rule.rule.history()
+    if retention and 0 < retention < history:
+        out.append(main.problem(("daemon", "retention"), f"{format_duration(retention)} is shorter than the "
+                                f"{format_duration(history)} of samples rule {rule.name!r} reads back at a start: "
+                                "after a restart it would judge on less"))  # fmt: skip
+    reported = rule.rule.detail_names
+    if reported is not None:
+        for key, text in rule.annotations:
+            for found in ANNOTATION_PLACEHOLDER.finditer(text):
+                if found.group(2) == "details" and found.group(3) not in reported:
+                    kind_says = f"reports {', '.join(sorted(reported))}" if reported else "reports no details"
+                    article = "an" if rule.kind[:1] in "aeiou" else "a"
+                    out.append(doc.problem((*path, "annotations", key), f"{article} {rule.kind} rule {kind_says}: "
+                                           f"{found.group()} renders empty"))  # fmt: skip
+    return out
 
 
 ANNOTATION_PLACEHOLDER = re.compile(r"\{\{\s*(value|(labels|details)\.([A-Za-z_][A-Za-z0-9_]*))\s*\}\}")

@@ -218,7 +218,7 @@ class Daemon:
             return await self._reload_failed(trigger, str(exc))
         previous, self._loaded = self._loaded, new
         digest = new.digest  # of the files as loaded: the address bound at start is not part of them
-        warnings = self._fixed_settings_changed(new)
+        warnings = self._fixed_settings_changed(new) + [str(w) for w in new.warnings]
         new = self.with_bound_url(new)
         # channels first: rules applying the new configuration may already queue to a new channel
         self.channels = {c.name: c.build() for c in new.channels}
@@ -487,6 +487,9 @@ async def run_daemon(
         return 1
     formatter.set_secrets(config.secrets)
     logging.getLogger("alphawatch").setLevel(config.daemon.log_level.upper())
+    for warning in config.warnings:
+        log.warning("configuration warning: %s", warning, extra={"file": warning.file, "line": warning.line,
+                                                                  "key": warning.path})  # fmt: skip
     code = 0
     try:
         await _run(path, config, clock or Clock(), Notifier(environ), formatter, on_ready)

@@ -186,6 +186,9 @@ class RuleKind:
     def selectors(self) -> tuple[Selector, ...]:
         raise NotImplementedError
 
+    detail_names: ClassVar[frozenset[str] | None] = None
+    """The details this kind's alerts can carry, when it knows them all (``check`` warns of others an annotation
+    names); ``None``: not a fixed set."""
     instant_details: ClassVar[frozenset[str]] = frozenset()
     """Details that are instants (epoch seconds): an annotation shows them as Taipei time, not as a number."""
 

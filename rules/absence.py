@@ -74,6 +74,7 @@ class Absence(RuleKind):
     def selectors(self) -> tuple[Selector, ...]:
         return (self.selector,)
 
+    detail_names: ClassVar[frozenset[str] | None] = frozenset({"absent_for_s", "last_seen", "trading_day", "deadline"})
     instant_details: ClassVar[frozenset[str]] = frozenset({"last_seen", "deadline"})
 
     def alert_series(self, labels: Labels) -> Labels:

@@ -23,6 +23,7 @@ AGGREGATES = ("last", "mean", "min", "max", "sum", "count")
 
 class Threshold(RuleKind):
     kind: ClassVar[str] = "threshold"
+    detail_names: ClassVar[frozenset[str] | None] = frozenset()
     required: ClassVar[tuple[str, ...]] = ("metric", "op", "value")
     schema: ClassVar[dict[str, Any]] = {
         "metric": {"type": "string", "minLength": 1},

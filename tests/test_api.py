@@ -184,6 +184,17 @@ async def test_reload_through_the_api_reports_the_difference(config: Path) -> No
         config.write_text(config.read_text().replace("value: 1.5", "value: 2.5"))
         response = await client.post("/-/reload", headers=AUTH)
         assert response.json()["changed"] == ["exposure"]
+        assert response.json()["warnings"] == []
+        annotated = "value: 2.5, annotations: {summary: 'by {{ details.op }}'}"
+        config.write_text(config.read_text().replace("value: 2.5", annotated))
+        response = await client.post("/-/reload", headers=AUTH)  # applied, with what check would warn of
+        assert response.status_code == 200
+        assert response.json()["warnings"] == [
+            f"{config}:9:100: rules[0].annotations.summary: a threshold rule reports no details: {{{{ details.op }}}}"
+            " renders empty"
+        ]
+        config.write_text(config.read_text().replace(annotated, "value: 2.5"))
+        await client.post("/-/reload", headers=AUTH)
         config.write_text(config.read_text().replace("kind: threshold", "kind: thresh"))
         response = await client.post("/-/reload", headers=AUTH)
         assert response.status_code == 400

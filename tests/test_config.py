@@ -310,3 +310,39 @@ def test_a_rule_kinds_refusal_keeps_its_quotes(write_config: Callable[..., Path]
     with pytest.raises(ConfigError) as refused:
         load_config(path)
     assert "rules[0]: not a venue: 'TWSE'" in str(refused.value)  # (the closing quote was cut off)
+
+
+def test_check_warns_of_what_is_allowed_but_surely_not_meant(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alphawatch.daemon.cli import main
+
+    path = write_config("""\
+        daemon: {state: state.db, retention: 1h}
+        rules:
+          - name: ic-floor
+            kind: threshold
+            metric: ic_daily
+            aggregate: mean
+            window: 5d
+            op: below
+            value: 0.01
+            annotations: {summary: "mean IC {{ value }} ({{ details.aggregate }})"}
+          - name: heartbeat
+            kind: absence
+            metric: predictions_published
+            absent_for: 30m
+            annotations: {summary: "silent since {{ details.last_seen }} ({{ details.lag }})"}
+        """)
+    warnings = [str(w) for w in load_config(path).warnings]
+    assert warnings == [
+        f"{path}:1:38: daemon.retention: 1h is shorter than the 5d of samples rule 'ic-floor' reads back at a start:"
+        " after a restart it would judge on less",
+        f"{path}:10:28: rules[0].annotations.summary: a threshold rule reports no details: {{{{ details.aggregate }}}}"
+        " renders empty",
+        f"{path}:15:28: rules[1].annotations.summary: an absence rule reports absent_for_s, deadline, last_seen,"
+        " trading_day: {{ details.lag }} renders empty",
+    ]  # (the heartbeat's 30m fits in the hour: no warning of its retention)
+    assert main(["check", "-c", str(path)]) == 0  # warnings, not problems
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 3

@@ -319,8 +319,9 @@ class Engine:
         async def changed(state: Supervised) -> None:
             try:
                 await self.store.set_rule_state(state.name, state.status, state.restarts, state.last_error)
-            except sqlite3.Error:  # the store refuses writes: supervision goes on (the page shows the state)
-                log.exception("cannot record the rule's state", extra={"rule": state.name})
+            except sqlite3.Error as exc:  # the store refuses writes: supervision goes on (the page shows the state)
+                log.warning("cannot record the rule's state", extra={"rule": state.name,
+                            "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
             if state.status == FAILED:
                 self._stepped(state.name)
                 try:

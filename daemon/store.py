@@ -584,14 +584,17 @@ class Store:
         try:
             result = work(db)
         except sqlite3.Error as exc:
-            if is_refusal(exc):
-                self.refused = (time.time(), f"{type(exc).__name__}: {exc}")
-                self.failures += 1
+            self._note_refusal(exc)
             raise
         with contextlib.suppress(sqlite3.ProgrammingError):  # (the work closed the connection: nothing to say)
             if db.total_changes != changes:
                 self.wrote_at = time.time()
         return result
+
+    def _note_refusal(self, exc: sqlite3.Error) -> None:
+        if is_refusal(exc):
+            self.refused = (time.time(), f"{type(exc).__name__}: {exc}")
+            self.failures += 1
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(connection)`` off the event loop, one call at a time."""
@@ -1008,9 +1011,13 @@ class Store:
         path = self._path
 
         def work() -> list[tuple[int, int, int]]:
-            if self._checkpointer is None:
-                self._checkpointer = _connect(path)
-            rows: list[tuple[int, int, int]] = self._checkpointer.execute(pragma).fetchall()
+            try:
+                if self._checkpointer is None:
+                    self._checkpointer = _connect(path)
+                rows: list[tuple[int, int, int]] = self._checkpointer.execute(pragma).fetchall()
+            except sqlite3.Error as exc:  # (the file refused it: as any other work, for /health and the counter)
+                self._note_refusal(exc)
+                raise
             return rows
 
         return await trio.to_thread.run_sync(work)

@@ -16,10 +16,12 @@ import trio
 
 from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import SupervisorSettings
+from alphawatch.daemon.store import is_refusal
 
 log = logging.getLogger("alphawatch.supervisor")
 
 STARTING, RUNNING, BACKOFF, FAILED, STOPPED = "starting", "running", "backoff", "failed", "stopped"
+REFUSED_RETRY = 30.0  # seconds at most between two starts of a rule the state file refuses (a full disk)
 RULE_STATUSES = (STARTING, RUNNING, BACKOFF, FAILED, STOPPED)
 
 
@@ -61,13 +63,24 @@ async def supervise(
             now = clock.now()
             state.last_error = f"{type(exc).__name__}: {exc}"
             state.restarts += 1
+            if now - began > settings.max_backoff:
+                backoff = settings.initial_backoff  # it ran healthily for a while: start the backoff over
+            if _refused(exc):  # a full disk is not the rule's fault: it waits for the file, never parked for it
+                log.warning(
+                    "rule stopped: the state file refuses its writes; it starts again",
+                    extra={"rule": state.name, "error": state.last_error, "retry_in": min(backoff, REFUSED_RETRY)},
+                )
+                state.status = BACKOFF
+                await on_change(state)
+                await clock.sleep_until(now + min(backoff, REFUSED_RETRY))
+                backoff = min(backoff * 2, settings.max_backoff)
+                state.status = STARTING
+                continue
             log.error(
                 "rule crashed",
                 extra={"rule": state.name, "error": state.last_error, "restarts": state.restarts},
                 exc_info=exc,
             )
-            if now - began > settings.max_backoff:
-                backoff = settings.initial_backoff  # it ran healthily for a while: start the backoff over
             state.crashes.append(now)
             while state.crashes and state.crashes[0] < now - settings.restart_window:
                 state.crashes.popleft()
@@ -81,3 +94,10 @@ async def supervise(
             await clock.sleep_until(now + backoff)
             backoff = min(backoff * 2, settings.max_backoff)
             state.status = STARTING
+
+
+def _refused(exc: BaseException) -> bool:
+    """The state file refused the work (a full disk), also when it came through a nursery."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_refused(e) for e in exc.exceptions)
+    return is_refusal(exc)

@@ -94,6 +94,47 @@ async def test_crashes_back_off_exponentially_then_park_the_rule(
         assert h.engine.restarts_before["fragile"] + h.engine.actors["fragile"].state.restarts == 5
 
 
+class DiskFull(RuleKind):
+    """A rule whose every start fails as a full disk makes it fail, until ``full`` is cleared."""
+
+    kind: ClassVar[str] = "disk_full"
+    schema: ClassVar[dict[str, Any]] = {}
+    full: ClassVar[bool] = True
+    starts: ClassVar[list[float]] = []
+
+    def selectors(self) -> tuple[Selector, ...]:
+        return (Selector("disk_input"),)
+
+    def new_evaluator(self, started_at: float) -> Evaluator:
+        DiskFull.starts.append(trio.current_time())
+        if DiskFull.full:
+            refused = sqlite3.OperationalError("database or disk is full")
+            refused.sqlite_errorcode = sqlite3.SQLITE_FULL  # as the sqlite3 module sets it
+            raise refused
+        return _FragileEvaluator()
+
+
+async def test_a_rule_the_state_file_refuses_waits_for_it_and_is_never_parked(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(CONFIG.replace("max_backoff: 8s", "max_backoff: 2m"))
+    original = load_config(path)
+    full = dataclasses.replace(original.rules[0], kind="disk_full", rule=DiskFull({}))
+    config = dataclasses.replace(original, rules=(full, original.rules[1]))
+    DiskFull.full, DiskFull.starts = True, []
+    async with running_engine(path, config) as h:
+        await h.advance(600)  # far past max_restarts (4) within restart_window (10m): a crashing rule is parked
+        actor = h.engine.actors["fragile"]
+        assert actor.state.status != "failed"
+        gaps = [round(b - a) for a, b in itertools.pairwise(DiskFull.starts)]
+        assert gaps[:7] == [1, 2, 4, 8, 16, 30, 30]  # its backoff, at most 30 s: back soon after the disk is
+        assert max(gaps) == 30
+        DiskFull.full = False  # room again
+        await h.advance(31)
+        assert actor.state.status == "running"
+        assert await h.alerts("AlphawatchRuleFailed") == []  # it never failed
+
+
 async def test_a_background_task_that_keeps_failing_is_restarted_less_and_less_often(autojump_clock: object) -> None:
     # retention on a disk that stays full: one attempt (and one logged traceback) a minute at most, not a second
     starts: list[float] = []

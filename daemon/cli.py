@@ -312,19 +312,22 @@ def cmd_push(args: argparse.Namespace) -> int:
         ts = args.ts if args.ts is not None else time.time()
         items = [{"metric": args.metric, "labels": labels, "ts": ts, "value": args.value}]
     accepted = 0
+
+    def stored() -> str:  # (of several requests, what the earlier ones stored)
+        return "" if len(items) <= args.batch else f" ({accepted} of {len(items)} sample(s) were stored)"
+
     with httpx.Client(timeout=30.0) as http:
         for start in range(0, len(items), args.batch):
             chunk = items[start : start + args.batch]
             try:
                 response = http.post(f"{url}/api/v1/samples", json=chunk, headers=headers)
             except httpx.HTTPError as exc:
-                print(f"push: cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
+                print(f"push: cannot reach the daemon at {url}: {type(exc).__name__}{stored()}", file=sys.stderr)
                 return 1
             try:
                 accepted += int(daemon_answer(response, "accepted")["accepted"])
             except CommandError as exc:
-                stored = f" ({accepted} sample(s) of earlier requests were stored)" if accepted else ""
-                raise CommandError(f"{exc}{stored}") from None
+                raise CommandError(f"{exc}{stored()}") from None
     print(f"accepted {accepted} sample(s)")
     return 0
 

@@ -88,6 +88,19 @@ def test_push_says_nothing_was_sent_for_empty_stdin(
     assert receiver.requests == []
 
 
+def test_push_in_several_requests_says_how_many_samples_were_stored_when_one_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    receiver.responses = [(200, 0.0, b'{"accepted": 1}'), (503, 0.0, b'{"error": "the state file cannot be written"}')]
+    lines = "".join(f'{{"metric": "gross", "ts": 1, "value": {i}}}\n' for i in range(3))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(lines))
+    code, _, err = run(capsys, "push", "--url", receiver.url, "--token", TOKEN, "--batch", "1", "-")
+    assert code == 1
+    assert "the state file cannot be written" in err
+    assert "(1 of 3 sample(s) were stored)" in err
+    assert len(receiver.requests) == 2  # nothing after the refusal
+
+
 def test_a_token_an_http_header_cannot_carry_is_refused(capsys: pytest.CaptureFixture[str], receiver: Receiver) -> None:
     code, _, err = run(capsys, "push", "--url", receiver.url, "--token", "tökén", "gross", "1")
     assert code == 1

@@ -17,7 +17,7 @@ import logging
 import math
 import sqlite3
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -275,6 +275,20 @@ class Engine:
                         "rule inbox full; it will reload its samples from the store", extra={"rule": actor.config.name}
                     )
                 actor.resync = True
+
+    def forget(self, metrics: Collection[str]) -> None:
+        """Series of ``metrics`` left the store (silent for longer than the retention): the rules that watch them
+        start again from the store, as at a restart, so what they held of those series (a threshold rule's last
+        value, say) goes too. An empty batch wakes each one to do it."""
+        now = self.clock.now()
+        watching = {id(actor): actor for metric in metrics for _, actor in self._index.get(metric, ())}
+        for actor in watching.values():
+            if actor.state.status == FAILED:  # parked: a new configuration starts it from the store anyway
+                continue
+            actor.resync = True
+            with contextlib.suppress(trio.WouldBlock):  # (a full inbox: it resyncs at its next batch)
+                actor.send.send_nowait((now, []))
+                actor.held.append(now)
 
     @contextmanager
     def ingesting(self) -> Iterator[None]:

@@ -454,19 +454,27 @@ class Daemon:
     # retention --------------------------------------------------------------------------------------------
     async def run_retention(self) -> None:
         while True:
-            retention = self.config.daemon.retention
-            if retention:
-                cutoff = self.clock.now() - retention
-                kept = [since for rule in self.config.rules if (since := rule.rule.keeps_samples_since()) is not None]
-                samples = min([cutoff, *kept])  # a fixed baseline's samples stay, older than the retention or not
-                while await self.store.purge_before(cutoff, samples_before=samples):  # noqa: ASYNC110 - small batches
-                    await trio.sleep(0.05)
-                while await purge_suppressions(self.store, cutoff):  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-                day = local_datetime(cutoff).date().isoformat()
-                while await self.store.run(partial(purge_model_data, cutoff=day)):  # noqa: ASYNC110
-                    await trio.sleep(0.05)
+            await self.retention_pass()
             await self.clock.sleep_until(self.clock.now() + RETENTION_EVERY)
+
+    async def retention_pass(self) -> None:
+        """Delete what is older than ``daemon.retention``, a small batch at a time; the rules watching series it
+        deleted start again from the store, so they let go of them too."""
+        retention = self.config.daemon.retention
+        if not retention:
+            return
+        cutoff = self.clock.now() - retention
+        kept = [since for rule in self.config.rules if (since := rule.rule.keeps_samples_since()) is not None]
+        samples = min([cutoff, *kept])  # a fixed baseline's samples stay, older than the retention or not
+        while await self.store.purge_before(cutoff, samples_before=samples):  # noqa: ASYNC110 - small batches
+            await trio.sleep(0.05)
+        if forgotten := self.store.take_forgotten():
+            self.engine.forget(forgotten)
+        while await purge_suppressions(self.store, cutoff):  # noqa: ASYNC110
+            await trio.sleep(0.05)
+        day = local_datetime(cutoff).date().isoformat()
+        while await self.store.run(partial(purge_model_data, cutoff=day)):  # noqa: ASYNC110
+            await trio.sleep(0.05)
 
 
 async def run_daemon(

@@ -578,6 +578,7 @@ class Store:
         ``/health`` reports (a read answered from the cache says nothing of writes)."""
         self.wrote_at = -math.inf  # when a write last succeeded
         self.failures = 0  # work the file refused, since start
+        self._forgotten_metrics: set[str] = set()  # of series the retention deleted, not yet told (take_forgotten)
 
     def _tracked(self, work: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
         changes = db.total_changes
@@ -664,6 +665,11 @@ class Store:
             )
             db.execute("DELETE FROM series_behind")
         self._behind.clear()
+
+    def take_forgotten(self) -> set[str]:
+        """The metrics of series the retention deleted since the last call (their rules let go of them too)."""
+        metrics, self._forgotten_metrics = self._forgotten_metrics, set()
+        return metrics
 
     async def settle(self) -> None:
         """Bring every series row's last sample up to date (the daemon calls this every few seconds)."""
@@ -759,6 +765,7 @@ class Store:
                     "DELETE FROM reloads WHERE id IN (SELECT id FROM reloads WHERE at < ? LIMIT ?)", (cutoff, batch)
                 ).rowcount
             for series_id, metric, text in forgotten:  # only after the commit
+                self._forgotten_metrics.add(metric)
                 known = self._series.get(metric)
                 if known is not None and known.get(labels := _load_labels(text)) == series_id:
                     del known[labels]

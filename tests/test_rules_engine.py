@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -14,7 +16,7 @@ from alphawatch.daemon.clock import TrioClock
 from alphawatch.daemon.config import load_config
 from alphawatch.daemon.engine import Engine
 from alphawatch.daemon.store import open_store
-from alphawatch.rules import Sample
+from alphawatch.rules import Condition, Evaluator, Labels, RuleKind, Sample, Selector
 from tests.engine_harness import running_engine
 
 WEBHOOK = """
@@ -452,3 +454,52 @@ async def test_restarts_and_reloads_do_not_reset_an_absence_rule_that_never_saw_
         assert await h.state("feed") == "resolved"
         await h.advance(2)
         assert await h.state("feed") == "firing"
+
+
+class _Remembering(Evaluator):
+    """Records the series it was given: what a rule holds in memory."""
+
+    made: ClassVar[list[_Remembering]] = []
+
+    def __init__(self) -> None:
+        self.series: set[Labels] = set()
+        _Remembering.made.append(self)
+
+    def observe(self, sample: Sample) -> None:
+        self.series.add(sample.labels)
+
+    def evaluate(self, now: float, is_firing: Mapping[Labels, bool]) -> tuple[list[Condition], float | None]:
+        return [], None
+
+
+class _RememberingKind(RuleKind):
+    kind: ClassVar[str] = "remembering"
+    schema: ClassVar[dict[str, Any]] = {}
+
+    def selectors(self) -> tuple[Selector, ...]:
+        return (Selector("runs"),)
+
+    def new_evaluator(self, started_at: float) -> Evaluator:
+        return _Remembering()
+
+
+async def test_a_rule_lets_go_of_series_the_retention_deleted(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    """Labels that keep changing (a run id): once the store forgot a series, the rule does too, as at a restart."""
+    path = config("  - {name: runs, kind: threshold, metric: runs, op: above, value: 1}\n")
+    loaded = load_config(path)
+    rule = dataclasses.replace(loaded.rules[0], kind="remembering", rule=_RememberingKind({}))
+    _Remembering.made.clear()
+    async with running_engine(path, dataclasses.replace(loaded, rules=(rule,))) as h:
+        now = h.clock.now()
+        await h.push("runs", 1.0, ts=now - 5000, run="r1")
+        await h.push("runs", 1.0, ts=now, run="r2")
+        assert _Remembering.made[-1].series == {(("run", "r1"),), (("run", "r2"),)}
+        while await h.store.purge_before(now - 1000):
+            pass
+        h.engine.forget(h.store.take_forgotten())
+        await h.advance(0.1)
+        assert len(_Remembering.made) == 2  # started again from the store
+        assert _Remembering.made[-1].series == {(("run", "r2"),)}
+        assert h.store.take_forgotten() == set()  # told once

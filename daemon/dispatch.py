@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
 from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.escalation import Policy, policy_for
-from alphawatch.daemon.notify import alert_document
+from alphawatch.daemon.notify import alert_document, notification_head
 from alphawatch.daemon.routing import (
     RouteNode,
     Routing,
@@ -655,16 +655,8 @@ class Dispatcher:
         alerts = tuple((m.fingerprint, writes.docs.get((group_key, m.fingerprint))) for m in members)
         for channel in group.node.channels:
             text = f"{channel}|{group_key}|{group.flushes}|{group.created_at!r}"
-            head = {
-                "version": "4",
-                "groupKey": group_key.split("|", 1)[1],
-                "truncatedAlerts": 0,
-                "status": status,
-                "receiver": channel,
-                "groupLabels": group.labels,
-                "commonLabels": common_labels,
-                "externalURL": self.config.daemon.external_url,
-            }
+            head = notification_head(group_key.split("|", 1)[1], status, channel, group.labels, common_labels,
+                                     self.config.daemon.external_url)  # fmt: skip
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
             writes.outgoing.append(Outgoing(channel, group_key, key, dump_json(head), alerts))
 

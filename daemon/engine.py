@@ -145,11 +145,11 @@ class Engine:
         """Silences, inhibition and acknowledgements; the dispatcher asks them before every notification."""
         self._hold_until = -math.inf
         self._first_steps: set[str] = set()
-        self.cleanup_error: str | None = None
-        self.restarts_before: Counter[str] = Counter()  # rule → restarts of its actors replaced by a reload
-        """Why the alerts of removed rules could not be resolved in the store at the last apply (tried again)."""
         """Rules not evaluated yet since the daemon started: until they are, no group flushes (an overdue repeat
         would tell of an alert the rule is about to resolve), for ``HOLD_AT_MOST`` at most."""
+        self.cleanup_error: str | None = None
+        """Why the alerts of removed rules could not be resolved in the store at the last apply (tried again)."""
+        self.restarts_before: Counter[str] = Counter()  # rule → restarts of its actors replaced by a reload
         self._ingesting = 0
         self._ingest_ended_at = -math.inf
         self._ingest_ended = trio.Event()

@@ -58,6 +58,28 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
+def notification_head(
+    group_key: str,
+    status: str,
+    receiver: str,
+    group_labels: dict[str, str],
+    common_labels: dict[str, str],
+    external_url: str,
+) -> dict[str, Any]:
+    """A group's notification without its ``commonAnnotations`` and ``alerts`` (the store adds those, from the
+    members' documents, as it writes it). ``group_key``: Alertmanager's ``groupKey`` text."""
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": group_labels,
+        "commonLabels": common_labels,
+        "externalURL": external_url,
+    }
+
+
 def alert_document(rule: RuleConfig, transition: Transition, external_url: str) -> dict[str, Any]:
     alert = transition.alert
     labels = dict(alert.labels)

@@ -390,17 +390,16 @@ class Outbox:
             self._nursery.start_soon(self._report_later, queued.channel, due)
 
     async def _report_later(self, channel: str, at: float) -> None:
-        await trio.sleep_until(self._clock.trio_deadline(at))
-        report = self._reports.get(channel)
-        fallback = self._settings().fallback_channel
-        if report is not None:
-            report.scheduled = False
-            now = self._clock.now()
-            if fallback is not None and report.dead and now >= report.sent_at + REPORT_EVERY:
+        report = self._reports[channel]
+        while report.dead:  # (one sent meanwhile: these go with the next)
+            await trio.sleep_until(self._clock.trio_deadline(at))
+            now, fallback = self._clock.now(), self._settings().fallback_channel
+            if fallback is None:  # (a reload took the fallback away: nobody to tell)
+                report.dead.clear()
+            elif report.dead and now >= report.sent_at + REPORT_EVERY:
                 await self._send_report(channel, fallback, now)
-            elif report.dead:  # (one was sent meanwhile: these go with the next)
-                report.scheduled = True
-                await self._report_later(channel, report.sent_at + REPORT_EVERY)
+            at = report.sent_at + REPORT_EVERY
+        report.scheduled = False
 
     async def _send_report(self, channel: str, fallback: str, now: float) -> None:
         report = self._reports[channel]

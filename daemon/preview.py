@@ -11,7 +11,7 @@ from typing import Any
 
 from alphawatch.daemon.alerts import FIRING, PENDING, RESOLVED, Alert, Transition, fingerprint
 from alphawatch.daemon.config import ANNOTATION_PLACEHOLDER, Config, RuleConfig
-from alphawatch.daemon.notify import alert_document
+from alphawatch.daemon.notify import alert_document, notification_head
 from alphawatch.daemon.routing import group_key_text, group_labels, trace_routes
 from alphawatch.rules import Labels, Sample
 
@@ -75,18 +75,15 @@ def preview(
     label_map = dict(labels)
     nodes = [] if config.route is None else [n for n in trace_routes(config.route, label_map).routes if n.channels]
     node = next((n for n in nodes if channel is None or channel in n.channels), None)
-    payload = {
-        "version": "4",
-        "groupKey": group_key_text(node, labels) if node else f"{{}}:{{alertname={json.dumps(rule.name)}}}",
-        "truncatedAlerts": 0,
-        "status": document["status"],
-        "receiver": channel or (node.channels[0] if node else "preview"),
-        "groupLabels": group_labels(node, label_map) if node else {"alertname": rule.name},
-        "commonLabels": label_map,
-        "commonAnnotations": document["annotations"],
-        "externalURL": external_url,
-        "alerts": [document],
-    }
+    head = notification_head(
+        group_key_text(node, labels) if node else f"{{}}:{{alertname={json.dumps(rule.name)}}}",
+        document["status"],
+        channel or (node.channels[0] if node else "preview"),
+        group_labels(node, label_map) if node else {"alertname": rule.name},
+        label_map,
+        external_url,
+    )
+    payload = {**head, "commonAnnotations": document["annotations"], "alerts": [document]}  # (as the store adds them)
     watched = any(s.matches(Sample(s.metric, sample_labels, now, 0.0)) for s in rule.rule.selectors())
     routes = tuple((n.key, n.channels) for n in nodes)
     return Preview(payload, routes, _unfilled(rule, label_map, value, details), watched)

@@ -65,33 +65,30 @@ async def supervise(
             state.restarts += 1
             if now - began > settings.max_backoff:
                 backoff = settings.initial_backoff  # it ran healthily for a while: start the backoff over
+            wait = backoff
             if _refused(exc):  # a full disk is not the rule's fault: it waits for the file, never parked for it
+                wait = min(backoff, REFUSED_RETRY)
                 log.warning(
                     "rule stopped: the state file refuses its writes; it starts again",
-                    extra={"rule": state.name, "error": state.last_error, "retry_in": min(backoff, REFUSED_RETRY)},
+                    extra={"rule": state.name, "error": state.last_error, "retry_in": wait},
                 )
-                state.status = BACKOFF
-                await on_change(state)
-                await clock.sleep_until(now + min(backoff, REFUSED_RETRY))
-                backoff = min(backoff * 2, settings.max_backoff)
-                state.status = STARTING
-                continue
-            log.error(
-                "rule crashed",
-                extra={"rule": state.name, "error": state.last_error, "restarts": state.restarts},
-                exc_info=exc,
-            )
-            state.crashes.append(now)
-            while state.crashes and state.crashes[0] < now - settings.restart_window:
-                state.crashes.popleft()
-            if len(state.crashes) > settings.max_restarts:
-                state.status = FAILED
-                log.error("rule parked as failed", extra={"rule": state.name, "restarts": state.restarts})
-                await on_change(state)
-                await trio.sleep_forever()
+            else:
+                log.error(
+                    "rule crashed",
+                    extra={"rule": state.name, "error": state.last_error, "restarts": state.restarts},
+                    exc_info=exc,
+                )
+                state.crashes.append(now)
+                while state.crashes and state.crashes[0] < now - settings.restart_window:
+                    state.crashes.popleft()
+                if len(state.crashes) > settings.max_restarts:
+                    state.status = FAILED
+                    log.error("rule parked as failed", extra={"rule": state.name, "restarts": state.restarts})
+                    await on_change(state)
+                    await trio.sleep_forever()
             state.status = BACKOFF
             await on_change(state)
-            await clock.sleep_until(now + backoff)
+            await clock.sleep_until(now + wait)
             backoff = min(backoff * 2, settings.max_backoff)
             state.status = STARTING
 

@@ -230,16 +230,24 @@ rules:
         assert [tuple(r.values()) for r in why] == [("crit", "muted_window", "trading", "sms")]
 
 
-async def test_a_held_route_waits_for_its_window(write_config: Callable[..., Path], autojump_clock: object) -> None:
-    path = write_config(
-        CHANNELS
-        + """
+HELD_ROUTE = (
+    CHANNELS
+    + """
 route:
   channels: [mail]
   group_wait: 0s
   routes:
     - {matchers: [severity=critical], channels: [sms], active_during: [trading]}
     - {matchers: [severity=critical], channels: [mail], hold_until: pre_open}
+"""
+)
+"""Critical alerts by SMS during trading, else by mail held for the pre-open."""
+
+
+async def test_a_held_route_waits_for_its_window(write_config: Callable[..., Path], autojump_clock: object) -> None:
+    path = write_config(
+        HELD_ROUTE
+        + """
 rules:
   - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
 """
@@ -270,14 +278,8 @@ async def test_a_second_on_call_is_paged_only_after_the_first_was_told(
 ) -> None:
     """Outside trading the mail waits for the pre-open: the 15-minute tier counts from then, not from 19:00."""
     path = write_config(
-        CHANNELS
+        HELD_ROUTE
         + """
-route:
-  channels: [mail]
-  group_wait: 0s
-  routes:
-    - {matchers: [severity=critical], channels: [sms], active_during: [trading]}
-    - {matchers: [severity=critical], channels: [mail], hold_until: pre_open}
 escalations:
   - {name: second, matchers: [severity=critical], tiers: [{after: 15m, channels: [sms]}]}
 rules:

@@ -12,22 +12,23 @@ import json
 import logging
 import math
 import sqlite3
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
+import outcome
 import trio
 
 from alphawatch.daemon.alerts import INACTIVE, Alert, Transition
 
 if TYPE_CHECKING:
-    import outcome
-
     from alphawatch.daemon.dispatch import Writes
 from alphawatch.daemon.errors import StoreError
 from alphawatch.rules import Labels, Sample, Selector
@@ -564,11 +565,25 @@ def _load_labels(text: str) -> Labels:
     return tuple(sorted(json.loads(text).items()))
 
 
+@dataclass(eq=False)
+class _Job(Generic[T]):
+    """A call of :meth:`Store.run` waiting its turn: its work, and how its result reaches the waiting task."""
+
+    work: Callable[[sqlite3.Connection], T]
+    deliver: Callable[[outcome.Outcome[T]], None]
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
 class Store:
     def __init__(self, connection: sqlite3.Connection, inline: bool, path: Path | str | None = None) -> None:
         self._db = connection
         self._inline = inline
-        self._lock = trio.Lock()
+        self._queue: deque[_Job[Any]] = deque()  # calls waiting their turn (see run)
+        self._queue_lock = threading.Lock()
+        self._draining = False  # a worker thread is running the queued calls
         self._series: dict[str, dict[Labels, int]] = {}  # metric → label set → series id (held per series)
         self._behind: dict[int, tuple[float, float]] = {}  # series id → its last sample, not yet in its row
         self._path = None if path is None or str(path) == ":memory:" else path
@@ -598,21 +613,46 @@ class Store:
             self.failures += 1
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work(connection)`` off the event loop, one call at a time."""
+        """Run ``work(connection)`` off the event loop, one call at a time, in the order asked. A call waiting its
+        turn can be cancelled; once started it finishes first.
+
+        The calls wait in a queue that one thread empties: a call asked while another runs starts in the same
+        thread as soon as that one ends, without a hop back to the event loop and out again (a hop costs 20 µs
+        on a workstation and 150 µs on a small VM, more than most calls' own work)."""
         if self._inline:
             return self._tracked(work, self._db)
-        async with self._lock:
-            # trio.to_thread.run_sync, minus what a hot path cannot afford: it renames the OS thread (two ctypes
-            # calls) around every job. Not cancellable once started, like to_thread's default.
-            task = trio.lowlevel.current_task()
-            token = trio.lowlevel.current_trio_token()
+        task = trio.lowlevel.current_task()
+        token = trio.lowlevel.current_trio_token()
 
-            def deliver(result: outcome.Outcome[T]) -> None:
-                token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+        def deliver(result: outcome.Outcome[T]) -> None:
+            token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
-            trio.lowlevel.start_thread_soon(partial(self._tracked, work, self._db), deliver)
-            done: T = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-            return done
+        job = _Job(work, deliver)
+        with self._queue_lock:
+            self._queue.append(job)
+            start, self._draining = not self._draining, True
+        if start:
+            trio.lowlevel.start_thread_soon(self._drain, _ignore)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            with self._queue_lock:
+                if job in self._queue:  # not started: it never will
+                    self._queue.remove(job)
+                    return trio.lowlevel.Abort.SUCCEEDED
+            return trio.lowlevel.Abort.FAILED
+
+        done: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return done
+
+    def _drain(self) -> None:
+        """In a worker thread: run the queued calls until none is left."""
+        while True:
+            with self._queue_lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                job = self._queue.popleft()
+            job.deliver(outcome.capture(self._tracked, job.work, self._db))
 
     # samples ----------------------------------------------------------------------------------------------
     async def insert_samples(self, samples: Sequence[Sample]) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from alphawatch.daemon.errors import StoreError
 from alphawatch.daemon.store import MIGRATIONS, Outgoing, Queued, open_store
@@ -43,6 +45,62 @@ async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the state file"):
         async with open_store(tmp_path / "file" / "state.db"):
             pass
+
+
+async def test_calls_run_one_at_a_time_in_order_and_one_waiting_its_turn_can_be_cancelled(tmp_path: Path) -> None:
+    ran: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def named(name: str) -> Callable[[sqlite3.Connection], str]:
+        def work(db: sqlite3.Connection) -> str:
+            db.execute("INSERT INTO rule_state (rule, status, updated_at) VALUES (?, 'running', 0)", (name,))
+            ran.append(name)
+            return name
+
+        return work
+
+    def first(db: sqlite3.Connection) -> str:
+        ran.append("first started")
+        started.set()
+        release.wait(10)
+        return named("first")(db)
+
+    def failing(db: sqlite3.Connection) -> str:
+        raise ValueError("this call's own mistake")
+
+    results: dict[str, object] = {}
+    async with open_store(tmp_path / "state.db") as store:
+
+        async def call(name: str, work: Callable[[sqlite3.Connection], str], scope: trio.CancelScope) -> None:
+            with scope:
+                try:
+                    results[name] = await store.run(work)
+                except ValueError as exc:
+                    results[name] = exc
+            if scope.cancelled_caught:
+                results[name] = "cancelled"
+
+        scopes = {name: trio.CancelScope() for name in ("first", "second", "waiting", "failing", "third")}
+        works = {"first": first, "second": named("second"), "waiting": named("waiting"), "failing": failing,
+                 "third": named("third")}  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            for name, work in works.items():  # one at a time: each is queued before the next is asked
+                nursery.start_soon(call, name, work, scopes[name])
+                await trio.testing.wait_all_tasks_blocked()
+                if name == "first":
+                    await trio.to_thread.run_sync(started.wait, 10)
+            assert ran == ["first started"]
+            scopes["waiting"].cancel()  # still waiting its turn: it never runs
+            scopes["first"].cancel()  # already running: it finishes
+            await trio.testing.wait_all_tasks_blocked()
+            assert results == {"waiting": "cancelled"}
+            release.set()
+        assert ran == ["first started", "first", "second", "third"]
+        assert (results["second"], results["third"]) == ("second", "third")
+        assert isinstance(results["failing"], ValueError)
+        assert results["first"] == "first"  # cancelled while it ran: it finished, and its work is committed
+        stored = await store.query("SELECT rule FROM rule_state ORDER BY rule")
+        assert [r["rule"] for r in stored] == ["first", "second", "third"]
 
 
 async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path: Path) -> None:

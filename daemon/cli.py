@@ -221,8 +221,9 @@ def daemon_answer(response: httpx.Response, key: str) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     import trio
 
-    from alphawatch.daemon.main import run_daemon
+    from alphawatch.daemon.main import one_malloc_arena, run_daemon
 
+    one_malloc_arena()
     code = trio.run(run_daemon, Path(args.config))
     # shut down already: a late SIGTERM must not turn a clean exit into "killed by signal"
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

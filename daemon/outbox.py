@@ -13,9 +13,9 @@ import logging
 import math
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import httpx
 import trio
@@ -123,11 +123,6 @@ class Outbox:
             async with trio.open_nursery() as nursery:
                 self._nursery, self._http = nursery, http
                 nursery.start_soon(self._write_finished)
-                for channel, report in self._reports.items():  # waiting when a crashed loop was cancelled
-                    report.scheduled = False
-                    if report.dead:
-                        report.scheduled = True
-                        nursery.start_soon(self._report_later, channel, report.sent_at + REPORT_EVERY)
                 task_status.started()
                 while True:
                     self._wakeup = trio.Event()
@@ -362,69 +357,81 @@ class Outbox:
                 "notification dead-lettered",
                 extra={"channel": queued.channel, "notification": queued.id, "error": error, "like_it_unlogged": held},
             )
-        await self._store.finish(queued.id, "dead", error, now)
+        fallback = self._settings().fallback_channel
+        if fallback is not None and fallback != queued.channel:
+            await self._report_dead(queued, error, fallback)  # (dead and reported in one transaction)
+        else:
+            await self._store.finish(queued.id, "dead", error, now)
         outage = self._outages.get(queued.channel)
         if outage is not None:  # it may have been the probe: the next notification waiting takes over
             at = now + self._probe_every(outage.since, now, self._settings()) * random.uniform(0.5, 1.0)
             if await self._store.retry_first_by(queued.channel, at):
                 outage.probe_at = at
                 self.wake()
-        fallback = self._settings().fallback_channel
-        if fallback is not None and fallback != queued.channel:
-            await self._report_dead(queued, error, fallback, now)
         self._on_event("dead", queued, error)
 
-    async def _report_dead(self, queued: Queued, error: str, fallback: str, now: float) -> None:
-        """Tell ``fallback`` of a dead letter: at once, or, when it was told of this channel's less than
-        ``REPORT_EVERY`` ago, with the others of that time in one report (a channel down dead-letters a whole
-        burst: ten thousand SMS of "not delivered" help nobody)."""
+    async def _report_dead(self, queued: Queued, error: str, fallback: str) -> None:
+        """Mark ``queued`` dead and tell ``fallback`` of it, in one transaction: at once, or, when it was told of
+        this channel's less than ``REPORT_EVERY`` ago, with the others of that time in one report (a channel down
+        dead-letters a whole burst: ten thousand SMS of "not delivered" help nobody). A report waiting its time
+        is in the outbox already, due then: a stop or a crash loses no dead letter's report."""
         report = self._reports.setdefault(queued.channel, _DeadReport())
         alerts = queued.payload.get("alerts", [])  # (what the report says of it: not the notification itself)
-        names = tuple(sorted({str(a.get("labels", {}).get("alertname", "")) for a in alerts}))
-        report.dead.append(DeadLetter(queued.id, queued.channel, len(alerts), names, error))
-        due = report.sent_at + REPORT_EVERY
-        if now >= due:
-            await self._send_report(queued.channel, fallback, now)
-        elif not report.scheduled and self._nursery is not None:
-            report.scheduled = True
-            self._nursery.start_soon(self._report_later, queued.channel, due)
-
-    async def _report_later(self, channel: str, at: float) -> None:
-        report = self._reports[channel]
-        while report.dead:  # (one sent meanwhile: these go with the next)
-            await trio.sleep_until(self._clock.trio_deadline(at))
-            now, fallback = self._clock.now(), self._settings().fallback_channel
-            if fallback is None:  # (a reload took the fallback away: nobody to tell)
-                report.dead.clear()
-            elif report.dead and now >= report.sent_at + REPORT_EVERY:
-                await self._send_report(channel, fallback, now)
-            at = report.sent_at + REPORT_EVERY
-        report.scheduled = False
-
-    async def _send_report(self, channel: str, fallback: str, now: float) -> None:
-        report = self._reports[channel]
-        dead = list(report.dead)
-        report.sent_at = now  # (dead letters meanwhile wait for the next report)
-        await self._store.enqueue([dead_letter_report(dead, fallback, now)])  # (refused: they wait for the next)
-        del report.dead[: len(dead)]  # (those that came meanwhile were appended after them)
-        self.wake()
+        names = {str(a.get("labels", {}).get("alertname", "")) for a in alerts}
+        async with report.lock:  # (the dead letters of a burst come at once)
+            now = self._clock.now()
+            joining, told = None, report.told
+            if told is not None and report.waiting is not None and now < report.due and report.channel == fallback:
+                more = replace(told, names=set(told.names), ids=list(told.ids)).add(queued.id, len(alerts), names)
+                joining = (report.waiting, dead_letter_report(more, fallback, report.since).payload)
+            due = max(now, report.due + REPORT_EVERY)  # a report of its own: at once, or REPORT_EVERY after the last
+            alone = DeadLetters(queued.channel, error, queued.id).add(queued.id, len(alerts), names)
+            joined, waiting = await self._store.dead_letter(
+                queued.id, error, now, joining, dead_letter_report(alone, fallback, now), due
+            )
+            if joined and told is not None:
+                told.add(queued.id, len(alerts), names)
+            else:
+                report.told, report.channel, report.waiting = alone, fallback, waiting
+                report.since, report.due = now, due
+        if not joined and due <= now:
+            self.wake()
 
 
-class DeadLetter(NamedTuple):
-    """What a dead-letter report says of one notification."""
+@dataclass
+class DeadLetters:
+    """What a dead-letter report tells of the notifications to one channel that were not delivered: kept in
+    totals, so a report that takes in a burst of ten thousand costs no more than one of ten."""
 
-    id: int
-    channel: str
-    alerts: int
-    names: tuple[str, ...]  # its alerts' names
-    error: str
+    channel: str  # the channel that failed
+    error: str  # the first one's
+    first: int  # the first one's outbox id
+    count: int = 0
+    alerts: int = 0
+    names: set[str] = field(default_factory=set)  # their alerts' names
+    ids: list[int] = field(default_factory=list)  # the first ``SHOWN`` outbox ids
+
+    SHOWN: ClassVar[int] = 20
+
+    def add(self, outbox_id: int, alerts: int, names: Iterable[str]) -> DeadLetters:
+        self.count += 1
+        self.alerts += alerts
+        self.names.update(names)
+        if len(self.ids) <= self.SHOWN:  # (one more than shown: the description says there are more)
+            self.ids.append(outbox_id)
+        return self
 
 
 @dataclass
 class _DeadReport:
-    dead: list[DeadLetter] = field(default_factory=list)  # not reported yet
-    sent_at: float = -math.inf
-    scheduled: bool = False
+    """A channel's last dead-letter report: the outbox row of the one waiting its time, if any."""
+
+    told: DeadLetters | None = None
+    channel: str = ""  # the fallback channel it goes to
+    since: float = -math.inf  # when its first dead letter came
+    due: float = -math.inf  # when it goes (or went)
+    waiting: int | None = None
+    lock: trio.Lock = field(default_factory=trio.Lock)
 
 
 @dataclass
@@ -443,31 +450,31 @@ class _FinishBatch:
     error: Exception | None = None
 
 
-def dead_letter_report(dead: list[DeadLetter], channel: str, now: float) -> Outgoing:
+def dead_letter_report(dead: DeadLetters, channel: str, now: float) -> Outgoing:
     """The notification telling ``channel`` that notifications (all to one channel) could not be delivered
     (Alertmanager v4 shape)."""
     from alphawatch.daemon.notify import ZERO_TIME, rfc3339
 
-    first = dead[0]
-    names = sorted({name for d in dead for name in d.names})
-    ids = [str(d.id) for d in dead]
-    labels = {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": first.channel}
-    what = "a notification" if len(dead) == 1 else f"{len(dead)} notifications"
+    shown = DeadLetters.SHOWN
+    names = sorted(dead.names)
+    ids = [str(i) for i in dead.ids]
+    labels = {"alertname": "AlphawatchNotificationFailed", "severity": "error", "channel": dead.channel}
+    what = "a notification" if dead.count == 1 else f"{dead.count} notifications"
     annotations = {
-        "summary": f"{what} to {first.channel} {'was' if len(dead) == 1 else 'were'} not delivered: {first.error}",
-        "description": f"{sum(d.alerts for d in dead)} alert(s): {', '.join(names[:20])}{' …' * (len(names) > 20)}; "
-        f"outbox id{'s' * (len(ids) > 1)} {', '.join(ids[:20])}{' …' * (len(ids) > 20)}",
+        "summary": f"{what} to {dead.channel} {'was' if dead.count == 1 else 'were'} not delivered: {dead.error}",
+        "description": f"{dead.alerts} alert(s): {', '.join(names[:shown])}{' …' * (len(names) > shown)}; "
+        f"outbox id{'s' * (len(ids) > 1)} {', '.join(ids[:shown])}{' …' * (len(ids) > shown)}",
     }
     alert = {
         "status": "firing", "labels": labels, "annotations": annotations, "startsAt": rfc3339(now),
-        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"dead-letter-{first.id}", "value": None,
+        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"dead-letter-{dead.first}", "value": None,
         "severity": "error", "rule": "AlphawatchNotificationFailed", "durationSeconds": None,
-        "details": {"notifications": len(dead)},
+        "details": {"notifications": dead.count},
     }  # fmt: skip
     payload = {
         "version": "4", "groupKey": '{}:{alertname="AlphawatchNotificationFailed"}', "truncatedAlerts": 0,
         "status": "firing", "receiver": channel, "groupLabels": {"alertname": labels["alertname"]},
         "commonLabels": labels, "commonAnnotations": annotations, "externalURL": "", "alerts": [alert],
     }  # fmt: skip
-    key = hashlib.sha256(f"dead-letter|{first.id}|{channel}".encode()).hexdigest()[:32]
-    return Outgoing(channel, f"dead-letter-{first.id}", key, json.dumps(payload, ensure_ascii=False))
+    key = hashlib.sha256(f"dead-letter|{dead.first}|{channel}".encode()).hexdigest()[:32]
+    return Outgoing(channel, f"dead-letter-{dead.first}", key, json.dumps(payload, ensure_ascii=False))

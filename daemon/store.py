@@ -466,14 +466,9 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
     queued = []
     for o in writes.outgoing:
         payload = o.payload if o.alerts is None else _with_alerts(db, o.payload, o.fingerprint, o.alerts)
-        row = db.execute(
-            "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, created_at, next_attempt_at, state)"
-            " VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
-            (o.channel, o.fingerprint, o.idempotency_key, now, now),
-        ).fetchone()
-        if row is not None:  # None: the same notification (idempotency key) was queued before
-            db.execute("INSERT INTO outbox_payloads (id, payload) VALUES (?, ?)", (row[0], payload))
-            queued.append(Queued(row[0], o.channel, o.fingerprint, o.idempotency_key, payload, now, 0))
+        outbox_id = _queue(db, o, payload, now, now)
+        if outbox_id is not None:
+            queued.append(Queued(outbox_id, o.channel, o.fingerprint, o.idempotency_key, payload, now, 0))
     db.executemany("DELETE FROM group_members WHERE group_key = ? AND fingerprint = ?", gone)
     db.executemany("DELETE FROM group_member_docs WHERE group_key = ? AND fingerprint = ?", gone)
     for key, group in writes.groups.items():
@@ -505,6 +500,20 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
 
         write_records(db, writes.suppressed)
     return queued
+
+
+def _queue(db: sqlite3.Connection, o: Outgoing, payload: str, now: float, at: float) -> int | None:
+    """Put a notification in the outbox, due at ``at``: its id, or ``None`` when the same one (its idempotency
+    key) was queued before."""
+    row = db.execute(
+        "INSERT OR IGNORE INTO outbox (channel, fingerprint, idempotency_key, created_at, next_attempt_at, state)"
+        " VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
+        (o.channel, o.fingerprint, o.idempotency_key, now, at),
+    ).fetchone()
+    if row is None:
+        return None
+    db.execute("INSERT INTO outbox_payloads (id, payload) VALUES (?, ?)", (row[0], payload))
+    return int(row[0])
 
 
 def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tuple[tuple[str, str | None], ...]) -> str:
@@ -940,6 +949,34 @@ class Store:
         from alphawatch.daemon.dispatch import Writes
 
         await self.save_dispatch(Writes(outgoing=outgoing))  # the outbox's loop picks them up
+
+    async def dead_letter(
+        self, outbox_id: int, error: str, now: float, joining: tuple[int, str] | None, alone: Outgoing, due: float
+    ) -> tuple[bool, int | None]:
+        """Mark a notification dead and queue what tells of it, in one transaction: ``joining`` (a report's id and
+        its document with this one added) replaces that report's document when nothing can have read it for
+        sending yet (pending, never attempted, not due at ``now``); else ``alone`` goes, due at ``due``. Returns
+        whether it joined, and the id of the report queued alone."""
+
+        def work(db: sqlite3.Connection) -> tuple[bool, int | None]:
+            with db:
+                db.execute(
+                    "UPDATE outbox SET state = 'dead', last_error = ?2, finished_at = ?3, attempts = attempts + 1"
+                    " WHERE id = ?1",
+                    (outbox_id, error, now),
+                )
+                if (
+                    joining is not None
+                    and db.execute(
+                        "UPDATE outbox_payloads SET payload = ?2 WHERE id = ?1 AND EXISTS (SELECT 1 FROM outbox WHERE"
+                        " id = ?1 AND state = 'pending' AND attempts = 0 AND next_attempt_at > ?3)",
+                        (*joining, now),
+                    ).rowcount
+                ):
+                    return True, None
+                return False, _queue(db, alone, alone.payload, time.time(), due)
+
+        return await self.run(work)
 
     async def finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
         await self.finish_many([(outbox_id, state, error, now)])

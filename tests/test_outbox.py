@@ -154,6 +154,30 @@ async def test_a_burst_of_dead_letters_is_reported_to_the_fallback_channel_in_on
     assert reports[1]["details"] == {"notifications": 3}
 
 
+async def test_a_dead_letter_report_waiting_its_time_at_a_stop_goes_after_the_restart(
+    write_config: Callable[..., Path], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("alphawatch.daemon.outbox.REPORT_EVERY", 2.0)  # (a minute in the daemon)
+    receiver.choose = lambda body: 200 if b"AlphawatchNotificationFailed" in body else 400
+    text = config_text(receiver, "{fallback_channel: pager}").replace(
+        "channels:\n", f'channels:\n  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
+    )
+    path = write_config(text)
+    async with in_process(path) as (_, client):
+        assert (await client.post("/api/v1/samples", json=firing_samples(4), headers=AUTH)).status_code == 200
+        await received(receiver, 1, path="/pager", within=5)
+        with trio.fail_after(5):
+            while len((await client.get("/api/v1/notifications?state=dead")).json()["notifications"]) < 4:
+                await trio.sleep(0.02)
+    # stopped with three dead letters told in the report that waits for its time
+    assert sum(r.path == "/pager" for r in receiver.requests) == 1
+    async with in_process(path):
+        await received(receiver, 2, path="/pager", within=5)
+    reports = [r.json()["alerts"][0] for r in receiver.requests if r.path == "/pager"]
+    assert reports[1]["annotations"]["summary"].startswith("3 notifications to hook were not delivered: HTTP 400")
+    assert reports[1]["details"] == {"notifications": 3}
+
+
 async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[..., Path], receiver: Receiver) -> None:
     text = config_text(receiver, "{initial_backoff: 50ms}").replace("timeout: 1s}", "timeout: 1s, rate_limit: 2/s}")
     text = text.replace("value: 1.5}", "value: 1.5}\n  - {name: e2, kind: threshold, metric: g2, op: above, value: 1}")

@@ -623,8 +623,9 @@ def one_malloc_arena() -> bool:
     whether it was set. Each thread would otherwise get a heap of its own: the store's worker threads, which
     change over time, left freed memory in theirs that no other thread reuses (8 % more resident memory per
     firing alert, docs/performance.md). Threads hold the GIL for most of what they allocate, so one heap costs
-    no waiting. ``MALLOC_ARENA_MAX`` in the environment wins; elsewhere than glibc nothing is done."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
+    no waiting. ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES=glibc.malloc.arena_max=…`` in the environment wins;
+    elsewhere than glibc nothing is done."""
+    if os.environ.get("MALLOC_ARENA_MAX") or "malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     with contextlib.suppress(OSError, AttributeError):
         return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1))

@@ -34,6 +34,7 @@ log = logging.getLogger("alphawatch.outbox")
 BATCH = 256
 QUEUED_PER_SENDER = 4
 QUIET_FOR = 60.0  # seconds between two log lines of a channel's failures (see logs.Quieter)
+DEAD_LETTER = "dead-letter-"  # the fingerprint of a dead-letter report begins so
 REPORT_EVERY = 60.0  # seconds between two dead-letter reports of a channel to the fallback channel
 
 
@@ -64,7 +65,7 @@ class Outbox:
         self._released: dict[str, float] = {}  # channel → when its waiting notifications were last made due
         self._finishing = _FinishBatch()
         self._quiet = Quieter(QUIET_FOR)
-        self._reports: dict[str, _DeadReport] = {}  # failed channel → its dead letters not reported yet
+        self._reports: dict[str, _DeadReport] = {}  # failed channel → its last dead-letter report
         self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
@@ -219,7 +220,18 @@ class Outbox:
         """One delivery attempt; whether it was delivered."""
         settings = self._settings()
         now = self._clock.now()
-        channel = self._channels().get(queued.channel)
+        channels = self._channels()
+        channel = channels.get(queued.channel)
+        fallback = settings.fallback_channel
+        if (
+            channel is None
+            and queued.fingerprint.startswith(DEAD_LETTER)
+            and fallback is not None
+            and fallback in channels
+        ):
+            # a dead-letter report whose fallback channel a reload replaced: it goes to the one in force
+            await self._store.readdress(queued.id, fallback)
+            queued, channel = replace(queued, channel=fallback), channels[fallback]
         if channel is None:
             await self._dead(queued, f"no channel named {queued.channel!r} in the configuration")
             return False
@@ -378,24 +390,41 @@ class Outbox:
         report = self._reports.setdefault(queued.channel, _DeadReport())
         alerts = queued.payload.get("alerts", [])  # (what the report says of it: not the notification itself)
         names = {str(a.get("labels", {}).get("alertname", "")) for a in alerts}
-        async with report.lock:  # (the dead letters of a burst come at once)
-            now = self._clock.now()
-            joining, told = None, report.told
-            if told is not None and report.waiting is not None and now < report.due and report.channel == fallback:
-                more = replace(told, names=set(told.names), ids=list(told.ids)).add(queued.id, len(alerts), names)
-                joining = (report.waiting, dead_letter_report(more, fallback, report.since).payload)
-            due = max(now, report.due + REPORT_EVERY)  # a report of its own: at once, or REPORT_EVERY after the last
-            alone = DeadLetters(queued.channel, error, queued.id).add(queued.id, len(alerts), names)
+        while report.starting is not None:  # the report this one may join is being written
+            await report.starting.wait()
+        now = self._clock.now()
+        alone = DeadLetters(queued.channel, error, queued.id).add(queued.id, len(alerts), names)
+        due = max(now, report.due + REPORT_EVERY)  # a report of its own: at once, or REPORT_EVERY after the last
+        joining, told, starting = None, report.told, None
+        waiting = self._unread(report, now)
+        if told is not None and waiting is not None and report.channel == fallback:
+            # (no lock: the store runs calls in the order asked, so the last document written tells them all)
+            told.add(queued.id, len(alerts), names)
+            joining = (waiting, dead_letter_report(told, fallback, report.since).payload)
+        else:
+            starting = report.starting = trio.Event()
+        try:
             joined, waiting = await self._store.dead_letter(
                 queued.id, error, now, joining, dead_letter_report(alone, fallback, now), due
             )
-            if joined and told is not None:
-                told.add(queued.id, len(alerts), names)
-            else:
-                report.told, report.channel, report.waiting = alone, fallback, waiting
-                report.since, report.due = now, due
-        if not joined and due <= now:
-            self.wake()
+        finally:
+            if starting is not None:
+                starting.set()
+                report.starting = None
+        if not joined:  # (a report the loop read meanwhile goes as it was read: this one starts the next)
+            report.told, report.channel, report.waiting = alone, fallback, waiting
+            report.since, report.due = now, due
+            if due <= now:
+                self.wake()
+
+    def _unread(self, report: _DeadReport, now: float) -> int | None:
+        """The report waiting its time, if the loop cannot have read it: not due at ``now`` and never in flight
+        (the store checks again in the same transaction: pending, never attempted, not due; the second look covers
+        a wall clock set back after the loop read it)."""
+        waiting = report.waiting
+        if waiting is None or now >= report.due or waiting in self._in_flight:
+            return None
+        return None if waiting in self._finished else waiting
 
 
 @dataclass
@@ -431,7 +460,7 @@ class _DeadReport:
     since: float = -math.inf  # when its first dead letter came
     due: float = -math.inf  # when it goes (or went)
     waiting: int | None = None
-    lock: trio.Lock = field(default_factory=trio.Lock)
+    starting: trio.Event | None = None  # set once a report being written has its row
 
 
 @dataclass
@@ -467,7 +496,7 @@ def dead_letter_report(dead: DeadLetters, channel: str, now: float) -> Outgoing:
     }
     alert = {
         "status": "firing", "labels": labels, "annotations": annotations, "startsAt": rfc3339(now),
-        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"dead-letter-{dead.first}", "value": None,
+        "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"{DEAD_LETTER}{dead.first}", "value": None,
         "severity": "error", "rule": "AlphawatchNotificationFailed", "durationSeconds": None,
         "details": {"notifications": dead.count},
     }  # fmt: skip
@@ -477,4 +506,4 @@ def dead_letter_report(dead: DeadLetters, channel: str, now: float) -> Outgoing:
         "commonLabels": labels, "commonAnnotations": annotations, "externalURL": "", "alerts": [alert],
     }  # fmt: skip
     key = hashlib.sha256(f"dead-letter|{dead.first}|{channel}".encode()).hexdigest()[:32]
-    return Outgoing(channel, f"dead-letter-{dead.first}", key, json.dumps(payload, ensure_ascii=False))
+    return Outgoing(channel, f"{DEAD_LETTER}{dead.first}", key, json.dumps(payload, ensure_ascii=False))

@@ -641,7 +641,13 @@ class Store:
             self._queue.append(job)
             start, self._draining = not self._draining, True
         if start:
-            trio.lowlevel.start_thread_soon(self._drain, _ignore)
+            try:
+                trio.lowlevel.start_thread_soon(self._drain, _ignore)
+            except BaseException:  # no thread to be had (a limit on tasks, no memory): this call fails alone
+                with self._queue_lock:
+                    self._queue.remove(job)
+                    self._draining = False
+                raise
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             with self._queue_lock:
@@ -978,6 +984,15 @@ class Store:
 
         return await self.run(work)
 
+    async def readdress(self, outbox_id: int, channel: str) -> None:
+        """Send a pending notification to another channel (a dead-letter report whose fallback a reload changed)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("UPDATE outbox SET channel = ? WHERE id = ? AND state = 'pending'", (channel, outbox_id))
+
+        await self.run(work)
+
     async def finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
         await self.finish_many([(outbox_id, state, error, now)])
 
@@ -1084,8 +1099,8 @@ class Store:
 
     async def checkpoint(self) -> list[tuple[int, int, int]]:
         """Copy the write-ahead log into the database file without waiting for readers or writers (``PASSIVE``),
-        on a connection of its own and outside the store's lock: the copy and its sync (≈ 40 ms for a 15 MB log,
-        after a burst) hold no write back. Returns SQLite's (busy, log frames, frames copied).
+        on a connection of its own, outside the queue of the store's calls: the copy and its sync (≈ 40 ms for a
+        15 MB log, after a burst) hold no write back. Returns SQLite's (busy, log frames, frames copied).
 
         Series rows are settled first (their last samples written), so the file the checkpoint leaves is current."""
         await self.settle()

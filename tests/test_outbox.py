@@ -135,14 +135,20 @@ async def test_a_dead_letter_is_reported_to_the_fallback_channel(
         assert "HTTP 400" in alert["annotations"]["summary"]
 
 
+def with_a_pager(receiver: Receiver, monkeypatch: pytest.MonkeyPatch, report_every: float) -> str:
+    """A configuration whose fallback channel is ``pager`` (on ``receiver``, which takes the dead-letter reports
+    and refuses the rest), with dead-letter reports ``report_every`` seconds apart (a minute in the daemon)."""
+    monkeypatch.setattr("alphawatch.daemon.outbox.REPORT_EVERY", report_every)
+    receiver.choose = lambda body: 200 if b"AlphawatchNotificationFailed" in body else 400
+    return config_text(receiver, "{fallback_channel: pager}").replace(
+        "channels:\n", f'channels:\n  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
+    )
+
+
 async def test_a_burst_of_dead_letters_is_reported_to_the_fallback_channel_in_one_report(
     write_config: Callable[..., Path], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("alphawatch.daemon.outbox.REPORT_EVERY", 0.5)  # (a minute in the daemon)
-    receiver.choose = lambda body: 200 if b"AlphawatchNotificationFailed" in body else 400  # (the pager takes it)
-    text = config_text(receiver, "{fallback_channel: pager}").replace(
-        "channels:\n", f'channels:\n  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
-    )
+    text = with_a_pager(receiver, monkeypatch, report_every=0.5)
     async with in_process(write_config(text)) as (_, client):
         assert (await client.post("/api/v1/samples", json=firing_samples(4), headers=AUTH)).status_code == 200
         await received(receiver, 2, path="/pager", within=5)
@@ -157,12 +163,7 @@ async def test_a_burst_of_dead_letters_is_reported_to_the_fallback_channel_in_on
 async def test_a_dead_letter_report_waiting_its_time_at_a_stop_goes_after_the_restart(
     write_config: Callable[..., Path], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("alphawatch.daemon.outbox.REPORT_EVERY", 2.0)  # (a minute in the daemon)
-    receiver.choose = lambda body: 200 if b"AlphawatchNotificationFailed" in body else 400
-    text = config_text(receiver, "{fallback_channel: pager}").replace(
-        "channels:\n", f'channels:\n  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}\n'
-    )
-    path = write_config(text)
+    path = write_config(with_a_pager(receiver, monkeypatch, report_every=2.0))
     async with in_process(path) as (_, client):
         assert (await client.post("/api/v1/samples", json=firing_samples(4), headers=AUTH)).status_code == 200
         await received(receiver, 1, path="/pager", within=5)
@@ -176,6 +177,22 @@ async def test_a_dead_letter_report_waiting_its_time_at_a_stop_goes_after_the_re
     reports = [r.json()["alerts"][0] for r in receiver.requests if r.path == "/pager"]
     assert reports[1]["annotations"]["summary"].startswith("3 notifications to hook were not delivered: HTTP 400")
     assert reports[1]["details"] == {"notifications": 3}
+
+
+async def test_a_dead_letter_report_waiting_its_time_goes_to_the_fallback_a_reload_put_in_place(
+    write_config: Callable[..., Path], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = with_a_pager(receiver, monkeypatch, report_every=1.0)
+    path = write_config(text)
+    async with in_process(path) as (daemon, client):
+        assert (await client.post("/api/v1/samples", json=firing_samples(2), headers=AUTH)).status_code == 200
+        await received(receiver, 1, path="/pager", within=5)  # the first at once; the second waits its time
+        write_config(text.replace("pager", "pager2"))  # the old fallback channel goes
+        assert (await daemon.reload("test"))["ok"]
+        await received(receiver, 1, path="/pager2", within=5)
+    (report,) = [r.json()["alerts"][0] for r in receiver.requests if r.path == "/pager2"]
+    assert report["annotations"]["summary"] == "a notification to hook was not delivered: HTTP 400"
+    assert report["labels"]["channel"] == "hook"
 
 
 async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[..., Path], receiver: Receiver) -> None:

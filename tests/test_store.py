@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -101,6 +102,24 @@ async def test_calls_run_one_at_a_time_in_order_and_one_waiting_its_turn_can_be_
         assert results["first"] == "first"  # cancelled while it ran: it finished, and its work is committed
         stored = await store.query("SELECT rule FROM rule_state ORDER BY rule")
         assert [r["rule"] for r in stored] == ["first", "second", "third"]
+
+
+async def test_a_call_that_gets_no_thread_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    start_thread_soon = trio.lowlevel.start_thread_soon
+    refusals = [RuntimeError("can't start new thread")]  # (a limit on tasks, no memory): the first call only
+
+    def starting(*args: Any, **kwargs: Any) -> None:
+        if refusals:
+            raise refusals.pop()
+        start_thread_soon(*args, **kwargs)
+
+    monkeypatch.setattr(trio.lowlevel, "start_thread_soon", starting)
+    async with open_store(tmp_path / "state.db") as store:
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            await store.query("SELECT 1 AS x")
+        with trio.fail_after(5):
+            assert await store.query("SELECT 2 AS x") == [{"x": 2}]
+    # (and the store closed: a wedged queue would have held the close for good)
 
 
 async def test_retention_deletes_old_rows_in_batches_and_keeps_the_rest(tmp_path: Path) -> None:

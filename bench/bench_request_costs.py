@@ -1,12 +1,15 @@
 """What one HTTP request costs before alphawatch does anything with it (issues 2 and 5).
 
-    .venv/bin/python bench/bench_request_costs.py            # about 20 seconds
+    .venv/bin/python bench/bench_request_costs.py            # about 25 seconds
     .venv/bin/python bench/bench_request_costs.py -n 5000    # more requests per measure
 
-Three measures, each in a process of its own, one after the other, over 127.0.0.1:
+Four measures, each in a process of its own, one after the other, over 127.0.0.1:
 
   asgi       Hypercorn's trio worker serving a bare ASGI app that reads the body and answers ``{}``
   starlette  the same with a Starlette app and one ``POST`` route answering a ``JSONResponse``
+  trio       what the machine charges for trio's own steps, in a process of its own: a checkpoint (one pass
+             of the scheduler) and a hop to a worker thread and back (``trio.to_thread.run_sync`` of nothing),
+             the hop every store call makes; both are syscall- and wake-up-bound, so a VM shows them first
   httpx      the channels' HTTP client (``channels/_transport.http_client``) POSTing a 36 KB document (a group
              notification of 100 alerts) to bench_groups.py's receiver: through the client (``http.post``) and
              as notifications go (``exchange``, straight to the transport), alternately, best of three each
@@ -105,6 +108,31 @@ trio.run(main)
 """
 
 
+TRIO_STEPS = """
+import json, sys, time, trio
+
+async def main(n):
+    ways = {"checkpoint": trio.lowlevel.checkpoint, "thread_hop": lambda: trio.to_thread.run_sync(int)}
+    best = {}
+    for _ in range(3):  # alternately, best of three
+        for way, step in ways.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(n):
+                await step()
+            runs = best.setdefault(way, [])
+            runs.append(((time.process_time() - cpu) / n * 1e6, (time.perf_counter() - wall) / n * 1e6))
+    print(json.dumps({way: min(runs) for way, runs in best.items()}))
+
+trio.run(main, int(sys.argv[1]))
+"""
+
+
+def trio_cost(n: int) -> dict[str, dict[str, float]]:
+    out = subprocess.run([VENV_PY, "-c", TRIO_STEPS, str(n)], capture_output=True, text=True, check=True)
+    return {way: {"cpu_us": round(cpu, 1), "wall_us_per_request": round(wall, 1)}
+            for way, (cpu, wall) in json.loads(out.stdout).items()}  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,6 +221,7 @@ def main() -> int:
         "asgi": server_cost("asgi", a.n),
         "starlette": server_cost("starlette", a.n),
         **httpx_cost(max(3, a.n // 3)),
+        **trio_cost(a.n),
         "loadavg": os.getloadavg(),
     }
     print("| measure | wall µs per request | CPU µs per request |")
@@ -202,10 +231,12 @@ def main() -> int:
         "starlette": "Hypercorn + Starlette route (server CPU)",
         "client": "httpx client POST of 36 KB (client CPU)",
         "exchange": "the same through exchange(), as notifications go (client CPU)",
+        "checkpoint": "trio: a checkpoint, one pass of the scheduler (wall / CPU per step)",
+        "thread_hop": "trio: a hop to a worker thread and back, as each store call (wall / CPU per hop)",
     }
     for name, label in labels.items():
         r = results[name]
-        cpu = r.get("server_cpu_us_per_request", r.get("client_cpu_us_per_request"))
+        cpu = r.get("server_cpu_us_per_request", r.get("client_cpu_us_per_request", r.get("cpu_us")))
         print(f"| {label} | {r['wall_us_per_request']:,.0f} | {cpu:,.0f} |")
     print(json.dumps(results))
     return 0

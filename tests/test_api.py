@@ -159,6 +159,9 @@ async def test_a_limit_that_is_not_ascii_digits_is_a_400(config: Path, path: str
 async def test_health_and_metrics(config: Path) -> None:
     async with in_process(config) as (_, client):
         await client.post("/api/v1/samples", json=[sample(), sample(ts="2026-11-26T01:00:01Z")], headers=AUTH)
+        with trio.fail_after(5):  # (a rule is "starting" until it has read its state back)
+            while (await client.get("/api/v1/rules")).json()["rules"][0]["status"] != "running":
+                await trio.sleep(0.01)
         health = (await client.get("/health")).json()
         assert health["status"] == "ok"
         assert set(health["components"]) == {"store", "rules", "outbox", "reload"}

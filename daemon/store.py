@@ -630,6 +630,7 @@ class Store:
         on a workstation and 150 µs on a small VM, more than most calls' own work)."""
         if self._inline:
             return self._tracked(work, self._db)
+        await trio.lowlevel.checkpoint_if_cancelled()  # (a call asked in a cancelled scope is not queued at all)
         task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
 

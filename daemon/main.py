@@ -618,24 +618,26 @@ _BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 M_ARENA_MAX = -8  # glibc's mallopt(3) parameter
 
 
-def one_malloc_arena() -> bool:
-    """Have every thread allocate from glibc's main heap (``mallopt(M_ARENA_MAX, 1)``), before any thread starts;
-    whether it was set. Each thread would otherwise get a heap of its own: the store's worker threads, which
-    change over time, left freed memory in theirs that no other thread reuses (8 % more resident memory per
-    firing alert, docs/performance.md). Threads hold the GIL for most of what they allocate, so one heap costs
-    no waiting. ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES=glibc.malloc.arena_max=…`` in the environment wins;
-    elsewhere than glibc nothing is done."""
+def one_malloc_arena() -> None:
+    """Have every thread allocate from glibc's main heap (``mallopt(M_ARENA_MAX, 1)``), before any thread starts.
+    Each thread would otherwise get a heap of its own: the store's worker threads, which change over time, left
+    freed memory in theirs that no other thread reuses (8 % more resident memory per firing alert,
+    docs/performance.md). Threads hold the GIL for most of what they allocate, so one heap costs no waiting.
+    ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES=glibc.malloc.arena_max=…`` in the environment wins."""
     if os.environ.get("MALLOC_ARENA_MAX") or "malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
-    with contextlib.suppress(OSError, AttributeError):
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1))
-    return False
+        return
+    _glibc("mallopt", M_ARENA_MAX, 1)
 
 
 def trim_memory() -> None:
-    """Return the C heap's free memory to the system (glibc ``malloc_trim``; elsewhere nothing)."""
+    """Return the C heap's free memory to the system (glibc ``malloc_trim``)."""
+    _glibc("malloc_trim", 0)
+
+
+def _glibc(function: str, *args: int) -> None:
+    """Call a glibc function by name; elsewhere than glibc nothing is done."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        getattr(ctypes.CDLL("libc.so.6"), function)(*args)
 
 
 def release_memory(freeze: bool = False) -> None:

@@ -393,7 +393,7 @@ class Outbox:
         while report.starting is not None:  # the report this one may join is being written
             await report.starting.wait()
         now = self._clock.now()
-        alone = DeadLetters(queued.channel, error, queued.id).add(queued.id, len(alerts), names)
+        alone = DeadLetters(queued.channel, error).add(queued.id, len(alerts), names)
         due = max(now, report.due + REPORT_EVERY)  # a report of its own: at once, or REPORT_EVERY after the last
         joining, told, starting = None, report.told, None
         waiting = self._unread(report, now)
@@ -434,13 +434,17 @@ class DeadLetters:
 
     channel: str  # the channel that failed
     error: str  # the first one's
-    first: int  # the first one's outbox id
     count: int = 0
     alerts: int = 0
     names: set[str] = field(default_factory=set)  # their alerts' names
     ids: list[int] = field(default_factory=list)  # the first ``SHOWN`` outbox ids
 
     SHOWN: ClassVar[int] = 20
+
+    @property
+    def first(self) -> int:
+        """The first one's outbox id."""
+        return self.ids[0]
 
     def add(self, outbox_id: int, alerts: int, names: Iterable[str]) -> DeadLetters:
         self.count += 1

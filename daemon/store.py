@@ -502,6 +502,10 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
     return queued
 
 
+_FINISH = "UPDATE outbox SET state = ?2, last_error = ?3, finished_at = ?4, attempts = attempts + 1 WHERE id = ?1"
+"""A notification's last attempt: (id, ``delivered`` or ``dead``, error, at)."""
+
+
 def _queue(db: sqlite3.Connection, o: Outgoing, payload: str, now: float, at: float) -> int | None:
     """Put a notification in the outbox, due at ``at``: its id, or ``None`` when the same one (its idempotency
     key) was queued before."""
@@ -967,11 +971,7 @@ class Store:
 
         def work(db: sqlite3.Connection) -> tuple[bool, int | None]:
             with db:
-                db.execute(
-                    "UPDATE outbox SET state = 'dead', last_error = ?2, finished_at = ?3, attempts = attempts + 1"
-                    " WHERE id = ?1",
-                    (outbox_id, error, now),
-                )
+                db.execute(_FINISH, (outbox_id, "dead", error, now))
                 if (
                     joining is not None
                     and db.execute(
@@ -1002,11 +1002,7 @@ class Store:
 
         def work(db: sqlite3.Connection) -> None:
             with db:
-                db.executemany(
-                    "UPDATE outbox SET state = ?2, last_error = ?3, finished_at = ?4, attempts = attempts + 1"
-                    " WHERE id = ?1",
-                    finished,
-                )
+                db.executemany(_FINISH, finished)
 
         await self.run(work)
 

@@ -255,8 +255,10 @@ class Outbox:
         self.delivered_by[queued.channel] += 1
         now = self._clock.now()
         await self._finish(queued.id, "delivered", None, now)
-        outage = self._outages.pop(queued.channel, None)
-        if outage is not None:
+        outage = self._outages.get(queued.channel)
+        # (an outage that began after this answer, while its row was written, goes on: the channel fails now)
+        if outage is not None and outage.since <= now:
+            del self._outages[queued.channel]
             unlogged = self._quiet.done(queued.channel)
             if unlogged or now - outage.since >= QUIET_FOR:  # (one failure, logged, needs no line of its own)
                 log.info("delivery to the channel works again", extra={"channel": queued.channel,

@@ -367,6 +367,27 @@ async def test_a_failing_channel_logs_a_line_a_minute_not_one_per_attempt(
     assert len(failed) + sum(r.like_it_unlogged for r in failed) + back[0].failures_unlogged == 16
 
 
+async def test_an_answer_written_after_later_failures_does_not_end_their_outage(
+    write_config: Callable[..., Path], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three sends at once: one gets through, then the two others fail while its row waits to be written. The
+    channel fails now; the older success must not say it works again (it said so, "failing for -0.3 s")."""
+    receiver.responses = [(200, 0.3, b"{}"), (503, 0.6, b"{}"), (503, 0.65, b"{}"), (200, 0.0, b"{}")]
+    path = write_config(config_text(receiver, "{initial_backoff: 100ms, max_backoff: 300ms}"))
+    async with in_process(path) as (daemon, client):
+        with caplog.at_level(logging.INFO, logger="alphawatch.outbox"):
+            assert (await client.post("/api/v1/samples", json=firing_samples(3), headers=AUTH)).status_code == 200
+            await received(receiver, 3)
+            async with trio.open_nursery() as nursery:  # the store is busy until both failures are in
+                nursery.start_soon(daemon.store.run, lambda db: time.sleep(1.5))
+            with trio.fail_after(10):
+                while len((await client.get("/api/v1/notifications?state=delivered")).json()["notifications"]) < 3:
+                    await trio.sleep(0.02)
+    back = [r for r in caplog.records if r.getMessage() == "delivery to the channel works again"]
+    assert [r.failures_unlogged for r in back] == [1]  # once, when a failed one got through
+    assert back[0].failing_for_s > 0
+
+
 async def test_a_failing_channel_is_probed_at_least_every_probe_interval(
     write_config: Callable[..., Path], receiver: Receiver
 ) -> None:

@@ -349,54 +349,57 @@ _PENDING_CHANNELS = """
     SELECT name FROM channels WHERE name IS NOT NULL
 """
 OUTBOX_STATES = ("pending", "delivered", "dead")
-_SERIES_PER_INSERT = 200
 _NONE: dict[Labels, int] = {}
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
 
 
-def insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """``db.executemany(head + " VALUES (?, …)", rows)`` in a few multi-row statements: 100 rows are 2 to 3 times
-    faster so, and much faster still while the event loop holds the GIL (``executemany`` takes it back for each
-    row). Statements of 256, 64, 16, 4 and 1 rows: five shapes per ``head`` stay in the statement cache."""
+def insert_rows(
+    db: sqlite3.Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
+) -> list[tuple[Any, ...]]:
+    """``db.executemany(head + " VALUES (?, …) " + tail, rows)`` in a few multi-row statements: 100 rows are 2 to 3
+    times faster so, and much faster still while the event loop holds the GIL (``executemany`` takes it back for
+    each row). Statements of 256, 64, 16, 4 and 1 rows: five shapes per ``head`` stay in the statement cache (one
+    per row count would fill it, each prepared statement up to 100 KB). Returns what ``tail``'s RETURNING gives."""
     if not rows:
-        return
+        return []
+    out: list[tuple[Any, ...]] = []
     start, count = 0, len(rows)
     width = len(rows[0])
     for size in _ROWS_PER_STATEMENT:
         while count - start >= size:
-            db.execute(_values(head, size, width), [x for row in rows[start : start + size] for x in row])
+            params = [x for row in rows[start : start + size] for x in row]
+            out += db.execute(_values(head, size, width, tail), params).fetchall()
             start += size
+    return out
 
 
 @lru_cache(maxsize=64)
-def _values(head: str, size: int, width: int) -> str:
-    return f"{head} VALUES {','.join(['(' + ','.join('?' * width) + ')'] * size)}"
+def _values(head: str, size: int, width: int, tail: str) -> str:
+    return f"{head} VALUES {','.join(['(' + ','.join('?' * width) + ')'] * size)} {tail}"
+
+
+_SERIES_UPSERT = (
+    "ON CONFLICT (metric, labels) DO UPDATE SET"
+    " last_ts = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_ts, last_ts),"
+    " last_value = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_value, last_value)"
+    " RETURNING id, metric, labels"
+)
 
 
 def _add_series(
     db: sqlite3.Connection, latest: dict[tuple[str, Labels], tuple[float, float]]
 ) -> dict[tuple[str, Labels], int]:
-    """Insert the series of ``latest`` (series key → its last sample in the batch), a few hundred per statement,
-    with that last sample; a series already stored keeps the later of the two. Returns each one's id."""
+    """Insert the series of ``latest`` (series key → its last sample in the batch) with that last sample; a series
+    already stored keeps the later of the two. Returns each one's id."""
+    by_text: dict[tuple[str, str], list[tuple[str, Labels]]] = {}  # label sets of one text are one series
+    for metric, labels in latest:
+        by_text.setdefault((metric, dump_labels(labels)), []).append((metric, labels))
+    rows = [(metric, text, *max(latest[k] for k in same)) for (metric, text), same in by_text.items()]
+    head = "INSERT INTO series (metric, labels, last_ts, last_value)"
     ids: dict[tuple[str, Labels], int] = {}
-    keys = list(latest)
-    for start in range(0, len(keys), _SERIES_PER_INSERT):
-        by_text: dict[tuple[str, str], list[tuple[str, Labels]]] = {}  # label sets of one text are one series
-        for metric, labels in keys[start : start + _SERIES_PER_INSERT]:
-            by_text.setdefault((metric, dump_labels(labels)), []).append((metric, labels))
-        params = [x for (metric, text), same in by_text.items() for x in (metric, text, *max(latest[k] for k in same))]
-        rows = db.execute(
-            "INSERT INTO series (metric, labels, last_ts, last_value) VALUES "
-            + ",".join(["(?, ?, ?, ?)"] * len(by_text))
-            + " ON CONFLICT (metric, labels) DO UPDATE SET"
-            " last_ts = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_ts, last_ts),"
-            " last_value = iif(coalesce(last_ts <= excluded.last_ts, 1), excluded.last_value, last_value)"
-            " RETURNING id, metric, labels",
-            params,
-        ).fetchall()
-        for series_id, metric, text in rows:
-            for key in by_text[(metric, text)]:
-                ids[key] = series_id
+    for series_id, metric, text in insert_rows(db, head, rows, _SERIES_UPSERT):
+        for key in by_text[(metric, text)]:
+            ids[key] = series_id
     return ids
 
 

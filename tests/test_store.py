@@ -148,6 +148,23 @@ async def test_every_sample_of_a_batch_is_stored_and_a_repeated_one_overwrites(t
         assert all(kept[(s.labels, s.ts)] == s.value for s in batch[1:-1])
 
 
+async def test_new_series_in_batches_of_any_size_take_a_few_statement_shapes(tmp_path: Path) -> None:
+    """Every statement text is prepared and kept (Python's sqlite3 caches 128, a statement of hundreds of rows
+    taking up to 100 KB): a number of new series that changes from batch to batch must not make one each."""
+    async with open_store(tmp_path / "state.db") as store:
+        executed: list[str] = []
+        await store.run(lambda db: db.set_trace_callback(executed.append))
+        for size in range(1, 61):
+            await store.insert_samples([Sample("m", (("id", f"{size}-{i}"),), NOW, float(size)) for i in range(size)])
+        await store.run(lambda db: db.set_trace_callback(None))
+        rows_per_statement = {sql.count("),(") + 1 for sql in executed if sql.startswith("INSERT INTO series")}
+        assert rows_per_statement <= {64, 16, 4, 1}
+        kept = await store.load_samples(Selector("m"), 0)
+        assert sorted((s.labels[0][1], s.value) for s in kept) == sorted(
+            (f"{size}-{i}", float(size)) for size in range(1, 61) for i in range(size)
+        )
+
+
 async def test_a_series_keeps_its_last_sample_until_the_retention_forgets_it(tmp_path: Path) -> None:
     async with open_store(tmp_path / "state.db") as store:
         one, two, three = ((("a", "1"),), (("a", "2"),), (("a", "3"),))

@@ -331,6 +331,8 @@ class Dispatcher:
             member = Member.from_row(row, row["status"], row["sent"])
             group.put(member)
             self._enter(member.fingerprint, group)
+            if member.sent != member.status and group.last_flush_at is not None:
+                self.held.add(group)  # news a silence or an inhibition may hold back: looked at when they change
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
@@ -632,7 +634,8 @@ class Dispatcher:
                     writes.sent.append((key, member.fingerprint, member.status))
         if group.last_flush_at is None:  # group_wait is over even if nothing could be told: later news waits
             group.last_flush_at = now  # group_interval
-        for member in [m for m in group.members if m.status == RESOLVED]:
+        # a resolution held back (silenced, inhibited) stays until it is told: its receivers were told "firing"
+        for member in [m for m in group.members if m.status == RESOLVED and m.sent != FIRING]:
             self._leave(group, member, writes)
         if not group.members:
             self._drop(group, writes)

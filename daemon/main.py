@@ -220,8 +220,10 @@ class Daemon:
         digest = new.digest  # of the files as loaded: the address bound at start is not part of them
         warnings = self._fixed_settings_changed(new) + [str(w) for w in new.warnings]
         new = self.with_bound_url(new)
-        # channels first: rules applying the new configuration may already queue to a new channel
-        self.channels = {c.name: c.build() for c in new.channels}
+        # channels first: rules applying the new configuration may already queue to a new channel. One whose
+        # settings did not change is kept, with what it remembers (an SMS channel: the recipients served already)
+        kept = set(previous.channels)
+        self.channels = {c.name: self.channels[c.name] if c in kept else c.build() for c in new.channels}
         added, changed, removed = await self.engine.apply(new)
         if self.engine.cleanup_error is not None:  # tried again at the next reload
             warnings.append(f"the alerts of removed rules are not resolved yet: the state file refused the write "

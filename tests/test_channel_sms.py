@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ from alphawatch.channels._base import DeliveryError, Notification
 from alphawatch.channels._templates import sample_payload
 from alphawatch.channels._transport import http_client
 from alphawatch.channels.sms import GSM7, UCS2, Sms, fit_segments, sms_segments
+from tests.daemon_harness import AUTH, TOKEN, in_process
 from tests.http_receiver import Receiver, add_retry_after, module_receiver, reset
 
 
@@ -150,6 +153,38 @@ async def test_a_retry_after_a_partial_failure_skips_recipients_already_served(r
 
     await send(channel)
 
+    to = [urllib.parse.parse_qs(r.body.decode())["To"][0] for r in receiver.requests]
+    assert to == ["+886912345678", "+886987654321", "+886987654321"]
+
+
+async def test_a_reload_keeps_the_recipients_an_unchanged_channel_served(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """A reload between two attempts (nothing changed in the file) must not text the first recipient again: the
+    channel was built anew at every reload and forgot whom it had served."""
+    receiver.answer(201, 500, 201)
+    path = write_config(f"""
+        daemon:
+          state: state.db
+          tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+          delivery: {{initial_backoff: 300ms, max_backoff: 300ms}}
+        channels:
+          - {{name: pager, kind: sms, provider: twilio, account_sid: AC123, auth_token: tok-secret,
+              from: "+15005550006", to: ["+886912345678", "+886987654321"], base_url: "{receiver.url}"}}
+        route: {{channels: [pager], group_wait: 0s}}
+        rules:
+          - {{name: exposure, kind: threshold, metric: gross, op: above, value: 1.5}}
+        """)
+    async with in_process(path) as (_, client):
+        sample = {"metric": "gross", "labels": {}, "ts": time.time(), "value": 2.0}
+        assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).status_code == 200
+        with trio.fail_after(10):
+            while len(receiver.requests) < 2:  # the first recipient served, the second failed
+                await trio.sleep(0.01)
+        assert (await client.post("/-/reload", headers=AUTH)).status_code == 200
+        with trio.fail_after(10):
+            while not (await client.get("/api/v1/notifications?state=delivered")).json()["notifications"]:
+                await trio.sleep(0.02)
     to = [urllib.parse.parse_qs(r.body.decode())["To"][0] for r in receiver.requests]
     assert to == ["+886912345678", "+886987654321", "+886987654321"]
 

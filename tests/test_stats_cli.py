@@ -118,6 +118,25 @@ def test_drift_wide_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert [f["drifted"] for f in data["features"]] == [True, False, False]
 
 
+def test_drift_reads_push_data_features_files_wide_or_long(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Features files as `push-data features` takes them: one row per date and asset (wide: a column per feature;
+    long: `feature` and `value` columns). Each row is an observation; the asset is not a feature."""
+    rng = np.random.default_rng(3)
+    for name, shift in [("ref", 0.0), ("cur", 1.0)]:
+        rows = [(f"2025-01-{1 + d:02d}", f"A{a:04d}", rng.normal(shift), rng.normal(), rng.normal())
+                for d in range(10) for a in range(40)]  # fmt: skip
+        (tmp_path / f"{name}-wide.csv").write_text("model,date,asset,f1,f2,f3\n" + "".join(
+            f"a7,{d},{a},{x},{y},{z}\n" for d, a, x, y, z in rows))  # fmt: skip
+        (tmp_path / f"{name}-long.csv").write_text("model,date,asset,feature,value\n" + "".join(
+            f"a7,{d},{a},f{k},{v}\n" for d, a, *values in rows for k, v in enumerate(values, 1)))  # fmt: skip
+    for layout in ("wide", "long"):
+        code, out = _run(["stats", "drift", "--reference", str(tmp_path / f"ref-{layout}.csv"), "--current",
+                          str(tmp_path / f"cur-{layout}.csv"), "--key-feature", "f1", "--json"], capsys)  # fmt: skip
+        data = json.loads(out)
+        assert code == 1, layout
+        assert [(f["feature"], f["drifted"]) for f in data["features"]] == [("f1", True), ("f2", False), ("f3", False)]
+
+
 def test_the_daemons_csv_layouts_read_as_their_plain_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """push-data files as they are (a model column, a horizon column, columns in their own order) give the same
     answers as the plain layouts, not row numbers taken for dates."""

@@ -2,7 +2,8 @@
 
 CSV layouts: *long* (``date``, ``asset`` and a value column, one row per date and asset) or *wide* (a ``date``
 column and one column per asset or per feature), either with the daemon's ``model`` or ``horizon`` column when it
-holds one value (``push-data`` files as they are). Empty cells, ``nan`` and ``NA`` are missing values; any other
+holds one value (``push-data`` files as they are; ``drift`` reads features files, a row per date and asset, wide
+or long). Empty cells, ``nan`` and ``NA`` are missing values; any other
 cell that is not a number is an error (exit 2) with its line and column. Results print as a
 small table, or as JSON with ``--json`` (NaN as null). Exit status: 0, or 1 when ``drift`` or ``change-point``
 alarms, or 2 when the input cannot be used (a file cannot be read, an argument is out of range).
@@ -47,14 +48,8 @@ def _float(cell: str, where: str) -> float:
         raise ValueError(f"{where}: not a number: {cell[:40]!r}") from None
 
 
-def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
-    """(row labels, column labels, values) of a long or wide CSV; long files are pivoted to dates × assets.
-
-    Long: the columns ``date``, ``asset`` and one of values, in any order. Wide: a ``date`` column (anywhere;
-    without one, rows are numbered), the other columns values. Either may carry the daemon's ``model`` or
-    ``horizon`` column when it holds a single value (push-data files as they are). A cell that is not a number
-    nor a missing value is refused with its line and column, never read as missing.
-    """
+def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], list[int]]:
+    """(header, numbered rows, the columns kept) of a CSV file: the daemon's one-value columns dropped."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -81,25 +76,70 @@ def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
                 shown = ", ".join(values[:5]) + (", …" if len(values) > 5 else "")
                 raise ValueError(f"{path}: the {name} column holds several values ({shown}): keep one per file")
             keep.remove(at)
-    names = [lower[i] for i in keep]
-    if len(keep) == 3 and "date" in names and "asset" in names:
-        di_col, ai_col = keep[names.index("date")], keep[names.index("asset")]
-        (vi_col,) = [i for i in keep if i not in (di_col, ai_col)]
-        dates = sorted({r[di_col] for _, r in body})
-        assets = sorted({r[ai_col] for _, r in body})
-        di, ai = {d: i for i, d in enumerate(dates)}, {a: i for i, a in enumerate(assets)}
-        m = np.full((len(dates), len(assets)), np.nan)
-        for line, r in body:
-            m[di[r[di_col]], ai[r[ai_col]]] = _float(r[vi_col], f"{path}: line {line}, column {header[vi_col]}")
-        return dates, assets, m
-    date_col = keep[names.index("date")] if "date" in names else None
-    labels = [r[date_col] for _, r in body] if date_col is not None else [str(i) for i in range(len(body))]
-    cols = [i for i in keep if i != date_col]
+    return header, body, keep
+
+
+def _pivot(
+    path: Path, header: list[str], body: list[tuple[int, list[str]]], rows: list[int], column: int, value: int
+) -> tuple[list[str], list[str], NDArray[np.float64]]:
+    """A long table pivoted: a row per distinct key of the ``rows`` columns, a column per value of ``column``."""
+    keys = sorted({tuple(r[i] for i in rows) for _, r in body})
+    names = sorted({r[column] for _, r in body})
+    ki, ni = {k: i for i, k in enumerate(keys)}, {n: i for i, n in enumerate(names)}
+    m = np.full((len(keys), len(names)), np.nan)
+    for line, r in body:
+        m[ki[tuple(r[i] for i in rows)], ni[r[column]]] = _float(
+            r[value], f"{path}: line {line}, column {header[value]}"
+        )
+    return [" ".join(k) for k in keys], names, m
+
+
+def _wide(
+    path: Path, header: list[str], body: list[tuple[int, list[str]]], labelled_by: list[int], cols: list[int]
+) -> tuple[list[str], list[str], NDArray[np.float64]]:
+    labels = (
+        [" ".join(r[i] for i in labelled_by) for _, r in body] if labelled_by else [str(i) for i in range(len(body))]
+    )
     m = np.array(
         [[_float(r[i], f"{path}: line {line}, column {header[i]}") for i in cols] for line, r in body],
         dtype=np.float64,
     )
     return labels, [header[i] for i in cols], m.reshape(len(body), len(cols))
+
+
+def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
+    """(row labels, column labels, values) of a long or wide CSV; long files are pivoted to dates × assets.
+
+    Long: the columns ``date``, ``asset`` and one of values, in any order. Wide: a ``date`` column (anywhere;
+    without one, rows are numbered), the other columns values. Either may carry the daemon's ``model`` or
+    ``horizon`` column when it holds a single value (push-data files as they are). A cell that is not a number
+    nor a missing value is refused with its line and column, never read as missing.
+    """
+    header, body, keep = _read_table(path)
+    names = [header[i].lower() for i in keep]
+    if len(keep) == 3 and "date" in names and "asset" in names:
+        date, asset = keep[names.index("date")], keep[names.index("asset")]
+        (value,) = [i for i in keep if i not in (date, asset)]
+        return _pivot(path, header, body, [date], asset, value)
+    date = [keep[names.index("date")]] if "date" in names else []
+    return _wide(path, header, body, date, [i for i in keep if i not in date])
+
+
+def read_observations(path: Path) -> tuple[list[str], NDArray[np.float64]]:
+    """(feature names, observations × features) of a features CSV: ``push-data features`` files as they are,
+    a row per date and asset (wide: a column per feature; long: ``feature`` and ``value`` columns), or a plain
+    wide file (a row per observation, a column per feature, an optional ``date`` column)."""
+    header, body, keep = _read_table(path)
+    names = [header[i].lower() for i in keep]
+    keys = [keep[names.index(n)] for n in ("date", "asset") if n in names]
+    if "asset" not in names:
+        _, features, m = read_matrix(path)
+        return features, m
+    if {"feature", "value"} <= set(names) and len(keep) == len(keys) + 2:
+        _, features, m = _pivot(path, header, body, keys, keep[names.index("feature")], keep[names.index("value")])
+        return features, m
+    _, features, m = _wide(path, header, body, keys, [i for i in keep if i not in keys])
+    return features, m
 
 
 def _clean(v: Any) -> Any:
@@ -212,8 +252,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from .drift import DriftThresholds, decide_drift, feature_drift
     from .reference import ReferenceSummary
 
-    _, names, ref = read_matrix(args.reference)
-    _, cnames, cur = read_matrix(args.current)
+    names, ref = read_observations(args.reference)
+    cnames, cur = read_observations(args.current)
     if cnames != names:
         print("reference and current have different columns", file=sys.stderr)
         return 2

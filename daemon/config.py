@@ -484,7 +484,7 @@ def _schema_problems(doc: Located, error: jsonschema.ValidationError, secrets: s
     elif error.validator == "oneOf" and path and path[-1] in ("baseline", "reference"):
         message = f"{path[-1]} is either {{lagged: N}} (with an optional gap) or {{start: DATE, end: DATE}}, not both"
     elif error.validator == "type" and error.validator_value == "string" and _is_number(error.instance):
-        message = _number_for_text(error.instance, error.schema)
+        message = _number_for_text(error.instance, doc.numbers.get(path, repr(error.instance)), error.schema)
     return [doc.problem(path, message)]
 
 
@@ -492,15 +492,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _number_for_text(value: Any, schema: Any) -> str:
-    """YAML made a number of what should have been text: say how to write it."""
+def _number_for_text(value: Any, written: str, schema: Any) -> str:
+    """YAML made a number of what should have been text (``written``, as in the file): say how to write it."""
     pattern = schema.get("pattern") if isinstance(schema, dict) else None
     if pattern == DURATION_PATTERN:
         return f"{value!r} is not a duration: give it a unit (e.g. {value}m, {value}s, {value}h)"
     if isinstance(value, int) and pattern is not None and ":" in pattern and 0 <= value < 24 * 60:
         hours, minutes = divmod(value, 60)  # YAML 1.1 reads 17:00 as the base-60 number 1020
         return f'a time is text: write it in quotes, "{hours:02d}:{minutes:02d}" (unquoted, YAML reads it as {value})'
-    return f"{value!r} is a number here: write it in quotes"
+    return f"{written} is a number here: write it in quotes"
 
 
 def _known_keys(instance: Any, path: KeyPath) -> frozenset[str]:
@@ -633,7 +633,8 @@ def _rule_warnings(
     """What is allowed but surely not meant: the rule works, not as written."""
     out = []
     retention, history = daemon.retention, rule.rule.history()
-    if retention and 0 < retention < history:
+    # a fixed baseline reads back all there is, and the retention keeps every sample since its start: all it uses
+    if retention and 0 < retention < history and rule.rule.keeps_samples_since() is None:
         out.append(main.problem(("daemon", "retention"), f"{format_duration(retention)} is shorter than the "
                                 f"{format_duration(history)} of samples rule {rule.name!r} reads back at a start: "
                                 "after a restart it would judge on less"))  # fmt: skip
@@ -670,6 +671,11 @@ def _rule(
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         problems.append(doc.problem(path, message))
         rule = RuleKind(kind_settings)
+    else:
+        venue = kind_settings.get("venue")  # a rule's `venue` names a calendar, as a window's does
+        if venue is not None and venue not in context.calendars:
+            known = ", ".join(context.calendars.venues)
+            problems.append(doc.problem((*path, "venue"), f"unknown venue {venue!r} (known: {known})"))
     for key, text in (raw.get("annotations") or {}).items():
         for found in _BRACES.finditer(text):
             if not ANNOTATION_PLACEHOLDER.fullmatch(found.group()):

@@ -1,15 +1,17 @@
 """YAML with positions: plain data plus the file:line:col of every value, and duplicate keys caught.
 
 PyYAML keeps marks on its node tree but drops them when it builds Python objects, and it silently keeps the
-last of two equal keys. Walking the node tree ourselves keeps both.
+last of two equal keys. Walking the node tree ourselves keeps both. Numbers are also read as YAML 1.2 writes them
+(``1e-3``, not only YAML 1.1's ``1.0e-3``), as editors checking our JSON schema do.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -17,7 +19,22 @@ from alphawatch.daemon.errors import Problem
 
 Path = tuple[str | int, ...]
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):
+    """The safe loader, and YAML 1.2 floats YAML 1.1 reads as text: an exponent without a dot or without a sign
+    (``1e-3``, ``1.5e3``), a signed fraction (``-.5``). Integers resolve as before (``017`` is still 15)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +44,8 @@ class Located:
     data: Any
     file: str
     marks: dict[Path, tuple[int, int]]
+    numbers: dict[Path, str] = field(default_factory=dict)
+    """The text of each value YAML read as a number, as written (``1e3``, ``017``): messages quote it."""
 
     def problem(self, path: Path, message: str) -> Problem:
         """A problem at ``path``, located at the nearest value that has a mark."""
@@ -56,11 +75,12 @@ def load_located(text: str, file: str) -> tuple[Located, list[Problem]]:
     finally:
         loader.dispose()
     marks: dict[Path, tuple[int, int]] = {}
+    numbers: dict[Path, str] = {}
     problems: list[Problem] = []
     if node is None:
         return Located(None, file, marks), problems
-    data = _walk(loader, node, (), file, marks, problems)
-    return Located(data, file, marks), problems
+    data = _walk(loader, node, (), file, marks, numbers, problems)
+    return Located(data, file, marks, numbers), problems
 
 
 def _walk(
@@ -69,6 +89,7 @@ def _walk(
     path: Path,
     file: str,
     marks: dict[Path, tuple[int, int]],
+    numbers: dict[Path, str],
     problems: list[Problem],
     within: frozenset[int] = frozenset(),
 ) -> Any:
@@ -100,12 +121,17 @@ def _walk(
                     Problem(file, at.line + 1, at.column + 1, format_path((*path, key)),
                             f"duplicate key (first at line {first})")
                 )  # fmt: skip
-            out[key] = _walk(loader, value_node, (*path, key), file, marks, problems, within)
+            out[key] = _walk(loader, value_node, (*path, key), file, marks, numbers, problems, within)
         return out
     if isinstance(node, yaml.SequenceNode):
         within |= {id(node)}
-        return [_walk(loader, item, (*path, i), file, marks, problems, within) for i, item in enumerate(node.value)]
-    return _scalar(loader, node, refuse)
+        return [
+            _walk(loader, item, (*path, i), file, marks, numbers, problems, within) for i, item in enumerate(node.value)
+        ]
+    value = _scalar(loader, node, refuse)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        numbers[path] = node.value
+    return value
 
 
 def _scalar(loader: yaml.SafeLoader, node: yaml.Node, refuse: Callable[[str], None]) -> Any:

@@ -346,3 +346,47 @@ def test_check_warns_of_what_is_allowed_but_surely_not_meant(
     assert main(["check", "-c", str(path)]) == 0  # warnings, not problems
     err = capsys.readouterr().err
     assert err.count("warning: ") == 3
+
+
+def test_an_absence_rule_with_an_unknown_venue_is_refused_at_its_venue(write_config: Callable[..., Path]) -> None:
+    path = write_config('rules:\n  - {name: r3, kind: absence, metric: hb, deadline: "08:45", venue: nyse}\n')
+    assert problems(path) == [f"{path}:2:69: rules[0].venue: unknown venue 'nyse' (known: twse, tpex, taifex)"]
+    path = write_config('rules:\n  - {name: r3, kind: absence, metric: hb, deadline: "08:45", venue: tpex}\n')
+    assert load_config(path, {}).rules[0].rule.uses_calendar()
+
+
+def test_a_fixed_baseline_makes_no_retention_warning_but_a_lagged_one_still_does(
+    write_config: Callable[..., Path],
+) -> None:
+    fixed = "{start: 2025-01-02, end: 2025-06-30}"
+    path = write_config(f"""\
+        rules:
+          - {{name: ic1, kind: ic, baseline: {fixed}}}
+          - {{name: sharpe1, kind: sharpe, baseline: {fixed}}}
+          - {{name: cp1, kind: change_point, metric: ic_daily, baseline: {fixed}}}
+        """)
+    assert load_config(path, {}).warnings == ()
+    path = write_config("daemon: {retention: 30d}\nrules:\n  - {name: ic2, kind: ic, baseline: {lagged: 120}}\n")
+    (warning,) = load_config(path, {}).warnings
+    assert str(warning).startswith(f"{path}:1:21: daemon.retention: 30d is shorter than the ")
+    assert "of samples rule 'ic2' reads back at a start: after a restart it would judge on less" in str(warning)
+
+
+def test_numbers_in_scientific_notation_without_a_dot_are_numbers(write_config: Callable[..., Path]) -> None:
+    path = write_config("""\
+        rules:
+          - {name: r, kind: threshold, metric: m, op: above, value: 1e-3, hysteresis: 1E-4, labels: {n: "1e3"}}
+          - {name: s, kind: sharpe, alpha: 1e-2}
+        """)
+    first, second = load_config(path, {}).rules
+    assert (first.rule.settings["value"], first.rule.settings["hysteresis"]) == (1e-3, 1e-4)
+    assert second.rule.settings["alpha"] == 1e-2
+    assert dict(first.labels)["n"] == "1e3"
+
+
+def test_a_label_value_yaml_reads_as_a_number_asks_for_quotes(write_config: Callable[..., Path]) -> None:
+    path = write_config(f"{RULE}, labels: {{size: 1e3, lot: 017}}}}\n")
+    assert problems(path) == [
+        f"{path}:2:79: rules[0].labels.size: 1e3 is a number here: write it in quotes",
+        f"{path}:2:89: rules[0].labels.lot: 017 is a number here: write it in quotes",
+    ]

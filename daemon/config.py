@@ -482,10 +482,47 @@ def _schema_problems(doc: Located, error: jsonschema.ValidationError, secrets: s
     elif error.validator == "oneOf" and path and path[-1] == "match":
         message = "match is a map of label: value, or a list of matchers like 'model=alpha7' or 'venue=~\"tw.*\"'"
     elif error.validator == "oneOf" and path and path[-1] in ("baseline", "reference"):
-        message = f"{path[-1]} is either {{lagged: N}} (with an optional gap) or {{start: DATE, end: DATE}}, not both"
+        chosen = _chosen_shape(error)
+        if chosen:  # what it names picks one shape: that shape's own problems (a key it lacks, a bad value)
+            return [problem for sub in chosen for problem in _schema_problems(doc, sub, secrets)]
+        message = f"{path[-1]} is either {_shapes(_one_of(error))}"
+        if isinstance(error.instance, dict) and sum(_names_shape(s, error.instance) for s in _one_of(error)) > 1:
+            message += ", not both"
     elif error.validator == "type" and error.validator_value == "string" and _is_number(error.instance):
         message = _number_for_text(error.instance, doc.numbers.get(path, repr(error.instance)), error.schema)
     return [doc.problem(path, message)]
+
+
+def _names_shape(shape: dict[str, Any], instance: dict[str, Any]) -> bool:
+    """Whether ``instance`` names a key only ``shape`` (a branch of a ``oneOf``) requires."""
+    return bool(set(shape.get("required", ())) & instance.keys())
+
+
+def _one_of(error: jsonschema.ValidationError) -> list[dict[str, Any]]:
+    shapes = error.validator_value
+    return shapes if isinstance(shapes, list) else []
+
+
+def _chosen_shape(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors within the one shape of a ``oneOf`` the value names keys of, or none when it names several."""
+    if not isinstance(error.instance, dict):
+        return []
+    named = [i for i, shape in enumerate(_one_of(error)) if _names_shape(shape, error.instance)]
+    if len(named) != 1:
+        return []
+    return [sub for sub in error.context or () if sub.relative_schema_path[0] == named[0]]
+
+
+def _shapes(shapes: list[dict[str, Any]]) -> str:
+    """``{start: DATE, end: DATE} or {lagged: N} (with an optional gap)``: the shapes of a ``oneOf`` in words."""
+    out = []
+    for shape in shapes:
+        properties, required = shape.get("properties", {}), shape.get("required", [])
+        numbers = {k for k in required if properties.get(k, {}).get("type") in ("integer", "number")}
+        keys = ", ".join(f"{k}: {'N' if k in numbers else 'DATE'}" for k in required)
+        optional = [k for k in properties if k not in required]
+        out.append(f"{{{keys}}}" + (f" (with an optional {', '.join(optional)})" if optional else ""))
+    return " or ".join(out)
 
 
 def _is_number(value: Any) -> bool:

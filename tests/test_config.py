@@ -67,7 +67,15 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ),
         (
             "rules:\n  - {name: r, kind: ic, match: {model: a}, baseline: {lagged: 60, start: 2026-01-05}}\n",
-            "rules[0].baseline: baseline is either {lagged: N} (with an optional gap) or {start: DATE, end: DATE}",
+            "rules[0].baseline: baseline is either {start: DATE, end: DATE} or {lagged: N}, not both",
+        ),
+        # a baseline of one shape gets that shape's own problem, not the choice between the two
+        ("rules:\n  - {name: r, kind: ic, baseline: {lagged: 20, gap: 2}}\n", "rules[0].baseline.gap: unknown key"),
+        ("rules:\n  - {name: r, kind: ic, baseline: {lagged: 2}}\n", "rules[0].baseline.lagged: 2 is less than the"),
+        ("rules:\n  - {name: r, kind: sharpe, baseline: {start: 2025-01-02}}\n", "rules[0].baseline: 'end' is a"),
+        (
+            "rules:\n  - {name: r, kind: drift, reference: {gap: 5}}\n",
+            "rules[0].reference: reference is either {start: DATE, end: DATE} or {lagged: N} (with an optional gap)",
         ),
         ("daemon:\n  language: fr\n", "daemon.language: 'fr' is not one of"),
         ("rules:\n  - {name: r, kind: nope}\n", "rules[0].kind: 'nope' is not one of"),
@@ -353,6 +361,12 @@ def test_an_absence_rule_with_an_unknown_venue_is_refused_at_its_venue(write_con
     assert problems(path) == [f"{path}:2:69: rules[0].venue: unknown venue 'nyse' (known: twse, tpex, taifex)"]
     path = write_config('rules:\n  - {name: r3, kind: absence, metric: hb, deadline: "08:45", venue: tpex}\n')
     assert load_config(path, {}).rules[0].rule.uses_calendar()
+
+
+def test_a_baseline_of_neither_shape_is_told_both_shapes(write_config: Callable[..., Path]) -> None:
+    path = write_config("rules:\n  - {name: r, kind: ic, baseline: {}}\n")
+    assert problems(path) == [f"{path}:2:35: rules[0].baseline: baseline is either {{start: DATE, end: DATE}} or "
+                              "{lagged: N}"]  # fmt: skip
 
 
 def test_a_fixed_baseline_makes_no_retention_warning_but_a_lagged_one_still_does(

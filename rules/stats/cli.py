@@ -121,8 +121,8 @@ def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
         date, asset = keep[names.index("date")], keep[names.index("asset")]
         (value,) = [i for i in keep if i not in (date, asset)]
         return _pivot(path, header, body, [date], asset, value)
-    date = [keep[names.index("date")]] if "date" in names else []
-    return _wide(path, header, body, date, [i for i in keep if i not in date])
+    dated = [keep[names.index("date")]] if "date" in names else []
+    return _wide(path, header, body, dated, [i for i in keep if i not in dated])
 
 
 def read_observations(path: Path) -> tuple[list[str], NDArray[np.float64]]:

@@ -66,6 +66,7 @@ class Outbox:
         self._finishing = _FinishBatch()
         self._quiet = Quieter(QUIET_FOR)
         self._reports: dict[str, _DeadReport] = {}  # failed channel → its last dead-letter report
+        self._last_tries: set[int] = set()  # retries put off to max_age, their last: made however late the timer
         self._finish_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
@@ -223,6 +224,8 @@ class Outbox:
         channels = self._channels()
         channel = channels.get(queued.channel)
         fallback = settings.fallback_channel
+        last_try = queued.id in self._last_tries
+        self._last_tries.discard(queued.id)
         if (
             channel is None
             and queued.fingerprint.startswith(DEAD_LETTER)
@@ -235,9 +238,8 @@ class Outbox:
         if channel is None:
             await self._dead(queued, f"no channel named {queued.channel!r} in the configuration")
             return False
-        if now - queued.created_at > settings.max_age:
-            last = f"; the last attempt: {queued.last_error}" if queued.last_error else ""  # the why, kept
-            await self._dead(queued, f"not delivered within max_age ({settings.max_age:g}s){last}")
+        if now - queued.created_at > settings.max_age and not last_try:
+            await self._dead(queued, _too_old(settings, queued.last_error))
             return False
         notification = Notification(
             queued.id, queued.channel, queued.idempotency_key, queued.body, queued.created_at, queued.attempts
@@ -333,10 +335,14 @@ class Outbox:
             await self._dead(queued, error)
             return
         now = self._clock.now()
+        left = queued.created_at + settings.max_age - now
+        if left <= 0:  # that was its last attempt
+            await self._dead(queued, _too_old(settings, error))
+            return
         backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
         delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
         # a long Retry-After (a date next year, say) waits no later than max_age: then the last try, or dead-letter
-        delay = min(delay, max(0.0, queued.created_at + settings.max_age - now))
+        delay = min(delay, left)
         outage = None if paced else self._outages.get(queued.channel)
         if not paced and outage is None:
             self._outages[queued.channel] = _Outage(now, refused={queued.id})
@@ -346,6 +352,8 @@ class Outbox:
             if outage.probe_at is None or outage.probe_at <= now or outage.probe_at > now + every:
                 delay = min(delay, every * random.uniform(0.5, 1.0))
                 outage.probe_at = now + delay
+        if delay >= left:
+            self._last_tries.add(queued.id)
         held = self._quiet.allow("retry", queued.channel, now)
         if held is not None:
             log.warning(
@@ -483,6 +491,11 @@ class _FinishBatch:
     rows: list[tuple[int, str, str | None, float]] = field(default_factory=list)
     written: trio.Event = field(default_factory=trio.Event)
     error: Exception | None = None
+
+
+def _too_old(settings: DeliverySettings, last_error: str | None) -> str:
+    last = f"; the last attempt: {last_error}" if last_error else ""  # the why, kept
+    return f"not delivered within max_age ({settings.max_age:g}s){last}"
 
 
 def dead_letter_report(dead: DeadLetters, channel: str, now: float) -> Outgoing:

@@ -969,8 +969,9 @@ class Store:
     ) -> tuple[bool, int | None]:
         """Mark a notification dead and queue what tells of it, in one transaction: ``joining`` (a report's id and
         its document with this one added) replaces that report's document when nothing can have read it for
-        sending yet (pending, never attempted, not due at ``now``); else ``alone`` goes, due at ``due``. Returns
-        whether it joined, and the id of the report queued alone."""
+        sending yet (pending, never attempted, not due at ``now``); else ``alone`` goes, due at ``due`` and created
+        then (it cannot go before: its ``max_age`` counts from then). Returns whether it joined, and the id of the
+        report queued alone."""
 
         def work(db: sqlite3.Connection) -> tuple[bool, int | None]:
             with db:
@@ -984,7 +985,7 @@ class Store:
                     ).rowcount
                 ):
                     return True, None
-                return False, _queue(db, alone, alone.payload, time.time(), due)
+                return False, _queue(db, alone, alone.payload, due, due)
 
         return await self.run(work)
 

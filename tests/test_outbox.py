@@ -195,6 +195,23 @@ async def test_a_dead_letter_report_waiting_its_time_goes_to_the_fallback_a_relo
     assert report["labels"]["channel"] == "hook"
 
 
+async def test_a_dead_letter_report_waiting_longer_than_max_age_is_still_sent(
+    write_config: Callable[..., Path], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report waiting its time counts max_age from then (it was dead-lettered itself when max_age was shorter)."""
+    text = with_a_pager(receiver, monkeypatch, report_every=2.0).replace("pager}", "pager, max_age: 1s}")
+    async with in_process(write_config(text)) as (_, client):
+        assert (await client.post("/api/v1/samples", json=firing_samples(4), headers=AUTH)).status_code == 200
+        await received(receiver, 2, path="/pager", within=4)
+        dead = (await client.get("/api/v1/notifications?state=dead")).json()["notifications"]
+    assert {row["channel"] for row in dead} == {"hook"}
+    reports = [r.json()["alerts"][0] for r in receiver.requests if r.path == "/pager"]
+    assert reports[0]["annotations"]["summary"].startswith("a notification to hook was not delivered: HTTP 400")
+    assert reports[1]["annotations"]["summary"].startswith("3 notifications to hook were not delivered: HTTP 400")
+    told = [r["annotations"]["description"].split("outbox id")[1].lstrip("s ").split(", ") for r in reports]
+    assert sorted(int(i) for ids in told for i in ids) == sorted(row["id"] for row in dead)
+
+
 async def test_a_channel_rate_limit_spaces_deliveries(write_config: Callable[..., Path], receiver: Receiver) -> None:
     text = config_text(receiver, "{initial_backoff: 50ms}").replace("timeout: 1s}", "timeout: 1s, rate_limit: 2/s}")
     text = text.replace("value: 1.5}", "value: 1.5}\n  - {name: e2, kind: threshold, metric: g2, op: above, value: 1}")
@@ -458,3 +475,17 @@ async def test_a_retry_after_beyond_max_age_still_ends_in_the_dead_letters(
         assert pending["next_attempt_at"] <= pending["created_at"] + 0.5
         dead = await wait_for_state(client, "dead")
         assert "max_age" in dead["last_error"]
+
+
+async def test_a_retry_capped_at_max_age_makes_its_last_attempt(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(429, 200)
+    add_retry_after(receiver, "100")
+    path = write_config(config_text(receiver, "{initial_backoff: 50ms, max_age: 1s}"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        finished = await wait_for_state(client, "delivered,dead")
+    assert (finished["state"], finished["attempts"], finished["last_error"]) == ("delivered", 2, None)
+    first, last = receiver.requests
+    assert 0.5 < last.received_at - first.received_at < 1.5  # at max_age, not after the 100 s asked for

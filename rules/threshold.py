@@ -103,13 +103,21 @@ class _ThresholdEvaluator(Evaluator):
                 values = [self.last_value[self.slot[labels]]]
             else:
                 times, values = self.series[labels]
-                # keep samples in (now - window, now]; the oldest leaving the window is the next wake-up
+                # samples in (now - window, now]; the oldest leaving the window, or the next one stamped ahead
+                # of now (a sender's clock ahead of ours) entering it, is the next wake-up
                 cut = bisect.bisect_right(times, now - rule.window)
                 if cut:
                     del times[:cut]
                     del values[:cut]
                 if not times:
                     del self.series[labels]
+                    out.append(Condition(labels, False, None))
+                    continue
+                due = bisect.bisect_right(times, now)
+                if due < len(times):
+                    wake = _min(wake, times[due])
+                    values = values[:due]
+                if not values:
                     out.append(Condition(labels, False, None))
                     continue
                 wake = _min(wake, times[0] + rule.window)

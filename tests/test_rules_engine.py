@@ -156,6 +156,30 @@ async def test_window_aggregate_changes_when_a_sample_leaves_the_window(
         assert await h.state("errors") == "resolved"
 
 
+async def test_a_window_counts_a_sample_stamped_ahead_once_its_time_comes(
+    config: Callable[[str], Path], autojump_clock: object
+) -> None:
+    """A sender whose clock runs ahead (ingest takes samples up to an hour ahead): its samples are in the window
+    when their time comes, and leave it a window later; not at once, and not for the whole time until then."""
+    path = config("""
+      - {name: errors, kind: threshold, metric: job_errors, op: above, value: 2, aggregate: count, window: 10s}
+    """)
+    async with running_engine(path) as h:
+        ahead = h.clock.now() + 1800
+        for k in range(3):
+            await h.push("job_errors", 1, ts=ahead + k)
+        await h.advance(60)
+        assert await h.state("errors") is None
+        await h.advance(1800 - 60 + 1)
+        assert await h.state("errors") is None  # two of the three so far
+        await h.advance(1)
+        assert await h.state("errors") == "firing"
+        await h.advance(7)
+        assert await h.state("errors") == "firing"
+        await h.advance(1)  # the first leaves the window, 10 s after its time
+        assert await h.state("errors") == "resolved"
+
+
 async def test_mean_over_a_window(config: Callable[[str], Path], autojump_clock: object) -> None:
     path = config("""
       - {name: ic, kind: threshold, metric: ic, op: below, value: 0.02, aggregate: mean, window: 1h}

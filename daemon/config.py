@@ -706,7 +706,7 @@ def _rule(
         rule = rule_kinds()[raw["kind"]](kind_settings)
     except (ValueError, KeyError) as exc:  # (a KeyError's text is its key's repr: the quotes go)
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        problems.append(doc.problem(path, message))
+        problems.append(doc.problem((*path, *getattr(exc, "where", ())), message))
         rule = RuleKind(kind_settings)
     else:
         venue = kind_settings.get("venue")  # a rule's `venue` names a calendar, as a window's does
@@ -728,7 +728,8 @@ def _rule(
                 problems.append(doc.problem((*path, key, index), f"no window named {name!r}"))
     for name in rule.window_names():
         if name not in context.windows:
-            problems.append(doc.problem(path, f"no window named {name!r}"))
+            key = next((k for k, v in kind_settings.items() if v == name), None)  # the setting naming it
+            problems.append(doc.problem(path if key is None else (*path, key), f"no window named {name!r}"))
     config = RuleConfig(
         name=raw["name"],
         kind=raw["kind"],

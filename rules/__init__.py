@@ -6,9 +6,30 @@ import importlib
 import pkgutil
 from functools import cache
 
-from alphawatch.rules._base import Condition, Evaluator, Labels, Matcher, RuleKind, Sample, Selector, labels_of
+from alphawatch.rules._base import (
+    Condition,
+    Evaluator,
+    Labels,
+    Matcher,
+    RuleKind,
+    Sample,
+    Selector,
+    SettingError,
+    labels_of,
+)
 
-__all__ = ["Condition", "Evaluator", "Labels", "Matcher", "RuleKind", "Sample", "Selector", "labels_of", "rule_kinds"]
+__all__ = [
+    "Condition",
+    "Evaluator",
+    "Labels",
+    "Matcher",
+    "RuleKind",
+    "Sample",
+    "Selector",
+    "SettingError",
+    "labels_of",
+    "rule_kinds",
+]
 
 
 @cache

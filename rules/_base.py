@@ -224,16 +224,30 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+class SettingError(ValueError):
+    """A rule kind refusing one of its settings; ``where`` is its key path within the rule (``("match", 0)``)."""
+
+    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 def selector_from(settings: Mapping[str, Any]) -> Selector:
     """The selector of the common ``metric`` + ``match`` (list of matcher strings or a label→value map) keys."""
     raw = settings.get("match") or []
     if isinstance(raw, Mapping):
         matchers = tuple(Matcher(k, "=", str(v)) for k, v in sorted(raw.items()))
     else:
-        matchers = tuple(parse_matcher(m) for m in raw)
+        parsed = []
+        for index, text in enumerate(raw):
+            try:
+                parsed.append(parse_matcher(text))
+            except ValueError as exc:
+                raise SettingError(("match", index), str(exc)) from None
+        matchers = tuple(parsed)
     metric = settings["metric"]
     if METRIC_NAME.fullmatch(metric) is None:
-        raise ValueError(f"metric {metric[:80]!r}: letters, digits, _ and :, not starting with a digit")
+        raise SettingError(("metric",), f"metric {metric[:80]!r}: letters, digits, _ and :, not starting with a digit")
     return Selector(metric, matchers)
 
 

@@ -24,7 +24,16 @@ from typing import Any, ClassVar
 
 from alphawatch.daemon.calendar import TAIPEI, CalendarRangeError
 from alphawatch.daemon.durations import parse_duration
-from alphawatch.rules._base import Condition, Evaluator, Labels, RuleKind, Sample, Selector, selector_from
+from alphawatch.rules._base import (
+    Condition,
+    Evaluator,
+    Labels,
+    RuleKind,
+    Sample,
+    Selector,
+    SettingError,
+    selector_from,
+)
 
 _DEADLINE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 LOOKBACK = 30 * 86400.0  # how far back a window's current opening or a previous trading day is looked for
@@ -59,11 +68,11 @@ class Absence(RuleKind):
         if (self.absent_for is None) == (self.deadline is None):
             raise ValueError("an absence rule takes exactly one of absent_for and deadline")
         if self.during and self.deadline:
-            raise ValueError("`during` goes with absent_for, not with deadline")
+            raise SettingError(("during",), "`during` goes with absent_for, not with deadline")
         if self.venue and not self.deadline:
-            raise ValueError("`venue` goes with deadline")
+            raise SettingError(("venue",), "`venue` goes with deadline")
         if self.venue is not None and not re.match(r"^[a-z]+$", self.venue):
-            raise ValueError(f"not a venue: {self.venue!r}")
+            raise SettingError(("venue",), f"not a venue: {self.venue!r}")
 
     def uses_calendar(self) -> bool:
         return self.deadline is not None or self.during is not None

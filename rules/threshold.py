@@ -15,6 +15,7 @@ from alphawatch.rules._base import (
     RuleKind,
     Sample,
     Selector,
+    SettingError,
     selector_from,
 )
 
@@ -45,7 +46,7 @@ class Threshold(RuleKind):
         self.window = parse_duration(window) if window else None
         self.hysteresis = float(settings.get("hysteresis", 0.0))
         if self.aggregate != "last" and not self.window:
-            raise ValueError(f"aggregate {self.aggregate!r} needs a window longer than zero")
+            raise SettingError(("aggregate",), f"aggregate {self.aggregate!r} needs a window longer than zero")
 
     def selectors(self) -> tuple[Selector, ...]:
         return (self.selector,)

@@ -89,11 +89,11 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: no}\n", "rules[0].value: False is not"),
         (
             "rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: 1, aggregate: mean}\n",
-            "monitor.yaml:2:5: rules[0]: aggregate 'mean' needs a window",
+            "monitor.yaml:2:75: rules[0].aggregate: aggregate 'mean' needs a window",
         ),
         (
             "rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: 1, match: ['m=~(']}\n",
-            "rules[0]: bad regex",
+            "rules[0].match[0]: bad regex",
         ),
         (
             "rules:\n  - {name: 'a b', kind: absence, metric: m, absent_for: 5m}\n",
@@ -122,11 +122,11 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         (f"{RULE}, for: 9999999999d}}\n", "rules[0].for: '9999999999d' is longer than a century"),
         (f'{RULE}, for: "５m"}}\n', "rules[0].for: '５m' is not a duration"),
         ('route:\n  group_wait: "0s\\n"\n', "monitor.yaml:2:15: route.group_wait: '0s\\n' is not a duration"),
-        (f"{RULE}, match: ['m=~\"a{{4294967296}}\"']}}\n", "rules[0]: bad regex in 'm=~\"a{4294967296}\"'"),
+        (f"{RULE}, match: ['m=~\"a{{4294967296}}\"']}}\n", "rules[0].match[0]: bad regex in 'm=~\"a{4294967296}\"'"),
         (f"{RULE}, match: ['m=~\"{'(' * 500}{')' * 500}\"']}}\n", "nested too deeply"),
         (
             f"{RULE}, match: ['m=~\"(a+)+\"']}}\n",
-            "rules[0]: bad regex in 'm=~\"(a+)+\"': more than 10^300 ways to backtrack",
+            "rules[0].match[0]: bad regex in 'm=~\"(a+)+\"': more than 10^300 ways to backtrack",
         ),
         (f"{RULE}, description: 2026-02-30}}\n", "rules[0].description: YAML: cannot read this timestamp value"),
         (f"{RULE}, description: !!binary 'not base64!'}}\n", "rules[0].description: YAML: cannot read this binary"),
@@ -136,7 +136,10 @@ def test_a_good_configuration_loads_into_frozen_settings(write_config: Callable[
         ("rules:\n  - {name: r, kind: threshold, metric: m, op: above, value: .nan}\n", "numbers must be finite"),
         (f"rules:\n  - {{name: r, kind: threshold, metric: m, op: above, value: {'9' * 400}}}\n", "too large a number"),
         ("include: ['.']\n", "monitor.yaml:1:11: include[0]: cannot read "),
-        ("rules:\n  - {name: r, kind: threshold, metric: '9 bad', op: above, value: 1}\n", "rules[0]: metric '9 bad'"),
+        (
+            "rules:\n  - {name: r, kind: threshold, metric: '9 bad', op: above, value: 1}\n",
+            "rules[0].metric: metric '9 bad'",
+        ),
         (f"{RULE}, aggregate: mean, window: 0s}}\n", "aggregate 'mean' needs a window longer than zero"),
         ("channels:\n  - {name: h, kind: webhook, url: 'http://x', rate_limit: 0/s}\n", "'0/s' is not a rate"),
         ("channels:\n  - {name: h, kind: webhook, url: 'http://x', timeout: 0s}\n", "timeout cannot be zero"),
@@ -317,7 +320,7 @@ def test_a_rule_kinds_refusal_keeps_its_quotes(write_config: Callable[..., Path]
     path = write_config('rules:\n  - {name: late, kind: absence, metric: p, deadline: "08:45", venue: TWSE}\n')
     with pytest.raises(ConfigError) as refused:
         load_config(path)
-    assert "rules[0]: not a venue: 'TWSE'" in str(refused.value)  # (the closing quote was cut off)
+    assert "rules[0].venue: not a venue: 'TWSE'" in str(refused.value)  # (the closing quote was cut off)
 
 
 def test_check_warns_of_what_is_allowed_but_surely_not_meant(
@@ -361,6 +364,31 @@ def test_an_absence_rule_with_an_unknown_venue_is_refused_at_its_venue(write_con
     assert problems(path) == [f"{path}:2:69: rules[0].venue: unknown venue 'nyse' (known: twse, tpex, taifex)"]
     path = write_config('rules:\n  - {name: r3, kind: absence, metric: hb, deadline: "08:45", venue: tpex}\n')
     assert load_config(path, {}).rules[0].rule.uses_calendar()
+
+
+@pytest.mark.parametrize(
+    ("setting", "where"),
+    [
+        ("match: ['model=~(']", "8:13: rules[0].match[0]: bad regex in 'model=~('"),
+        ("metric: 9lives", "4:13: rules[0].metric: metric '9lives': letters"),
+        ("aggregate: mean", "8:16: rules[0].aggregate: aggregate 'mean' needs a window"),
+    ],
+)
+def test_a_setting_the_rule_kind_refuses_is_named_at_its_line(
+    write_config: Callable[..., Path], setting: str, where: str
+) -> None:
+    text = "rules:\n  - name: r\n    kind: threshold\n    metric: m\n    op: above\n    value: 1\n    severity: info\n"
+    if setting.startswith("metric:"):
+        text = text.replace("metric: m", setting)
+    else:
+        text += f"    {setting}\n"
+    (problem,) = problems(write_config(text))
+    assert problem.split("monitor.yaml:", 1)[1].startswith(where)
+
+
+def test_an_unknown_window_is_named_at_the_setting_naming_it(write_config: Callable[..., Path]) -> None:
+    path = write_config("rules:\n  - name: r\n    kind: absence\n    metric: m\n    absent_for: 5m\n    during: nope\n")
+    assert [p.split("monitor.yaml:", 1)[1] for p in problems(path)] == ["6:13: rules[0].during: no window named 'nope'"]
 
 
 def test_a_baseline_of_neither_shape_is_told_both_shapes(write_config: Callable[..., Path]) -> None:

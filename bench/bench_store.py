@@ -5,7 +5,7 @@
     PYTHONPATH=/tmp/old .venv/bin/python bench/bench_store.py --measures parse,insert   # another revision's code
                                        # (git archive REV daemon rules channels web | tar -x -C /tmp/old/alphawatch)
 
-Four measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
+Five measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
 
   parse     a batch of 100 samples as the bench_daemon ingest phase sends them (1,000 series, epoch-second ts):
             ``json.loads`` and ``orjson.loads`` of the body, and ``parse_batch`` (orjson and every check), per sample
@@ -13,6 +13,9 @@ Four measures, in this process, on a temporary SQLite file (WAL, as the daemon o
             per batch (run inline: the thread hop is not counted); best of five passes
   finish    300 notifications with a 36 KB document each (a group of 100 alerts) in the outbox, then marked
             delivered 10 per transaction (``Store.finish_many``, as the outbox does), per notification; inline
+  newseries batches of 1 to 128 new series, three times over (24,768 series): µs per new series, and how much
+            SQLite's own memory grew (``sqlite3_memory_used``: its page cache and the prepared statements Python
+            keeps, 128 at most); then 100 batches of 100 new series, µs per series
   crash     a store with ``--series`` series, five batches written since the last settle, its files copied as a
             kill -9 leaves them, then opened again: the time ``open_store`` takes to read their last samples back
 
@@ -84,6 +87,43 @@ async def measure_insert(folder: Path) -> dict[str, float]:
     return out
 
 
+def _sqlite_memory_used() -> int:
+    """SQLite's own allocations in this process (``sqlite3_memory_used``), or -1 where it cannot be called."""
+    import _sqlite3
+    import ctypes
+
+    try:
+        used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    except (OSError, AttributeError):
+        return -1
+    used.restype = ctypes.c_int64
+    return int(used())
+
+
+async def measure_newseries(folder: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with open_store(folder / "newseries.db", inline=True) as store:
+        await store.insert_samples([Sample("m", (("id", "first"),), BASE, 1.0)])
+        before, began, count = _sqlite_memory_used(), time.perf_counter(), 0
+        for rep in range(3):
+            for size in range(1, 129):
+                await store.insert_samples(
+                    [Sample("m", (("id", f"{rep}-{size}-{i}"),), BASE, 1.0) for i in range(size)]
+                )
+                count += size
+        out["varied_us_per_series"] = round((time.perf_counter() - began) / count * 1e6, 2)
+        out["sqlite_memory_growth_mb"] = round((_sqlite_memory_used() - before) / 1e6, 2)
+        labels = [
+            (("alertname", "x"), ("group", f"g{b % 100}"), ("id", f"{b}-{i}")) for b in range(100) for i in range(100)
+        ]
+        batches = [[Sample("burst", labels[b * 100 + i], BASE + b, 1.0) for i in range(100)] for b in range(100)]
+        began = time.perf_counter()
+        for batch in batches:
+            await store.insert_samples(batch)
+        out["batch_100_us_per_series"] = round((time.perf_counter() - began) / 10_000 * 1e6, 2)
+    return out
+
+
 async def measure_finish(folder: Path) -> dict[str, float]:
     from alphawatch.daemon.store import Outgoing
 
@@ -119,7 +159,7 @@ async def measure_crash(folder: Path, series: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=20_000, help="series in the crash measure")
-    ap.add_argument("--measures", default="parse,insert,finish,crash", help="which measures, comma-separated")
+    ap.add_argument("--measures", default="parse,insert,newseries,finish,crash", help="which measures, comma-separated")
     a = ap.parse_args()
     wanted = set(a.measures.split(","))
     results: dict[str, dict[str, float]] = {}
@@ -129,6 +169,8 @@ def main() -> int:
             results["parse"] = measure_parse()
         if "insert" in wanted:
             results["insert"] = trio.run(measure_insert, folder)
+        if "newseries" in wanted:
+            results["newseries"] = trio.run(measure_newseries, folder)
         if "finish" in wanted:
             results["finish"] = trio.run(measure_finish, folder)
         if "crash" in wanted:
@@ -142,6 +184,10 @@ def main() -> int:
     if i := results.get("insert"):
         print(f"| insert_samples, batch of 100 known series, µs per batch | {i['batch_100_us']} |")
         print(f"| insert_samples, batch of 1,000 known series, µs per batch | {i['batch_1000_us']} |")
+    if n := results.get("newseries"):
+        print(f"| insert_samples, batches of 1 to 128 new series, µs per series | {n['varied_us_per_series']} |")
+        print(f"| … SQLite's memory growth over those 24,768 series, MB | {n['sqlite_memory_growth_mb']} |")
+        print(f"| insert_samples, batches of 100 new series, µs per series | {n['batch_100_us_per_series']} |")
     if f := results.get("finish"):
         print(f"| finish_many, notification of {f['document_bytes'] / 1000:.0f} KB marked delivered, µs each |"
               f" {f['finish_us_per_notification']} |")  # fmt: skip

@@ -88,6 +88,14 @@ class Quieter:
         self._last[key] = now
         return self._unlogged.pop(key, 0)
 
+    def held_back(self) -> dict[str, int]:
+        """Failures not logged yet, by channel (at a stop: no later line will count them); forgets them."""
+        out: dict[str, int] = {}
+        for (_, channel), count in self._unlogged.items():
+            out[channel] = out.get(channel, 0) + count
+        self._unlogged.clear()
+        return out
+
     def done(self, channel: str) -> int:
         """The channel works again: how many of its failures were not logged (a failure soon after is still
         held back: a receiver failing now and then must not log two lines for each)."""

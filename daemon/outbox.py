@@ -146,6 +146,9 @@ class Outbox:
                         await self._wakeup.wait()
         finally:
             # deliveries that were in flight stay pending in the table: a restarted loop finds them again
+            for channel, unlogged in self._quiet.held_back().items():  # (their next line would have told them)
+                log.warning("delivery failures not logged before the stop",
+                            extra={"channel": channel, "failures_unlogged": unlogged})  # fmt: skip
             self._nursery = None
             self._in_flight.clear()
             self._waiting.clear()

@@ -405,6 +405,25 @@ async def test_an_answer_written_after_later_failures_does_not_end_their_outage(
     assert back[0].failing_for_s > 0
 
 
+async def test_failures_not_logged_yet_are_logged_at_the_stop(
+    write_config: Callable[..., Path], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first failure is logged, the next ones a minute later on one line: a stop within that minute must not
+    leave them in no log line at all."""
+    receiver.answer(503)
+    path = write_config(config_text(receiver, "{initial_backoff: 50ms, max_backoff: 100ms}"))
+    with caplog.at_level(logging.INFO, logger="alphawatch.outbox"):
+        async with in_process(path) as (_, client):
+            await fire(client)
+            await received(receiver, 4)
+    failed = [r for r in caplog.records if r.getMessage() == "delivery failed; will retry"]
+    (stopped,) = [r for r in caplog.records if r.getMessage() == "delivery failures not logged before the stop"]
+    assert len(failed) == 1
+    assert stopped.channel == "hook"
+    told = len(failed) + stopped.failures_unlogged
+    assert len(receiver.requests) - 1 <= told <= len(receiver.requests)  # (one may be in flight at the stop)
+
+
 async def test_a_failing_channel_is_probed_at_least_every_probe_interval(
     write_config: Callable[..., Path], receiver: Receiver
 ) -> None:

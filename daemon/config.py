@@ -34,7 +34,7 @@ from alphawatch.daemon.routing import ROUTE_SCHEMA, RouteNode, build_route_tree,
 from alphawatch.daemon.windows import WINDOW_REF_SCHEMA, WINDOWS_SCHEMA, Windows, build_windows
 from alphawatch.daemon.yamlpos import Located, load_located
 from alphawatch.daemon.yamlpos import Path as KeyPath
-from alphawatch.rules import Labels, RuleKind, labels_of, rule_kinds
+from alphawatch.rules import Labels, RuleKind, SettingError, labels_of, rule_kinds
 from alphawatch.rules._base import RuleContext
 
 SEVERITIES = ("info", "warning", "error", "critical", "emergency")
@@ -706,7 +706,7 @@ def _rule(
         rule = rule_kinds()[raw["kind"]](kind_settings)
     except (ValueError, KeyError) as exc:  # (a KeyError's text is its key's repr: the quotes go)
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        problems.append(doc.problem((*path, *getattr(exc, "where", ())), message))
+        problems.append(doc.problem((*path, *exc.where) if isinstance(exc, SettingError) else path, message))
         rule = RuleKind(kind_settings)
     else:
         venue = kind_settings.get("venue")  # a rule's `venue` names a calendar, as a window's does

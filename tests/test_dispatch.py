@@ -382,16 +382,21 @@ async def with_suppressions(h: Harness) -> Any:
     return suppressions
 
 
+async def silence(h: Harness, suppressions: Any, matcher: str, duration: str) -> None:
+    """Lay a silence from now, as the API does."""
+    from alphawatch.daemon.silences import parse_silence
+
+    body = {"matchers": [matcher], "duration": duration, "created_by": "ops", "comment": "maintenance"}
+    await suppressions.add_silence(parse_silence(body, h.clock.now()))
+
+
 async def test_a_silence_holds_news_back_and_its_end_lets_it_out(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
-    from alphawatch.daemon.silences import parse_silence
-
     path = write_config(SILENCED)
     async with running_engine(path, start=START) as h:
         suppressions = await with_suppressions(h)
-        body = {"matchers": ["model=a7"], "duration": "30m", "created_by": "ops", "comment": "deploying"}
-        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await silence(h, suppressions, "model=a7", "30m")
         await h.push("gross", 1.9, model="a7")
         await h.advance(600)
         assert await sent(h) == []
@@ -460,14 +465,11 @@ async def test_a_resolution_a_silence_held_back_goes_out_when_it_ends(
 ) -> None:
     """The receiver was told "firing": a silence laid on it and the alert resolving under it must not leave the
     receiver showing it firing for good (the resolution left its group unsent)."""
-    from alphawatch.daemon.silences import parse_silence
-
     async with running_engine(write_config(SILENCED), start=START) as h:
         suppressions = await with_suppressions(h)
         await h.push("gross", 1.9, model="a7")
         await h.advance(1)
-        body = {"matchers": ["model=a7"], "duration": "10m", "created_by": "ops", "comment": "deploying"}
-        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await silence(h, suppressions, "model=a7", "10m")
         await h.push("gross", 1.0, model="a7")  # resolves under the silence
         await h.advance(300)
         assert [models(p) for p in await sent(h)] == [[("a7", "firing")]]
@@ -481,16 +483,13 @@ async def test_news_a_silence_held_back_goes_out_when_it_ends_after_a_restart(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
     """Across a restart, what a silence holds back is still told at its end, not at the next repeat (4 h on)."""
-    from alphawatch.daemon.silences import parse_silence
-
     path = write_config(SILENCED.replace("group_by: ['...']", "group_by: ['...'], repeat_interval: 4h"))
     async with running_engine(path, start=START) as h:
         suppressions = await with_suppressions(h)
         await h.push("gross", 1.9, model="a7")
         await h.push("gross", 1.9, model="b2")
         await h.advance(1)
-        body = {"matchers": ["model=~a7|b2"], "duration": "10m", "created_by": "ops", "comment": "deploying"}
-        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await silence(h, suppressions, "model=~a7|b2", "10m")
         await h.push("gross", 1.0, model="a7")  # resolves under the silence
         await h.push("gross", 2.5, model="c3")  # fires under it (not covered: told at once)
         await h.advance(120)
@@ -533,12 +532,9 @@ async def test_a_silenced_or_inhibited_alert_escalates_only_after_someone_was_to
 ) -> None:
     """A tier counts from the alert's first notification: an alert nobody was told of (silenced, inhibited) pages
     no second on-call; once told, the tiers run from then."""
-    from alphawatch.daemon.silences import parse_silence
-
     async with running_engine(write_config(ESCALATING_SUPPRESSED), start=START) as h:
         suppressions = await with_suppressions(h)
-        body = {"matchers": ["model=s"], "duration": "20m", "created_by": "ops", "comment": "maintenance"}
-        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await silence(h, suppressions, "model=s", "20m")
         await h.push("gross", 1.9, model="s")  # silenced for 20 minutes
         await h.push("ic", -1, model="i")  # inhibits crit for model i
         await h.push("gross", 1.9, model="i")
@@ -582,14 +578,11 @@ async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[...,
 async def test_an_unrelated_silence_does_not_cut_group_wait(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
-    from alphawatch.daemon.silences import parse_silence
-
     async with running_engine(write_config(GROUPED), start=START) as h:
         suppressions = await with_suppressions(h)
         await h.push("gross", 1.9, model="a")
         await h.advance(5)
-        body = {"matchers": ["model=unrelated"], "duration": "1h", "created_by": "ops", "comment": "x"}
-        await suppressions.add_silence(parse_silence(body, h.clock.now()))
+        await silence(h, suppressions, "model=unrelated", "1h")
         await h.advance(5)
         assert await sent(h) == []  # still inside group_wait (30 s)
         await h.advance(20)

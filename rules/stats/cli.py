@@ -115,7 +115,12 @@ def read_matrix(path: Path) -> tuple[list[str], list[str], NDArray[np.float64]]:
     ``horizon`` column when it holds a single value (push-data files as they are). A cell that is not a number
     nor a missing value is refused with its line and column, never read as missing.
     """
-    header, body, keep = _read_table(path)
+    return _matrix(path, *_read_table(path))
+
+
+def _matrix(
+    path: Path, header: list[str], body: list[tuple[int, list[str]]], keep: list[int]
+) -> tuple[list[str], list[str], NDArray[np.float64]]:
     names = [header[i].lower() for i in keep]
     if len(keep) == 3 and "date" in names and "asset" in names:
         date, asset = keep[names.index("date")], keep[names.index("asset")]
@@ -133,7 +138,7 @@ def read_observations(path: Path) -> tuple[list[str], NDArray[np.float64]]:
     names = [header[i].lower() for i in keep]
     keys = [keep[names.index(n)] for n in ("date", "asset") if n in names]
     if "asset" not in names:
-        _, features, m = read_matrix(path)
+        _, features, m = _matrix(path, header, body, keep)
         return features, m
     if {"feature", "value"} <= set(names) and len(keep) == len(keys) + 2:
         _, features, m = _pivot(path, header, body, keys, keep[names.index("feature")], keep[names.index("value")])

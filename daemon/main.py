@@ -398,7 +398,8 @@ class Daemon:
         pending = sum(a.pending for a in actors)
         ok = 1.0 if self.reload_status["ok"] else 0.0
         channels = sorted({c.name for c in self.config.channels} | set(self.outbox.delivered_by)
-                          | set(self.outbox.failed_by) | set(self.outbox.dead_by))  # fmt: skip
+                          | set(self.outbox.failed_by) | set(self.outbox.dead_by)
+                          | set(self.outbox.superseded_by))  # fmt: skip
 
         def per_channel(counts: Mapping[str, int]) -> list[tuple[dict[str, str], float]]:
             return [({"channel": name}, counts.get(name, 0)) for name in channels]
@@ -423,6 +424,8 @@ class Daemon:
              per_channel(self.outbox.delivered_by)),
             ("alphawatch_notifications_dead_total", "counter", "notifications dead-lettered since start",
              per_channel(self.outbox.dead_by)),
+            ("alphawatch_notifications_superseded_total", "counter", "notifications folded into newer ones",
+             per_channel(self.outbox.superseded_by)),
             ("alphawatch_store_refusals_total", "counter", "work the state file refused since start (full disk, I/O)",
              [({}, self.store.failures)]),
             ("alphawatch_reloads_total", "counter", "reloads since start, by result",

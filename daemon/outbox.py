@@ -75,10 +75,18 @@ class Outbox:
         self._waiting: dict[str, deque[Queued]] = {}
         self._senders: dict[str, int] = {}
         self._sent: dict[str, deque[float]] = {}
+        # a group's notifications to a channel go one at a time, oldest first (see folding): per (channel, group),
+        # those waiting for a retry, the one being sent, those that came meanwhile
+        self._pending_of: dict[tuple[str, str], set[int]] = {}
+        self._sending: set[tuple[str, str]] = set()
+        self._parked: dict[tuple[str, str], list[Queued]] = {}
+        self._rewritten: dict[int, str] = {}  # a document a fold changed, of a notification read before it
+        self._superseded: set[int] = set()  # read before a newer one took it in: not to be sent
         # since start, by channel (the totals are their sums)
         self.delivered_by: Counter[str] = Counter()
         self.failed_by: Counter[str] = Counter()
         self.dead_by: Counter[str] = Counter()
+        self.superseded_by: Counter[str] = Counter()
 
     @property
     def delivered(self) -> int:
@@ -116,6 +124,7 @@ class Outbox:
             "delivered": self.delivered,
             "failed_attempts": self.failed_attempts,
             "dead": self.dead,
+            "superseded": self.superseded_by.total(),
         }
 
     async def run(
@@ -124,6 +133,9 @@ class Outbox:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery, self._http = nursery, http
+                for outbox_id, channel, fingerprint in await self._store.waiting_retry():
+                    if not fingerprint.startswith(DEAD_LETTER):
+                        self._pending_of.setdefault((channel, fingerprint), set()).add(outbox_id)
                 nursery.start_soon(self._write_finished)
                 task_status.started()
                 while True:
@@ -153,6 +165,11 @@ class Outbox:
             self._in_flight.clear()
             self._waiting.clear()
             self._senders.clear()
+            self._pending_of.clear()
+            self._sending.clear()
+            self._parked.clear()
+            self._rewritten.clear()
+            self._superseded.clear()
             self._finishing, self._finish_wanted = _FinishBatch(), trio.Event()  # (their deliveries are gone)
 
     def _send_all(self, nursery: trio.Nursery, http: httpx.AsyncClient, batch: list[Queued]) -> None:
@@ -201,10 +218,26 @@ class Outbox:
                     del self._waiting[name]
 
     async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
+        group = None if queued.fingerprint.startswith(DEAD_LETTER) else (queued.channel, queued.fingerprint)
+        if group is not None:
+            if group in self._sending:  # its group's older one goes first
+                self._parked.setdefault(group, []).append(queued)
+                return
+            self._sending.add(group)
         delivered = False
         try:
-            delivered = await self._attempt(http, queued)
+            if queued.id in self._superseded:
+                self._superseded.discard(queued.id)
+            else:
+                going = queued if group is None else await self._newest(queued, group)
+                if going is not None:
+                    delivered = await self._attempt(http, going)
         finally:
+            if group is not None:
+                self._sending.discard(group)
+                parked = self._parked.pop(group, None)
+                if parked:  # (they go next, in the order they came)
+                    self._waiting.setdefault(queued.channel, deque()).extendleft(reversed(parked))
             self._in_flight.discard(queued.id)
             self._finished.add(queued.id)
             if not delivered:  # a retry time to schedule
@@ -212,6 +245,46 @@ class Outbox:
             if not self._in_flight:
                 self._idle.set()
                 self._shrink()
+
+    async def _newest(self, queued: Queued, group: tuple[str, str]) -> Queued | None:
+        """What goes for ``queued``: itself with the older ones of its group folded in; or nothing, when a newer
+        one is pending too (``queued`` is folded into that one, which goes in its turn)."""
+        while True:
+            pending = {*self._pending_of.get(group, ()), queued.id}
+            into = max(pending)
+            older = [outbox_id for outbox_id in pending if outbox_id < into]
+            if not older:
+                body = self._rewritten.pop(queued.id, None)
+                return queued if body is None else replace(queued, body=body)
+            folded = await self._store.fold(into, older, self._clock.now())
+            if folded is None:  # pending no longer (an escalation page withdrawn, say): the next newest, if any
+                self._forget(group, into)
+                self._rewritten.pop(into, None)
+                if into == queued.id:
+                    return None
+                continue
+            document, taken = folded
+            for outbox_id in older:
+                self._forget(group, outbox_id)  # (taken in, or ended another way)
+                self._rewritten.pop(outbox_id, None)
+                if outbox_id in taken and outbox_id != queued.id and outbox_id in self._in_flight:
+                    self._superseded.add(outbox_id)  # read already: skipped when its turn comes
+            self.superseded_by[group[0]] += len(taken)
+            if into == queued.id:
+                return replace(queued, body=document)
+            if into in self._in_flight:
+                self._rewritten[into] = document
+            if queued.id in taken:
+                self._on_event("superseded", queued, None)
+            return None
+
+    def _forget(self, group: tuple[str, str], outbox_id: int) -> None:
+        """``outbox_id`` of ``group`` is pending no longer."""
+        pending = self._pending_of.get(group)
+        if pending is not None:
+            pending.discard(outbox_id)
+            if not pending:
+                del self._pending_of[group]
 
     def _shrink(self) -> None:
         """Nothing in flight: let go of what a burst grew (a set keeps its table when emptied one by one).
@@ -258,6 +331,7 @@ class Outbox:
             await self._failed(queued, f"{type(exc).__name__}", True, None, False, settings)
             return False
         self.delivered_by[queued.channel] += 1
+        self._forget((queued.channel, queued.fingerprint), queued.id)
         now = self._clock.now()
         await self._finish(queued.id, "delivered", None, now)
         outage = self._outages.get(queued.channel)
@@ -365,6 +439,8 @@ class Outbox:
                        "retry_in": round(delay, 3), "attempt": queued.attempts + 1, "like_it_unlogged": held},
             )  # fmt: skip
         await self._store.retry_later(queued.id, now + delay, error)
+        if not queued.fingerprint.startswith(DEAD_LETTER):
+            self._pending_of.setdefault((queued.channel, queued.fingerprint), set()).add(queued.id)
         self._on_event("retry", queued, error)
 
     @staticmethod
@@ -375,6 +451,7 @@ class Outbox:
 
     async def _dead(self, queued: Queued, error: str) -> None:
         self.dead_by[queued.channel] += 1
+        self._forget((queued.channel, queued.fingerprint), queued.id)
         now = self._clock.now()
         held = self._quiet.allow("dead", queued.channel, now)
         if held is not None:

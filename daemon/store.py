@@ -298,6 +298,32 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO group_member_docs (group_key, fingerprint, doc) SELECT group_key, fingerprint, doc FROM group_members;
     ALTER TABLE group_members DROP COLUMN doc;
     """,
+    # 11: two more ends for a notification: ``superseded`` (folded into a newer one of its group and channel, which
+    # went in its place) and ``withdrawn`` (an escalation page whose alert resolved or was acknowledged before it
+    # got out). SQLite changes a CHECK constraint only by rebuilding the table (``migrate`` turns foreign keys off
+    # around it, so the payloads that reference the rows stay)
+    """
+    CREATE TABLE outbox_11 (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead', 'superseded', 'withdrawn')),
+        last_error TEXT,
+        finished_at REAL
+    ) STRICT;
+    INSERT INTO outbox_11 (id, channel, fingerprint, idempotency_key, created_at, next_attempt_at, attempts, state,
+                           last_error, finished_at)
+        SELECT id, channel, fingerprint, idempotency_key, created_at, next_attempt_at, attempts, state, last_error,
+               finished_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_11 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+    CREATE INDEX outbox_channel_due ON outbox (state, channel, next_attempt_at);
+    """,
 )
 
 
@@ -348,7 +374,7 @@ _PENDING_CHANNELS = """
     )
     SELECT name FROM channels WHERE name IS NOT NULL
 """
-OUTBOX_STATES = ("pending", "delivered", "dead")
+OUTBOX_STATES = ("pending", "delivered", "dead", "superseded", "withdrawn")
 _NONE: dict[Labels, int] = {}
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
 
@@ -989,6 +1015,41 @@ class Store:
 
         return await self.run(work)
 
+    async def fold(self, into: int, older: Sequence[int], now: float) -> tuple[str, list[int]] | None:
+        """Fold the pending notifications ``older`` into the pending ``into``, the newest of their group and channel
+        (see :mod:`~alphawatch.daemon.folding`), in one transaction: its document, and which of ``older`` it took
+        in (those still pending). ``None`` when ``into`` is pending no longer."""
+        from alphawatch.daemon.folding import fold
+
+        def work(db: sqlite3.Connection) -> tuple[str, list[int]] | None:
+            with db:
+                found = dict(
+                    db.execute(
+                        "SELECT id, payload FROM outbox JOIN outbox_payloads USING (id) WHERE state = 'pending'"
+                        " AND id IN (SELECT value FROM json_each(?))",
+                        (json.dumps([into, *older]),),
+                    ).fetchall()
+                )
+                newer = found.pop(into, None)
+                if newer is None:
+                    return None
+                taken = sorted(found, reverse=True)
+                document = fold(newer, [found[i] for i in taken])
+                if document is not newer:
+                    db.execute("UPDATE outbox_payloads SET payload = ? WHERE id = ?", (document, into))
+                db.executemany(
+                    "UPDATE outbox SET state = 'superseded', last_error = ?, finished_at = ? WHERE id = ?",
+                    [(f"folded into notification {into}", now, i) for i in taken],
+                )
+                return document, taken
+
+        return await self.run(work)
+
+    async def waiting_retry(self) -> list[tuple[int, str, str]]:
+        """The pending notifications that failed before (id, channel, fingerprint): waiting for their retry."""
+        rows = await self.query("SELECT id, channel, fingerprint FROM outbox WHERE state = 'pending' AND attempts > 0")
+        return [(row["id"], row["channel"], row["fingerprint"]) for row in rows]
+
     async def readdress(self, outbox_id: int, channel: str) -> None:
         """Send a pending notification to another channel (a dead-letter report whose fallback a reload changed)."""
 
@@ -1163,8 +1224,15 @@ def migrate(db: sqlite3.Connection) -> None:
         )
     if 0 < version < len(MIGRATIONS):  # a new file is created in an instant; an old one may hold much to rewrite
         log.info("upgrading the state file", extra={"from_schema": version, "to_schema": len(MIGRATIONS)})
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.execute("PRAGMA foreign_keys = OFF")  # (a table rebuilt drops its old self: no cascade to what refers to it)
+    try:
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        broken = db.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StoreError(f"the upgraded state file has {len(broken)} rows whose reference is gone")
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
     _settle_after_crash(db)
 
 

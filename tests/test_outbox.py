@@ -508,3 +508,106 @@ async def test_a_retry_capped_at_max_age_makes_its_last_attempt(
     assert (finished["state"], finished["attempts"], finished["last_error"]) == ("delivered", 2, None)
     first, last = receiver.requests
     assert 0.5 < last.received_at - first.received_at < 1.5  # at max_age, not after the 100 s asked for
+
+
+async def test_a_resolution_is_not_undone_by_the_firing_notification_retried_after_it(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """The firing notification waits out a Retry-After longer than group_interval; the resolution made meanwhile
+    goes in its place. The receiver's last word is "resolved", and the firing one is never sent again."""
+    receiver.answer(429, 200)
+    add_retry_after(receiver, "1")
+    path = write_config(
+        config_text(receiver, "{initial_backoff: 50ms}").replace("group_interval: 1s", "group_interval: 200ms")
+    )
+    async with in_process(path) as (daemon, client):
+        await fire(client)
+        await received(receiver, 1)
+        calm = {"metric": "gross", "labels": {}, "ts": time.time(), "value": 1.0}
+        assert (await client.post("/api/v1/samples", json=[calm], headers=AUTH)).status_code == 200
+        await received(receiver, 2)
+        await trio.sleep(1.2)  # past the firing one's retry
+        rows = (await client.get("/api/v1/notifications?state=delivered,superseded,pending")).json()["notifications"]
+        statistics = daemon.outbox.statistics()
+        metrics = (await client.get("/metrics")).text
+    assert [r.json()["status"] for r in receiver.requests] == ["firing", "resolved"]
+    firing, resolved = sorted(rows, key=lambda row: row["id"])
+    assert (firing["state"], firing["last_error"]) == ("superseded", f"folded into notification {resolved['id']}")
+    assert (resolved["state"], resolved["payload"]["status"]) == ("delivered", "resolved")
+    assert statistics["superseded"] == 1
+    assert 'alphawatch_notifications_superseded_total{channel="hook"} 1' in metrics
+    assert 'alphawatch_notifications{state="superseded"} 1' in metrics
+
+
+async def test_an_alert_only_an_older_notification_told_goes_in_the_newer_one(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """One group, alerts x and y firing. x's resolution waits for a retry; z fires meanwhile. The next notification
+    tells y and z firing, and x resolved, which only the one it supersedes told (x left the group with it)."""
+    receiver.answer(200, 429, 200)
+    add_retry_after(receiver, "1")
+    text = config_text(receiver, "{initial_backoff: 50ms}").replace("group_by: ['...']", "group_by: [alertname]")
+    text = text.replace("group_interval: 1s", "group_interval: 200ms")
+    path = write_config(text)
+
+    def gross(model: str, value: float) -> dict[str, Any]:
+        return {"metric": "gross", "labels": {"model": model}, "ts": time.time(), "value": value}
+
+    async with in_process(path) as (_, client):
+        assert (await client.post("/api/v1/samples", json=[gross("x", 2), gross("y", 2)], headers=AUTH)).is_success
+        await received(receiver, 1)
+        assert (await client.post("/api/v1/samples", json=[gross("x", 1)], headers=AUTH)).is_success
+        await received(receiver, 2)  # x resolved, y firing: 429, retry in 1 s
+        assert (await client.post("/api/v1/samples", json=[gross("z", 2)], headers=AUTH)).is_success
+        await received(receiver, 3)
+        await trio.sleep(1.2)  # past the older one's retry
+    told = [{a["labels"]["model"]: a["status"] for a in r.json()["alerts"]} for r in receiver.requests]
+    assert told == [
+        {"x": "firing", "y": "firing"},
+        {"x": "resolved", "y": "firing"},
+        {"y": "firing", "z": "firing", "x": "resolved"},
+    ]
+    assert receiver.requests[2].json()["commonLabels"] == {"alertname": "exposure", "severity": "warning"}
+
+
+async def test_a_groups_notifications_due_together_go_oldest_first_one_at_a_time(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """A receiver back after an outage: the group's waiting notifications are folded into the newest, which goes
+    once; another group's go beside it."""
+    receiver.answer(503)
+    text = config_text(receiver, "{initial_backoff: 5s, max_backoff: 5s, probe_interval: 5s}")
+    path = write_config(text.replace("group_interval: 1s", "group_interval: 200ms"))
+    async with in_process(path) as (daemon, client):
+        for value in (2.0, 1.0, 2.0):  # firing, resolved, firing again: three notifications of one group
+            sample = {"metric": "gross", "labels": {"model": "a"}, "ts": time.time(), "value": value}
+            assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).is_success
+            await received(receiver, len(receiver.requests) + 1)
+            await trio.sleep(0.25)  # group_interval
+        receiver.answer(200)
+        await daemon.store.retry_channel_now("hook", daemon.clock.now())
+        daemon.outbox.wake()
+        await received(receiver, 4)
+        await trio.sleep(0.3)
+    last = receiver.requests[3].json()
+    assert len(receiver.requests) == 4
+    assert [a["status"] for a in last["alerts"]] == ["firing"]
+
+
+async def test_a_notification_waiting_for_its_retry_at_a_stop_is_superseded_after_the_restart(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    receiver.answer(503, 200)
+    text = config_text(receiver, "{initial_backoff: 30s, max_backoff: 30s}")
+    path = write_config(text.replace("group_interval: 1s", "group_interval: 200ms"))
+    async with in_process(path) as (_, client):
+        await fire(client)
+        await wait_for_state(client, "pending")
+        await received(receiver, 1)
+    async with in_process(path) as (_, client):
+        calm = {"metric": "gross", "labels": {}, "ts": time.time(), "value": 1.0}
+        assert (await client.post("/api/v1/samples", json=[calm], headers=AUTH)).status_code == 200
+        await received(receiver, 2)
+        superseded = await wait_for_state(client, "superseded")
+    assert [r.json()["status"] for r in receiver.requests] == ["firing", "resolved"]
+    assert superseded["payload"]["status"] == "firing"

@@ -314,6 +314,38 @@ async def test_group_members_of_a_schema_9_file_keep_their_documents(tmp_path: P
         ]
 
 
+async def test_notifications_of_a_schema_10_file_keep_their_documents_and_may_be_superseded(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys = ON")
+    for number, script in enumerate(MIGRATIONS[:10], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    db.executemany(
+        "INSERT INTO outbox (id, channel, fingerprint, idempotency_key, created_at, next_attempt_at, attempts, state,"
+        " last_error, finished_at) VALUES (?, 'hook', 'g', ?, ?, ?, ?, ?, ?, ?)",
+        [(1, "k1", NOW - 10, NOW + 5, 2, "pending", "HTTP 503", None),
+         (2, "k2", NOW - 99, NOW - 99, 1, "delivered", None, NOW - 98)],
+    )  # fmt: skip
+    db.executemany("INSERT INTO outbox_payloads (id, payload) VALUES (?, ?)", [(1, '{"n":1}'), (2, '{"n":2}')])
+    db.commit()
+    db.close()
+    async with open_store(path) as store:
+        rows = await store.query(
+            "SELECT id, idempotency_key, attempts, state, last_error, payload FROM outbox JOIN outbox_payloads"
+            " USING (id) ORDER BY id"
+        )
+        assert rows == [
+            {"id": 1, "idempotency_key": "k1", "attempts": 2, "state": "pending", "last_error": "HTTP 503",
+             "payload": '{"n":1}'},
+            {"id": 2, "idempotency_key": "k2", "attempts": 1, "state": "delivered", "last_error": None,
+             "payload": '{"n":2}'},
+        ]  # fmt: skip
+        await store.finish(1, "superseded", "folded into notification 3", NOW)
+        while await store.purge_before(NOW + 1):
+            pass
+        assert (await store.query("SELECT count(*) AS n FROM outbox_payloads"))[0]["n"] == 0  # (the cascade works)
+
+
 @pytest.mark.parametrize(
     "labels", [{}, {"model": "a7", "desk": "tw"}, {"q": '"quoted" \\ 中文 \n\t'}, {"b": "1", "a": "2"}]
 )

@@ -697,6 +697,18 @@ class Dispatcher:
                                                   f"opens at {rfc3339(group.next_flush_at)}"))  # fmt: skip
         return out
 
+    def page_unwanted(self, fingerprint: str) -> str | None:
+        """Why an escalation page of the alert ``fingerprint``, queued and not yet out, is to go no more (it
+        resolved; its firing episode was acknowledged), or ``None``."""
+        members = [group.get(fingerprint) for group in self.groups_of(fingerprint)]
+        firing = [m for m in members if m is not None and m.status == FIRING]
+        if not firing:
+            return "the alert resolved before the page got out"
+        ack = self.acknowledged(fingerprint, firing[0].active_at)
+        if ack is not None:
+            return f"{self.ack_reason(ack).detail}, before the page got out"
+        return None
+
     def groups_of(self, fingerprint: str) -> tuple[Group, ...]:
         """The groups the alert is in."""
         groups = self._by_alert.get(fingerprint, ())

@@ -42,7 +42,7 @@ from alphawatch.daemon.errors import ConfigError, ListenError, StoreError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.logs import JsonFormatter, setup_logging
 from alphawatch.daemon.modeldata_store import purge_before as purge_model_data
-from alphawatch.daemon.outbox import Outbox
+from alphawatch.daemon.outbox import DEAD_LETTER, Outbox
 from alphawatch.daemon.sdnotify import Notifier
 from alphawatch.daemon.store import OUTBOX_STATES, Queued, Store, open_store
 from alphawatch.daemon.supervisor import RULE_STATUSES
@@ -109,7 +109,9 @@ class Daemon:
         self.generated_token = self._token(config)
         self.channels: dict[str, Channel] = {c.name: c.build() for c in config.channels}
         self.engine = Engine(config, store, clock, self._committed, self._rule_status)
-        self.outbox = Outbox(store, lambda: self.channels, lambda: self.config.daemon.delivery, clock, self._delivery)
+        self.outbox = Outbox(
+            store, lambda: self.channels, lambda: self.config.daemon.delivery, clock, self._delivery, self._unwanted
+        )
         self.reload_status: dict[str, Any] = {"ok": True, "at": self.started_at, "trigger": "start", "error": None,
                                               "digest": config.digest, "warnings": []}  # fmt: skip
         self.bound_url = ""
@@ -181,6 +183,13 @@ class Daemon:
 
     async def _rule_status(self, actor: Actor) -> None:
         self.broadcaster.publish({"type": "rule", "rule": actor.state.name, "status": actor.state.status})
+
+    def _unwanted(self, queued: Queued) -> str | None:
+        """An escalation page (its fingerprint an alert's, not a group key or a dead-letter report's) is withdrawn
+        once its alert resolved or was acknowledged."""
+        if "|" in queued.fingerprint or queued.fingerprint.startswith(DEAD_LETTER):
+            return None
+        return self.engine.dispatcher.page_unwanted(queued.fingerprint)
 
     def _delivery(self, event: str, queued: Queued, error: str | None) -> None:
         self.broadcaster.publish({"type": "delivery", "event": event, "channel": queued.channel, "id": queued.id})

@@ -46,12 +46,16 @@ class Outbox:
         settings: Callable[[], DeliverySettings],
         clock: Clock,
         on_event: Callable[[str, Queued, str | None], None] = lambda *_: None,
+        unwanted: Callable[[Queued], str | None] = lambda _: None,
     ) -> None:
+        """``unwanted``: why a notification about to be sent is to go no more (an escalation page whose alert
+        resolved), or ``None``."""
         self._store = store
         self._channels = channels
         self._settings = settings
         self._clock = clock
         self._on_event = on_event
+        self._unwanted = unwanted
         self._wakeup = trio.Event()
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
@@ -87,6 +91,7 @@ class Outbox:
         self.failed_by: Counter[str] = Counter()
         self.dead_by: Counter[str] = Counter()
         self.superseded_by: Counter[str] = Counter()
+        self.withdrawn_by: Counter[str] = Counter()
 
     @property
     def delivered(self) -> int:
@@ -125,6 +130,7 @@ class Outbox:
             "failed_attempts": self.failed_attempts,
             "dead": self.dead,
             "superseded": self.superseded_by.total(),
+            "withdrawn": self.withdrawn_by.total(),
         }
 
     async def run(
@@ -302,6 +308,13 @@ class Outbox:
         fallback = settings.fallback_channel
         last_try = queued.id in self._last_tries
         self._last_tries.discard(queued.id)
+        why = self._unwanted(queued)
+        if why is not None:
+            self._forget((queued.channel, queued.fingerprint), queued.id)
+            if await self._store.withdraw(queued.id, why, now):
+                self.withdrawn_by[queued.channel] += 1
+                self._on_event("withdrawn", queued, why)
+            return True  # (ended: no retry to schedule)
         if (
             channel is None
             and queued.fingerprint.startswith(DEAD_LETTER)

@@ -1045,6 +1045,21 @@ class Store:
 
         return await self.run(work)
 
+    async def withdraw(self, outbox_id: int, why: str, now: float) -> bool:
+        """End a pending notification unsent (an escalation page no longer wanted); whether it was pending."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            with db:
+                return bool(
+                    db.execute(
+                        "UPDATE outbox SET state = 'withdrawn', last_error = ?, finished_at = ? WHERE id = ?"
+                        " AND state = 'pending'",
+                        (why, now, outbox_id),
+                    ).rowcount
+                )
+
+        return await self.run(work)
+
     async def waiting_retry(self) -> list[tuple[int, str, str]]:
         """The pending notifications that failed before (id, channel, fingerprint): waiting for their retry."""
         rows = await self.query("SELECT id, channel, fingerprint FROM outbox WHERE state = 'pending' AND attempts > 0")

@@ -611,3 +611,88 @@ async def test_a_notification_waiting_for_its_retry_at_a_stop_is_superseded_afte
         superseded = await wait_for_state(client, "superseded")
     assert [r.json()["status"] for r in receiver.requests] == ["firing", "resolved"]
     assert superseded["payload"]["status"] == "firing"
+
+
+def paging_config(receiver: Receiver) -> str:
+    return f"""
+daemon:
+  state: state.db
+  tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}
+  delivery: {{initial_backoff: 30s, max_backoff: 30s}}
+channels:
+  - {{name: hook, kind: webhook, url: "{receiver.url}/hook"}}
+  - {{name: pager, kind: webhook, url: "{receiver.url}/pager"}}
+route: {{channels: [hook], group_wait: 0s, group_interval: 100ms}}
+escalations:
+  - {{name: desk, matchers: [severity=critical], tiers: [{{after: 200ms, channels: [pager]}}]}}
+rules:
+  - {{name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}}
+"""
+
+
+async def page_waiting_for_its_retry(client: Any, receiver: Receiver) -> dict[str, Any]:
+    """Fire; the page is refused once (503) and waits 15-30 s for its retry: its row."""
+    receiver.choose = lambda body: 503 if b'"escalation":' in body else 200
+    await fire(client)
+    await received(receiver, 1, path="/pager")
+    with trio.fail_after(5):
+        while not (pages := [row for row in await pager_rows(client, "pending") if row["attempts"] == 1]):
+            await trio.sleep(0.02)  # (its retry time is written)
+    return pages[0]
+
+
+async def made_due(daemon: Any, channel: str) -> None:
+    await daemon.store.retry_channel_now(channel, daemon.clock.now())
+    daemon.outbox.wake()
+
+
+async def test_an_escalation_page_waiting_for_its_retry_is_withdrawn_when_its_alert_resolves(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    async with in_process(write_config(paging_config(receiver))) as (daemon, client):
+        page = await page_waiting_for_its_retry(client, receiver)
+        calm = {"metric": "gross", "labels": {}, "ts": time.time(), "value": 1.0}
+        assert (await client.post("/api/v1/samples", json=[calm], headers=AUTH)).status_code == 200
+        await received(receiver, 2, path="/hook")  # firing, resolved
+        await made_due(daemon, "pager")
+        withdrawn = await wait_for_state(client, "withdrawn")
+        statistics = daemon.outbox.statistics()
+    assert [r.path for r in receiver.requests].count("/pager") == 1  # never again
+    assert withdrawn["id"] == page["id"]
+    assert withdrawn["last_error"] == "the alert resolved before the page got out"
+    assert withdrawn["attempts"] == 1
+    assert statistics["withdrawn"] == 1
+
+
+async def test_an_escalation_page_waiting_for_its_retry_is_withdrawn_when_its_alert_is_acknowledged(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    async with in_process(write_config(paging_config(receiver))) as (daemon, client):
+        page = await page_waiting_for_its_retry(client, receiver)
+        fingerprint = page["fingerprint"]
+        ack = {"by": "ann", "comment": "on it"}
+        assert (await client.post(f"/api/v1/alerts/{fingerprint}/ack", json=ack, headers=AUTH)).status_code == 201
+        await made_due(daemon, "pager")
+        withdrawn = await wait_for_state(client, "withdrawn")
+    assert [r.path for r in receiver.requests].count("/pager") == 1
+    assert withdrawn["last_error"].startswith("acknowledged by ann at ")
+    assert withdrawn["last_error"].endswith(": on it, before the page got out")
+
+
+async def test_an_escalation_page_still_wanted_goes_at_its_retry(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    async with in_process(write_config(paging_config(receiver))) as (daemon, client):
+        await page_waiting_for_its_retry(client, receiver)
+        receiver.choose = None
+        await made_due(daemon, "pager")
+        await received(receiver, 2, path="/pager")
+        with trio.fail_after(5):
+            while not (page := await pager_rows(client, "delivered")):
+                await trio.sleep(0.02)
+    assert [row["attempts"] for row in page] == [2]
+
+
+async def pager_rows(client: Any, state: str) -> list[dict[str, Any]]:
+    rows = (await client.get(f"/api/v1/notifications?state={state}")).json()["notifications"]
+    return [row for row in rows if row["channel"] == "pager"]

@@ -84,8 +84,8 @@ class Outbox:
         self._pending_of: dict[tuple[str, str], set[int]] = {}
         self._sending: set[tuple[str, str]] = set()
         self._parked: dict[tuple[str, str], list[Queued]] = {}
-        self._rewritten: dict[int, str] = {}  # a document a fold changed, of a notification read before it
-        self._superseded: set[int] = set()  # read before a newer one took it in: not to be sent
+        self._rewritten: dict[int, str] = {}  # a document a fold changed, for a copy of its row read before
+        self._superseded: set[int] = set()  # taken in by a newer one: a copy read before is not to be sent
         # since start, by channel (the totals are their sums)
         self.delivered_by: Counter[str] = Counter()
         self.failed_by: Counter[str] = Counter()
@@ -273,13 +273,12 @@ class Outbox:
             for outbox_id in older:
                 self._forget(group, outbox_id)  # (taken in, or ended another way)
                 self._rewritten.pop(outbox_id, None)
-                if outbox_id in taken and outbox_id != queued.id and outbox_id in self._in_flight:
-                    self._superseded.add(outbox_id)  # read already: skipped when its turn comes
+                if outbox_id in taken and outbox_id != queued.id:  # read already, or by a look under way:
+                    self._superseded.add(outbox_id)  # skipped when its turn comes
             self.superseded_by[group[0]] += len(taken)
             if into == queued.id:
                 return replace(queued, body=document)
-            if into in self._in_flight:
-                self._rewritten[into] = document
+            self._rewritten[into] = document  # (for a copy read already, or by a look under way)
             if queued.id in taken:
                 self._on_event("superseded", queued, None)
             return None
@@ -296,8 +295,10 @@ class Outbox:
         """Nothing in flight: let go of what a burst grew (a set keeps its table when emptied one by one).
         ``_finished`` only matters to a look at the table under way."""
         self._in_flight.clear()
-        if not self._looking:
+        if not self._looking:  # (and no copy of a row is held: what a fold noted for one is moot)
             self._finished.clear()
+            self._superseded.clear()
+            self._rewritten.clear()
 
     async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> bool:
         """One delivery attempt; whether it was delivered."""

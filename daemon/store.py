@@ -709,6 +709,8 @@ class Store:
 
         def work(db: sqlite3.Connection) -> None:
             cache = self._series
+            if known_series(db, cache):
+                return
             latest: dict[tuple[str, Labels], tuple[float, float]] = {}
             for metric, labels, ts, value in samples:
                 key = (metric, labels)
@@ -740,6 +742,33 @@ class Store:
                 known = behind.get(series_id)
                 if known is None or last[0] >= known[0]:
                     behind[series_id] = last
+
+        def known_series(db: sqlite3.Connection, cache: dict[str, dict[Labels, int]]) -> bool:
+            """The common batch, every series known: stored in one pass over it (``False``: a new series)."""
+            rows: list[tuple[float, int, float]] = []
+            latest: dict[int, tuple[float, float]] = {}  # series id → its last sample in the batch
+            ids, ids_of = _NONE, None
+            for metric, labels, ts, value in samples:
+                if metric is not ids_of:  # (a batch is mostly of one metric)
+                    ids, ids_of = cache.get(metric, _NONE), metric
+                series_id = ids.get(labels)
+                if series_id is None:
+                    return False
+                rows.append((ts, series_id, value))
+                last = latest.get(series_id)
+                if last is None or ts >= last[0]:
+                    latest[series_id] = (ts, value)
+            behind = self._behind
+            with db:
+                insert_rows(db, "INSERT OR REPLACE INTO samples (ts, series_id, value)", rows)
+                insert_rows(
+                    db, "INSERT OR IGNORE INTO series_behind (series_id)", [(i,) for i in latest if i not in behind]
+                )
+            for series_id, last in latest.items():
+                known = behind.get(series_id)
+                if known is None or last[0] >= known[0]:
+                    behind[series_id] = last
+            return True
 
         await self.run(work)
 

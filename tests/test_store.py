@@ -227,6 +227,19 @@ async def test_last_samples_not_yet_settled_survive_a_crash(tmp_path: Path) -> N
         assert await store.query("SELECT * FROM series_behind") == []
 
 
+async def test_the_last_sample_of_a_batch_of_known_series_survives_a_crash(tmp_path: Path) -> None:
+    one, two = (("a", "1"),), (("a", "2"),)
+    async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples([Sample("m", one, NOW - 100, 1.0), Sample("m", two, NOW - 90, 5.0)])
+        await store.settle()
+        await store.insert_samples([Sample("m", one, NOW - 10, 2.0), Sample("m", one, NOW - 50, 9.0)])  # both known
+        for suffix in ("", "-wal"):  # the files as a kill -9 leaves them
+            shutil.copy(tmp_path / f"state.db{suffix}", tmp_path / f"crashed.db{suffix}")
+    async with open_store(tmp_path / "crashed.db") as store:
+        latest = await store.load_samples(Selector("m"), NOW, latest_only=True)
+    assert sorted((s.labels, s.ts, s.value) for s in latest) == [(one, NOW - 10, 2.0), (two, NOW - 90, 5.0)]
+
+
 async def test_a_checkpoint_copies_the_log_while_writes_go_on(tmp_path: Path) -> None:
     async with open_store(tmp_path / "state.db") as store:
         many = [Sample("m", (("id", str(i)),), NOW - 30, float(i)) for i in range(5000)]

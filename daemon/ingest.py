@@ -59,15 +59,12 @@ def parse_batch(body: bytes, now: float, max_label_bytes: int = 1024) -> Batch:
     errors: list[ItemError] = []
     samples: list[Sample] = []
     fast = _FastPath(now, max_label_bytes)
-    for index, item in enumerate(items):
-        try:
-            sample = fast.check(item)
-        except OverflowError:  # an integer beyond any float (only the standard parser makes one)
-            sample = None
-        if sample is None:  # not plainly valid: the careful check names what is wrong
-            sample = _check(index, item, now, max_label_bytes, errors)
+    index = fast.check_from(items, 0, samples)
+    while index < len(items):  # an item not plainly valid: the careful check names what is wrong
+        sample = _check(index, items[index], now, max_label_bytes, errors)
         if sample is not None:
             samples.append(sample)
+        index = fast.check_from(items, index + 1, samples)
     if errors:
         bad = len({e.index for e in errors})
         raise IngestError(f"{bad} of {len(items)} samples are invalid; nothing was stored", errors)
@@ -82,47 +79,70 @@ class _FastPath:
         self.max_label_bytes = max_label_bytes
         self.label_sets = _label_sets(max_label_bytes)
 
-    def check(self, item: Any) -> Sample | None:
-        if type(item) is not dict or not item.keys() <= _KEYS:
-            return None
-        metric: Any = item.get("metric")
-        value: Any = item.get("value")
-        ts: Any = item.get("ts")
-        if type(metric) is not str or type(value) not in (int, float) or not math.isfinite(value):
-            return None
-        known_metric = _METRICS.get(metric)
-        if known_metric is None:
-            if METRIC_NAME.fullmatch(metric) is None:
-                return None
-            _remember(_METRICS, metric, metric)
-        else:
-            metric = known_metric  # one string for every sample of the metric (a sample the rules keep holds it)
-        if type(ts) in (int, float):
-            ts = float(ts)
-        elif type(ts) is str:
-            try:
-                ts = parse_rfc3339(ts)
-            except ValueError:
-                return None
-        else:
-            return None
-        if not self.earliest <= ts <= self.latest:
-            return None
-        raw = item.get("labels", _NO_LABELS)
-        if type(raw) is not dict:
-            return None
-        key = tuple(raw.items())
+    def check_from(self, items: list[Any], start: int, samples: list[Sample]) -> int:
+        """Append to ``samples`` the items from ``start`` on while they are plainly valid; the index of the first
+        one that is not (``len(items)``: none). One loop with the checks' state in locals: a batch's items are
+        mostly of one metric and of label sets seen before."""
+        append = samples.append
+        earliest, latest, label_sets, max_label_bytes = (
+            self.earliest,
+            self.latest,
+            self.label_sets,
+            self.max_label_bytes,
+        )
+        isfinite = math.isfinite
+        last_metric: Any = None
+        index = start
         try:
-            labels = self.label_sets.get(key)
-        except TypeError:  # an unhashable label value
-            return None
-        if labels is None:
-            known = _canonical(key)
-            if known is None or known[1] > self.max_label_bytes:
-                return None  # never remembered: a rejected item keeps nothing of the client's alive
-            labels = known[0]
-            _remember(self.label_sets, key, labels)
-        return Sample(metric, labels, ts, float(value))
+            for index in range(start, len(items)):
+                item = items[index]
+                if type(item) is not dict or not item.keys() <= _KEYS:
+                    return index
+                metric: Any = item.get("metric")
+                value: Any = item.get("value")
+                ts: Any = item.get("ts")
+                if type(value) not in (int, float) or not isfinite(value):
+                    return index
+                if metric != last_metric or type(metric) is not str:
+                    if type(metric) is not str:
+                        return index
+                    known_metric = _METRICS.get(metric)
+                    if known_metric is None:
+                        if METRIC_NAME.fullmatch(metric) is None:
+                            return index
+                        _remember(_METRICS, metric, metric)
+                        known_metric = metric
+                    last_metric = known_metric  # one string for every sample of the metric (the rules keep it)
+                kind = type(ts)
+                if kind is float or kind is int:
+                    ts = float(ts)
+                elif kind is str:
+                    try:
+                        ts = parse_rfc3339(ts)
+                    except ValueError:
+                        return index
+                else:
+                    return index
+                if not earliest <= ts <= latest:
+                    return index
+                raw = item.get("labels", _NO_LABELS)
+                if type(raw) is not dict:
+                    return index
+                key = tuple(raw.items())
+                try:
+                    labels = label_sets.get(key)
+                except TypeError:  # an unhashable label value
+                    return index
+                if labels is None:
+                    known = _canonical(key)
+                    if known is None or known[1] > max_label_bytes:
+                        return index  # never remembered: a rejected item keeps nothing of the client's alive
+                    labels = known[0]
+                    _remember(label_sets, key, labels)
+                append(Sample(last_metric, labels, ts, float(value)))
+        except OverflowError:  # an integer beyond any float (only the standard parser makes one)
+            return index
+        return len(items)
 
 
 def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int] | None:

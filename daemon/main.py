@@ -104,6 +104,8 @@ class Daemon:
         self.notifier = notifier
         self.formatter = formatter
         self.started_at = clock.now()
+        self._started = trio.current_time()  # (uptime counts on the monotonic clock: a wall clock set back or on
+        # by NTP does not change it)
         self.bound = config.daemon  # what the process was started with: listen and state need a restart
         self.broadcaster = Broadcaster()
         self.generated_token = self._token(config)
@@ -319,7 +321,7 @@ class Daemon:
         components["reload"] = {"status": "ok" if self.reload_status["ok"] else "degraded", **self.reload_status}
         statuses = [c["status"] for c in components.values()]
         overall = "down" if "down" in statuses else ("degraded" if "degraded" in statuses else "ok")
-        return {"status": overall, "components": components, "uptime_s": round(self.clock.now() - self.started_at, 3)}
+        return {"status": overall, "components": components, "uptime_s": round(trio.current_time() - self._started, 3)}
 
     async def alerts(self, states: tuple[str, ...], rule: str | None, limit: int) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(states))
@@ -386,7 +388,7 @@ class Daemon:
             "config": str(self.path),
             "digest": self._loaded.digest,
             "reload": self.reload_status,
-            "uptime_s": round(self.clock.now() - self.started_at, 3),
+            "uptime_s": round(trio.current_time() - self._started, 3),
             "rules": len(self.engine.actors),
             "firing": sum(a.firing for a in self.engine.actors.values()),
             "pending": sum(a.pending for a in self.engine.actors.values()),

@@ -32,11 +32,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @asynccontextmanager
-async def in_process(path: Path) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+async def in_process(path: Path, clock: Clock | None = None) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
     """A daemon without its web server: requests go straight to the ASGI app."""
     config = load_config(path)
     async with open_store(config.daemon.state) as store, http_client(HTTP_LIMITS) as http:
-        daemon = Daemon(path, config, store, Clock(), Notifier({}), None)
+        daemon = Daemon(path, config, store, clock or Clock(), Notifier({}), None)
         daemon.suppressions = daemon.engine.suppressions = await Suppressions.load(store, config.inhibit_rules)
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.engine.run)

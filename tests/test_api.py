@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from alphawatch.daemon.clock import Clock
 from tests.daemon_harness import AUTH, TOKEN, in_process
 
 CONFIG = f"""
@@ -180,6 +181,25 @@ async def test_health_and_metrics(config: Path) -> None:
             assert zero in metrics  # fmt: skip
         assert 'alphawatch_build_info{version="' in metrics
         assert "\nprocess_start_time_seconds 17" in metrics  # (epoch seconds: 2023-11 to 2033-05)
+
+
+async def test_uptime_counts_on_the_monotonic_clock_whatever_the_wall_clock_does(config: Path) -> None:
+    class SetBack(Clock):
+        """The wall clock, set back an hour once the daemon started (an operator, NTP after a wrong start)."""
+
+        back = 0.0
+
+        def now(self) -> float:
+            return super().now() - self.back
+
+    clock = SetBack()
+    async with in_process(config, clock) as (_, client):
+        await trio.sleep(0.05)
+        clock.back = 3600.0
+        health = (await client.get("/health")).json()
+        status = (await client.get("/api/v1/status")).json()
+    assert 0.05 <= health["uptime_s"] < 60
+    assert 0.05 <= status["uptime_s"] < 60
 
 
 async def test_reload_through_the_api_reports_the_difference(config: Path) -> None:

@@ -35,7 +35,7 @@ from alphawatch.daemon.routing import (
     remembering_router,
     trace_routes,
 )
-from alphawatch.daemon.store import Outgoing, dump_json
+from alphawatch.daemon.store import Outgoing, Queued, dump_json
 from alphawatch.daemon.suppression import Reason, Suppressed
 from alphawatch.rules import Labels
 
@@ -569,14 +569,13 @@ class Dispatcher:
         doc["labels"] = labels
         doc["escalation"] = {"policy": policy.name, "tier": escalating.next_tier + 1, "after_s": tier.after}
         for channel in tier.channels:
-            text = f"{channel}|{fingerprint}|{escalating.active_at!r}|escalation|{escalating.next_tier}"
             payload = {
                 "version": "4", "groupKey": f"{{}}:{{escalation={_quote(policy.name)}}}", "truncatedAlerts": 0,
                 "status": "firing", "receiver": channel, "groupLabels": {"alertname": labels.get("alertname", "")},
                 "commonLabels": labels, "commonAnnotations": doc["annotations"],
                 "externalURL": self.config.daemon.external_url, "alerts": [doc],
             }  # fmt: skip
-            key = hashlib.sha256(text.encode()).hexdigest()[:32]
+            key = page_key(channel, fingerprint, escalating.active_at, escalating.next_tier)
             writes.outgoing.append(Outgoing(channel, fingerprint, key, dump_json(payload)))
         escalating.next_tier += 1
         if escalating.next_tier >= len(policy.tiers):
@@ -697,14 +696,19 @@ class Dispatcher:
                                                   f"opens at {rfc3339(group.next_flush_at)}"))  # fmt: skip
         return out
 
-    def page_unwanted(self, fingerprint: str) -> str | None:
-        """Why an escalation page of the alert ``fingerprint``, queued and not yet out, is to go no more (it
-        resolved; its firing episode was acknowledged), or ``None``."""
+    def page_unwanted(self, page: Queued) -> str | None:
+        """Why an escalation page queued and not yet out is to go no more (its alert's firing episode ended, or
+        was acknowledged), or ``None``."""
+        fingerprint = page.fingerprint
         members = [group.get(fingerprint) for group in self.groups_of(fingerprint)]
         firing = [m for m in members if m is not None and m.status == FIRING]
         if not firing:
             return "the alert resolved before the page got out"
-        ack = self.acknowledged(fingerprint, firing[0].active_at)
+        active_at = firing[0].active_at
+        tier = page.payload["alerts"][0].get("escalation", {}).get("tier")
+        if tier is not None and page.idempotency_key != page_key(page.channel, fingerprint, active_at, tier - 1):
+            return "the page's firing episode ended before it got out (the alert fires again since)"
+        ack = self.acknowledged(fingerprint, active_at)
         if ack is not None:
             return f"{self.ack_reason(ack).detail}, before the page got out"
         return None
@@ -758,6 +762,11 @@ class Dispatcher:
 def _same_route(new: RouteNode, old: RouteNode) -> bool:
     """Whether a route at the same place in the tree is still the same route for the groups it holds."""
     return new.key == old.key and new.group_by == old.group_by and new.channels == old.channels
+
+
+def page_key(channel: str, fingerprint: str, active_at: float, tier: int) -> str:
+    """The idempotency key of an escalation page: its channel, its alert, the firing episode, the tier (from 0)."""
+    return hashlib.sha256(f"{channel}|{fingerprint}|{active_at!r}|escalation|{tier}".encode()).hexdigest()[:32]
 
 
 def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:

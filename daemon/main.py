@@ -191,7 +191,7 @@ class Daemon:
         once its alert resolved or was acknowledged."""
         if "|" in queued.fingerprint or queued.fingerprint.startswith(DEAD_LETTER):
             return None
-        return self.engine.dispatcher.page_unwanted(queued.fingerprint)
+        return self.engine.dispatcher.page_unwanted(queued)
 
     def _delivery(self, event: str, queued: Queued, error: str | None) -> None:
         self.broadcaster.publish({"type": "delivery", "event": event, "channel": queued.channel, "id": queued.id})

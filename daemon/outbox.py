@@ -106,12 +106,17 @@ class Outbox:
         return self.dead_by.total()
 
     def submit(self, queued: list[Queued]) -> None:
-        """Deliver notifications just committed, without looking them up again (the loop finds any left over)."""
+        """Deliver notifications just committed, without looking them up again. Those of a channel with rows left
+        in the table (its queue was full), or all while the loop reads the table, are left to the loop: it reads
+        them in the order they were made, so none overtakes an older one of its group."""
         nursery = self._nursery
-        if nursery is None or self._http is None:
+        if nursery is None or self._http is None or self._looking or self._behind_any:
             self.wake()
             return
-        self._send_all(nursery, self._http, queued)
+        behind = self._behind
+        self._send_all(nursery, self._http, [q for q in queued if q.channel not in behind])
+        if len(behind) and any(q.channel in behind for q in queued):
+            self.wake()
 
     def wake(self) -> None:
         """New work was committed: look at the outbox now."""
@@ -138,26 +143,24 @@ class Outbox:
     ) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery, self._http = nursery, http
-                for outbox_id, channel, fingerprint in await self._store.waiting_retry():
+                for outbox_id, channel, fingerprint in await self._store.waiting_retry():  # (before submit sends)
                     if not fingerprint.startswith(DEAD_LETTER):
                         self._pending_of.setdefault((channel, fingerprint), set()).add(outbox_id)
+                self._nursery, self._http = nursery, http
                 nursery.start_soon(self._write_finished)
                 task_status.started()
                 while True:
                     self._wakeup = trio.Event()
                     self._finished.clear()
                     now = self._clock.now()
-                    # a channel whose queue is full is left out: its backlog must not hide the others' rows
-                    full = [name for name, waiting in self._waiting.items() if len(waiting) >= self._room(name)]
+                    # each channel's rows up to what its queue has room for: a backlog hides no other channel's
+                    room = {name: self._room(name) - len(self._waiting.get(name, ())) for name in self._channels()}
                     self._looking = True
                     try:
-                        batch, next_at = await self._store.due(
-                            now, limit=BATCH, exclude=self._in_flight, skip_channels=full
-                        )
+                        batch, next_at, behind = await self._store.due(now, BATCH, self._in_flight, room)
                     finally:
                         self._looking = False
-                    self._behind_any, self._behind = len(batch) == BATCH, set(full)
+                    self._behind_any, self._behind = len(batch) == BATCH, behind
                     self._send_all(nursery, http, batch)
                     del batch  # while it waits, the loop holds no payload of its own
                     with trio.move_on_at(self._clock.trio_deadline(next_at)):
@@ -176,6 +179,7 @@ class Outbox:
             self._parked.clear()
             self._rewritten.clear()
             self._superseded.clear()
+            self._last_tries.clear()
             self._finishing, self._finish_wanted = _FinishBatch(), trio.Event()  # (their deliveries are gone)
 
     def _send_all(self, nursery: trio.Nursery, http: httpx.AsyncClient, batch: list[Queued]) -> None:
@@ -212,9 +216,7 @@ class Outbox:
             while (waiting := self._waiting.get(name)) and self._senders[name] <= self._concurrency(name):
                 queued = waiting.popleft()
                 if (self._behind_any or name in self._behind) and len(waiting) <= self._senders[name]:
-                    self._behind_any = False
-                    self._behind.discard(name)
-                    self._wakeup.set()
+                    self._wakeup.set()  # (the read that follows says again which channels are behind)
                 await self._deliver(http, queued)
         finally:
             self._senders[name] -= 1
@@ -273,12 +275,14 @@ class Outbox:
             for outbox_id in older:
                 self._forget(group, outbox_id)  # (taken in, or ended another way)
                 self._rewritten.pop(outbox_id, None)
-                if outbox_id in taken and outbox_id != queued.id:  # read already, or by a look under way:
-                    self._superseded.add(outbox_id)  # skipped when its turn comes
+                self._last_tries.discard(outbox_id)
+                if outbox_id in taken and outbox_id != queued.id and (outbox_id in self._in_flight or self._looking):
+                    self._superseded.add(outbox_id)  # a copy read, or being read: skipped when its turn comes
             self.superseded_by[group[0]] += len(taken)
             if into == queued.id:
                 return replace(queued, body=document)
-            self._rewritten[into] = document  # (for a copy read already, or by a look under way)
+            if into in self._in_flight or self._looking:  # (for a copy read, or being read)
+                self._rewritten[into] = document
             if queued.id in taken:
                 self._on_event("superseded", queued, None)
             return None

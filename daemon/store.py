@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -982,22 +982,32 @@ class Store:
 
     # outbox -----------------------------------------------------------------------------------------------
     async def due(
-        self, now: float, limit: int, exclude: set[int], skip_channels: Sequence[str] = ()
-    ) -> tuple[list[Queued], float | None]:
-        """Up to ``limit`` pending notifications due at ``now`` (those in ``exclude`` are already being sent, those
-        of ``skip_channels`` wait for room), and when the next one not yet due falls due."""
+        self, now: float, limit: int, exclude: set[int], room: Mapping[str, int] | None = None
+    ) -> tuple[list[Queued], float | None, set[str]]:
+        """Up to ``limit`` pending notifications due at ``now``, oldest first, at most ``room[channel]`` of a channel
+        (what its queue has room for: its backlog must not crowd the others' rows out of the read; those in
+        ``exclude`` are being sent already); when the next one not yet due falls due; and the channels that have
+        more due than their room (behind)."""
+        room = room or {}
 
-        def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None]:
-            # which ones first, from an index alone, channel by channel (a skipped channel's backlog is never
-            # walked through); then the rows of those (payloads can be large)
-            wanted = limit + len(exclude)
+        def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None, set[str]]:
+            # which ones first, from an index alone, channel by channel (a channel with no room is not walked
+            # through); then the rows of those (payloads can be large)
             keys = []
+            behind: set[str] = set()
             for (channel,) in db.execute(_PENDING_CHANNELS).fetchall():
-                if channel not in skip_channels:
-                    keys += db.execute(_DUE, (now, channel, wanted)).fetchall()
+                fits = room.get(channel, limit)
+                if fits <= 0:
+                    behind.add(channel)
+                    continue
+                found = db.execute(_DUE, (now, channel, fits + len(exclude) + 1)).fetchall()
+                found = [key for key in found if key[1] not in exclude]
+                if len(found) > fits:
+                    behind.add(channel)
+                keys += found[:fits]
             keys.sort()
-            ids = [outbox_id for _, outbox_id in keys if outbox_id not in exclude][:limit]
-            found = {
+            ids = [outbox_id for _, outbox_id in keys[:limit]]
+            found_rows = {
                 row[0]: Queued(*row)
                 for row in db.execute(
                     "SELECT id, channel, fingerprint, idempotency_key, payload, created_at, attempts, last_error"
@@ -1005,11 +1015,11 @@ class Store:
                     (json.dumps(ids),),
                 )
             }
-            due = [found[outbox_id] for outbox_id in ids]
+            due = [found_rows[outbox_id] for outbox_id in ids]
             later = db.execute(
                 "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?", (now,)
             ).fetchone()[0]
-            return due, later
+            return due, later, behind
 
         return await self.run(work)
 

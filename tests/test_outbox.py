@@ -696,3 +696,40 @@ async def test_an_escalation_page_still_wanted_goes_at_its_retry(
 async def pager_rows(client: Any, state: str) -> list[dict[str, Any]]:
     rows = (await client.get(f"/api/v1/notifications?state={state}")).json()["notifications"]
     return [row for row in rows if row["channel"] == "pager"]
+
+
+async def test_a_notification_left_in_the_table_behind_a_full_queue_is_not_overtaken_by_a_newer_one(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """A slow receiver, one sender: twelve groups' notifications, most left in the table (the channel's queue
+    holds four). The last group's resolution, made meanwhile, goes after its firing notification, not before."""
+    receiver.answer(200, delay=0.1)
+    text = config_text(receiver, "{initial_backoff: 50ms, concurrency: 1}")
+    path = write_config(text.replace("group_interval: 1s", "group_interval: 200ms"))
+    async with in_process(path) as (_, client):
+        samples = [{"metric": "gross", "labels": {"k": str(i)}, "ts": time.time(), "value": 2.0} for i in range(12)]
+        assert (await client.post("/api/v1/samples", json=samples, headers=AUTH)).is_success
+        await received(receiver, 1)
+        calm = {"metric": "gross", "labels": {"k": "11"}, "ts": time.time(), "value": 1.0}
+        assert (await client.post("/api/v1/samples", json=[calm], headers=AUTH)).is_success
+        await received(receiver, 13)
+    told = [(r.json()["alerts"][0]["labels"]["k"], r.json()["status"]) for r in receiver.requests]
+    assert [status for k, status in told if k == "11"] == ["firing", "resolved"]
+    assert len(told) == 13
+
+
+async def test_a_page_of_a_firing_episode_that_ended_is_withdrawn_though_the_alert_fires_again(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    async with in_process(write_config(paging_config(receiver).replace("after: 200ms", "after: 1s"))) as (d, client):
+        page = await page_waiting_for_its_retry(client, receiver)
+        for value in (1.0, 2.0):  # resolved: its episode ends; firing again: a new one
+            sample = {"metric": "gross", "labels": {}, "ts": time.time(), "value": value}
+            assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).status_code == 200
+            await received(receiver, sum(r.path == "/hook" for r in receiver.requests) + 1, path="/hook")
+        receiver.choose = None
+        await made_due(d, "pager")
+        withdrawn = await wait_for_state(client, "withdrawn")
+    assert withdrawn["id"] == page["id"]
+    assert withdrawn["last_error"] == "the page's firing episode ended before it got out (the alert fires again since)"
+    assert [r.path for r in receiver.requests].count("/pager") == 1  # (the new episode's tier is a second away)

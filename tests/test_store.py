@@ -146,6 +146,10 @@ async def test_every_sample_of_a_batch_is_stored_and_a_repeated_one_overwrites(t
         assert len(kept) == count
         assert kept[((("id", "0"),), NOW)] == -1.0
         assert all(kept[(s.labels, s.ts)] == s.value for s in batch[1:-1])
+        # the same with series known already (a batch of known series takes a path of its own)
+        await store.insert_samples([Sample("m", (("id", "0"),), NOW, 5.0), Sample("m", (("id", "0"),), NOW, 6.0)])
+        kept = {(s.labels, s.ts): s.value for s in await store.load_samples(Selector("m"), 0)}
+        assert (len(kept), kept[((("id", "0"),), NOW)]) == (count, 6.0)
 
 
 async def test_new_series_in_batches_of_any_size_take_a_few_statement_shapes(tmp_path: Path) -> None:

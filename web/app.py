@@ -24,6 +24,7 @@ from alphawatch.daemon.errors import IngestError, StoreError
 from alphawatch.daemon.ingest import parse_batch
 from alphawatch.daemon.logs import Quieter
 from alphawatch.daemon.store import OUTBOX_STATES, is_refusal
+from alphawatch.web.body import BodyRefused, read_body
 from alphawatch.web.i18n import page_language
 from alphawatch.web.metrics import render_metrics
 from alphawatch.web.page import page_headers, render_page
@@ -38,34 +39,6 @@ ALERT_STATES = ("pending", "firing", "resolved")
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-class BodyRefused(Exception):
-    """A body not read: larger than ``daemon.max_body`` (413) or compressed (415). Bodies are UTF-8 whatever
-    their ``charset`` says (an ASCII body labelled ISO-8859-1, as Java clients send, is fine); other bytes are
-    refused by the parsers with a 400."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body (``limit`` is ``daemon.max_body``); :class:`BodyRefused` when it is not read."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise BodyRefused(415, f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed")
-    too_large = BodyRefused(413, f"body larger than daemon.max_body ({limit} bytes)")
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def authorized(request: Request, token: str | None) -> bool:

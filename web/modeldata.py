@@ -26,7 +26,8 @@ from alphawatch.daemon.errors import IngestError
 from alphawatch.daemon.ingest import Batch
 from alphawatch.daemon.modeldata import KINDS, parse_model_data
 from alphawatch.daemon.modeldata_store import commit, ic_series, models, portfolio_series
-from alphawatch.web.app import BodyRefused, error, guarded, query_int, read_body
+from alphawatch.web.app import error, guarded, query_int
+from alphawatch.web.body import BodyRefused, read_body
 
 if TYPE_CHECKING:
     from alphawatch.daemon.calendar import Calendar

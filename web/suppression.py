@@ -27,7 +27,8 @@ from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
 from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
 from alphawatch.daemon.wire import ascii_float
-from alphawatch.web.app import BodyRefused, Handler, error, guarded, query_limit, query_states, read_body
+from alphawatch.web.app import Handler, error, guarded, query_limit, query_states
+from alphawatch.web.body import BodyRefused, read_body
 
 if TYPE_CHECKING:
     from alphawatch.daemon.main import Daemon

@@ -699,14 +699,17 @@ class Dispatcher:
     def page_unwanted(self, page: Queued) -> str | None:
         """Why an escalation page queued and not yet out is to go no more (its alert's firing episode ended, or
         was acknowledged), or ``None``."""
+        alerts = page.payload.get("alerts")
+        escalation = alerts[0].get("escalation") if isinstance(alerts, list) and len(alerts) == 1 else None
+        if not isinstance(escalation, dict) or not isinstance(tier := escalation.get("tier"), int):
+            return None  # (not a page)
         fingerprint = page.fingerprint
         members = [group.get(fingerprint) for group in self.groups_of(fingerprint)]
         firing = [m for m in members if m is not None and m.status == FIRING]
         if not firing:
             return "the alert resolved before the page got out"
         active_at = firing[0].active_at
-        tier = page.payload["alerts"][0].get("escalation", {}).get("tier")
-        if tier is not None and page.idempotency_key != page_key(page.channel, fingerprint, active_at, tier - 1):
+        if page.idempotency_key != page_key(page.channel, fingerprint, active_at, tier - 1):
             return "the page's firing episode ended before it got out (the alert fires again since)"
         ack = self.acknowledged(fingerprint, active_at)
         if ack is not None:

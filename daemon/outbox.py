@@ -59,9 +59,7 @@ class Outbox:
         self._wakeup = trio.Event()
         self._in_flight: set[int] = set()
         self._idle = trio.Event()
-        # due rows were left in the table: look again when a queue runs low (any queue after a full read; the
-        # queue of the channel named here when it was full)
-        self._behind_any = False
+        # channels whose due rows were left in the table: looked at again when their queue runs low
         self._behind: set[str] = set()
         self._finished: set[int] = set()  # finished since the loop last looked at the table
         self._looking = False  # the loop is reading the due rows
@@ -110,7 +108,7 @@ class Outbox:
         in the table (its queue was full), or all while the loop reads the table, are left to the loop: it reads
         them in the order they were made, so none overtakes an older one of its group."""
         nursery = self._nursery
-        if nursery is None or self._http is None or self._looking or self._behind_any:
+        if nursery is None or self._http is None or self._looking:
             self.wake()
             return
         behind = self._behind
@@ -154,13 +152,15 @@ class Outbox:
                     self._finished.clear()
                     now = self._clock.now()
                     # each channel's rows up to what its queue has room for: a backlog hides no other channel's
-                    room = {name: self._room(name) - len(self._waiting.get(name, ())) for name in self._channels()}
+                    names = {*self._channels(), *self._waiting}  # (a channel a reload removed has rows left)
+                    room = {name: self._room(name) - len(self._waiting.get(name, ())) for name in names}
                     self._looking = True
                     try:
-                        batch, next_at, behind = await self._store.due(now, BATCH, self._in_flight, room)
+                        batch, next_at, self._behind = await self._store.due(
+                            now, BATCH, self._in_flight, room, QUEUED_PER_SENDER * self._settings().concurrency
+                        )
                     finally:
                         self._looking = False
-                    self._behind_any, self._behind = len(batch) == BATCH, behind
                     self._send_all(nursery, http, batch)
                     del batch  # while it waits, the loop holds no payload of its own
                     with trio.move_on_at(self._clock.trio_deadline(next_at)):
@@ -215,7 +215,7 @@ class Outbox:
             # (a sender beyond the channel's concurrency, lowered by a reload, stops)
             while (waiting := self._waiting.get(name)) and self._senders[name] <= self._concurrency(name):
                 queued = waiting.popleft()
-                if (self._behind_any or name in self._behind) and len(waiting) <= self._senders[name]:
+                if name in self._behind and len(waiting) <= self._senders[name]:
                     self._wakeup.set()  # (the read that follows says again which channels are behind)
                 await self._deliver(http, queued)
         finally:
@@ -232,14 +232,14 @@ class Outbox:
                 self._parked.setdefault(group, []).append(queued)
                 return
             self._sending.add(group)
-        delivered = False
+        retrying = True  # (until told otherwise: a failure of ours leaves the row pending, for the loop to find)
         try:
             if queued.id in self._superseded:
                 self._superseded.discard(queued.id)
+                retrying = False
             else:
                 going = queued if group is None else await self._newest(queued, group)
-                if going is not None:
-                    delivered = await self._attempt(http, going)
+                retrying = going is not None and await self._attempt(http, going)
         finally:
             if group is not None:
                 self._sending.discard(group)
@@ -248,7 +248,7 @@ class Outbox:
                     self._waiting.setdefault(queued.channel, deque()).extendleft(reversed(parked))
             self._in_flight.discard(queued.id)
             self._finished.add(queued.id)
-            if not delivered:  # a retry time to schedule
+            if retrying:  # a retry time to schedule
                 self._wakeup.set()
             if not self._in_flight:
                 self._idle.set()
@@ -305,7 +305,8 @@ class Outbox:
             self._rewritten.clear()
 
     async def _attempt(self, http: httpx.AsyncClient, queued: Queued) -> bool:
-        """One delivery attempt; whether it was delivered."""
+        """One delivery attempt; whether the notification waits for a retry (else it ended: delivered, dead,
+        withdrawn)."""
         settings = self._settings()
         now = self._clock.now()
         channels = self._channels()
@@ -319,7 +320,7 @@ class Outbox:
             if await self._store.withdraw(queued.id, why, now):
                 self.withdrawn_by[queued.channel] += 1
                 self._on_event("withdrawn", queued, why)
-            return True  # (ended: no retry to schedule)
+            return False
         if (
             channel is None
             and queued.fingerprint.startswith(DEAD_LETTER)
@@ -343,11 +344,9 @@ class Outbox:
             await channel.send(notification, http)
         except DeliveryError as exc:
             paced = exc.retry_after is not None or exc.throttled
-            await self._failed(queued, str(exc), exc.retryable, exc.retry_after, paced, settings)
-            return False
+            return await self._failed(queued, str(exc), exc.retryable, exc.retry_after, paced, settings)
         except Exception as exc:
-            await self._failed(queued, f"{type(exc).__name__}", True, None, False, settings)
-            return False
+            return await self._failed(queued, f"{type(exc).__name__}", True, None, False, settings)
         self.delivered_by[queued.channel] += 1
         self._forget((queued.channel, queued.fingerprint), queued.id)
         now = self._clock.now()
@@ -369,7 +368,7 @@ class Outbox:
                 if await self._store.retry_channel_now(queued.channel, now):
                     self.wake()
         self._on_event("delivered", queued, None)
-        return True
+        return False
 
     async def _finish(self, outbox_id: int, state: str, error: str | None, now: float) -> None:
         """Mark a notification finished. The writer takes every row that ended while its last write ran in one
@@ -422,18 +421,18 @@ class Outbox:
         retry_after: float | None,
         paced: bool,
         settings: DeliverySettings,
-    ) -> None:
-        """``paced``: the receiver asked for a pause (``Retry-After``, 429): it is up, so it is neither probed nor
-        hurried when a sibling gets through."""
+    ) -> bool:
+        """Dead-letter the notification, or schedule its retry (``True``). ``paced``: the receiver asked for a
+        pause (``Retry-After``, 429): it is up, so it is neither probed nor hurried when a sibling gets through."""
         self.failed_by[queued.channel] += 1
         if not retryable:
             await self._dead(queued, error)
-            return
+            return False
         now = self._clock.now()
         left = queued.created_at + settings.max_age - now
         if left <= 0:  # that was its last attempt
             await self._dead(queued, _too_old(settings, error))
-            return
+            return False
         backoff = min(settings.max_backoff, settings.initial_backoff * 2 ** min(queued.attempts, 30))
         delay = max(retry_after or 0.0, backoff * random.uniform(0.5, 1.0))  # full jitter's gentler cousin
         # a long Retry-After (a date next year, say) waits no later than max_age: then the last try, or dead-letter
@@ -460,6 +459,7 @@ class Outbox:
         if not queued.fingerprint.startswith(DEAD_LETTER):
             self._pending_of.setdefault((queued.channel, queued.fingerprint), set()).add(queued.id)
         self._on_event("retry", queued, error)
+        return True
 
     @staticmethod
     def _probe_every(since: float, now: float, settings: DeliverySettings) -> float:
@@ -522,8 +522,7 @@ class Outbox:
         if not joined:  # (a report the loop read meanwhile goes as it was read: this one starts the next)
             report.told, report.channel, report.waiting = alone, fallback, waiting
             report.since, report.due = now, due
-            if due <= now:
-                self.wake()
+            self.wake()  # (due now, or later: the loop's next look must be by then)
 
     def _unread(self, report: _DeadReport, now: float) -> int | None:
         """The report waiting its time, if the loop cannot have read it: not due at ``now`` and never in flight

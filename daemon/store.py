@@ -982,21 +982,22 @@ class Store:
 
     # outbox -----------------------------------------------------------------------------------------------
     async def due(
-        self, now: float, limit: int, exclude: set[int], room: Mapping[str, int] | None = None
+        self, now: float, limit: int, exclude: set[int], room: Mapping[str, int] | None = None, default_room: int = 0
     ) -> tuple[list[Queued], float | None, set[str]]:
-        """Up to ``limit`` pending notifications due at ``now``, oldest first, at most ``room[channel]`` of a channel
-        (what its queue has room for: its backlog must not crowd the others' rows out of the read; those in
-        ``exclude`` are being sent already); when the next one not yet due falls due; and the channels that have
-        more due than their room (behind)."""
+        """Up to ``limit`` pending notifications due at ``now``; when the next one not yet due falls due; and the
+        channels that have more due than this read takes (behind). A channel's rows are taken oldest first, at
+        most what its queue has room for (``room``, else ``default_room``, else ``limit``), and the channels share
+        ``limit`` in turn: one channel's backlog crowds no other channel out of a read. Those in ``exclude`` are
+        being sent already."""
         room = room or {}
 
         def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None, set[str]]:
-            # which ones first, from an index alone, channel by channel (a channel with no room is not walked
-            # through); then the rows of those (payloads can be large)
-            keys = []
+            # which ones, from an index alone, channel by channel (a channel with no room is not walked through);
+            # then the rows of those (payloads can be large)
+            per_channel: list[tuple[str, list[tuple[float, int]]]] = []
             behind: set[str] = set()
             for (channel,) in db.execute(_PENDING_CHANNELS).fetchall():
-                fits = room.get(channel, limit)
+                fits = min(limit, room.get(channel, default_room or limit))
                 if fits <= 0:
                     behind.add(channel)
                     continue
@@ -1004,9 +1005,23 @@ class Store:
                 found = [key for key in found if key[1] not in exclude]
                 if len(found) > fits:
                     behind.add(channel)
-                keys += found[:fits]
+                if found:
+                    per_channel.append((channel, found[:fits]))
+            keys: list[tuple[float, int]] = []
+            turn = 0
+            while len(keys) < limit:  # in turn: each channel's next, until the limit
+                next_ones = [(channel, found[turn]) for channel, found in per_channel if turn < len(found)]
+                if not next_ones:
+                    break
+                for channel, key in next_ones:
+                    if len(keys) < limit:
+                        keys.append(key)
+                    else:
+                        behind.add(channel)
+                turn += 1
+            behind.update(channel for channel, found in per_channel if len(found) > turn)
             keys.sort()
-            ids = [outbox_id for _, outbox_id in keys[:limit]]
+            ids = [outbox_id for _, outbox_id in keys]
             found_rows = {
                 row[0]: Queued(*row)
                 for row in db.execute(

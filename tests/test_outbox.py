@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from alphawatch.daemon.store import Outgoing
 from tests.daemon_harness import AUTH, TOKEN, in_process
 from tests.http_receiver import Receiver, add_retry_after
 
@@ -733,3 +734,35 @@ async def test_a_page_of_a_firing_episode_that_ended_is_withdrawn_though_the_ale
     assert withdrawn["id"] == page["id"]
     assert withdrawn["last_error"] == "the page's firing episode ended before it got out (the alert fires again since)"
     assert [r.path for r in receiver.requests].count("/pager") == 1  # (the new episode's tier is a second away)
+
+
+async def test_a_notification_to_an_idle_channel_goes_at_once_beside_two_others_backlogs(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """Two channels with 2,000 notifications each on a receiver that takes half a second (their queues fill a
+    whole read of the table between them); an alert for a third channel is not held behind them."""
+    with Receiver(responses=[(200, 0.5, b"{}")]) as slow:
+        slow_channels = "".join(f'  - {{name: {n}, kind: webhook, url: "{slow.url}/{n}"}}\n' for n in ("a1", "a2"))
+        text = config_text(receiver, "{}").replace("channels:\n", "channels:\n" + slow_channels)
+        async with in_process(write_config(text)) as (daemon, client):
+            backlog = [Outgoing(n, f"{n}-{i}", f"{n}-{i}", "{}") for i in range(2000) for n in ("a1", "a2")]
+            await daemon.store.enqueue(backlog)
+            daemon.outbox.wake()
+            await received(slow, 100)  # under way
+            began = time.monotonic()
+            await fire(client)
+            await received(receiver, 1, within=10)
+    assert receiver.requests[0].received_at - began < 1.0
+
+
+async def test_the_backlog_of_a_channel_a_reload_removed_does_not_hold_up_the_others(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    async with in_process(write_config(config_text(receiver, "{concurrency: 4}"))) as (daemon, client):
+        await daemon.store.enqueue([Outgoing("gone", f"g{i}", f"g{i}", "{}") for i in range(20_000)])
+        daemon.outbox.wake()
+        await wait_for_state(client, "dead")  # being dead-lettered
+        began = time.monotonic()
+        await fire(client)
+        await received(receiver, 1, within=10)
+    assert receiver.requests[0].received_at - began < 1.0

@@ -390,7 +390,7 @@ def test_label_text_is_the_same_for_every_character() -> None:
         assert dump_labels(labels) == json.dumps(labels, separators=(",", ":"), ensure_ascii=False)
 
 
-async def test_due_notifications_come_oldest_first_without_those_in_flight_or_of_a_full_channel(
+async def test_due_notifications_come_channel_by_channel_in_turn_oldest_first_without_those_in_flight(
     tmp_path: Path,
 ) -> None:
     async with open_store(tmp_path / "state.db") as store:
@@ -409,8 +409,9 @@ async def test_due_notifications_come_oldest_first_without_those_in_flight_or_of
         def keys(due: list[Queued]) -> list[str]:
             return [q.idempotency_key for q in due]
 
-        due, later, _ = await store.due(10.0, limit=3, exclude={ids["k0"]})
-        assert keys(due) == ["k1", "k2", "k3"]
+        due, later, behind = await store.due(10.0, limit=3, exclude={ids["k0"]})
+        # the channels share the limit in turn (a: k2, k4; b: k1, k3, k5), each in its order; k0 being sent
+        assert (keys(due), behind) == (["k1", "k2", "k4"], {"b"})
         assert later == 100.0
         due, _, behind = await store.due(10.0, limit=10, exclude={ids["k3"]}, room={"a": 0})
         assert keys(due) == ["k1", "k5"]  # channel a's queue is full: b's in order, k3 being sent

@@ -14,6 +14,7 @@ from contextlib import aclosing
 from starlette.requests import Request
 
 GZIP = ("gzip", "x-gzip")
+MAX_MEMBERS = 64  # gzip members in one body: each costs a copy of the rest of its chunk
 
 
 class BodyRefused(Exception):
@@ -67,12 +68,16 @@ class _Inflate:
         self.too_large = too_large
         self.member = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self.fed = False  # the current member has had bytes
+        self.members = 0  # those that had bytes
 
     def feed(self, data: bytes) -> bytes:
         out = []
         try:
             while data:
-                self.fed = True
+                if not self.fed:
+                    self.fed, self.members = True, self.members + 1
+                    if self.members > MAX_MEMBERS:
+                        raise BodyRefused(400, f"the gzip body has more than {MAX_MEMBERS} members")
                 piece = self.member.decompress(data, self.left + 1)
                 self.left -= len(piece)
                 if self.left < 0 or self.member.unconsumed_tail:  # (a tail is left only past the cap)

@@ -15,7 +15,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import trio
@@ -144,6 +144,9 @@ class Outbox:
                 for outbox_id, channel, fingerprint in await self._store.waiting_retry():  # (before submit sends)
                     if not fingerprint.startswith(DEAD_LETTER):
                         self._pending_of.setdefault((channel, fingerprint), set()).add(outbox_id)
+                now = self._clock.now()
+                for row in await self._store.dead_letter_reports(since=now - REPORT_EVERY):
+                    self._recall_report(row, now)
                 self._nursery, self._http = nursery, http
                 nursery.start_soon(self._write_finished)
                 task_status.started()
@@ -524,6 +527,25 @@ class Outbox:
             report.since, report.due = now, due
             self.wake()  # (due now, or later: the loop's next look must be by then)
 
+    def _recall_report(self, row: Mapping[str, Any], now: float) -> None:
+        """A dead-letter report of the last minute, read back at a start: the next dead letter of its channel
+        waits for its time, or joins it if it still waits for its own (else a restart sent one more)."""
+        from alphawatch.daemon.wire import parse_rfc3339
+
+        try:
+            alert = json.loads(row["payload"])["alerts"][0]
+            failed, details = alert["labels"]["channel"], alert.get("details") or {}
+            since = parse_rfc3339(alert["startsAt"])
+        except (ValueError, KeyError, IndexError, TypeError):  # (not a report this version wrote)
+            return
+        report = self._reports.setdefault(failed, _DeadReport())
+        if row["next_attempt_at"] < report.due:
+            return  # (an older one)
+        report.channel, report.since, report.due = row["channel"], since, row["next_attempt_at"]
+        told = DeadLetters.recalled(failed, details)
+        unread = row["state"] == "pending" and row["attempts"] == 0 and row["next_attempt_at"] > now
+        report.told, report.waiting = (told, row["id"]) if unread and told is not None else (None, None)
+
     def _unread(self, report: _DeadReport, now: float) -> int | None:
         """The report waiting its time, if the loop cannot have read it: not due at ``now`` and never in flight
         (the store checks again in the same transaction: pending, never attempted, not due; the second look covers
@@ -552,6 +574,16 @@ class DeadLetters:
     def first(self) -> int:
         """The first one's outbox id."""
         return self.ids[0]
+
+    @classmethod
+    def recalled(cls, channel: str, details: Mapping[str, Any]) -> DeadLetters | None:
+        """The totals a report's ``details`` carry (``None`` from a report written before they did)."""
+        try:
+            told = cls(channel, str(details["error"]), int(details["notifications"]), int(details["alerts"]))
+            told.names, told.ids = {str(n) for n in details["alert_names"]}, [int(i) for i in details["outbox_ids"]]
+        except (KeyError, TypeError, ValueError):
+            return None
+        return told
 
     def add(self, outbox_id: int, alerts: int, names: Iterable[str]) -> DeadLetters:
         self.count += 1
@@ -614,7 +646,8 @@ def dead_letter_report(dead: DeadLetters, channel: str, now: float) -> Outgoing:
         "status": "firing", "labels": labels, "annotations": annotations, "startsAt": rfc3339(now),
         "endsAt": ZERO_TIME, "generatorURL": "", "fingerprint": f"{DEAD_LETTER}{dead.first}", "value": None,
         "severity": "error", "rule": "AlphawatchNotificationFailed", "durationSeconds": None,
-        "details": {"notifications": dead.count},
+        "details": {"notifications": dead.count, "alerts": dead.alerts, "alert_names": names,
+                    "outbox_ids": dead.ids, "error": dead.error},
     }  # fmt: skip
     payload = {
         "version": "4", "groupKey": '{}:{alertname="AlphawatchNotificationFailed"}', "truncatedAlerts": 0,

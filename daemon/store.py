@@ -1114,6 +1114,15 @@ class Store:
 
         return await self.run(work)
 
+    async def dead_letter_reports(self, since: float) -> list[dict[str, Any]]:
+        """The dead-letter reports made (or due) after ``since``: id, channel, state, attempts, next_attempt_at,
+        payload."""
+        return await self.query(
+            "SELECT id, channel, state, attempts, next_attempt_at, payload FROM outbox JOIN outbox_payloads"
+            " USING (id) WHERE fingerprint LIKE 'dead-letter-%' AND created_at > ? ORDER BY id",
+            (since,),
+        )
+
     async def waiting_retry(self) -> list[tuple[int, str, str]]:
         """The pending notifications that failed before (id, channel, fingerprint): waiting for their retry."""
         rows = await self.query("SELECT id, channel, fingerprint FROM outbox WHERE state = 'pending' AND attempts > 0")

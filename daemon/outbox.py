@@ -159,12 +159,14 @@ class Outbox:
                     room = {name: self._room(name) - len(self._waiting.get(name, ())) for name in names}
                     self._looking = True
                     try:
-                        batch, next_at, self._behind = await self._store.due(
+                        batch, next_at, self._behind, cut = await self._store.due(
                             now, BATCH, self._in_flight, room, QUEUED_PER_SENDER * self._settings().concurrency
                         )
                     finally:
                         self._looking = False
                     self._send_all(nursery, http, batch)
+                    if cut:  # channels with room got nothing from this read (more than BATCH channels due)
+                        self._wakeup.set()
                     del batch  # while it waits, the loop holds no payload of its own
                     with trio.move_on_at(self._clock.trio_deadline(next_at)):
                         await self._wakeup.wait()
@@ -536,12 +538,15 @@ class Outbox:
             alert = json.loads(row["payload"])["alerts"][0]
             failed, details = alert["labels"]["channel"], alert.get("details") or {}
             since = parse_rfc3339(alert["startsAt"])
+            if not isinstance(failed, str) or not isinstance(details, dict):
+                raise TypeError(failed)
         except (ValueError, KeyError, IndexError, TypeError):  # (not a report this version wrote)
             return
         report = self._reports.setdefault(failed, _DeadReport())
-        if row["next_attempt_at"] < report.due:
+        due = row["created_at"]  # (when it was due to go: a retry moves next_attempt_at on, not this)
+        if due < report.due:
             return  # (an older one)
-        report.channel, report.since, report.due = row["channel"], since, row["next_attempt_at"]
+        report.channel, report.since, report.due = row["channel"], since, due
         told = DeadLetters.recalled(failed, details)
         unread = row["state"] == "pending" and row["attempts"] == 0 and row["next_attempt_at"] > now
         report.told, report.waiting = (told, row["id"]) if unread and told is not None else (None, None)

@@ -983,15 +983,16 @@ class Store:
     # outbox -----------------------------------------------------------------------------------------------
     async def due(
         self, now: float, limit: int, exclude: set[int], room: Mapping[str, int] | None = None, default_room: int = 0
-    ) -> tuple[list[Queued], float | None, set[str]]:
-        """Up to ``limit`` pending notifications due at ``now``; when the next one not yet due falls due; and the
-        channels that have more due than this read takes (behind). A channel's rows are taken oldest first, at
+    ) -> tuple[list[Queued], float | None, set[str], bool]:
+        """Up to ``limit`` pending notifications due at ``now``; when the next one not yet due falls due; the
+        channels that have more due than this read takes (behind); and whether the limit left a channel with room
+        out (to be read again at once). A channel's rows are taken oldest first, at
         most what its queue has room for (``room``, else ``default_room``, else ``limit``), and the channels share
         ``limit`` in turn: one channel's backlog crowds no other channel out of a read. Those in ``exclude`` are
         being sent already."""
         room = room or {}
 
-        def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None, set[str]]:
+        def work(db: sqlite3.Connection) -> tuple[list[Queued], float | None, set[str], bool]:
             # which ones, from an index alone, channel by channel (a channel with no room is not walked through);
             # then the rows of those (payloads can be large)
             per_channel: list[tuple[str, list[tuple[float, int]]]] = []
@@ -1008,7 +1009,7 @@ class Store:
                 if found:
                     per_channel.append((channel, found[:fits]))
             keys: list[tuple[float, int]] = []
-            turn = 0
+            turn, cut = 0, False
             while len(keys) < limit:  # in turn: each channel's next, until the limit
                 next_ones = [(channel, found[turn]) for channel, found in per_channel if turn < len(found)]
                 if not next_ones:
@@ -1018,6 +1019,7 @@ class Store:
                         keys.append(key)
                     else:
                         behind.add(channel)
+                        cut = True
                 turn += 1
             behind.update(channel for channel, found in per_channel if len(found) > turn)
             keys.sort()
@@ -1034,7 +1036,7 @@ class Store:
             later = db.execute(
                 "SELECT min(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?", (now,)
             ).fetchone()[0]
-            return due, later, behind
+            return due, later, behind, cut
 
         return await self.run(work)
 
@@ -1115,10 +1117,10 @@ class Store:
         return await self.run(work)
 
     async def dead_letter_reports(self, since: float) -> list[dict[str, Any]]:
-        """The dead-letter reports made (or due) after ``since``: id, channel, state, attempts, next_attempt_at,
-        payload."""
+        """The dead-letter reports made (or due) after ``since``: id, channel, state, attempts, created_at (for a
+        report queued to wait its time, when it was due), next_attempt_at, payload."""
         return await self.query(
-            "SELECT id, channel, state, attempts, next_attempt_at, payload FROM outbox JOIN outbox_payloads"
+            "SELECT id, channel, state, attempts, created_at, next_attempt_at, payload FROM outbox JOIN outbox_payloads"
             " USING (id) WHERE fingerprint LIKE 'dead-letter-%' AND created_at > ? ORDER BY id",
             (since,),
         )

@@ -773,3 +773,16 @@ async def test_the_backlog_of_a_channel_a_reload_removed_does_not_hold_up_the_ot
         await fire(client)
         await received(receiver, 1, within=10)
     assert receiver.requests[0].received_at - began < 1.0
+
+
+async def test_more_channels_with_due_notifications_than_a_read_takes_are_all_read(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """300 channels (a reload removed them) with one notification each: a read takes 256, one a channel; the
+    other 44 are read at once after it, not when something else wakes the loop."""
+    async with in_process(write_config(config_text(receiver, "{}"))) as (daemon, _):
+        await daemon.store.enqueue([Outgoing(f"gone{i:03d}", f"f{i}", f"k{i}", "{}") for i in range(300)])
+        daemon.outbox.wake()
+        with trio.fail_after(5):
+            while (await daemon.store.query("SELECT count(*) AS n FROM outbox WHERE state = 'pending'"))[0]["n"]:
+                await trio.sleep(0.05)

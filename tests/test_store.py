@@ -302,7 +302,7 @@ async def test_notifications_of_a_schema_7_file_are_still_delivered_and_purged(t
     db.commit()
     db.close()
     async with open_store(path) as store:
-        due, _, _ = await store.due(NOW, limit=10, exclude=set())
+        due, _, _, _ = await store.due(NOW, limit=10, exclude=set())
         assert [(q.idempotency_key, q.payload) for q in due] == [("k1", {"n": 1})]
         await store.finish(1, "delivered", None, NOW)
         while await store.purge_before(NOW - 50):
@@ -409,16 +409,16 @@ async def test_due_notifications_come_channel_by_channel_in_turn_oldest_first_wi
         def keys(due: list[Queued]) -> list[str]:
             return [q.idempotency_key for q in due]
 
-        due, later, behind = await store.due(10.0, limit=3, exclude={ids["k0"]})
+        due, later, behind, cut = await store.due(10.0, limit=3, exclude={ids["k0"]})
         # the channels share the limit in turn (a: k2, k4; b: k1, k3, k5), each in its order; k0 being sent
-        assert (keys(due), behind) == (["k1", "k2", "k4"], {"b"})
+        assert (keys(due), behind, cut) == (["k1", "k2", "k4"], {"b"}, True)
         assert later == 100.0
-        due, _, behind = await store.due(10.0, limit=10, exclude={ids["k3"]}, room={"a": 0})
+        due, _, behind, _ = await store.due(10.0, limit=10, exclude={ids["k3"]}, room={"a": 0})
         assert keys(due) == ["k1", "k5"]  # channel a's queue is full: b's in order, k3 being sent
         assert behind == {"a"}
-        due, _, behind = await store.due(10.0, limit=2, exclude=set(), room={"b": 0})
+        due, _, behind, _ = await store.due(10.0, limit=2, exclude=set(), room={"b": 0})
         assert (keys(due), behind) == (["k0", "k2"], {"a", "b"})  # (a has a third due: more than the limit)
-        due, _, behind = await store.due(10.0, limit=10, exclude=set(), room={"a": 1, "b": 5})
+        due, _, behind, _ = await store.due(10.0, limit=10, exclude=set(), room={"a": 1, "b": 5})
         assert (keys(due), behind) == (["k0", "k1", "k3", "k5"], {"a"})  # a: room for its oldest only; b: all
 
 

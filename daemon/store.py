@@ -1304,15 +1304,16 @@ def migrate(db: sqlite3.Connection) -> None:
         )
     if 0 < version < len(MIGRATIONS):  # a new file is created in an instant; an old one may hold much to rewrite
         log.info("upgrading the state file", extra={"from_schema": version, "to_schema": len(MIGRATIONS)})
-    db.execute("PRAGMA foreign_keys = OFF")  # (a table rebuilt drops its old self: no cascade to what refers to it)
-    try:
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-        broken = db.execute("PRAGMA foreign_key_check").fetchall()
-        if broken:
-            raise StoreError(f"the upgraded state file has {len(broken)} rows whose reference is gone")
-    finally:
-        db.execute("PRAGMA foreign_keys = ON")
+    if version < len(MIGRATIONS):
+        db.execute("PRAGMA foreign_keys = OFF")  # (a table rebuilt drops its old self: no cascade to what refers to it)
+        try:
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+            broken = db.execute("PRAGMA foreign_key_check").fetchall()  # (a scan of the tables: only after a change)
+            if broken:
+                raise StoreError(f"the upgraded state file has {len(broken)} rows whose reference is gone")
+        finally:
+            db.execute("PRAGMA foreign_keys = ON")
     _settle_after_crash(db)
 
 

@@ -709,66 +709,43 @@ class Store:
 
         def work(db: sqlite3.Connection) -> None:
             cache = self._series
-            if known_series(db, cache):
-                return
-            latest: dict[tuple[str, Labels], tuple[float, float]] = {}
-            for metric, labels, ts, value in samples:
-                key = (metric, labels)
-                last = latest.get(key)
-                if last is None or ts >= last[0]:
-                    latest[key] = (ts, value)
-            with db:
-                new_ids = _add_series(db, {k: v for k, v in latest.items() if k[1] not in cache.get(k[0], _NONE)})
-                insert_rows(
-                    db,
-                    "INSERT OR REPLACE INTO samples (ts, series_id, value)",
-                    [(ts, cache.get(metric, _NONE).get(labels) or new_ids[(metric, labels)], value)
-                     for metric, labels, ts, value in samples],
-                )  # fmt: skip
-                # a known series' row is brought up to date later (settle): writing it here dirtied a page per
-                # series in every commit, a third of a small batch's cost
-                seen = [(cache[metric][labels], last) for (metric, labels), last in latest.items()
-                        if (metric, labels) not in new_ids]  # fmt: skip
-                behind = self._behind
-                insert_rows(
-                    db,
-                    "INSERT OR IGNORE INTO series_behind (series_id)",
-                    [(series_id,) for series_id, _ in seen if series_id not in behind],
-                )
-            # only after the commit: a rolled-back id or sample must not be remembered
-            for (metric, labels), series_id in new_ids.items():
-                cache.setdefault(metric, {})[labels] = series_id
-            for series_id, last in seen:
-                known = behind.get(series_id)
-                if known is None or last[0] >= known[0]:
-                    behind[series_id] = last
-
-        def known_series(db: sqlite3.Connection, cache: dict[str, dict[Labels, int]]) -> bool:
-            """The common batch, every series known: stored in one pass over it (``False``: a new series)."""
-            rows: list[tuple[float, int, float]] = []
-            latest: dict[int, tuple[float, float]] = {}  # series id → its last sample in the batch
+            rows: list[tuple[float, Any, float]] = []  # (ts, series id, value); a new series' key until it has one
+            latest: dict[int, tuple[float, float]] = {}  # known series id → its last sample in the batch
+            fresh: dict[tuple[str, Labels], tuple[float, float]] = {}  # new series → its last sample in the batch
             ids, ids_of = _NONE, None
             for metric, labels, ts, value in samples:
                 if metric is not ids_of:  # (a batch is mostly of one metric)
                     ids, ids_of = cache.get(metric, _NONE), metric
                 series_id = ids.get(labels)
                 if series_id is None:
-                    return False
-                rows.append((ts, series_id, value))
-                last = latest.get(series_id)
-                if last is None or ts >= last[0]:
-                    latest[series_id] = (ts, value)
+                    key = (metric, labels)
+                    last = fresh.get(key)
+                    if last is None or ts >= last[0]:
+                        fresh[key] = (ts, value)
+                    rows.append((ts, key, value))
+                else:
+                    last = latest.get(series_id)
+                    if last is None or ts >= last[0]:
+                        latest[series_id] = (ts, value)
+                    rows.append((ts, series_id, value))
             behind = self._behind
             with db:
+                # a new series is written with its last sample; a known series' row is brought up to date later
+                # (settle): writing it here dirtied a page per series in every commit, a third of a small batch's cost
+                new_ids = _add_series(db, fresh) if fresh else {}
+                if new_ids:
+                    rows = [(ts, new_ids[s] if type(s) is tuple else s, value) for ts, s, value in rows]
                 insert_rows(db, "INSERT OR REPLACE INTO samples (ts, series_id, value)", rows)
                 insert_rows(
                     db, "INSERT OR IGNORE INTO series_behind (series_id)", [(i,) for i in latest if i not in behind]
                 )
+            # only after the commit: a rolled-back id or sample must not be remembered
+            for (metric, labels), series_id in new_ids.items():
+                cache.setdefault(metric, {})[labels] = series_id
             for series_id, last in latest.items():
                 known = behind.get(series_id)
                 if known is None or last[0] >= known[0]:
                     behind[series_id] = last
-            return True
 
         await self.run(work)
 

@@ -91,7 +91,7 @@ class _FastPath:
             self.max_label_bytes,
         )
         isfinite = math.isfinite
-        last_metric: Any = None
+        last_metric: Any = _NO_METRIC
         index = start
         try:
             for index in range(start, len(items)):
@@ -103,7 +103,7 @@ class _FastPath:
                 ts: Any = item.get("ts")
                 if type(value) not in (int, float) or not isfinite(value):
                     return index
-                if metric != last_metric or type(metric) is not str:
+                if metric != last_metric:  # (only a str equals one)
                     if type(metric) is not str:
                         return index
                     known_metric = _METRICS.get(metric)
@@ -183,6 +183,7 @@ _METRICS: dict[str, str] = {}
 _LABEL_SETS: dict[tuple[tuple[str, Any], ...], Labels] = {}
 _LABEL_SETS_LIMIT = [-1]
 _NO_LABELS: dict[str, str] = {}
+_NO_METRIC = object()  # equal to no metric
 
 
 def _check(index: int, item: Any, now: float, max_label_bytes: int, errors: list[ItemError]) -> Sample | None:

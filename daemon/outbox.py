@@ -111,9 +111,9 @@ class Outbox:
         if nursery is None or self._http is None or self._looking:
             self.wake()
             return
-        behind = self._behind
-        self._send_all(nursery, self._http, [q for q in queued if q.channel not in behind])
-        if len(behind) and any(q.channel in behind for q in queued):
+        going = [q for q in queued if q.channel not in self._behind]
+        self._send_all(nursery, self._http, going)
+        if len(going) < len(queued):
             self.wake()
 
     def wake(self) -> None:
@@ -142,8 +142,8 @@ class Outbox:
         try:
             async with trio.open_nursery() as nursery:
                 for outbox_id, channel, fingerprint in await self._store.waiting_retry():  # (before submit sends)
-                    if not fingerprint.startswith(DEAD_LETTER):
-                        self._pending_of.setdefault((channel, fingerprint), set()).add(outbox_id)
+                    if (group := _group(channel, fingerprint)) is not None:
+                        self._pending_of.setdefault(group, set()).add(outbox_id)
                 now = self._clock.now()
                 for row in await self._store.dead_letter_reports(since=now - REPORT_EVERY):
                     self._recall_report(row, now)
@@ -231,7 +231,7 @@ class Outbox:
                     del self._waiting[name]
 
     async def _deliver(self, http: httpx.AsyncClient, queued: Queued) -> None:
-        group = None if queued.fingerprint.startswith(DEAD_LETTER) else (queued.channel, queued.fingerprint)
+        group = _group(queued.channel, queued.fingerprint)
         if group is not None:
             if group in self._sending:  # its group's older one goes first
                 self._parked.setdefault(group, []).append(queued)
@@ -461,8 +461,8 @@ class Outbox:
                        "retry_in": round(delay, 3), "attempt": queued.attempts + 1, "like_it_unlogged": held},
             )  # fmt: skip
         await self._store.retry_later(queued.id, now + delay, error)
-        if not queued.fingerprint.startswith(DEAD_LETTER):
-            self._pending_of.setdefault((queued.channel, queued.fingerprint), set()).add(queued.id)
+        if (group := _group(queued.channel, queued.fingerprint)) is not None:
+            self._pending_of.setdefault(group, set()).add(queued.id)
         self._on_event("retry", queued, error)
         return True
 
@@ -625,6 +625,12 @@ class _FinishBatch:
     rows: list[tuple[int, str, str | None, float]] = field(default_factory=list)
     written: trio.Event = field(default_factory=trio.Event)
     error: Exception | None = None
+
+
+def _group(channel: str, fingerprint: str) -> tuple[str, str] | None:
+    """What a notification goes in order with: its group (or page's alert) and channel; a dead-letter report
+    with nothing."""
+    return None if fingerprint.startswith(DEAD_LETTER) else (channel, fingerprint)
 
 
 def _too_old(settings: DeliverySettings, last_error: str | None) -> str:

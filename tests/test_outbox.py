@@ -756,10 +756,7 @@ async def test_a_notification_to_an_idle_channel_goes_at_once_beside_two_others_
             await daemon.store.enqueue(backlog)
             daemon.outbox.wake()
             await received(slow, 100)  # under way
-            began = time.monotonic()
-            await fire(client)
-            await received(receiver, 1, within=10)
-    assert receiver.requests[0].received_at - began < 1.0
+            assert await seconds_to_deliver(client, receiver) < 1.0
 
 
 async def test_the_backlog_of_a_channel_a_reload_removed_does_not_hold_up_the_others(
@@ -769,10 +766,15 @@ async def test_the_backlog_of_a_channel_a_reload_removed_does_not_hold_up_the_ot
         await daemon.store.enqueue([Outgoing("gone", f"g{i}", f"g{i}", "{}") for i in range(20_000)])
         daemon.outbox.wake()
         await wait_for_state(client, "dead")  # being dead-lettered
-        began = time.monotonic()
-        await fire(client)
-        await received(receiver, 1, within=10)
-    assert receiver.requests[0].received_at - began < 1.0
+        assert await seconds_to_deliver(client, receiver) < 1.0
+
+
+async def seconds_to_deliver(client: Any, receiver: Receiver) -> float:
+    """Fire an alert (the receiver has had nothing yet): how long until its notification reached the receiver."""
+    began = time.monotonic()
+    await fire(client)
+    await received(receiver, 1, within=10)
+    return receiver.requests[0].received_at - began
 
 
 async def test_more_channels_with_due_notifications_than_a_read_takes_are_all_read(

@@ -134,10 +134,9 @@ class _FastPath:
                 except TypeError:  # an unhashable label value
                     return index
                 if labels is None:
-                    known = _canonical(key)
-                    if known is None or known[1] > max_label_bytes:
+                    labels = _canonical(key, max_label_bytes)
+                    if labels is None:
                         return index  # never remembered: a rejected item keeps nothing of the client's alive
-                    labels = known[0]
                     _remember(label_sets, key, labels)
                 append(Sample(last_metric, labels, ts, float(value)))
         except OverflowError:  # an integer beyond any float (only the standard parser makes one)
@@ -145,20 +144,32 @@ class _FastPath:
         return len(items)
 
 
-def _canonical(items: tuple[tuple[str, Any], ...]) -> tuple[Labels, int] | None:
-    """The sorted label tuple and its size in bytes as stored; ``None`` when not plainly valid."""
+def _canonical(items: tuple[tuple[str, Any], ...], max_label_bytes: int) -> Labels | None:
+    """The sorted label tuple, when plainly valid and within ``max_label_bytes`` as stored; else ``None``."""
     if len(items) > MAX_LABELS:
         return None
+    names = _LABEL_NAMES
+    bound = 2  # what the stored text takes at most: ``{"name":"value",…}``, 6 bytes per ASCII character escaped
+    plain = True  # every value ASCII (a name is, once it matched LABEL)
     for name, value in items:
-        if type(value) is not str or LABEL.fullmatch(name) is None:
+        if type(value) is not str:
             return None
+        if name not in names:
+            if LABEL.fullmatch(name) is None:
+                return None
+            _remember(names, name, None)
+        bound += len(name) + 6 * len(value) + 6
+        plain = plain and value.isascii()
     labels = tuple(sorted(items))
     if labels == items:  # already sorted, as most clients send them: one tuple serves as key and labels
         labels = items
+    if plain and bound <= max_label_bytes:  # a new label set of a few short values: no need to write it out
+        return labels
     try:
-        return labels, len(orjson.dumps(dict(labels)))  # the stored text's UTF-8 bytes (see dump_labels)
-    except TypeError:  # not Unicode text: the careful check names it
+        size = len(orjson.dumps(dict(labels)))  # the stored text's UTF-8 bytes (see dump_labels)
+    except TypeError:  # not Unicode text (a lone surrogate): the careful check names it
         return None
+    return labels if size <= max_label_bytes else None
 
 
 def _remember(cache: dict[K, V], key: K, value: V) -> None:
@@ -182,6 +193,7 @@ _CACHE_LIMIT = 16_384
 _METRICS: dict[str, str] = {}
 _LABEL_SETS: dict[tuple[tuple[str, Any], ...], Labels] = {}
 _LABEL_SETS_LIMIT = [-1]
+_LABEL_NAMES: dict[str, None] = {}  # label names that matched LABEL
 _NO_LABELS: dict[str, str] = {}
 _NO_METRIC = object()  # equal to no metric
 

@@ -417,15 +417,24 @@ def _add_series(
 ) -> dict[tuple[str, Labels], int]:
     """Insert the series of ``latest`` (series key → its last sample in the batch) with that last sample; a series
     already stored keeps the later of the two. Returns each one's id."""
-    by_text: dict[tuple[str, str], list[tuple[str, Labels]]] = {}  # label sets of one text are one series
-    for metric, labels in latest:
-        by_text.setdefault((metric, dump_labels(labels)), []).append((metric, labels))
-    rows = [(metric, text, *max(latest[k] for k in same)) for (metric, text), same in by_text.items()]
+    key_of: dict[tuple[str, str], tuple[str, Labels]] = {}  # (metric, label text) → the series key
+    last_of: dict[tuple[str, str], tuple[float, float]] = {}
+    alike: list[tuple[tuple[str, str], tuple[str, Labels]]] = []  # label sets of one text are one series (rare)
+    for key, last in latest.items():
+        text_key = (key[0], dump_labels(key[1]))
+        if text_key in key_of:
+            alike.append((text_key, key))
+            last_of[text_key] = max(last_of[text_key], last)
+        else:
+            key_of[text_key] = key
+            last_of[text_key] = last
     head = "INSERT INTO series (metric, labels, last_ts, last_value)"
+    rows = [(metric, text, ts, value) for (metric, text), (ts, value) in last_of.items()]
     ids: dict[tuple[str, Labels], int] = {}
     for series_id, metric, text in insert_rows(db, head, rows, _SERIES_UPSERT):
-        for key in by_text[(metric, text)]:
-            ids[key] = series_id
+        ids[key_of[(metric, text)]] = series_id
+    for text_key, key in alike:
+        ids[key] = ids[key_of[text_key]]
     return ids
 
 

@@ -169,6 +169,18 @@ async def test_new_series_in_batches_of_any_size_take_a_few_statement_shapes(tmp
         )
 
 
+async def test_label_sets_of_one_text_in_a_batch_are_one_new_series_keeping_the_later_sample(tmp_path: Path) -> None:
+    sorted_, unsorted = (("a", "1"), ("b", "2")), (("b", "2"), ("a", "1"))
+    async with open_store(tmp_path / "state.db") as store:
+        await store.insert_samples([Sample("m", sorted_, NOW - 5, 1.0), Sample("m", unsorted, NOW, 2.0)])
+        ids = await store.query("SELECT id FROM series")
+        assert len(ids) == 1
+        latest = await store.load_samples(Selector("m"), NOW + 1, latest_only=True)
+        assert [(s.labels, s.ts, s.value) for s in latest] == [(sorted_, NOW, 2.0)]
+        await store.insert_samples([Sample("m", unsorted, NOW + 1, 3.0)])  # known now, in either order
+        assert await store.query("SELECT id FROM series") == ids
+
+
 async def test_a_series_keeps_its_last_sample_until_the_retention_forgets_it(tmp_path: Path) -> None:
     async with open_store(tmp_path / "state.db") as store:
         one, two, three = ((("a", "1"),), (("a", "2"),), (("a", "3"),))

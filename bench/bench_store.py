@@ -5,10 +5,11 @@
     PYTHONPATH=/tmp/old .venv/bin/python bench/bench_store.py --measures parse,insert   # another revision's code
                                        # (git archive REV daemon rules channels web | tar -x -C /tmp/old/alphawatch)
 
-Five measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
+Six measures, in this process, on a temporary SQLite file (WAL, as the daemon opens it):
 
   parse     a batch of 100 samples as the bench_daemon ingest phase sends them (1,000 series, epoch-second ts):
-            ``json.loads`` and ``orjson.loads`` of the body, and ``parse_batch`` (orjson and every check), per sample
+            ``json.loads`` and ``orjson.loads`` of the body, and ``parse_batch`` (orjson and every check), per sample;
+            then ``parse_batch`` of batches whose every label set is new (a burst of new alerts)
   insert    ``Store.insert_samples`` of batches of 100 and of 1,000 samples over series the store already knows,
             per batch (run inline: the thread hop is not counted); best of five passes
   finish    300 notifications with a 36 KB document each (a group of 100 alerts) in the outbox, then marked
@@ -16,6 +17,8 @@ Five measures, in this process, on a temporary SQLite file (WAL, as the daemon o
   newseries batches of 1 to 128 new series, three times over (24,768 series): µs per new series, and how much
             SQLite's own memory grew (``sqlite3_memory_used``: its page cache and the prepared statements Python
             keeps, 128 at most); then 100 batches of 100 new series, µs per series
+  groupread a group notification's document assembled from its 100 members' rows, as a flush does: alone, and
+            while another thread runs Python without pause (the event loop in a burst), µs per group
   crash     a store with ``--series`` series, five batches written since the last settle, its files copied as a
             kill -9 leaves them, then opened again: the time ``open_store`` takes to read their last samples back
 
@@ -63,10 +66,18 @@ def measure_parse() -> dict[str, float]:
     now = BASE + 3600
     for b in bodies[:20]:  # the label sets are known, as in a steady stream
         parse_batch(b, now)
+    fresh = [  # every label set new, as in a burst of new alerts (the ingest's cache holds 16,384)
+        json.dumps(
+            [{"metric": "m", "labels": {"id": f"n{k}-{i}", "group": f"g{k}"}, "ts": BASE, "value": 1.0}
+             for i in range(100)], separators=(",", ":")
+        ).encode()
+        for k in range(100)
+    ]  # fmt: skip
     return {
         "json_us_per_sample": round(per_sample_us(json.loads, bodies, 100), 2),
         "orjson_us_per_sample": round(per_sample_us(orjson.loads, bodies, 100), 2),
         "parse_batch_us_per_sample": round(per_sample_us(lambda b: parse_batch(b, now), bodies, 100), 2),
+        "parse_batch_new_label_sets_us_per_sample": round(per_sample_us(lambda b: parse_batch(b, now), fresh, 100), 2),
     }
 
 
@@ -85,6 +96,53 @@ async def measure_insert(folder: Path) -> dict[str, float]:
                 best = min(best, (time.perf_counter() - began) / len(shifted))
             out[f"batch_{n}_us"] = round(best * 1e6, 1)
     return out
+
+
+def measure_groupread(folder: Path) -> dict[str, float]:
+    """A group notification's document assembled from its 100 members' rows (as a flush does, in the store's
+    thread), alone and while another thread runs Python without pause (the event loop in a burst): the GIL
+    passes to that thread whenever SQLite runs, and waits for it to give it back."""
+    import sqlite3
+    import threading
+
+    from alphawatch.daemon.store import _with_alerts, dump_json
+
+    db = sqlite3.connect(folder / "groupread.db", check_same_thread=False)
+    db.execute(
+        "CREATE TABLE group_member_docs (group_key TEXT, fingerprint TEXT, doc TEXT,"
+        " PRIMARY KEY (group_key, fingerprint))"
+    )
+    keys = [f"route|{{group={g}}}" for g in range(20)]
+    for key in keys:
+        rows = [(key, f"{i:032x}", dump_json({"status": "firing", "labels": {"id": f"b-{i}", "group": key},
+                 "annotations": {"summary": "bench alert"}, "startsAt": "2026-11-27T09:00:00Z", "value": 1.0}))
+                for i in range(100)]  # fmt: skip
+        db.executemany("INSERT INTO group_member_docs VALUES (?, ?, ?)", rows)
+    db.commit()
+    alerts = {key: tuple((f"{i:032x}", None) for i in range(100)) for key in keys}
+
+    def per_group_us() -> float:
+        began = time.perf_counter()
+        for key in keys:
+            _with_alerts(db, '{"status":"firing"}', key, alerts[key])
+        return (time.perf_counter() - began) / len(keys) * 1e6
+
+    alone = min(per_group_us() for _ in range(5))
+    stop, busy = threading.Event(), []
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        busy.append(per_group_us())
+    finally:
+        stop.set()
+        spinner.join()
+    db.close()
+    return {"alone_us_per_group": round(alone, 1), "busy_loop_us_per_group": round(busy[0], 1)}
 
 
 def _sqlite_memory_used() -> int:
@@ -159,7 +217,9 @@ async def measure_crash(folder: Path, series: int) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=20_000, help="series in the crash measure")
-    ap.add_argument("--measures", default="parse,insert,newseries,finish,crash", help="which measures, comma-separated")
+    ap.add_argument(
+        "--measures", default="parse,insert,newseries,groupread,finish,crash", help="which measures, comma-separated"
+    )
     a = ap.parse_args()
     wanted = set(a.measures.split(","))
     results: dict[str, dict[str, float]] = {}
@@ -171,6 +231,8 @@ def main() -> int:
             results["insert"] = trio.run(measure_insert, folder)
         if "newseries" in wanted:
             results["newseries"] = trio.run(measure_newseries, folder)
+        if "groupread" in wanted:
+            results["groupread"] = measure_groupread(folder)
         if "finish" in wanted:
             results["finish"] = trio.run(measure_finish, folder)
         if "crash" in wanted:
@@ -181,6 +243,7 @@ def main() -> int:
         print(f"| json.loads, µs per sample | {p['json_us_per_sample']} |")
         print(f"| orjson.loads, µs per sample | {p['orjson_us_per_sample']} |")
         print(f"| parse_batch (as it parses and checks), µs per sample | {p['parse_batch_us_per_sample']} |")
+        print(f"| … every label set new, µs per sample | {p['parse_batch_new_label_sets_us_per_sample']} |")
     if i := results.get("insert"):
         print(f"| insert_samples, batch of 100 known series, µs per batch | {i['batch_100_us']} |")
         print(f"| insert_samples, batch of 1,000 known series, µs per batch | {i['batch_1000_us']} |")
@@ -188,6 +251,9 @@ def main() -> int:
         print(f"| insert_samples, batches of 1 to 128 new series, µs per series | {n['varied_us_per_series']} |")
         print(f"| … SQLite's memory growth over those 24,768 series, MB | {n['sqlite_memory_growth_mb']} |")
         print(f"| insert_samples, batches of 100 new series, µs per series | {n['batch_100_us_per_series']} |")
+    if g := results.get("groupread"):
+        print(f"| group notification of 100 members assembled, µs | {g['alone_us_per_group']} |")
+        print(f"| … while another thread runs Python, µs | {g['busy_loop_us_per_group']} |")
     if f := results.get("finish"):
         print(f"| finish_many, notification of {f['document_bytes'] / 1000:.0f} KB marked delivered, µs each |"
               f" {f['finish_us_per_notification']} |")  # fmt: skip

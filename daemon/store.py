@@ -560,22 +560,7 @@ def _queue(db: sqlite3.Connection, o: Outgoing, payload: str, now: float, at: fl
 
 def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tuple[tuple[str, str | None], ...]) -> str:
     """A group notification's document: ``head`` plus its members' documents and their common annotations."""
-    try:
-        found = {
-            fingerprint: (doc, annotations)
-            for fingerprint, doc, annotations in db.execute(
-                "SELECT fingerprint, doc, json_extract(doc, '$.annotations') FROM group_member_docs"
-                " WHERE group_key = ?",
-                (group_key,),
-            )
-        }
-    except sqlite3.OperationalError:  # a document written before 2026-11-26 with NaN, which SQLite's JSON refuses
-        found = {
-            fingerprint: (doc, _annotations(doc))
-            for fingerprint, doc in db.execute(
-                "SELECT fingerprint, doc FROM group_member_docs WHERE group_key = ?", (group_key,)
-            )
-        }
+    found = _member_docs(db, group_key)
     members = [
         (doc, _annotations(doc)) if doc is not None else found[fingerprint]
         for fingerprint, doc in alerts
@@ -585,10 +570,36 @@ def _with_alerts(db: sqlite3.Connection, head: str, group_key: str, alerts: tupl
     if len(texts) == 1:
         common = texts.pop() or "{}"
     else:  # annotations differ (e.g. they show each alert's value): what every alert has, key by key
-        first, *rest = [json.loads(annotations) for _, annotations in members] or [{}]
+        first, *rest = [json.loads(annotations or "{}") for _, annotations in members] or [{}]
         common = dump_json({k: v for k, v in first.items() if all(m.get(k) == v for m in rest)})
     documents = ",".join(doc for doc, _ in members)
     return f'{head[:-1]},"commonAnnotations":{common},"alerts":[{documents}]}}'
+
+
+def _member_docs(db: sqlite3.Connection, group_key: str) -> dict[str, tuple[str, str | None]]:
+    """A group's member documents and their annotations' text, by fingerprint. SQLite joins them into one row:
+    read row by row, every row gave the GIL up while SQLite ran and waited for it again, up to the 5 ms switch
+    interval while the event loop was busy (``bench/bench_store.py --measures groupread``: 100 rows took 0.4-0.5 s
+    against a busy thread, one row 12 ms). JSON text holds no raw control character: \x1e and \x1f part it."""
+    try:
+        (text,) = db.execute(
+            "SELECT group_concat(fingerprint || char(31) || doc || char(31)"
+            " || coalesce(json_extract(doc, '$.annotations'), ''), char(30))"
+            " FROM group_member_docs WHERE group_key = ?",
+            (group_key,),
+        ).fetchone()
+    except sqlite3.OperationalError:  # a document written before 2026-11-26 with NaN, which SQLite's JSON refuses
+        return {
+            fingerprint: (doc, _annotations(doc))
+            for fingerprint, doc in db.execute(
+                "SELECT fingerprint, doc FROM group_member_docs WHERE group_key = ?", (group_key,)
+            )
+        }
+    found: dict[str, tuple[str, str | None]] = {}
+    for item in text.split("\x1e") if text else ():
+        fingerprint, doc, annotations = item.split("\x1f")
+        found[fingerprint] = (doc, annotations or None)
+    return found
 
 
 def _annotations(doc: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,32 @@ async def test_notifications_of_a_schema_10_file_keep_their_documents_and_may_be
         while await store.purge_before(NOW + 1):
             pass
         assert (await store.query("SELECT count(*) AS n FROM outbox_payloads"))[0]["n"] == 0  # (the cascade works)
+
+
+async def test_a_group_notification_carries_its_members_documents_whatever_characters_they_hold(
+    tmp_path: Path,
+) -> None:
+    """The store reads a group's member documents in one row parted by control characters (\x1e, \x1f), which
+    JSON text holds only escaped: documents holding them, and every other kind of character, come out whole."""
+    import json
+
+    from alphawatch.daemon.store import dump_json
+
+    odd = '\x1e\x1f\x00\n\t"\\ 中文 😀 é'
+    docs = {
+        f"f{i}": dump_json({"labels": {"id": f"{i}{odd}"}, "annotations": {"summary": f"same {odd}"}, "n": i})
+        for i in range(5)
+    }
+    async with open_store(tmp_path / "state.db") as store:
+        rows = [("g", fingerprint, doc) for fingerprint, doc in docs.items()]
+        await store.run(lambda db: db.executemany("INSERT INTO group_member_docs VALUES (?, ?, ?)", rows))
+        told = ("f3", "f0", "f4")  # in the order the dispatcher tells them; f1 and f2 are not told
+        head = dump_json({"receiver": "hook", "status": "firing"})
+        await store.enqueue([Outgoing("hook", "g", "k1", head, tuple((f, None) for f in told))])
+        (queued,), _, _, _ = await store.due(time.time() + 60, limit=10, exclude=set())  # (queued as of now)
+        document = queued.payload
+        assert document["alerts"] == [json.loads(docs[f]) for f in told]
+        assert document["commonAnnotations"] == {"summary": f"same {odd}"}
 
 
 @pytest.mark.parametrize(

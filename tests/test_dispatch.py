@@ -682,6 +682,62 @@ async def test_a_rule_behind_a_burst_of_ingest_evaluates_after_it_with_the_arriv
         assert [models(p) for p in await sent(h)] == [[("a", "firing")], [("b", "firing")]]
 
 
+async def _burst_of_batches(h: Harness, count: int, size: int, gap: float) -> list[float]:
+    """``count`` batches of ``size`` new alerts, ``gap`` apart, while requests keep coming; their arrival times."""
+    arrived = []
+    with h.engine.ingesting():
+        for k in range(count):
+            items = [{"metric": "gross", "labels": {"model": f"m{k}-{i}"}, "ts": h.clock.now(), "value": 1.9}
+                     for i in range(size)]  # fmt: skip
+            batch = parse_batch(json.dumps(items).encode(), h.clock.now())
+            await h.store.insert_samples(batch.samples)
+            h.engine.dispatch(batch.samples)
+            arrived.append(h.clock.now())
+            await h.advance(gap)
+    return arrived
+
+
+async def test_a_backlog_of_many_commits_is_evaluated_as_of_its_arrivals_and_told_once_whole(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    from alphawatch.daemon.engine import COMMIT_CHUNK
+
+    async with running_engine(write_config(GROUPED), start=START) as h:
+        arrived = await _burst_of_batches(h, 12, 100, 0.01)  # more than four commits
+        await h.advance(0.1)
+        assert 4 * COMMIT_CHUNK < 12 * 100
+        firing = await h.alerts()
+        assert len(firing) == 1200
+        assert sorted({a["active_at"] for a in firing}) == pytest.approx(arrived)  # each batch as of its arrival
+        await h.advance(30)
+        (told,) = await sent(h)
+        assert len(told["alerts"]) == 1200
+
+
+async def test_a_write_refused_in_the_middle_of_a_backlog_loses_no_alert_and_tells_each_once(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    from alphawatch.daemon.engine import COMMIT_CHUNK
+
+    async with running_engine(write_config(GROUPED), start=START) as h:
+        refuse = (  # the second commit's alerts do not go in (a full disk, say)
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON alerts WHEN (SELECT count(*) FROM alerts) >= ?"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        first = -(-COMMIT_CHUNK // 100) * 100  # a commit takes whole batches of 100
+        await h.store.run(lambda db: db.execute(refuse.replace("?", str(first))))
+        await _burst_of_batches(h, 12, 100, 0.01)
+        await h.advance(0.1)
+        assert len(await h.alerts()) == first  # the first commit went in, and nothing after it
+        await h.store.run(lambda db: db.execute("DROP TRIGGER refuse"))
+        await h.advance(5)  # the rule restarts (backoff) from the store and evaluates the rest
+        assert len(await h.alerts()) == 1200
+        await h.advance(30)
+        told = await sent(h)
+        assert [len(n["alerts"]) for n in told] == [1200]
+        assert len({a["labels"]["model"] for a in told[0]["alerts"]}) == 1200
+
+
 async def test_a_bulk_batch_waits_for_the_requests_that_follow_it_a_smaller_one_does_not(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

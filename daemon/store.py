@@ -584,22 +584,28 @@ def _member_docs(db: sqlite3.Connection, group_key: str) -> dict[str, tuple[str,
     try:
         (text,) = db.execute(
             "SELECT group_concat(fingerprint || char(31) || doc || char(31)"
-            " || coalesce(json_extract(doc, '$.annotations'), ''), char(30))"
+            " || json_quote(json_extract(doc, '$.annotations')), char(30))"  # (JSON text, whatever its type)
             " FROM group_member_docs WHERE group_key = ?",
             (group_key,),
         ).fetchone()
-    except sqlite3.OperationalError:  # a document written before 2026-11-26 with NaN, which SQLite's JSON refuses
-        return {
-            fingerprint: (doc, _annotations(doc))
-            for fingerprint, doc in db.execute(
-                "SELECT fingerprint, doc FROM group_member_docs WHERE group_key = ?", (group_key,)
-            )
-        }
+    except (sqlite3.OperationalError, sqlite3.DataError):
+        # a document written before 2026-11-26 with NaN, which SQLite's JSON refuses; or the documents together
+        # longer than SQLite's limit on one value (1 GB unless lowered): a row each
+        return _member_docs_by_row(db, group_key)
     found: dict[str, tuple[str, str | None]] = {}
     for item in text.split("\x1e") if text else ():
         fingerprint, doc, annotations = item.split("\x1f")
-        found[fingerprint] = (doc, annotations or None)
+        found[fingerprint] = (doc, None if annotations == "null" else annotations)
     return found
+
+
+def _member_docs_by_row(db: sqlite3.Connection, group_key: str) -> dict[str, tuple[str, str | None]]:
+    return {
+        fingerprint: (doc, _annotations(doc))
+        for fingerprint, doc in db.execute(
+            "SELECT fingerprint, doc FROM group_member_docs WHERE group_key = ?", (group_key,)
+        )
+    }
 
 
 def _annotations(doc: str) -> str:

@@ -402,6 +402,24 @@ async def test_a_group_notification_carries_its_members_documents_whatever_chara
         assert document["commonAnnotations"] == {"summary": f"same {odd}"}
 
 
+async def test_a_group_whose_documents_together_pass_sqlites_length_limit_is_still_told_whole(tmp_path: Path) -> None:
+    """Read as one row, a group's documents (with their fingerprints and annotations) are longer than the
+    notification they make: past SQLite's limit on one value, they are read a row each."""
+    from alphawatch.daemon.store import dump_json
+
+    docs = {f"f{i}": dump_json({"labels": {"id": str(i)}, "annotations": {"summary": "x" * 900}}) for i in range(60)}
+    async with open_store(tmp_path / "state.db") as store:
+        rows = [("g", fingerprint, doc) for fingerprint, doc in docs.items()]
+        await store.run(lambda db: db.executemany("INSERT INTO group_member_docs VALUES (?, ?, ?)", rows))
+        limit = sum(map(len, docs.values())) + 2000  # the notification fits; the joined row does not
+        await store.run(lambda db: db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit))
+        head = dump_json({"receiver": "hook", "status": "firing"})
+        await store.enqueue([Outgoing("hook", "g", "k1", head, tuple((f, None) for f in docs))])
+        (queued,), _, _, _ = await store.due(time.time() + 60, limit=10, exclude=set())
+        assert [a["labels"]["id"] for a in queued.payload["alerts"]] == [str(i) for i in range(60)]
+        assert queued.payload["commonAnnotations"] == {"summary": "x" * 900}
+
+
 @pytest.mark.parametrize(
     "labels", [{}, {"model": "a7", "desk": "tw"}, {"q": '"quoted" \\ 中文 \n\t'}, {"b": "1", "a": "2"}]
 )

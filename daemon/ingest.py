@@ -149,6 +149,7 @@ def _canonical(items: tuple[tuple[str, Any], ...], max_label_bytes: int) -> Labe
     if len(items) > MAX_LABELS:
         return None
     names = _LABEL_NAMES
+    checked: list[str] = []  # names seen first here: remembered once the whole set passed
     bound = 2  # what the stored text takes at most: ``{"name":"value",…}``, 6 bytes per ASCII character escaped
     plain = True  # every value ASCII (a name is, once it matched LABEL)
     for name, value in items:
@@ -157,19 +158,21 @@ def _canonical(items: tuple[tuple[str, Any], ...], max_label_bytes: int) -> Labe
         if name not in names:
             if LABEL.fullmatch(name) is None:
                 return None
-            _remember(names, name, None)
+            checked.append(name)
         bound += len(name) + 6 * len(value) + 6
         plain = plain and value.isascii()
     labels = tuple(sorted(items))
     if labels == items:  # already sorted, as most clients send them: one tuple serves as key and labels
         labels = items
-    if plain and bound <= max_label_bytes:  # a new label set of a few short values: no need to write it out
-        return labels
-    try:
-        size = len(orjson.dumps(dict(labels)))  # the stored text's UTF-8 bytes (see dump_labels)
-    except TypeError:  # not Unicode text (a lone surrogate): the careful check names it
-        return None
-    return labels if size <= max_label_bytes else None
+    if not plain or bound > max_label_bytes:  # (a few short ASCII values need not be written out to be measured)
+        try:
+            if len(orjson.dumps(dict(labels))) > max_label_bytes:  # the stored text's UTF-8 bytes (dump_labels)
+                return None
+        except TypeError:  # not Unicode text (a lone surrogate): the careful check names it
+            return None
+    for name in checked:
+        _remember(names, name, None)
+    return labels
 
 
 def _remember(cache: dict[K, V], key: K, value: V) -> None:

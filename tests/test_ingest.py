@@ -50,3 +50,12 @@ def test_label_names_are_checked_even_when_a_valid_one_was_seen_before() -> None
     with pytest.raises(IngestError) as refused:
         parse_batch(body, NOW)
     assert "labels.bad-name" in str(refused.value.items)
+
+
+def test_the_names_of_a_refused_label_set_are_not_remembered() -> None:
+    body = b'[{"metric":"m","labels":{"unseen_name":"' + b"x" * 2000 + b'"},"ts":1780000000,"value":1}]'
+    with pytest.raises(IngestError):
+        parse_batch(body, NOW)
+    assert "unseen_name" not in ingest._LABEL_NAMES  # a client's refused items keep nothing of theirs alive
+    parse_batch(b'[{"metric":"m","labels":{"unseen_name":"x"},"ts":1780000000,"value":1}]', NOW)
+    assert "unseen_name" in ingest._LABEL_NAMES

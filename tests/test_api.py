@@ -135,7 +135,7 @@ async def test_malformed_bodies_get_a_json_error(config: Path, body: bytes, stat
 async def test_a_gzip_body_is_inflated_and_stored(config: Path) -> None:
     one = json.dumps([sample(value=1.0)]).encode()
     async with in_process(config) as (daemon, client):
-        for encoding in ("gzip", "x-gzip"):
+        for encoding in ("gzip", "x-gzip", "gzip, identity", "Identity,GZIP"):  # (identity changes nothing)
             response = await client.post(
                 "/api/v1/samples", content=gzip.compress(one), headers={**AUTH, "Content-Encoding": encoding}
             )
@@ -180,6 +180,13 @@ async def test_a_body_compressed_otherwise_than_with_gzip_gets_a_415_and_a_chars
         response = await client.post("/api/v1/samples", content=body, headers={**AUTH, "Content-Encoding": "br"})
         assert response.status_code == 415
         assert response.json()["error"] == "Content-Encoding 'br' is not supported: send the body uncompressed or gzip"
+        for twice in ("gzip, gzip", "gzip, br"):  # one gzip layer at most
+            headers = {**AUTH, "Content-Encoding": twice}
+            response = await client.post("/api/v1/samples", content=gzip.compress(gzip.compress(body.encode())),
+                                         headers=headers)  # fmt: skip
+            assert (response.status_code, response.json()["error"]) == (
+                415, f"Content-Encoding {twice!r} is not supported: send the body uncompressed or gzip"
+            )  # fmt: skip
         assert await stored_samples(daemon) == 0
         latin1 = {**AUTH, "Content-Type": "application/json; charset=ISO-8859-1"}  # Java's StringEntity default
         accented = json.dumps([sample(labels={"desk": "café"})], ensure_ascii=False).encode("latin-1")

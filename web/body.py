@@ -28,10 +28,12 @@ class BodyRefused(Exception):
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body (``limit`` is ``daemon.max_body``), inflated if it came gzip-compressed."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity", *GZIP):
+    header = request.headers.get("content-encoding", "")
+    codings = [c for c in (c.strip().lower() for c in header.split(",")) if c not in ("", "identity")]
+    encoding = codings[0] if codings else "identity"  # a list names the codings in the order applied (RFC 9110)
+    if len(codings) > 1 or encoding not in ("identity", *GZIP):
         raise BodyRefused(
-            415, f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed or gzip"
+            415, f"Content-Encoding {header.strip()[:40]!r} is not supported: send the body uncompressed or gzip"
         )
     too_large = BodyRefused(413, f"body larger than daemon.max_body ({limit} bytes)")
     declared = request.headers.get("content-length")

@@ -1,14 +1,18 @@
 """Email over SMTP: STARTTLS, implicit TLS or plain; login; a multipart text + HTML message to several recipients.
 
-The stdlib's blocking ``smtplib`` runs in a worker thread. The thread is abandoned when the attempt's timeout
-expires; the socket timeout (the same number of seconds) ends it soon after.
+The stdlib's blocking ``smtplib`` runs in a worker thread, at most :data:`CONNECTIONS` at once per channel and
+apart from trio's default threads (a configuration reload takes one of those). When the attempt's timeout expires
+the thread is abandoned and its socket shut down, which ends it: the socket timeout alone bounds each read, and a
+server answering a byte at a time would hold the thread for good.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,11 +26,17 @@ from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, ch
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 if TYPE_CHECKING:
+    import smtplib
     from email.message import EmailMessage
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+CONNECTIONS = 10
+"""SMTP connections at once per email channel (each a thread); more deliveries wait their turn within their
+timeout. A server that stalls holds at most these, and never the threads the rest of the daemon uses."""
 
 
 class Email(Channel):
@@ -52,6 +62,7 @@ class Email(Channel):
 
     def __init__(self, name: str, settings: Mapping[str, Any]) -> None:
         super().__init__(name, settings)
+        self._connections: trio.CapacityLimiter | None = None  # (made on the event loop, at the first mail)
         if settings.get("username") and "password" not in settings:
             raise ValueError("username needs a password (write password: ${env:VAR} or ${file:PATH})")
         check_overrides(settings.get("templates"))
@@ -83,12 +94,22 @@ class Email(Channel):
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
         message = self.message(notification)
+        if self._connections is None:
+            self._connections = trio.CapacityLimiter(CONNECTIONS)
+        held: list[smtplib.SMTP] = []  # the attempt's client, once made: shut down if the attempt is abandoned
         with trio.move_on_after(self.timeout) as scope:
-            await trio.to_thread.run_sync(self._deliver, message, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(
+                self._deliver, message, held, abandon_on_cancel=True, limiter=self._connections
+            )
         if scope.cancelled_caught:
+            for smtp in held:
+                sock = smtp.sock  # (None once closed)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
             raise DeliveryError(f"timed out after {self.timeout:g}s")
 
-    def _deliver(self, message: EmailMessage) -> None:
+    def _deliver(self, message: EmailMessage, held: list[smtplib.SMTP]) -> None:
         """Connect, secure, log in and send, in a worker thread. Raises :class:`DeliveryError`."""
         import smtplib
 
@@ -99,10 +120,15 @@ class Email(Channel):
             context = ssl.create_default_context(cafile=self.settings.get("ca_file"))
             smtp: smtplib.SMTP
             if security == "tls":
-                smtp = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=context)
+                smtp = smtplib.SMTP_SSL(timeout=self.timeout, context=context)
             else:
-                smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+                smtp = smtplib.SMTP(timeout=self.timeout)
+            smtp._host = host  # type: ignore[attr-defined]  # (what TLS checks the certificate against)
+            held.append(smtp)  # made, not connected: connected here, it can be shut down from the event loop
             with smtp:
+                code, reply = smtp.connect(host, port)
+                if code != 220:
+                    raise smtplib.SMTPConnectError(code, reply)
                 if security == "starttls":
                     smtp.starttls(context=context)
                 if self.settings.get("username"):

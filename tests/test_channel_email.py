@@ -260,6 +260,57 @@ async def test_a_silent_server_times_out_and_is_retryable() -> None:
     assert trio.current_time() - start < 2
 
 
+async def test_a_server_answering_a_byte_at_a_time_is_hung_up_on_when_the_attempt_times_out() -> None:
+    """The socket timeout bounds each read: a byte every 0.1 s would hold the attempt's thread for good, and with
+    it one of the threads every other channel's mail (and a reload) waits for."""
+    import select
+    import threading
+    import time
+
+    hung_up = threading.Event()
+
+    def trickle(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"220-")
+            for _ in range(300):  # 30 s at most
+                time.sleep(0.1)
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    break
+                if select.select([conn], [], [], 0)[0] and conn.recv(1) == b"":  # the client hung up
+                    break
+        hung_up.set()
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        threading.Thread(target=trickle, args=(server,), daemon=True).start()
+        target = channel(server.getsockname()[1], timeout=0.5)
+        with pytest.raises(DeliveryError, match=r"timed out after 0\.5s"):
+            await send(target)
+        assert await trio.to_thread.run_sync(hung_up.wait, 5)  # hung up on, not left reading
+
+
+async def test_mail_to_a_silent_server_takes_none_of_the_threads_the_rest_of_the_daemon_uses() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        target = channel(silent.getsockname()[1], timeout=1.0)
+        default = trio.to_thread.current_default_thread_limiter()
+        async with trio.open_nursery() as nursery:
+
+            async def attempt() -> None:
+                with pytest.raises(DeliveryError, match="timed out"):
+                    await send(target)
+
+            for _ in range(3):
+                nursery.start_soon(attempt)
+            await trio.sleep(0.3)
+            assert default.borrowed_tokens == 0  # the channel's own threads, not trio's default ones
+
+
 def test_the_kind_is_registered_and_checks_its_settings() -> None:
     assert channel_kinds()["email"] is Email
     with pytest.raises(ValueError, match="username needs a password"):

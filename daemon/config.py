@@ -602,6 +602,10 @@ def _build(
         channel_names[name] = index
         settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         settings.setdefault("language", daemon.language)
+        if isinstance(ca_file := settings.get("ca_file"), str) and ca_file:
+            settings["ca_file"] = str(base_dir / ca_file)  # relative to the file's folder, as state and ${file:} are
+            if not os.path.isfile(settings["ca_file"]):
+                problems.append(main.problem(("channels", index, "ca_file"), f"no such file: {settings['ca_file']}"))
         config = ChannelConfig(name, raw["kind"], _freeze(settings), origin=_origin(main, ("channels", index)))
         try:
             if config.build().timeout <= 0:

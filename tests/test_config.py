@@ -432,3 +432,22 @@ def test_a_label_value_yaml_reads_as_a_number_asks_for_quotes(write_config: Call
         f"{path}:2:79: rules[0].labels.size: 1e3 is a number here: write it in quotes",
         f"{path}:2:89: rules[0].labels.lot: 017 is a number here: write it in quotes",
     ]
+
+
+def test_a_relative_ca_file_is_found_beside_the_configuration_whatever_the_working_directory(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mail = """
+    channels:
+      - {name: mail, kind: email, host: 127.0.0.1, from: a@example.tw, to: [b@example.tw], ca_file: tls/ca.pem}
+    """
+    path = write_config(mail)
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "ca.pem").write_text("(a certificate)")
+    monkeypatch.chdir("/")  # as systemd starts it
+    (channel,) = load_config(path, {}).channels
+    assert channel.build().settings["ca_file"] == str(tmp_path / "tls" / "ca.pem")
+    missing = write_config(mail.replace("tls/ca.pem", "tls/other.pem"), "other.yaml")
+    assert problems(missing) == [
+        f"{missing}:3:97: channels[0].ca_file: no such file: {tmp_path / 'tls' / 'other.pem'}"
+    ]  # (refused at once, not every delivery after)

@@ -257,7 +257,11 @@ LOOP_BUDGET = 10_000
 """Items all ``range()`` calls of one rendering may make together: a template looping over a label's value, or
 loops nested in loops, stop with an error (the built-in template is used) instead of holding the daemon up."""
 LARGEST_REPEAT = 100_000
-"""Longest text or list ``*`` may make in a template, and ``**`` takes exponents up to 64 only."""
+"""Longest text or list ``*`` may make in a template, and ``**`` takes exponents up to 64 only. The same bound
+holds for the other ways a short template makes long text: a width (``center``, ``indent``, ``ljust``, a ``%`` or
+``format`` width) and what ``replace`` would make. (``lipsum`` is not there.)"""
+_WIDTHS = re.compile(r"%[-#0 +]*(\d+|\*)|\{[^{}]*:[^{}]*?(\d+)[^{}]*\}|\{[^{}]*:[^{}]*(\{)")
+"""Widths: printf's (written, or ``*``: an argument), str.format's (written, or a nested field: an argument)."""
 _budget: ContextVar[list[int]] = ContextVar("template_loop_budget")
 
 
@@ -281,12 +285,35 @@ def _budgeted_range(*args: int) -> range:
     return items
 
 
+def _no_wider(width: object, what: str) -> None:
+    """Refuse a width that would make text longer than :data:`LARGEST_REPEAT` characters."""
+    from jinja2.exceptions import SecurityError
+
+    if isinstance(width, int) and width > LARGEST_REPEAT:
+        raise SecurityError(f"{what} would make more than {LARGEST_REPEAT} characters")
+
+
+def _no_wide_format(text: object, args: tuple[Any, ...] = ()) -> None:
+    """Refuse a ``%`` or ``str.format`` format whose widths (written, or ``*`` from ``args``) are too large."""
+    if isinstance(text, str):
+        for found in _WIDTHS.finditer(text):
+            width = found.group(1) or found.group(2) or found.group(3)
+            if width in ("*", "{"):
+                for arg in args:
+                    _no_wider(arg, "a width")
+            else:
+                _no_wider(int(width), "a width")
+
+
+_PADDING = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
 def _sandbox_class() -> type[SandboxedEnvironment]:
     from jinja2.exceptions import SecurityError
     from jinja2.sandbox import SandboxedEnvironment
 
     class Sandbox(SandboxedEnvironment):
-        intercepted_binops = frozenset(["*", "**"])
+        intercepted_binops = frozenset(["*", "**", "%"])
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
@@ -296,9 +323,58 @@ def _sandbox_class() -> type[SandboxedEnvironment]:
                     sized = isinstance(sequence, str | list | tuple) and isinstance(times, int)
                     if sized and len(sequence) * times > LARGEST_REPEAT:
                         raise SecurityError(f"'*' would make more than {LARGEST_REPEAT} items")
+            if operator == "%":
+                _no_wide_format(left, right if isinstance(right, tuple) else (right,))
             return super().call_binop(context, operator, left, right)
 
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # (jinja's signature)
+            method = getattr(__obj, "__wrapped__", __obj)  # (the sandbox wraps str.format)
+            owner = getattr(method, "__self__", None)
+            if isinstance(owner, str):
+                name = getattr(method, "__name__", "")
+                if name in _PADDING:
+                    _no_wider(args[0] if args else kwargs.get("width"), f"{name}()")
+                elif name == "expandtabs":
+                    _no_wider(owner.count("\t") * (args[0] if args and isinstance(args[0], int) else 8), name)
+                elif name in ("format", "format_map"):
+                    values = (*args, *kwargs.values(), *(v for a in args if isinstance(a, dict) for v in a.values()))
+                    _no_wide_format(owner, values)
+            return super().call(__context, __obj, *args, **kwargs)
+
     return Sandbox
+
+
+def _center(value: object, width: int = 80) -> str:
+    _no_wider(width, "center")
+    return str(value).center(width)
+
+
+def _indent(value: object, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    from jinja2.filters import do_indent
+
+    text = str(value)
+    size = len(width) if isinstance(width, str) else width
+    _no_wider(len(text) + size * (text.count("\n") + 1), "indent")
+    return do_indent(text, width, first, blank)
+
+
+def _format(value: object, *args: Any, **kwargs: Any) -> str:
+    from jinja2.filters import do_format
+
+    _no_wide_format(value, args)
+    return do_format(value, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def _replace(eval_ctx: Any, value: object, old: str, new: str, count: int | None = None) -> str:
+    from jinja2.filters import do_replace
+
+    text, old, new = str(value), str(old), str(new)
+    times = text.count(old) if old else len(text) + 1
+    if count is not None:
+        times = min(times, count)
+    if len(new) > len(old):
+        _no_wider(len(text) + times * (len(new) - len(old)), "replace")
+    return do_replace(eval_ctx, value, old, new, count)  # type: ignore[arg-type]
 
 
 @cache
@@ -320,7 +396,11 @@ def _environment(kind: str) -> SandboxedEnvironment:
         time=format_time,
         severity=jinja2.pass_context(_severity_filter),
     )
+    env.filters.update(  # the built-in ones, bounded (LARGEST_REPEAT)
+        center=_center, indent=_indent, format=_format, replace=jinja2.pass_eval_context(_replace)
+    )
     env.globals["range"] = _budgeted_range
+    env.globals.pop("lipsum", None)  # (paragraphs of Latin on demand: seconds of work for a small template)
     return env
 
 

@@ -143,6 +143,15 @@ def test_the_sandbox_hides_python_internals() -> None:
         ("{{ 'x' * 1000000 }}", "'*' would make more than 100000 items"),
         ("{{ [1] * 1000000 }}", "'*' would make more than 100000 items"),
         ("{{ 10 ** (alerts | length * 1000000) }}", "exponents above 64"),
+        # the other ways a few characters of template make hundreds of megabytes, or seconds of work
+        ("{{ 'x' | center(200000000) }}", "center would make more than 100000 characters"),
+        ("{{ summary | indent(200000000) }}", "indent would make more than 100000 characters"),
+        ("{{ '%*s' | format(200000000, 'x') }}", "a width would make more than 100000 characters"),
+        ("{{ '%200000000s' % 'x' }}", "a width would make more than 100000 characters"),
+        ("{{ '{0:>{1}}'.format(1, 200000000) }}", "a width would make more than 100000 characters"),
+        ("{{ 'x'.ljust(200000000) }}", "ljust() would make more than 100000 characters"),
+        ("{{ ('x' * 1000) | replace('x', 'x' * 1000) }}", "replace would make more than 100000 characters"),
+        ("{{ lipsum(20000) }}", "'lipsum' is undefined"),
         ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
     ],
 )
@@ -157,6 +166,8 @@ def test_check_template_accepts_good_templates() -> None:
         check_template("{{ severity_name }} {{ summary }} {% for a in alerts %}{{ a.value_text }}{% endfor %}") is None
     )
     assert check_template("<b>{{ summary }}</b>", kind="html") is None
+    widths = "{{ 'x' | center(20) }}{{ summary | indent(2) }}{{ '%5.2f' | format(1.5) }}{{ '{:>8,}'.format(1234) }}"
+    assert check_template(widths + "{{ 'x'.ljust(9) }}{{ summary | replace('a', 'aa') }}{{ '%-6s' % 'ab' }}") is None
 
 
 def test_check_template_never_quotes_the_source() -> None:

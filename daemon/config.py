@@ -602,6 +602,9 @@ def _build(
         channel_names[name] = index
         settings = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         settings.setdefault("language", daemon.language)
+        for key in ("url", "base_url"):
+            if isinstance(settings.get(key), str) and (why := _unusable_url(settings[key])):
+                problems.append(main.problem(("channels", index, key), why))  # (not the URL: it may hold a secret)
         if isinstance(ca_file := settings.get("ca_file"), str) and ca_file:
             settings["ca_file"] = str(base_dir / ca_file)  # relative to the file's folder, as state and ${file:} are
             if not os.path.isfile(settings["ca_file"]):
@@ -749,6 +752,21 @@ def _rule(
         origin=origin,
     )
     return replace(config, context=context) if config.uses_calendar else config
+
+
+def _unusable_url(text: str) -> str | None:
+    """Why a channel's URL can reach nothing (no host, a port outside 1-65535), or ``None``."""
+    import httpx
+
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        return f"not a URL ({str(exc).split(':')[0]})"
+    if not url.host or " " in url.host or "%20" in url.host:
+        return "the URL names no host"
+    if url.port is not None and not 1 <= url.port <= 65535:
+        return f"the URL's port {url.port} is not between 1 and 65535"
+    return None
 
 
 def _daemon_settings(raw: dict[str, Any], base_dir: Path) -> DaemonSettings:

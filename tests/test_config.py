@@ -451,3 +451,23 @@ def test_a_relative_ca_file_is_found_beside_the_configuration_whatever_the_worki
     assert problems(missing) == [
         f"{missing}:3:97: channels[0].ca_file: no such file: {tmp_path / 'tls' / 'other.pem'}"
     ]  # (refused at once, not every delivery after)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:99999/hook", "channels[0].url: the URL's port 99999 is not between 1 and 65535"),
+        ("https://hooks.example.com:0/x", "channels[0].url: the URL's port 0 is not between 1 and 65535"),
+        ("http:///hook", "channels[0].url: the URL names no host"),
+    ],
+)
+def test_a_channel_url_that_can_reach_nothing_is_refused_at_load(
+    write_config: Callable[..., Path], url: str, message: str
+) -> None:
+    path = write_config(f"""
+    channels:
+      - {{name: hook, kind: webhook, url: "{url}"}}
+    """)
+    (problem,) = problems(path)
+    assert problem.endswith(message)
+    assert url not in problem  # (a URL may hold a secret)

@@ -381,6 +381,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"last reload: {'ok' if reload['ok'] else 'FAILED'} ({reload['trigger']})" + (
         f": {reload['error']}" if reload.get("error") else ""))  # fmt: skip
     print(f"{status['rules']} rules, {status['firing']} alerts firing, {status['pending']} pending")
+    sent = status["outbox"]
+    print(f"notifications since start: {sent['delivered']} delivered, {sent['in_flight']} in flight, "
+          f"{sent['failed_attempts']} failed attempts, {sent['dead']} dead letters")  # fmt: skip
     for rule in rules:
         error = f"  last error: {rule['last_error']}" if rule["last_error"] else ""
         print(f"  {rule['name']:<32} {rule['kind']:<10} {rule['status']:<8} firing={rule['firing']}{error}")

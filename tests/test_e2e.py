@@ -299,6 +299,7 @@ def test_push_and_status_commands_use_the_generated_token(
         status = subprocess.run([*cli, "status", *args], capture_output=True, text=True, timeout=30)
         assert status.returncode == 0
         assert "1 alerts firing" in status.stdout
+        assert "notifications since start: 1 delivered, 0 in flight, 0 failed attempts, 0 dead letters" in status.stdout
         assert port in status.stdout
         refused = subprocess.run([*cli, "push", *args, "--token", "wrong", "gross", "1"], capture_output=True,
                                  text=True, timeout=30)  # fmt: skip

@@ -67,14 +67,14 @@ PHRASES: dict[str, dict[str, str]] = {
         "value": "Value", "recovery_value": "Recovery value", "fired_for": "Fired for", "since": "Since",
         "resolved_at": "Resolved at", "rule": "Rule", "model": "Model", "details": "Details",
         "open": "Open in alphawatch", "more": "… and %d more alerts not shown", "n_firing": "%d firing",
-        "n_resolved": "%d resolved", "comma": ", ",
+        "n_resolved": "%d resolved", "comma": ", ", "more_lines": "… +%d more lines",
     },
     "zh-TW": {
         "firing": "觸發", "resolved": "已恢復", "sep": "：", "alerts": "則警報", "severity": "嚴重程度",
         "value": "數值", "recovery_value": "恢復值", "fired_for": "持續", "since": "開始於",
         "resolved_at": "恢復於", "rule": "規則", "model": "模型", "details": "詳情",
         "open": "在 alphawatch 開啟", "more": "…另有 %d 則警報未列出", "n_firing": "%d 則觸發",
-        "n_resolved": "%d 則已恢復", "comma": "，",
+        "n_resolved": "%d 則已恢復", "comma": "，", "more_lines": "…另有 %d 行未列出",
     },
 }  # fmt: skip
 _UNITS = {
@@ -417,7 +417,11 @@ def _tidy(kind: str, text: str) -> str:
 
 
 def render(
-    kind: str, payload: Mapping[str, Any], language: str = "en", overrides: Mapping[str, str] | None = None
+    kind: str,
+    payload: Mapping[str, Any],
+    language: str = "en",
+    overrides: Mapping[str, str] | None = None,
+    channel: str = "",
 ) -> str:
     """Render one of :data:`KINDS` for ``payload`` in ``language``, using ``overrides[kind]`` if given.
 
@@ -433,7 +437,9 @@ def render(
             with _budgeted():
                 return _tidy(kind, _compile(kind, source).render(context))
         except Exception as exc:
-            logger.warning("custom %s template failed, using the built-in one: %s", kind, error_message(exc))
+            logger.warning(
+                "channel %r: custom %s template failed, using the built-in one: %s", channel, kind, error_message(exc)
+            )
     return _tidy(kind, _environment(kind).get_template(f"{kind}.j2").render(context))
 
 

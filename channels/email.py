@@ -79,7 +79,9 @@ class Email(Channel):
         overrides = self.settings.get("templates")
         message = EmailMessage(policy=SMTP_POLICY)
         # A header may hold no line break and no control character (a label's value may: NUL broke the mail)
-        message["Subject"] = " ".join(_CONTROL.sub(" ", render("subject", payload, language, overrides)).split())
+        message["Subject"] = " ".join(
+            _CONTROL.sub(" ", render("subject", payload, language, overrides, self.name)).split()
+        )
         message["From"] = self.settings["from"]
         message["To"] = ", ".join(self.settings["to"])
         message["Date"] = formatdate(notification.created_at, localtime=True)
@@ -88,8 +90,10 @@ class Email(Channel):
         domain = str(self.settings["from"]).rpartition("@")[2].strip("<> ") or "alphawatch"
         message["Message-ID"] = f"<{digest}.alphawatch@{domain}>"
         message["Auto-Submitted"] = "auto-generated"
-        message.set_content(render("text", payload, language, overrides), cte="quoted-printable")
-        message.add_alternative(render("html", payload, language, overrides), subtype="html", cte="quoted-printable")
+        message.set_content(render("text", payload, language, overrides, self.name), cte="quoted-printable")
+        message.add_alternative(
+            render("html", payload, language, overrides, self.name), subtype="html", cte="quoted-printable"
+        )
         return message
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:

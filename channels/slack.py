@@ -9,7 +9,14 @@ from typing import Any, ClassVar
 import httpx
 
 from alphawatch.channels._base import Channel, Notification
-from alphawatch.channels._templates import LANGUAGE_SCHEMA, TEMPLATES_SCHEMA, build_context, check_overrides, render
+from alphawatch.channels._templates import (
+    LANGUAGE_SCHEMA,
+    PHRASES,
+    TEMPLATES_SCHEMA,
+    build_context,
+    check_overrides,
+    render,
+)
 from alphawatch.channels.webhook import post
 
 SEVERITY_EMOJI = {"info": "ℹ️", "warning": "⚠️", "error": "🟠", "critical": "🔴", "emergency": "🚨"}
@@ -38,14 +45,14 @@ class Slack(Channel):
 
     async def send(self, notification: Notification, http: httpx.AsyncClient) -> None:
         message = build_message(
-            notification.payload, self.settings.get("language", "en"), self.settings.get("templates")
+            notification.payload, self.settings.get("language", "en"), self.settings.get("templates"), self.name
         )
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "alphawatch"}
         await post(http, self.settings["url"], json.dumps(message).encode(), headers, self.timeout)
 
 
 def build_message(
-    payload: Mapping[str, Any], language: str = "en", overrides: Mapping[str, str] | None = None
+    payload: Mapping[str, Any], language: str = "en", overrides: Mapping[str, str] | None = None, channel: str = ""
 ) -> dict[str, Any]:
     """The Block Kit message for ``payload``: header, summary text, key-value fields, a button, a footer.
 
@@ -54,14 +61,15 @@ def build_message(
     """
     context = build_context(payload, language)
     phrases = context["t"]
-    subject = render("subject", payload, language, overrides)
+    subject = render("subject", payload, language, overrides, channel)
     emoji = RESOLVED_EMOJI if context["resolved"] else SEVERITY_EMOJI.get(context["severity"], "🔔")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(f"{emoji} {subject}", _HEADER_MAX)}},
     ]
-    body = render("slack", payload, language, overrides).strip()
+    body = render("slack", payload, language, overrides, channel).strip()
     if body:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut_lines(body, _SECTION_MAX)}})
+        text = _cut_lines(body, _SECTION_MAX, phrases["more_lines"])
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     fields = [
         {"type": "mrkdwn", "text": _cut(f"*{_escape(name)}*\n{_escape(value)}", _FIELD_MAX)}
         for name, value in _key_values(context)
@@ -105,16 +113,16 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _cut_lines(text: str, limit: int) -> str:
+def _cut_lines(text: str, limit: int, more: str = PHRASES["en"]["more_lines"]) -> str:
     """``text`` within ``limit`` characters, cut between lines (an entity such as ``&amp;`` or a ``<url|link>``
-    cut in half breaks the message), saying how many lines were left out."""
+    cut in half breaks the message), saying in ``more`` (a ``%d`` phrase) how many lines were left out."""
     if len(text) <= limit:
         return text
     lines = text.splitlines()
     kept: list[str] = []
     used = 0
     for index, line in enumerate(lines):
-        note = f"… +{len(lines) - index} more lines"
+        note = more % (len(lines) - index)
         if used + len(line) + 1 + len(note) > limit:
             return "\n".join([*kept, note]) if kept else _cut(text, limit)
         kept.append(line)

@@ -178,7 +178,7 @@ class Sms(Channel):
         so that the value, the recovery value and the duration (at the end) stay; anything else is cut."""
         language, overrides = self.settings.get("language", "en"), self.settings.get("templates")
         cap = int(self.settings.get("max_segments", 3))
-        text = render("sms", payload, language, overrides)
+        text = render("sms", payload, language, overrides, self.name)
         if sms_segments(text)[1] > cap and not (overrides or {}).get("sms"):
             text = _with_shorter_summary(payload, language, cap) or text
         return fit_segments(text, cap)

@@ -115,6 +115,8 @@ def test_block_kit_limits_hold_for_a_large_group() -> None:
     assert re.search(r"… \+\d+ more lines$", summary)  # says what was left out
     assert re.search(r"&(?!amp;|lt;|gt;)", summary) is None  # no entity cut in half
     assert len(message["blocks"][2]["fields"]) <= 10
+    chinese = build_message(dict(payload, language="zh-TW"), "zh-TW")["blocks"][1]["text"]["text"]
+    assert re.search(r"…另有 \d+ 行未列出$", chinese)  # in the channel's language
 
 
 async def test_429_with_retry_after_is_retried_later(receiver: Receiver) -> None:

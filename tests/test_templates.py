@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from alphawatch.channels._base import Notification
 from alphawatch.channels._templates import (
     KINDS,
     SEVERITY_NAMES,
@@ -122,6 +123,14 @@ def test_a_template_looping_over_a_label_value_falls_back_instead_of_holding_the
         text = render("subject", payload, "en", {"subject": looping})
     assert text == "[CRITICAL] FIRING: ICDecay (alpha7)"
     assert "loops more than 10000 times" in caplog.text
+    caplog.clear()
+    from alphawatch.channels.email import Email
+
+    mail = Email("desk-mail", {"host": "127.0.0.1", "from": "a@example.tw", "to": ["b@example.tw"],
+                               "templates": {"subject": looping}})  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        mail.message(Notification(1, "desk-mail", "k", payload, 1.7e9, 0))
+    assert "channel 'desk-mail': custom subject template failed" in caplog.text  # which channel's template
 
 
 def test_the_sandbox_hides_python_internals() -> None:

@@ -92,7 +92,10 @@ def _with_shorter_summary(payload: Mapping[str, Any], language: str, cap: int) -
     annotations = dict(payload.get("commonAnnotations") or {})
     alerts = list(payload.get("alerts") or ())
     summary = str(annotations.get("summary") or (alerts and (alerts[0].get("annotations") or {}).get("summary")) or "")
-    marker = "..." if sms_encoding(summary) == GSM7 else "…"
+    # the marker of the message's encoding: a Chinese template makes it UCS-2 whatever the summary is
+    blank = [{**a, "annotations": {**(a.get("annotations") or {}), "summary": ""}} for a in alerts]
+    rest = render("sms", {**payload, "commonAnnotations": {**annotations, "summary": ""}, "alerts": blank}, language)
+    marker = "..." if sms_encoding(summary) == GSM7 and sms_encoding(rest) == GSM7 else "…"
     best, low, high = None, 0, len(summary) - 1
     while low <= high:  # a shorter summary never makes a longer message: halve the range
         keep = (low + high) // 2
@@ -179,7 +182,10 @@ class Sms(Channel):
         language, overrides = self.settings.get("language", "en"), self.settings.get("templates")
         cap = int(self.settings.get("max_segments", 3))
         text = render("sms", payload, language, overrides, self.name)
-        if sms_segments(text)[1] > cap and not (overrides or {}).get("sms"):
+        # the built-in template's message (also when a replacement failed and it stood in) shortens its summary
+        if sms_segments(text)[1] > cap and (
+            not (overrides or {}).get("sms") or text == render("sms", payload, language)
+        ):
             text = _with_shorter_summary(payload, language, cap) or text
         return fit_segments(text, cap)
 

@@ -234,6 +234,33 @@ def test_a_cut_message_keeps_the_recovery_value_and_the_duration() -> None:
     assert sms_segments(text) == (GSM7, 1)
 
 
+def test_a_chinese_message_cut_in_its_ascii_summary_takes_the_one_character_ellipsis() -> None:
+    payload = sample_payload(language="zh-TW")
+    payload["commonAnnotations"] = {"summary": "alpha7 twenty-day rank IC fell below its floor before the open " * 3}
+    sms = Sms("ops-sms", {"provider": "http", "to": ["+886912345678"], "url": "http://127.0.0.1:9/sms",
+                          "language": "zh-TW", "max_segments": 1})  # fmt: skip
+    text = sms.message(payload)
+    assert sms_segments(text) == (UCS2, 1)  # (the Chinese words of the template)
+    assert "…" in text  # one unit of 70 ...
+    assert "..." not in text  # ... not three
+
+
+def test_a_failed_replacement_template_stands_in_for_by_the_built_in_one_shortened_as_it_would_be(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payload = sample_payload(status="resolved")
+    payload["alerts"][0]["labels"]["n"] = "3000"
+    payload["commonAnnotations"] = {"summary": "alpha7 twenty-day rank IC fell below its floor before the open " * 3}
+    looping = (
+        "{% for i in range(alerts[0].labels.get('n', '0') | int) %}{% for j in range(10) %}{% endfor %}{% endfor %}x"
+    )
+    sms = Sms("ops-sms", {"provider": "http", "to": ["+886912345678"], "url": "http://127.0.0.1:9/sms",
+                          "max_segments": 1, "templates": {"sms": looping}})  # fmt: skip
+    text = sms.message(payload)
+    assert "custom sms template failed" in caplog.text
+    assert text.endswith("... (Recovery value 0.0153, Fired for 2h15m)")  # the summary gave way, not the end
+
+
 async def test_generic_gateway_json_body_from_templates(receiver: Receiver) -> None:
     body = {"phone": "{{ to }}", "text": "{{ message }}", "parts": "{{ segments }}", "priority": 1, "flash": False}
     channel = gateway(receiver, headers={"X-Api-Key": "k-123"}, body=body)

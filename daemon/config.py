@@ -554,10 +554,11 @@ def _known_keys(instance: Any, path: KeyPath) -> frozenset[str]:
 
 
 def _redact(problems: list[Problem], secrets: set[str]) -> list[Problem]:
-    if not secrets:
-        return problems
-    redact = Redactor(secrets)
-    return [Problem(p.file, p.line, p.column, p.path, redact(p.message)) for p in problems]
+    """The problems to report: without secrets, each once (two checks may find the same thing, e.g. a channel
+    kind's own schema and the file's)."""
+    redact = Redactor(secrets) if secrets else None
+    found = (Problem(p.file, p.line, p.column, p.path, redact(p.message)) if redact else p for p in problems)
+    return list(dict.fromkeys(found))
 
 
 def _build(

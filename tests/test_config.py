@@ -471,3 +471,13 @@ def test_a_channel_url_that_can_reach_nothing_is_refused_at_load(
     (problem,) = problems(path)
     assert problem.endswith(message)
     assert url not in problem  # (a URL may hold a secret)
+
+
+def test_a_channel_setting_found_wrong_by_two_checks_is_reported_once(write_config: Callable[..., Path]) -> None:
+    path = write_config("""
+    channels:
+      - {name: hook, kind: webhook, url: "http://127.0.0.1:9/x", timeout: 5x}
+    """)
+    assert problems(path) == [
+        f"{path}:3:71: channels[0].timeout: '5x' is not a duration (write e.g. 30s, 5m, 4h, 2d)"
+    ]  # (the file's schema and the webhook kind's both refuse it)

@@ -550,6 +550,7 @@ class Engine:
 
     async def _run_dispatch(self) -> None:
         reconsider_at: float | None = None
+        looked = False  # at the start, held news is looked at once: a silence may have ended while stopped
         while True:
             self._dispatch_changed = trio.Event()
             now = self.clock.now()
@@ -560,8 +561,9 @@ class Engine:
                 self.dispatcher.acknowledged = suppressions.acknowledged
                 self.dispatcher.ack_reason = suppressions.ack_reason
                 changed = suppressions.changed()
-                if reconsider_at is not None and now >= reconsider_at:
+                if not looked or (reconsider_at is not None and now >= reconsider_at):
                     self.dispatcher.reconsider(now)
+                    looked = True
                 reconsider_at = suppressions.next_change(now)
             mark = self._watermark()
             due, _ = self.dispatcher.next_due(mark)

@@ -501,6 +501,23 @@ async def test_news_a_silence_held_back_goes_out_when_it_ends_after_a_restart(
         assert [models(p) for p in (await sent(h))[3:]] == [[("a7", "resolved")]]
 
 
+async def test_news_a_silence_held_back_goes_out_at_start_when_it_ended_while_the_daemon_was_stopped(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """No edge of a silence lies ahead to wake the dispatcher: the start itself looks again."""
+    path = write_config(SILENCED.replace("group_by: ['...']", "group_by: ['...'], repeat_interval: 4h"))
+    async with running_engine(path, start=START) as h:
+        suppressions = await with_suppressions(h)
+        await silence(h, suppressions, "model=k9", "8s")
+        await h.push("gross", 1.9, model="k9")  # fires under the silence: held back
+        await h.advance(5)
+        assert await sent(h) == []
+    async with running_engine(path, start=START + 20) as h:  # the silence ended 7 s before the start
+        await with_suppressions(h)
+        await h.advance(1)
+        assert [models(p) for p in await sent(h)] == [[("k9", "firing")]]
+
+
 async def test_a_resolution_an_inhibition_held_back_goes_out_when_the_inhibiting_alert_resolves(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

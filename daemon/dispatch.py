@@ -277,6 +277,7 @@ class Dispatcher:
     def apply(self, config: Config, now: float) -> Writes:
         """A new configuration: groups keep their timers where their route still exists (with its new
         settings); members of vanished routes are routed again."""
+        windows_changed = config.windows != self.config.windows  # (a calendar edit moves a window's edges)
         self.config = config
         nodes = self.nodes()
         writes = Writes()
@@ -289,7 +290,9 @@ class Dispatcher:
         for group in list(self.groups()):
             node = nodes.get(group.node.path)
             if node is not None and _same_route(node, group.node):
-                group.node = node
+                old, group.node = group.node, node
+                if _timing(node) != _timing(old) or (windows_changed and node.hold_until is not None):
+                    self._retime(group, now, writes)
                 continue
             orphans += [(member, writes.key(group)) for member in group.members if member.status == FIRING]
             self._drop(group, writes)
@@ -443,6 +446,20 @@ class Dispatcher:
             detail = f"route {node.path} is muted now ({'muted_during' if node.muted_during else 'active_during'})"
             reason = Reason("muted_window", window, detail)
             writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, ",".join(node.channels)))
+
+    def _retime(self, group: Group, now: float, writes: Writes) -> None:
+        """The group's next flush under its route's new timing (a reload): group_wait from its creation until it
+        has flushed; then group_interval after the last flush for news not yet told, else repeat_interval; and
+        hold_until, if any, as it reads now."""
+        node = group.node
+        if group.last_flush_at is None:
+            due = group.created_at + node.group_wait
+        elif any(m.sent != m.status for m in group.members):
+            due = group.last_flush_at + node.group_interval
+        else:
+            due = max(group.last_flush_at + node.repeat_interval, now)
+        group.next_flush_at = self._instant(self._release(node, group.pairs, max(due, now)))
+        writes.groups[writes.key(group)] = group
 
     def _changed(self, group: Group, now: float, writes: Writes) -> None:
         """Something to tell: at ``group_interval`` after the last flush (or the pending first flush)."""
@@ -760,6 +777,11 @@ class Dispatcher:
         windows = self.config.windows
         return release_at(node, dict(pairs), at, window_active=self._window_active,
                           next_edge=lambda name, ts: windows[name].next_edge(ts))  # fmt: skip
+
+
+def _timing(node: RouteNode) -> tuple[float, float, float, str | None]:
+    """What a route's groups' next flush depends on."""
+    return node.group_wait, node.group_interval, node.repeat_interval, node.hold_until
 
 
 def _same_route(new: RouteNode, old: RouteNode) -> bool:

@@ -203,6 +203,38 @@ async def test_a_reload_keeps_the_groups(write_config: Callable[..., Path], auto
         assert len(await sent(h)) == 1  # a reload that restarts the rule does not resend the group
 
 
+async def test_a_reload_times_the_groups_under_their_routes_new_settings(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(GROUPED)  # group_wait 30s, repeat_interval 1h
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        assert len(await sent(h)) == 1
+        await h.advance(5)
+        shorter = write_config(GROUPED.replace("repeat_interval: 1h", "repeat_interval: 10s"), "shorter.yaml")
+        await h.engine.apply(load_config(shorter))
+        await h.advance(4.9)  # the repeat comes 10 s after the flush, not an hour after it
+        assert len(await sent(h)) == 1
+        await h.advance(0.2)
+        assert len(await sent(h)) == 2
+
+
+async def test_a_reload_that_drops_hold_until_lets_the_held_group_go(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    rules = "rules:\n  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}\n"
+    path = write_config(HELD_ROUTE + rules)
+    async with running_engine(path, start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9)
+        await h.advance(60)
+        assert await sent(h) == []  # held for the pre-open, 13 h away
+        unheld = write_config((HELD_ROUTE + rules).replace(", hold_until: pre_open}", "}"), "unheld.yaml")
+        await h.engine.apply(load_config(unheld))
+        await h.advance(1)
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]
+
+
 async def test_a_muted_route_falls_through_and_emergencies_are_not_muted(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

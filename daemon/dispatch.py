@@ -282,6 +282,8 @@ class Dispatcher:
         nodes = self.nodes()
         writes = Writes()
         policies = {p.name for p in config.escalations}
+        for escalating in self.escalating.values():  # a tier waiting for a window looks at the new windows
+            escalating.not_before = None
         for fingerprint, escalating in list(self.escalating.items()):
             if escalating.policy not in policies:  # the policy is gone: its pending tiers with it
                 del self.escalating[fingerprint]

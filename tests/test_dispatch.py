@@ -235,6 +235,33 @@ async def test_a_reload_that_drops_hold_until_lets_the_held_group_go(
         assert [p["receiver"] for p in await sent(h)] == ["mail"]
 
 
+async def test_a_tier_waiting_for_its_window_goes_when_a_reload_opens_the_window_now(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    text = (
+        CHANNELS
+        + """
+route:
+  channels: [mail]
+  group_wait: 0s
+windows:
+  w: {from: open-1h, to: open}
+escalations:
+  - {name: night, matchers: [severity=critical], active_during: [w], tiers: [{after: 1m, channels: [sms]}]}
+rules:
+  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
+"""
+    )
+    async with running_engine(write_config(text), start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9)
+        await h.advance(300)  # the tier fell due at 19:01, outside w (08:00-09:00): it waits for 08:00
+        assert [n["channel"] for n in await h.outbox()] == ["mail"]
+        evening = write_config(text.replace("{from: open-1h, to: open}", "{from: close+5h, to: close+7h}"), "e.yaml")
+        await h.engine.apply(load_config(evening))  # w is 18:30-20:30 now: open
+        await h.advance(1)
+        assert [n["channel"] for n in await h.outbox()] == ["mail", "sms"]
+
+
 async def test_a_muted_route_falls_through_and_emergencies_are_not_muted(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

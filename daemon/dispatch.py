@@ -289,8 +289,19 @@ class Dispatcher:
                 del self.escalating[fingerprint]
                 writes.escalations[fingerprint] = None
         orphans: list[tuple[Member, str]] = []  # and the key of the group whose row has its document
+        seen: dict[str, RouteNode | None] = {}  # a route by its key (matchers from the root), if only one has it
+        for candidate in nodes.values():
+            seen[candidate.key] = None if candidate.key in seen else candidate
+        moving: list[tuple[Group, RouteNode, str, tuple[Member, ...], bool]] = []
         for group in list(self.groups()):
             node = nodes.get(group.node.path)
+            moved = seen.get(group.node.key)
+            if (node is None or not _same_route(node, group.node)) and moved and _same_route(moved, group.node):
+                # (a sibling inserted before it, say): every group that leaves a place first, as one may come
+                # to the place another leaves
+                moving.append((group, moved, writes.key(group), group.members, group in self.held))
+                self._drop(group, writes)
+                continue
             if node is not None and _same_route(node, group.node):
                 old, group.node = group.node, node
                 if _timing(node) != _timing(old) or (windows_changed and node.hold_until is not None):
@@ -298,6 +309,8 @@ class Dispatcher:
                 continue
             orphans += [(member, writes.key(group)) for member in group.members if member.status == FIRING]
             self._drop(group, writes)
+        for leaving, place, source, members, held in moving:
+            self._move(leaving, place, source, members, held, writes)
         for member, source in orphans:
             self._join(member, now, writes, source=source)
         return writes.freeze()
@@ -448,6 +461,24 @@ class Dispatcher:
             detail = f"route {node.path} is muted now ({'muted_during' if node.muted_during else 'active_during'})"
             reason = Reason("muted_window", window, detail)
             writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, ",".join(node.channels)))
+
+    def _move(
+        self, group: Group, node: RouteNode, source: str, members: tuple[Member, ...], held: bool, writes: Writes
+    ) -> None:
+        """A group (dropped from its place, ``source``) whose route is at another place in the tree: the same
+        group there, with its timers and what its members were told (their rows take their documents along),
+        so that nothing is told again."""
+        moved = Group(node, group.pairs, group.created_at, group.last_flush_at, group.next_flush_at, group.flushes)
+        self._groups.setdefault(node.path, {})[group.pairs] = moved
+        key = writes.key(moved)
+        for member in members:
+            moved.put(member)
+            self._enter(member.fingerprint, moved)
+            writes.members[(key, member.fingerprint)] = member
+            writes.sources[(key, member.fingerprint)] = source
+        if held:
+            self.held.add(moved)
+        writes.groups[key] = moved
 
     def _retime(self, group: Group, now: float, writes: Writes) -> None:
         """The group's next flush under its route's new timing (a reload): group_wait from its creation until it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -353,3 +354,33 @@ async def test_all_bad_fields_are_reported_at_once(config: Path) -> None:
         refused = await client.post("/api/v1/silences", json={"matchers": ["??"], "duration": "x"}, headers=AUTH)
         fields = {f["field"] for f in refused.json()["fields"]}
         assert fields == {"matchers[0]", "created_by", "comment", "duration"}
+
+
+async def test_why_names_the_silence_that_holds_back_a_resolution(write_config: Callable[..., Path]) -> None:
+    """The receiver was told 'firing'; the alert resolved under a silence: 'now' names the silence."""
+    routed = (
+        CONFIG
+        + """channels:
+  - {name: hook, kind: webhook, url: "http://127.0.0.1:9/hook"}
+route: {channels: [hook], group_by: ['...'], group_wait: 0s}
+"""
+    )
+    ingest = {"Authorization": f"Bearer ingest-{TOKEN}"}
+    sample = {"metric": "gross", "labels": {"model": "alpha7"}, "value": 1.9}
+    async with app(write_config(routed)) as (daemon, client, _):
+        await client.post("/api/v1/samples", json=[{**sample, "ts": time.time()}], headers=ingest)
+        for _ in range(200):  # told (a flush marks what it told, whatever the receiver answers)
+            if await daemon.store.query("SELECT id FROM outbox"):
+                break
+            await trio.sleep(0.01)
+        created = await client.post("/api/v1/silences", json=body(matchers=["model=alpha7"]), headers=AUTH)
+        assert created.status_code == 201
+        await client.post("/api/v1/samples", json=[{**sample, "ts": time.time(), "value": 1.0}], headers=ingest)
+        (alert,) = await daemon.store.query("SELECT fingerprint FROM alerts")
+        for _ in range(200):
+            if (await daemon.store.query("SELECT state FROM alerts"))[0]["state"] == "resolved":
+                break
+            await trio.sleep(0.01)
+        why = (await client.get(f"/api/v1/alerts/{alert['fingerprint']}/suppressions")).json()
+        assert why["state"] == "resolved"
+        assert [reason["kind"] for reason in why["now"]] == ["silence"]

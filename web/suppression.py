@@ -146,16 +146,20 @@ class SuppressionApi:
         current: list[dict[str, str]] = []
         ack = None  # the acknowledgement of the episode now firing: one of an earlier episode no longer holds
         state = alert[0]["state"] if alert else None
-        if alert and state != "resolved":
+        dispatcher = self.daemon.engine.dispatcher
+        # a resolution not told yet is news a silence or an inhibition may be holding back as well
+        untold = any(m.sent != m.status for g in dispatcher.groups_of(fingerprint) if (m := g.get(fingerprint)))
+        if alert and (state != "resolved" or untold):
             firing = await store.query("SELECT fingerprint, labels FROM alerts WHERE state = 'firing'")
             others = [(r["fingerprint"], json.loads(r["labels"])) for r in firing]
             reason = suppressions.reason(fingerprint, json.loads(alert[0]["labels"]), now, others)
             if reason is not None:
                 current.append(reason.as_json())
-            ack = suppressions.acknowledged(fingerprint, alert[0]["active_at"])
-            if ack is not None:
-                current.append(suppressions.ack_reason(ack).as_json())
-            current += [reason.as_json() for reason in self.daemon.engine.dispatcher.holding(fingerprint, now)]
+            if state != "resolved":
+                ack = suppressions.acknowledged(fingerprint, alert[0]["active_at"])
+                if ack is not None:
+                    current.append(suppressions.ack_reason(ack).as_json())
+            current += [reason.as_json() for reason in dispatcher.holding(fingerprint, now)]
         return JSONResponse({
             "fingerprint": fingerprint,
             "state": state,

@@ -19,19 +19,34 @@ class BadJson(ValueError):
     pass
 
 
-def loads(body: bytes | str) -> Any:
+def loads(body: bytes | str, keys_once: bool = False) -> Any:
     """``json.loads(body)``; raises :class:`BadJson` (or the parser's own ``ValueError``) for a body to refuse.
-    Bytes must be UTF-8: ``json.loads`` would also read UTF-16 and UTF-32, and encoded surrogates."""
+    Bytes must be UTF-8: ``json.loads`` would also read UTF-16 and UTF-32, and encoded surrogates. With
+    ``keys_once`` an object with a key twice is refused (the API's small write bodies; bulk data is read faster
+    without the check, taking a repeated key's last value as orjson does)."""
     if isinstance(body, bytes | bytearray):
         try:
             body = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadJson(f"the body is not UTF-8 text (byte {exc.start}): send UTF-8") from None
     try:
-        document = json.loads(body)
+        document = json.loads(body, object_pairs_hook=_once_each) if keys_once else json.loads(body)
     except RecursionError:
         raise BadJson("nested too deeply") from None
     _refuse_lone_surrogates(body, document)
+    return document
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys differ: a key given twice (``"duration":"1h","duration":"2h"``) is refused, not read
+    as its last value, as a YAML configuration refuses it."""
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadJson(f"the key {key[:40]!r} appears twice in one object")
+            seen.add(key)
     return document
 
 

@@ -320,6 +320,11 @@ async def test_each_bad_field_is_named_and_nothing_is_stored(
             "the string at comment holds a lone surrogate",
         ),
         (b"[" * 3000, 400, "nested too deeply"),
+        (  # which one was meant? (the configuration's YAML refuses a key twice too)
+            b'{"matchers": ["model=a7"], "duration": "1h", "duration": "2h", "created_by": "amy", "comment": "x"}',
+            400,
+            "the key 'duration' appears twice in one object",
+        ),
     ],
 )
 async def test_bodies_that_are_not_a_silence(config: Path, content: bytes, status: int, message: str) -> None:

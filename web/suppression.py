@@ -52,7 +52,7 @@ class SuppressionApi:
         except BodyRefused as exc:
             return None, error(exc.status, str(exc))
         try:
-            return jsonbody.loads(body), None
+            return jsonbody.loads(body, keys_once=True), None
         except BadJson as exc:
             return None, error(400, f"body refused: {exc}", fields=[{"field": "", "message": str(exc)}])
         except ValueError as exc:

@@ -389,3 +389,25 @@ route: {channels: [hook], group_by: ['...'], group_wait: 0s}
         why = (await client.get(f"/api/v1/alerts/{alert['fingerprint']}/suppressions")).json()
         assert why["state"] == "resolved"
         assert [reason["kind"] for reason in why["now"]] == ["silence"]
+
+
+async def test_why_names_the_rules_own_muted_window(write_config: Callable[..., Path]) -> None:
+    muted = (
+        CONFIG.replace("value: 1.5}", "value: 1.5, muted_during: [always]}")
+        + """windows:
+  shut: {not: trading}
+  always: {any_of: [trading, shut]}
+"""
+    )
+    ingest = {"Authorization": f"Bearer ingest-{TOKEN}"}
+    sample = {"metric": "gross", "labels": {"model": "alpha7"}, "value": 1.9, "ts": time.time()}
+    async with app(write_config(muted)) as (daemon, client, _):
+        await client.post("/api/v1/samples", json=[sample], headers=ingest)
+        for _ in range(200):
+            if found := await daemon.store.query("SELECT fingerprint, state FROM alerts"):
+                break
+            await trio.sleep(0.01)
+        assert found[0]["state"] == "firing"
+        why = (await client.get(f"/api/v1/alerts/{found[0]['fingerprint']}/suppressions")).json()
+        assert [(r["kind"], r["ref"]) for r in why["now"]] == [("muted_window", "always")]
+        assert "rule exposure is muted during always (muted_during)" in why["now"][0]["detail"]

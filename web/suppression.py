@@ -25,7 +25,7 @@ from alphawatch.daemon import silences as silence_store
 from alphawatch.daemon.acks import NotFiring, UnknownAlert, check_ack
 from alphawatch.daemon.jsonbody import BadJson
 from alphawatch.daemon.silences import EXPIRED, SilenceError, parse_instant, parse_silence
-from alphawatch.daemon.suppression import KINDS, Suppressions, suppression_log
+from alphawatch.daemon.suppression import KINDS, Reason, Suppressions, suppression_log
 from alphawatch.daemon.wire import ascii_float
 from alphawatch.web.app import Handler, error, guarded, query_limit, query_states
 from alphawatch.web.body import BodyRefused, read_body
@@ -130,6 +130,23 @@ class SuppressionApi:
         self.daemon.broadcaster.publish({"type": "ack", "event": "removed", "fingerprint": fingerprint})
         return JSONResponse({"removed": fingerprint})
 
+    def _rule_muted(self, name: str, now: float) -> list[Reason]:
+        """The rule's own ``muted_during`` windows on now: its firing alert reaches no route until they end."""
+        rule = next((r for r in self.daemon.config.rules if r.name == name), None)
+        if rule is None or rule.context is None:
+            return []
+        windows = rule.context.windows
+        return [
+            Reason(
+                "muted_window",
+                window,
+                f"rule {name} is muted during {window} (muted_during): no channel hears "
+                "of its alerts until the window ends",
+            )
+            for window in rule.muted_during
+            if windows[window].active(now)
+        ]
+
     # the record ----------------------------------------------------------------------------------------------
     async def alert_suppressions(self, request: Request) -> Response:
         fingerprint = request.path_params["fingerprint"]
@@ -137,7 +154,9 @@ class SuppressionApi:
         if limit is None:
             return error(400, "limit is a whole number from 1 to 10000")
         store = self.daemon.store
-        alert = await store.query("SELECT labels, state, active_at FROM alerts WHERE fingerprint = ?", [fingerprint])
+        alert = await store.query(
+            "SELECT rule, labels, state, active_at, last_notified_at FROM alerts WHERE fingerprint = ?", [fingerprint]
+        )
         rows = await suppression_log(store, fingerprint=fingerprint, limit=limit)
         if not alert and not rows:
             return error(404, "no such alert, and nothing recorded for it")
@@ -160,6 +179,8 @@ class SuppressionApi:
                 if ack is not None:
                     current.append(suppressions.ack_reason(ack).as_json())
             current += [reason.as_json() for reason in dispatcher.holding(fingerprint, now)]
+            if state == "firing" and alert[0]["last_notified_at"] is None:
+                current += [r.as_json() for r in self._rule_muted(alert[0]["rule"], now)]
         return JSONResponse({
             "fingerprint": fingerprint,
             "state": state,

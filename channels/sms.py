@@ -92,17 +92,18 @@ def _with_shorter_summary(payload: Mapping[str, Any], language: str, cap: int) -
     annotations = dict(payload.get("commonAnnotations") or {})
     alerts = list(payload.get("alerts") or ())
     summary = str(annotations.get("summary") or (alerts and (alerts[0].get("annotations") or {}).get("summary")) or "")
+
+    def with_summary(short: str) -> str:
+        each = [{**a, "annotations": {**(a.get("annotations") or {}), "summary": short}} for a in alerts]
+        return render("sms", {**payload, "commonAnnotations": {**annotations, "summary": short}, "alerts": each},
+                      language)  # fmt: skip
+
     # the marker of the message's encoding: a Chinese template makes it UCS-2 whatever the summary is
-    blank = [{**a, "annotations": {**(a.get("annotations") or {}), "summary": ""}} for a in alerts]
-    rest = render("sms", {**payload, "commonAnnotations": {**annotations, "summary": ""}, "alerts": blank}, language)
-    marker = "..." if sms_encoding(summary) == GSM7 and sms_encoding(rest) == GSM7 else "…"
+    marker = "..." if sms_encoding(summary) == GSM7 and sms_encoding(with_summary("")) == GSM7 else "…"
     best, low, high = None, 0, len(summary) - 1
     while low <= high:  # a shorter summary never makes a longer message: halve the range
         keep = (low + high) // 2
-        short = summary[:keep].rstrip() + marker
-        each = [{**a, "annotations": {**(a.get("annotations") or {}), "summary": short}} for a in alerts]
-        shorter = {**payload, "commonAnnotations": {**annotations, "summary": short}, "alerts": each}
-        text = render("sms", shorter, language)
+        text = with_summary(summary[:keep].rstrip() + marker)
         if sms_segments(text)[1] <= cap:
             best, low = text, keep + 1
         else:

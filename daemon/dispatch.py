@@ -490,7 +490,7 @@ class Dispatcher:
         elif any(m.sent != m.status for m in group.members):
             due = group.last_flush_at + node.group_interval
         else:
-            due = max(group.last_flush_at + node.repeat_interval, now)
+            due = group.last_flush_at + node.repeat_interval
         group.next_flush_at = self._instant(self._release(node, group.pairs, max(due, now)))
         writes.groups[writes.key(group)] = group
 

@@ -203,31 +203,31 @@ async def test_a_reload_keeps_the_groups(write_config: Callable[..., Path], auto
         assert len(await sent(h)) == 1  # a reload that restarts the rule does not resend the group
 
 
+def _under_routes(routes: str, labels: str) -> str:
+    """A configuration whose child routes are ``routes`` (YAML list lines), one rule with these labels."""
+    return (
+        CHANNELS
+        + "route:\n  channels: [mail]\n  group_by: [alertname]\n  group_wait: 30s\n  repeat_interval: 1h\n"
+        + f"  routes:\n{routes}rules:\n"
+        + f"  - {{name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, labels: {labels}}}\n"
+    )
+
+
+def _route_first(text: str) -> str:
+    """The same configuration with a route inserted before the others: each of them moves one place on."""
+    return text.replace("  routes:\n", "  routes:\n    - {matchers: [team=other], channels: [mail]}\n")
+
+
 async def test_a_reload_that_moves_a_route_in_the_tree_keeps_its_groups_and_tells_nothing_again(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
-    text = (
-        CHANNELS
-        + """
-route:
-  channels: [mail]
-  group_by: [alertname]
-  group_wait: 30s
-  group_interval: 5m
-  repeat_interval: 1h
-  routes:
-    - {matchers: [team=x], channels: [sms]}
-rules:
-  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, labels: {team: x}}
-"""
-    )
+    text = _under_routes("    - {matchers: [team=x], channels: [sms]}\n", "{team: x}")
     async with running_engine(write_config(text), start=START) as h:
         await h.push("gross", 1.9, model="a")
         await h.advance(30)
         assert [n["channel"] for n in await h.outbox()] == ["sms"]
         await h.advance(60)
-        inserted = text.replace("  routes:\n", "  routes:\n    - {matchers: [team=other], channels: [mail]}\n")
-        await h.engine.apply(load_config(write_config(inserted, "inserted.yaml")))  # team=x is route 0.1 now
+        await h.engine.apply(load_config(write_config(_route_first(text), "inserted.yaml")))  # team=x: 0.1 now
         await h.advance(30 + 3600 - 90 - 1)
         assert len(await h.outbox()) == 1  # not told again after group_wait
         await h.advance(1)  # the repeat, an hour after the flush before the reload (at 30 s)
@@ -240,27 +240,14 @@ rules:
 async def test_routes_that_move_into_each_others_places_keep_their_own_groups(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
-    text = (
-        CHANNELS
-        + """
-route:
-  channels: [mail]
-  group_by: [alertname]
-  group_wait: 30s
-  repeat_interval: 1h
-  routes:
-    - {matchers: [team=x], channels: [sms], continue: true}
-    - {matchers: [desk=d], channels: [mail], group_by: [model]}
-rules:
-  - {name: exposure, kind: threshold, metric: gross, op: above, value: 1.5, labels: {team: x, desk: d}}
-"""
-    )
+    routes = "    - {matchers: [team=x], channels: [sms], continue: true}\n"
+    routes += "    - {matchers: [desk=d], channels: [mail], group_by: [model]}\n"
+    text = _under_routes(routes, "{team: x, desk: d}")
     async with running_engine(write_config(text), start=START) as h:
         await h.push("gross", 1.9, model="a")
         await h.advance(30)
         assert sorted(n["channel"] for n in await h.outbox()) == ["mail", "sms"]
-        inserted = text.replace("  routes:\n", "  routes:\n    - {matchers: [team=other], channels: [mail]}\n")
-        await h.engine.apply(load_config(write_config(inserted, "inserted.yaml")))  # 0.0 -> 0.1 -> 0.2
+        await h.engine.apply(load_config(write_config(_route_first(text), "inserted.yaml")))  # 0.0 -> 0.1 -> 0.2
         await h.advance(600)
         assert len(await h.outbox()) == 2  # neither group told again
         groups = await h.store.query("SELECT route, labels FROM groups ORDER BY route")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from alphawatch.daemon.config import RuleConfig
+from alphawatch.daemon.routing import EMERGENCY
 from alphawatch.rules import Condition, Labels
 
 PENDING, FIRING, RESOLVED, INACTIVE = "pending", "firing", "resolved", "inactive"
@@ -71,7 +72,9 @@ class Tracker:
         """Series whose alert changed without a transition (a new value, ``false_since``): to be saved."""
         self.muted = False
         """While muted, alerts still change state (and the history records it) but no channel hears of it; when
-        the mute ends, alerts that fired meanwhile and still fire are notified then."""
+        the mute ends, alerts that fired meanwhile and still fire are notified then. An ``emergency`` alert is
+        muted only when the rule itself names that severity (its ``severity`` or its ``labels``)."""
+        self._mutes_emergencies = dict(rule.labels).get("severity", rule.severity) == EMERGENCY
 
     def firing(self) -> Mapping[Labels, bool]:
         """Series whose alert is firing, for hysteresis (a live view, not a copy)."""
@@ -117,10 +120,10 @@ class Tracker:
     def tick(self, now: float) -> list[Transition]:
         """Transitions due by the clock alone: pending → firing, keep_firing_for over, an ended mute."""
         out: list[Transition] = []
-        muted = self.muted
-        note = "muted" if muted else None
         for series in list(self._timed):
             alert = self.alerts[series]
+            muted = self._muted(alert.labels)
+            note = "muted" if muted else None
             if alert.state == PENDING and now >= alert.active_at + self.rule.pending_for:
                 if muted:
                     fired = replace(alert, state=FIRING, fired_at=now, last_notified_at=None, notify_seq=0)
@@ -163,7 +166,7 @@ class Tracker:
                 due = alert.active_at + self.rule.pending_for
             elif alert.false_since is not None:
                 due = alert.false_since + self.rule.keep_firing_for
-            elif self.muted:
+            elif self._muted(alert.labels):
                 continue
             elif alert.last_notified_at is None:
                 due = alert.active_at  # fired while muted and the mute is over: notify now
@@ -171,6 +174,9 @@ class Tracker:
                 continue
             best = due if best is None or due < best else best
         return best
+
+    def _muted(self, labels: Labels) -> bool:
+        return self.muted and (self._mutes_emergencies or ("severity", EMERGENCY) not in labels)
 
     def _put(self, series: Labels, alert: Alert) -> None:
         old = self.alerts.get(series)
@@ -193,7 +199,7 @@ class Tracker:
         """A new alert: pending, or without a ``for`` firing at once (as in Prometheus: no pending step)."""
         labels = self.rule.alert_labels(condition.labels)
         firing = self.rule.pending_for <= 0
-        told = firing and not self.muted
+        told = firing and not self._muted(labels)
         return Alert(
             fingerprint=fingerprint(self.rule.name, labels),
             rule=self.rule.name,

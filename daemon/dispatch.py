@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from alphawatch.daemon.alerts import FIRING, RESOLVED, Transition
@@ -35,7 +35,7 @@ from alphawatch.daemon.routing import (
     remembering_router,
     trace_routes,
 )
-from alphawatch.daemon.store import Outgoing, Queued, dump_json
+from alphawatch.daemon.store import Outgoing, Queued, Withdrawal, dump_json
 from alphawatch.daemon.suppression import Reason, Suppressed
 from alphawatch.rules import Labels
 
@@ -155,6 +155,7 @@ class Escalating:
 # The rows a step writes: named tuples, made for every member of a step (a frozen dataclass took 4 µs each)
 class GroupRow(NamedTuple):
     route: str
+    route_ident: str
     labels: dict[str, str]
     created_at: float
     last_flush_at: float | None
@@ -215,7 +216,7 @@ class Writes:
     def freeze(self) -> Writes:
         for key, group in self.groups.items():
             if isinstance(group, Group):
-                self.groups[key] = GroupRow(group.node.path, group.labels, group.created_at,
+                self.groups[key] = GroupRow(group.node.path, group.node.ident, group.labels, group.created_at,
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
@@ -254,6 +255,7 @@ class Dispatcher:
         self._recorded: dict[tuple[str, str], tuple[str, float, str, str]] = {}
         self.held_escalations: set[str] = set()  # fingerprints whose tier fell due while silenced or inhibited
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
+        self._rewritten: list[tuple[str, Group]] = []  # loaded groups to write again (their route moved), until adopt()
         self.reason: Reasoner = lambda *_: None
         self.may_suppress: Callable[[], bool] = lambda: True
         """Whether ``reason`` can find anything now (a silence or an inhibition rule): else it is not asked."""
@@ -289,26 +291,22 @@ class Dispatcher:
                 del self.escalating[fingerprint]
                 writes.escalations[fingerprint] = None
         orphans: list[tuple[Member, str]] = []  # and the key of the group whose row has its document
-        seen: dict[str, RouteNode | None] = {}  # a route by its key (matchers from the root), if only one has it
-        for candidate in nodes.values():
-            seen[candidate.key] = None if candidate.key in seen else candidate
+        by_ident = {node.ident: node for node in nodes.values()}
         moving: list[tuple[Group, RouteNode, str, tuple[Member, ...], bool]] = []
         for group in list(self.groups()):
-            node = nodes.get(group.node.path)
-            moved = seen.get(group.node.key)
-            if (node is None or not _same_route(node, group.node)) and moved and _same_route(moved, group.node):
-                # (a sibling inserted before it, say): every group that leaves a place first, as one may come
-                # to the place another leaves
-                moving.append((group, moved, writes.key(group), group.members, group in self.held))
+            node = by_ident.get(group.node.ident)
+            if node is None:  # its route is gone, or is another route now (matchers, group_by or channels)
+                orphans += [(member, writes.key(group)) for member in group.members if member.status == FIRING]
                 self._drop(group, writes)
-                continue
-            if node is not None and _same_route(node, group.node):
+            elif node.path != group.node.path:
+                # (a sibling inserted before it, say): every group that leaves a place first, as one may come to
+                # the place another leaves
+                moving.append((group, node, writes.key(group), group.members, group in self.held))
+                self._drop(group, writes)
+            else:
                 old, group.node = group.node, node
                 if _timing(node) != _timing(old) or (windows_changed and node.hold_until is not None):
                     self._retime(group, now, writes)
-                continue
-            orphans += [(member, writes.key(group)) for member in group.members if member.status == FIRING]
-            self._drop(group, writes)
         for leaving, place, source, members, held in moving:
             self._move(leaving, place, source, members, held, writes)
         for member, source in orphans:
@@ -328,18 +326,25 @@ class Dispatcher:
                 row["doc"],
             )  # fmt: skip
         nodes = self.nodes()
+        by_ident = {node.ident: node for node in nodes.values()}
         stale: dict[str, list[dict[str, Any]]] = {}
         loaded: dict[str, Group] = {}  # (while loading only: key → group)
         for row in groups:
-            node = nodes.get(row["route"])
             labels = json.loads(row["labels"])
-            if node is None or row["key"] != _group_key(node, labels):
+            if row["route_ident"] is not None:
+                node = by_ident.get(row["route_ident"])
+            else:  # written before routes had an ident (schema 11): its route is the one at its place, if alike
+                node = nodes.get(row["route"])
+                node = node if node is not None and row["key"] == _group_key(node, labels) else None
+            pairs = () if node is None else group_pairs(node, tuple(sorted(labels.items())))
+            if node is None or self._group(node, pairs) is not None:
                 stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
                 continue
-            pairs = group_pairs(node, tuple(sorted(labels.items())))
             loaded[row["key"]] = self._groups.setdefault(node.path, {})[pairs] = Group(
                 node, pairs, row["created_at"], row["last_flush_at"], row["next_flush_at"], row["flushes"]
             )
+            if row["route_ident"] != node.ident or row["route"] != node.path:
+                self._rewritten.append((row["key"], loaded[row["key"]]))
         for row in members:
             group = loaded.get(row["group_key"])
             if group is None:
@@ -354,15 +359,29 @@ class Dispatcher:
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
-        """After :meth:`load`: route the firing alerts of groups whose route no longer exists (or moved), and
-        forget those groups."""
+        """After :meth:`load`: write the groups whose route moved in the tree while the daemon was stopped at
+        their new place (timers, what each member was told and their documents come along), route the firing
+        alerts of groups whose route no longer exists, and forget those groups."""
         writes = Writes()
-        for key, rows in self._stale.items():
+        for key, rows in self._stale.items():  # every row that leaves a place first: another may come to it
             writes.groups[key] = None
+            writes.members.update(((key, row["fingerprint"]), None) for row in rows)
+        for source, group in self._rewritten:
+            if writes.key(group) != source:
+                writes.groups[source] = None
+                writes.members.update(((source, member.fingerprint), None) for member in group.members)
+        for source, group in self._rewritten:
+            key = writes.key(group)
+            if key != source:
+                for member in group.members:
+                    writes.members[(key, member.fingerprint)] = member
+                    writes.sources[(key, member.fingerprint)] = source
+            writes.groups[key] = group
+        for rows in self._stale.values():
             for row in rows:
                 if row["status"] == FIRING:
                     self._join(Member.from_row(row, FIRING, None), now, writes, doc=row["doc"])
-        self._stale = {}
+        self._stale, self._rewritten = {}, []
         return writes.freeze()
 
     # alerts in ---------------------------------------------------------------------------------------------
@@ -746,9 +765,9 @@ class Dispatcher:
                                                   f"opens at {rfc3339(group.next_flush_at)}"))  # fmt: skip
         return out
 
-    def page_unwanted(self, page: Queued) -> str | None:
+    def page_unwanted(self, page: Queued, now: float) -> Withdrawal | None:
         """Why an escalation page queued and not yet out is to go no more (its alert's firing episode ended, or
-        was acknowledged), or ``None``."""
+        was acknowledged: recorded as a suppression, which ``why`` shows), or ``None``."""
         alerts = page.payload.get("alerts")
         escalation = alerts[0].get("escalation") if isinstance(alerts, list) and len(alerts) == 1 else None
         if not isinstance(escalation, dict) or not isinstance(tier := escalation.get("tier"), int):
@@ -757,14 +776,17 @@ class Dispatcher:
         members = [group.get(fingerprint) for group in self.groups_of(fingerprint)]
         firing = [m for m in members if m is not None and m.status == FIRING]
         if not firing:
-            return "the alert resolved before the page got out"
+            return Withdrawal("the alert resolved before the page got out")
         active_at = firing[0].active_at
         if page.idempotency_key != page_key(page.channel, fingerprint, active_at, tier - 1):
-            return "the page's firing episode ended before it got out (the alert fires again since)"
+            return Withdrawal("the page's firing episode ended before it got out (the alert fires again since)")
         ack = self.acknowledged(fingerprint, active_at)
-        if ack is not None:
-            return f"{self.ack_reason(ack).detail}, before the page got out"
-        return None
+        if ack is None:
+            return None
+        reason = self.ack_reason(ack)
+        why = f"{reason.detail}, before the page got out"
+        withdrawn = replace(reason, detail=f"{reason.detail}: its escalation page (tier {tier}) was withdrawn")
+        return Withdrawal(why, Suppressed(fingerprint, firing[0].rule, now, withdrawn, page.channel))
 
     def groups_of(self, fingerprint: str) -> tuple[Group, ...]:
         """The groups the alert is in."""
@@ -815,11 +837,6 @@ class Dispatcher:
 def _timing(node: RouteNode) -> tuple[float, float, float, str | None]:
     """What a route's groups' next flush depends on."""
     return node.group_wait, node.group_interval, node.repeat_interval, node.hold_until
-
-
-def _same_route(new: RouteNode, old: RouteNode) -> bool:
-    """Whether a route at the same place in the tree is still the same route for the groups it holds."""
-    return new.key == old.key and new.group_by == old.group_by and new.channels == old.channels
 
 
 def page_key(channel: str, fingerprint: str, active_at: float, tier: int) -> str:

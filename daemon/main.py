@@ -44,7 +44,7 @@ from alphawatch.daemon.logs import JsonFormatter, setup_logging
 from alphawatch.daemon.modeldata_store import purge_before as purge_model_data
 from alphawatch.daemon.outbox import DEAD_LETTER, Outbox
 from alphawatch.daemon.sdnotify import Notifier
-from alphawatch.daemon.store import OUTBOX_STATES, Queued, Store, open_store
+from alphawatch.daemon.store import OUTBOX_STATES, Queued, Store, Withdrawal, open_store
 from alphawatch.daemon.supervisor import RULE_STATUSES
 from alphawatch.daemon.suppression import Suppressions
 from alphawatch.daemon.suppression import purge_before as purge_suppressions
@@ -186,12 +186,12 @@ class Daemon:
     async def _rule_status(self, actor: Actor) -> None:
         self.broadcaster.publish({"type": "rule", "rule": actor.state.name, "status": actor.state.status})
 
-    def _unwanted(self, queued: Queued) -> str | None:
+    def _unwanted(self, queued: Queued, now: float) -> Withdrawal | None:
         """An escalation page (its fingerprint an alert's, not a group key or a dead-letter report's) is withdrawn
         once its alert resolved or was acknowledged."""
         if "|" in queued.fingerprint or queued.fingerprint.startswith(DEAD_LETTER):
             return None
-        return self.engine.dispatcher.page_unwanted(queued)
+        return self.engine.dispatcher.page_unwanted(queued, now)
 
     def _delivery(self, event: str, queued: Queued, error: str | None) -> None:
         self.broadcaster.publish({"type": "delivery", "event": event, "channel": queued.channel, "id": queued.id})

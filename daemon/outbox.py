@@ -26,7 +26,7 @@ from alphawatch.daemon.clock import Clock
 from alphawatch.daemon.config import DeliverySettings
 from alphawatch.daemon.errors import DeliveryError, StoreError
 from alphawatch.daemon.logs import Quieter
-from alphawatch.daemon.store import Outgoing, Queued, Store
+from alphawatch.daemon.store import Outgoing, Queued, Store, Withdrawal
 
 PROBE_SHARE = 30.0
 RELEASE_AT_MOST_EVERY = 60.0
@@ -46,7 +46,7 @@ class Outbox:
         settings: Callable[[], DeliverySettings],
         clock: Clock,
         on_event: Callable[[str, Queued, str | None], None] = lambda *_: None,
-        unwanted: Callable[[Queued], str | None] = lambda _: None,
+        unwanted: Callable[[Queued, float], Withdrawal | None] = lambda *_: None,
     ) -> None:
         """``unwanted``: why a notification about to be sent is to go no more (an escalation page whose alert
         resolved), or ``None``."""
@@ -319,12 +319,12 @@ class Outbox:
         fallback = settings.fallback_channel
         last_try = queued.id in self._last_tries
         self._last_tries.discard(queued.id)
-        why = self._unwanted(queued)
-        if why is not None:
+        withdrawal = self._unwanted(queued, now)
+        if withdrawal is not None:
             self._forget((queued.channel, queued.fingerprint), queued.id)
-            if await self._store.withdraw(queued.id, why, now):
+            if await self._store.withdraw(queued.id, withdrawal, now):
                 self.withdrawn_by[queued.channel] += 1
-                self._on_event("withdrawn", queued, why)
+                self._on_event("withdrawn", queued, withdrawal.why)
             return False
         if (
             channel is None

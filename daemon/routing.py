@@ -11,6 +11,7 @@ The rules, with examples, are in ``docs/routing.md``. Everything here is pure: t
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -114,6 +115,9 @@ class RouteNode:
     children: tuple[RouteNode, ...] = ()
     key: str = field(default="{}", compare=False)
     """Alertmanager's ``Route.Key()``: the matchers of every ancestor and this route (not unique)."""
+    ident: str = field(default="", compare=False)
+    """What the groups of the route know it by wherever it sits in the tree: its ``key``, ``group_by`` and
+    ``channels``, and its rank among the routes alike in these (depth first). Unique in a tree."""
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether every matcher matches (a missing label reads as the empty string)."""
@@ -177,14 +181,20 @@ def build_route_tree(raw: Mapping[str, Any], locate: Locate) -> RouteNode:
         if key in raw:
             problems.append(locate((key,), f"the root route receives every alert: it cannot have {key}"))
     defaults = RouteNode("0", tuple(raw["channels"]), key="")  # the root's own keys override these
-    tree = _node(raw, (), "0", defaults, locate, problems)
+    tree = _node(raw, (), "0", defaults, locate, problems, {})
     if problems:
         raise ConfigError(problems)
     return tree
 
 
 def _node(
-    raw: Mapping[str, Any], where: KeyPath, path: str, parent: RouteNode, locate: Locate, problems: list[Problem]
+    raw: Mapping[str, Any],
+    where: KeyPath,
+    path: str,
+    parent: RouteNode,
+    locate: Locate,
+    problems: list[Problem],
+    ranks: dict[str, int],
 ) -> RouteNode:
     matchers: list[Matcher] = []
     for i, text in enumerate(raw.get("matchers") or []):
@@ -211,9 +221,13 @@ def _node(
             problems.append(locate((*where, key), f"{key} cannot be zero"))
         timers.append(value)
     ordered = sorted(matchers, key=lambda m: (m.name, m.value, _OPS.index(m.op)))
+    key = (f"{parent.key}/" if path != "0" else "") + "{" + ",".join(_am_matcher(m) for m in ordered) + "}"
+    channels = tuple(raw["channels"]) if "channels" in raw else parent.channels
+    alike = json.dumps([key, group_by.value if group_by is GROUP_ALL else list(group_by), list(channels)])
+    rank = ranks[alike] = ranks.get(alike, -1) + 1
     node = RouteNode(
         path=path,
-        channels=tuple(raw["channels"]) if "channels" in raw else parent.channels,
+        channels=channels,
         matchers=tuple(matchers),
         group_by=group_by,
         group_wait=timers[0],
@@ -223,10 +237,11 @@ def _node(
         active_during=tuple(raw.get("active_during") or ()),
         muted_during=tuple(raw.get("muted_during") or ()),
         hold_until=raw.get("hold_until"),
-        key=(f"{parent.key}/" if path != "0" else "") + "{" + ",".join(_am_matcher(m) for m in ordered) + "}",
+        key=key,
+        ident=hashlib.sha256(f"{alike}#{rank}".encode()).hexdigest()[:24],
     )
     children = tuple(
-        _node(child, (*where, "routes", i), f"{path}.{i}", node, locate, problems)
+        _node(child, (*where, "routes", i), f"{path}.{i}", node, locate, problems, ranks)
         for i, child in enumerate(raw.get("routes") or [])
     )
     return replace(node, children=children)

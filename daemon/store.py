@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import orjson
 import outcome
@@ -30,6 +30,7 @@ from alphawatch.daemon.alerts import INACTIVE, Alert, Transition
 
 if TYPE_CHECKING:
     from alphawatch.daemon.dispatch import Writes
+    from alphawatch.daemon.suppression import Suppressed
 from alphawatch.daemon.errors import StoreError
 from alphawatch.rules import Labels, Sample, Selector
 
@@ -324,6 +325,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
     CREATE INDEX outbox_channel_due ON outbox (state, channel, next_attempt_at);
     """,
+    # 12: what a group knows its route by wherever the route sits in the tree (``RouteNode.ident``): a route moved
+    # while the daemon was stopped keeps its groups at the next start. Rows written before have none: their route
+    # is the one at their place, as before
+    """
+    ALTER TABLE groups ADD COLUMN route_ident TEXT;
+    """,
 )
 
 
@@ -339,6 +346,14 @@ class Outgoing:
     """A group's notification: ``payload`` is the document without ``alerts`` and ``commonAnnotations``, which the
     store adds as it queues it. Each alert is (fingerprint, its document or ``None``: the one in its member's row;
     ``fingerprint`` is then the group key)."""
+
+
+class Withdrawal(NamedTuple):
+    """Why a pending notification is to go no more (an escalation page no longer wanted), and the record of the
+    suppression that withdrawing it is, if it is one (an acknowledgement's)."""
+
+    why: str
+    suppressed: Suppressed | None = None
 
 
 @dataclass(frozen=True)
@@ -517,9 +532,9 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
         else:
             assert isinstance(group, GroupRow), "Writes.freeze() first"
             db.execute(
-                "INSERT OR REPLACE INTO groups (key, route, labels, created_at, last_flush_at, next_flush_at, flushes)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, group.route, dump_labels(group.labels), group.created_at, group.last_flush_at,
+                "INSERT OR REPLACE INTO groups (key, route, route_ident, labels, created_at, last_flush_at,"
+                " next_flush_at, flushes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, group.route, group.route_ident, dump_labels(group.labels), group.created_at, group.last_flush_at,
                  group.next_flush_at, group.flushes),
             )  # fmt: skip
     for fingerprint, escalating in writes.escalations.items():
@@ -1104,18 +1119,22 @@ class Store:
 
         return await self.run(work)
 
-    async def withdraw(self, outbox_id: int, why: str, now: float) -> bool:
-        """End a pending notification unsent (an escalation page no longer wanted); whether it was pending."""
+    async def withdraw(self, outbox_id: int, withdrawal: Withdrawal, now: float) -> bool:
+        """End a pending notification unsent (an escalation page no longer wanted), recording the suppression it
+        is with it; whether it was pending."""
 
         def work(db: sqlite3.Connection) -> bool:
             with db:
-                return bool(
-                    db.execute(
-                        "UPDATE outbox SET state = 'withdrawn', last_error = ?, finished_at = ? WHERE id = ?"
-                        " AND state = 'pending'",
-                        (why, now, outbox_id),
-                    ).rowcount
-                )
+                withdrawn = db.execute(
+                    "UPDATE outbox SET state = 'withdrawn', last_error = ?, finished_at = ? WHERE id = ?"
+                    " AND state = 'pending'",
+                    (withdrawal.why, now, outbox_id),
+                ).rowcount
+                if withdrawn and withdrawal.suppressed is not None:
+                    from alphawatch.daemon.suppression import write_records
+
+                    write_records(db, [withdrawal.suppressed])
+                return bool(withdrawn)
 
         return await self.run(work)
 

@@ -259,6 +259,85 @@ async def test_routes_that_move_into_each_others_places_keep_their_own_groups(
         assert len(members) == 2  # each with its document
 
 
+async def test_a_route_moved_while_the_daemon_was_stopped_keeps_its_groups_and_tells_nothing_again(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    routes = "    - {matchers: [team=x], channels: [sms], continue: true}\n"
+    routes += "    - {matchers: [desk=d], channels: [mail], group_by: [model]}\n"
+    text = _under_routes(routes, "{team: x, desk: d}")
+    path = write_config(text)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        assert sorted(n["channel"] for n in await h.outbox()) == ["mail", "sms"]
+    path.write_text(_route_first(text))  # 0.0 -> 0.1 -> 0.2, while stopped
+    async with running_engine(path, start=START + 60) as h:
+        await h.advance(3600 - 60 + 30 - 1)
+        assert len(await h.outbox()) == 2  # neither group told again at start
+        groups = await h.store.query("SELECT route, labels FROM groups ORDER BY route")
+        assert [(g["route"], json.loads(g["labels"])) for g in groups] == [
+            ("0.1", {"alertname": "exposure"}),
+            ("0.2", {"model": "a"}),
+        ]
+        await h.advance(1)  # the repeats, an hour after the flush before the restart, with the alert's document
+        repeats = (await h.outbox())[2:]
+        assert sorted(n["channel"] for n in repeats) == ["mail", "sms"]
+        assert all([a["labels"]["model"] for a in n["payload"]["alerts"]] == ["a"] for n in repeats)
+
+
+async def test_alike_sibling_routes_keep_their_own_groups_when_a_reload_moves_them(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """Routes with the same matchers are told apart by their channels and grouping, and, when those are the same
+    too, by their order among themselves."""
+    routes = "    - {matchers: [team=x], channels: [sms], continue: true}\n"
+    routes += "    - {matchers: [team=x], channels: [mail], continue: true}\n"
+    routes += "    - {matchers: [team=x], channels: [mail], repeat_interval: 2h}\n"
+    text = _under_routes(routes, "{team: x}")
+    async with running_engine(write_config(text), start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        assert sorted(n["channel"] for n in await h.outbox()) == ["mail", "mail", "sms"]
+        await h.engine.apply(load_config(write_config(_route_first(text), "inserted.yaml")))
+        await h.advance(3600 - 1)
+        assert len(await h.outbox()) == 3  # none told again after the reload
+        await h.advance(1)  # the repeats of the first two (1 h); the third's own repeat_interval is 2 h
+        assert sorted(n["channel"] for n in (await h.outbox())[3:]) == ["mail", "sms"]
+        routes_now = await h.store.query("SELECT route FROM groups ORDER BY route")
+        assert [g["route"] for g in routes_now] == ["0.1", "0.2", "0.3"]
+
+
+async def test_a_route_whose_channels_changed_while_stopped_tells_its_new_channels(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    text = _under_routes("    - {matchers: [team=x], channels: [sms]}\n", "{team: x}")
+    path = write_config(text)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+    path.write_text(text.replace("channels: [sms]}", "channels: [sms, mail]}"))
+    async with running_engine(path, start=START + 60) as h:
+        await h.advance(31)
+        assert [n["channel"] for n in await h.outbox()] == ["sms", "sms", "mail"]
+
+
+async def test_groups_written_before_routes_had_an_ident_are_kept_at_their_place(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """A state file from before schema 12: its groups' routes are the ones at their places."""
+    path = write_config(GROUPED)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        await h.store.run(lambda db: db.execute("UPDATE groups SET route_ident = NULL"))
+    async with running_engine(path, start=START + 60) as h:
+        await h.advance(3600 - 60 + 30 - 1)
+        assert len(await sent(h)) == 1
+        assert [g["route_ident"] is not None for g in await h.store.query("SELECT route_ident FROM groups")] == [True]
+        await h.advance(1)
+        assert len(await sent(h)) == 2
+
+
 async def test_a_reload_times_the_groups_under_their_routes_new_settings(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alphawatch.daemon.calendar import TAIPEI
 from alphawatch.daemon.config import load_config
-from tests.engine_harness import running_engine
+from tests.engine_harness import Harness, running_engine
 
 HOOK = """
 channels:
@@ -149,6 +149,30 @@ rules:
         assert await h.state("live") == "resolved"
         quiet_sent = [n["payload"]["status"] for n in await h.outbox() if n["payload"]["alerts"][0]["rule"] == "quiet"]
         assert quiet_sent == ["firing", "resolved", "firing"]  # what fired while muted is told when the mute ends
+
+
+async def test_a_rules_muted_during_spares_emergency_alerts_unless_the_rule_names_that_severity(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(
+        HOOK
+        + """
+rules:
+  - {name: quiet, kind: threshold, metric: gross, op: above, value: 1.5, muted_during: [trading]}
+  - {name: meant, kind: threshold, metric: gross, op: above, value: 1.5, muted_during: [trading],
+     severity: emergency}
+"""
+    )
+
+    async def told(h: Harness) -> set[tuple[str, str]]:
+        return {(a["rule"], a["labels"]["desk"]) for n in await h.outbox() for a in n["payload"]["alerts"]}
+
+    async with running_engine(path, start=taipei("2026-03-02T10:00:00")) as h:  # trading: both rules muted
+        await h.push("gross", 1.9, desk="a", severity="emergency")  # an emergency by the series' own label
+        await h.push("gross", 1.9, desk="b")
+        assert await told(h) == {("quiet", "a")}  # "quiet" did not name emergencies; "meant" did, as its own severity
+        await h.advance(taipei("2026-03-02T13:30:00") - h.clock.now())  # the mute ends: the rest is told
+        assert await told(h) == {("quiet", "a"), ("quiet", "b"), ("meant", "a"), ("meant", "b")}
 
 
 async def test_a_closure_added_by_reload_silences_that_day(

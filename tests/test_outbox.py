@@ -682,9 +682,13 @@ async def test_an_escalation_page_waiting_for_its_retry_is_withdrawn_when_its_al
         assert (await client.post(f"/api/v1/alerts/{fingerprint}/ack", json=ack, headers=AUTH)).status_code == 201
         await made_due(daemon, "pager")
         withdrawn = await wait_for_state(client, "withdrawn")
+        why = (await client.get(f"/api/v1/alerts/{fingerprint}/suppressions")).json()
     assert [r.path for r in receiver.requests].count("/pager") == 1
     assert withdrawn["last_error"].startswith("acknowledged by ann at ")
     assert withdrawn["last_error"].endswith(": on it, before the page got out")
+    (record,) = why["suppressions"]  # "why did I not get this page"
+    assert (record["kind"], record["ref"], record["channel"]) == ("acknowledged", "ann", "pager")
+    assert record["detail"].endswith(": on it: its escalation page (tier 1) was withdrawn")
 
 
 async def test_an_escalation_page_still_wanted_goes_at_its_retry(

@@ -123,6 +123,19 @@ def test_nodes_are_frozen_hashable_and_equal_for_equal_configs() -> None:
         first.channels = ("c",)  # type: ignore[misc]
 
 
+def test_a_routes_ident_is_unique_and_does_not_depend_on_its_place() -> None:
+    alike = {"matchers": ["team=x"], "channels": ["b"], "continue": True}
+    routes = [alike, {**alike, "group_by": ["model"]}, {**alike, "channels": ["c"]}, {**alike, "group_wait": "1m"}]
+    before = tree({"channels": ["a"], "routes": routes})
+    after = tree({"channels": ["a"], "routes": [{"matchers": ["team=y"]}, *routes]})
+    idents = [node.ident for node in before.walk()]
+    assert len(set(idents)) == len(idents)
+    assert [node.ident for node in after.walk() if node.path not in ("0", "0.0")] == idents[1:]
+    # the last is alike the first but for its timing: told apart by its rank among them
+    swapped = tree({"channels": ["a"], "routes": [routes[3], *routes[1:3], routes[0]]})
+    assert [node.ident for node in swapped.walk()] == idents
+
+
 # --- the walk ------------------------------------------------------------------------------------------------------
 
 WALK = {

@@ -2,17 +2,21 @@
 
 An ack names who and why, and belongs to one *firing episode* of an alert: it is stored with the alert's
 ``active_at``. When the alert resolves, or resolves and fires again (a new ``active_at``), the ack no longer
-holds and notifications resume. Only a firing alert can be acknowledged. Acks apply to every severity,
-``emergency`` included: they are a person's explicit decision about that very alert.
+holds and notifications resume. A second ack of the same episode (a hand-over, say) is the one in force; the
+earlier ones of the episode stay with it, oldest first. Only a firing alert can be acknowledged. Acks apply to
+every severity, ``emergency`` included: they are a person's explicit decision about that very alert.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_TEXT = {"by": 200, "comment": 2000}
+MAX_EARLIER = 50
+"""Earlier acks of an episode kept with the one in force: the newest this many."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +26,21 @@ class Ack:
     by: str
     comment: str
     at: float
+    earlier: tuple[Earlier, ...] = ()
+    """The episode's earlier acks, oldest first."""
 
     def as_json(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "active_at": self.active_at, "by": self.by,
-                "comment": self.comment, "at": self.at}  # fmt: skip
+                "comment": self.comment, "at": self.at,
+                "earlier": [e._asdict() for e in self.earlier]}  # fmt: skip
+
+
+class Earlier(NamedTuple):
+    """An ack of the episode that a later one took over from."""
+
+    by: str
+    comment: str
+    at: float
 
 
 class NotFiring(Exception):
@@ -73,10 +88,14 @@ def acknowledge(db: sqlite3.Connection, fingerprint: str, by: str, comment: str,
             raise UnknownAlert(fingerprint)
         if row[0] != "firing":
             raise NotFiring(row[0])
-        ack = Ack(fingerprint, row[1], by, comment, at)
+        earlier: tuple[Earlier, ...] = ()
+        held = db.execute(f"{_SELECT} WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        if held is not None and (before := _ack(held)).active_at == row[1]:  # the same episode: a hand-over
+            earlier = (*before.earlier, Earlier(before.by, before.comment, before.at))[-MAX_EARLIER:]
+        ack = Ack(fingerprint, row[1], by, comment, at, earlier)
         db.execute(
-            "INSERT OR REPLACE INTO acks (fingerprint, active_at, by, comment, at) VALUES (?, ?, ?, ?, ?)",
-            (ack.fingerprint, ack.active_at, ack.by, ack.comment, ack.at),
+            "INSERT OR REPLACE INTO acks (fingerprint, active_at, by, comment, at, earlier) VALUES (?, ?, ?, ?, ?, ?)",
+            (ack.fingerprint, ack.active_at, ack.by, ack.comment, ack.at, json.dumps([list(e) for e in earlier])),
         )
     return ack
 
@@ -87,5 +106,12 @@ def remove(db: sqlite3.Connection, fingerprint: str) -> bool:
 
 
 def load(db: sqlite3.Connection) -> list[Ack]:
-    rows = db.execute("SELECT fingerprint, active_at, by, comment, at FROM acks").fetchall()
-    return [Ack(*r) for r in rows]
+    return [_ack(row) for row in db.execute(_SELECT)]
+
+
+_SELECT = "SELECT fingerprint, active_at, by, comment, at, earlier FROM acks"
+
+
+def _ack(row: tuple[Any, ...]) -> Ack:
+    fingerprint, active_at, by, comment, at, earlier = row
+    return Ack(fingerprint, active_at, by, comment, at, tuple(Earlier(*e) for e in json.loads(earlier)))

@@ -331,6 +331,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE groups ADD COLUMN route_ident TEXT;
     """,
+    # 13: a second acknowledgement of an episode keeps the earlier ones with it (JSON: [[by, comment, at], ...])
+    """
+    ALTER TABLE acks ADD COLUMN earlier TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 

@@ -169,7 +169,10 @@ class Suppressions:
         return ack if ack is not None and ack.active_at == active_at else None
 
     def ack_reason(self, ack: Ack) -> Reason:
-        return Reason("acknowledged", ack.by, f"acknowledged by {ack.by} at {rfc3339(ack.at)}: {ack.comment}")
+        detail = f"acknowledged by {ack.by} at {rfc3339(ack.at)}: {ack.comment}"
+        if ack.earlier:
+            detail += " (taking over from " + ", ".join(f"{e.by} at {rfc3339(e.at)}" for e in ack.earlier) + ")"
+        return Reason("acknowledged", ack.by, detail)
 
     def next_change(self, at: float) -> float | None:
         """The first instant after ``at`` when a silence starts or ends (``None``: none ahead).

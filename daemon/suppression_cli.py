@@ -220,7 +220,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
     status, answer = _request(args, "POST", path, {"by": args.by, "comment": args.comment}, holding="ack")
     if status != 201:
         return _failed("ack", status, answer)
-    _say(f"alert {args.fingerprint} acknowledged by {answer['ack']['by']}")
+    earlier = [e["by"] for e in answer["ack"].get("earlier", [])]
+    _say(f"alert {args.fingerprint} acknowledged by {answer['ack']['by']}"
+         + (f" (taking over from {', '.join(earlier)})" if earlier else ""))  # fmt: skip
     return 0
 
 

@@ -54,7 +54,7 @@ async def test_an_ack_holds_for_one_firing_episode(config: Path) -> None:
         made = await client.post(f"/api/v1/alerts/{FP}/ack", json=ACK, headers=AUTH)
         assert made.status_code == 201, made.text
         assert made.json()["ack"] == {"fingerprint": FP, "active_at": T0, "by": "ann", "comment": "on it",
-                                      "at": made.json()["ack"]["at"]}  # fmt: skip
+                                      "at": made.json()["ack"]["at"], "earlier": []}  # fmt: skip
         assert changed.is_set()
         ack = suppressions.acknowledged(FP, T0)
         assert ack is not None
@@ -69,6 +69,7 @@ async def test_an_ack_holds_for_one_firing_episode(config: Path) -> None:
         await put_alert(daemon.store, "firing", T0 + 600)
         again = await client.post(f"/api/v1/alerts/{FP}/ack", json={"by": "bob", "comment": "mine"}, headers=AUTH)
         assert again.json()["ack"]["active_at"] == T0 + 600
+        assert again.json()["ack"]["earlier"] == []  # ann's was of the episode before
         assert suppressions.acknowledged(FP, T0) is None
         assert suppressions.acknowledged(FP, T0 + 600) is not None
 
@@ -77,6 +78,25 @@ async def test_an_ack_holds_for_one_firing_episode(config: Path) -> None:
         assert suppressions.acknowledged(FP, T0 + 600) is None
         assert (await client.delete(f"/api/v1/alerts/{FP}/ack", headers=AUTH)).status_code == 404
         assert await count(daemon.store, "acks") == 0
+
+
+async def test_a_second_ack_of_an_episode_takes_over_and_keeps_the_first(config: Path) -> None:
+    async with app(config) as (daemon, client, suppressions):
+        await put_alert(daemon.store, "firing", T0)
+        first = (await client.post(f"/api/v1/alerts/{FP}/ack", json=ACK, headers=AUTH)).json()["ack"]
+        taken = await client.post(f"/api/v1/alerts/{FP}/ack", json={"by": "bob", "comment": "mine now"}, headers=AUTH)
+        assert taken.status_code == 201
+        assert (taken.json()["ack"]["by"], taken.json()["ack"]["comment"]) == ("bob", "mine now")
+        assert taken.json()["ack"]["earlier"] == [{"by": "ann", "comment": "on it", "at": first["at"]}]
+        why = (await client.get(f"/api/v1/alerts/{FP}/suppressions")).json()
+        assert why["ack"]["earlier"][0]["by"] == "ann"
+        detail = next(r["detail"] for r in why["now"] if r["kind"] == "acknowledged")
+        assert detail.startswith("acknowledged by bob at ")
+        assert "mine now (taking over from ann at " in detail
+    async with app(config) as (daemon, client, suppressions):  # and after a restart
+        ack = suppressions.acknowledged(FP, T0)
+        assert ack is not None
+        assert [e.by for e in ack.earlier] == ["ann"]
 
 
 @pytest.mark.parametrize(
@@ -252,6 +272,8 @@ async def test_the_cli_against_a_served_daemon(
         await put_alert(daemon.store, "firing", daemon.clock.now())
         code, out, _ = await run("ack", *where, FP, "--by", "bob", "--comment", "looking")
         assert (code, out.strip()) == (0, f"alert {FP} acknowledged by bob")
+        code, out, _ = await run("ack", *where, FP, "--by", "cho", "--comment", "handover")
+        assert (code, out.strip()) == (0, f"alert {FP} acknowledged by cho (taking over from bob)")
         code, _, err = await run("ack", *where, "nope", "--by", "bob", "--comment", "looking")
         assert (code, err) == (1, "ack: no alert's ID starts with 'nope'\n")
         code, _, err = await run("ack", *where, "0" * 16, "--by", "bob", "--comment", "looking")
@@ -263,7 +285,8 @@ async def test_the_cli_against_a_served_daemon(
         code, out, _ = await run("why", *where, FP[:6])  # the first characters, as on the page, will do
         assert code == 0
         assert f"alert {FP}: firing" in out
-        assert "now acknowledged: acknowledged by bob" in out
+        assert "now acknowledged: acknowledged by cho at " in out
+        assert ": handover (taking over from bob at " in out
         assert "2026-01-01T00:00:00Z  muted_window all channels: route 0.1 muted at lunch" in out
 
         code, out, _ = await run("ack", *where, FP, "--remove")

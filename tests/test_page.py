@@ -99,11 +99,14 @@ def test_the_page_shows_values_as_sent_follows_them_and_says_what_holds_an_alert
         assert acked.status_code == 201
         state = "document.querySelector('#alerts tbody td:nth-child(3)').innerText"
         assert "acknowledged by mei" in browser.wait_for(f"{state}.includes('mei') && {state}")
+        taken = daemon.post(f"/api/v1/alerts/{alert['fingerprint']}/ack", {"by": "jun", "comment": "handover"})
+        assert taken.status_code == 201
+        assert "acknowledged by jun, mei" in browser.wait_for(f"{state}.includes('jun') && {state}")
         silence = {"matchers": ["model=a7"], "ends_at": time.time() + 3600, "created_by": "mei", "comment": "deploy"}
         assert daemon.post("/api/v1/silences", silence).status_code == 201
         assert "silenced" in browser.wait_for(f"{state}.includes('silenced') && {state}")
         row = daemon.get("/api/v1/alerts")["alerts"][0]
-        assert row["ack"]["by"] == "mei"
+        assert (row["ack"]["by"], [e["by"] for e in row["ack"]["earlier"]]) == ("jun", ["mei"])
         assert row["suppressed"]["kind"] == "silence"
 
 

@@ -244,7 +244,7 @@ class Writes:
 class Dispatcher:
     def __init__(self, config: Config) -> None:
         self.config = config
-        # route path → group label pairs → group (the pairs are the group's own: no key object per group)
+        # route ident → group label pairs → group (the pairs are the group's own: no key object per group)
         self._groups: dict[str, dict[Labels, Group]] = {}
         # fingerprint → the group it is in, or the groups when it is in several (held per firing alert)
         self._by_alert: dict[str, Group | tuple[Group, ...]] = {}
@@ -270,7 +270,7 @@ class Dispatcher:
 
     def _group(self, node: RouteNode, pairs: Labels) -> Group | None:
         """The group of ``node`` with these group label pairs, if there is one."""
-        return self._groups.get(node.path, _NO_GROUPS).get(pairs)
+        return self._groups.get(node.ident, _NO_GROUPS).get(pairs)
 
     # configuration ----------------------------------------------------------------------------------------
     def nodes(self) -> dict[str, RouteNode]:
@@ -292,23 +292,17 @@ class Dispatcher:
                 writes.escalations[fingerprint] = None
         orphans: list[tuple[Member, str]] = []  # and the key of the group whose row has its document
         by_ident = {node.ident: node for node in nodes.values()}
-        moving: list[tuple[Group, RouteNode, str, tuple[Member, ...], bool]] = []
         for group in list(self.groups()):
             node = by_ident.get(group.node.ident)
             if node is None:  # its route is gone, or is another route now (matchers, group_by or channels)
                 orphans += [(member, writes.key(group)) for member in group.members if member.status == FIRING]
                 self._drop(group, writes)
-            elif node.path != group.node.path:
-                # (a sibling inserted before it, say): every group that leaves a place first, as one may come to
-                # the place another leaves
-                moving.append((group, node, writes.key(group), group.members, group in self.held))
-                self._drop(group, writes)
-            else:
-                old, group.node = group.node, node
-                if _timing(node) != _timing(old) or (windows_changed and node.hold_until is not None):
-                    self._retime(group, now, writes)
-        for leaving, place, source, members, held in moving:
-            self._move(leaving, place, source, members, held, writes)
+                continue
+            old, group.node = group.node, node  # (at its place, or moved in the tree: a sibling inserted before it)
+            if _timing(node) != _timing(old) or (windows_changed and node.hold_until is not None):
+                self._retime(group, now, writes)
+            elif node.path != old.path:
+                writes.groups[writes.key(group)] = group
         for member, source in orphans:
             self._join(member, now, writes, source=source)
         return writes.freeze()
@@ -335,16 +329,17 @@ class Dispatcher:
                 node = by_ident.get(row["route_ident"])
             else:  # written before routes had an ident (schema 11): its route is the one at its place, if alike
                 node = nodes.get(row["route"])
-                node = node if node is not None and row["key"] == _group_key(node, labels) else None
+                alike = node is not None and row["key"] == f"{node.path}|{group_key_text(node, labels)}"
+                node = node if alike else None
             pairs = () if node is None else group_pairs(node, tuple(sorted(labels.items())))
             if node is None or self._group(node, pairs) is not None:
                 stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
                 continue
-            loaded[row["key"]] = self._groups.setdefault(node.path, {})[pairs] = Group(
+            loaded[row["key"]] = self._groups.setdefault(node.ident, {})[pairs] = Group(
                 node, pairs, row["created_at"], row["last_flush_at"], row["next_flush_at"], row["flushes"]
             )
-            if row["route_ident"] != node.ident or row["route"] != node.path:
-                self._rewritten.append((row["key"], loaded[row["key"]]))
+            if row["key"] != _group_key(node, labels) or row["route"] != node.path:
+                self._rewritten.append((row["key"], loaded[row["key"]]))  # (its route moved, or an older key)
         for row in members:
             group = loaded.get(row["group_key"])
             if group is None:
@@ -359,9 +354,10 @@ class Dispatcher:
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
-        """After :meth:`load`: write the groups whose route moved in the tree while the daemon was stopped at
-        their new place (timers, what each member was told and their documents come along), route the firing
-        alerts of groups whose route no longer exists, and forget those groups."""
+        """After :meth:`load`: write again the groups whose route moved in the tree while the daemon was stopped
+        (their new place) and those written before routes had an ident (a new key: what each member was told and
+        their documents come along); route the firing alerts of groups whose route no longer exists, and forget
+        those groups."""
         writes = Writes()
         for key, rows in self._stale.items():  # every row that leaves a place first: another may come to it
             writes.groups[key] = None
@@ -458,7 +454,7 @@ class Dispatcher:
             pairs = group_pairs(node, member.pairs)
             group = self._group(node, pairs)
             if group is None:
-                group = self._groups.setdefault(node.path, {})[pairs] = Group(node, pairs, now)
+                group = self._groups.setdefault(node.ident, {})[pairs] = Group(node, pairs, now)
                 group.next_flush_at = self._instant(self._release(node, member.pairs, now + node.group_wait))
                 writes.groups[writes.key(group)] = group
             key = writes.key(group)
@@ -480,24 +476,6 @@ class Dispatcher:
             detail = f"route {node.path} is muted now ({'muted_during' if node.muted_during else 'active_during'})"
             reason = Reason("muted_window", window, detail)
             writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, ",".join(node.channels)))
-
-    def _move(
-        self, group: Group, node: RouteNode, source: str, members: tuple[Member, ...], held: bool, writes: Writes
-    ) -> None:
-        """A group (dropped from its place, ``source``) whose route is at another place in the tree: the same
-        group there, with its timers and what its members were told (their rows take their documents along),
-        so that nothing is told again."""
-        moved = Group(node, group.pairs, group.created_at, group.last_flush_at, group.next_flush_at, group.flushes)
-        self._groups.setdefault(node.path, {})[group.pairs] = moved
-        key = writes.key(moved)
-        for member in members:
-            moved.put(member)
-            self._enter(member.fingerprint, moved)
-            writes.members[(key, member.fingerprint)] = member
-            writes.sources[(key, member.fingerprint)] = source
-        if held:
-            self.held.add(moved)
-        writes.groups[key] = moved
 
     def _retime(self, group: Group, now: float, writes: Writes) -> None:
         """The group's next flush under its route's new timing (a reload): group_wait from its creation until it
@@ -796,11 +774,11 @@ class Dispatcher:
     def _drop(self, group: Group, writes: Writes) -> None:
         for member in group.members:
             self._leave(group, member, writes)
-        by_pairs = self._groups.get(group.node.path, _NO_GROUPS)
+        by_pairs = self._groups.get(group.node.ident, _NO_GROUPS)
         if by_pairs.get(group.pairs) is group:
             del by_pairs[group.pairs]
             if not by_pairs:
-                del self._groups[group.node.path]
+                del self._groups[group.node.ident]
         self.held.discard(group)
         writes.groups[writes.key(group)] = None
 
@@ -845,8 +823,9 @@ def page_key(channel: str, fingerprint: str, active_at: float, tier: int) -> str
 
 
 def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
-    """A group's identity: its route and its group-label set (as Alertmanager's groupKey writes it)."""
-    return f"{node.path}|{group_key_text(node, labels)}"
+    """A group's identity: its route's ident (wherever the route sits in the tree) and its group-label set (as
+    Alertmanager's groupKey writes it)."""
+    return f"{node.ident}|{group_key_text(node, labels)}"
 
 
 _NO_GROUPS: dict[Labels, Group] = {}

@@ -238,7 +238,7 @@ def _node(
         muted_during=tuple(raw.get("muted_during") or ()),
         hold_until=raw.get("hold_until"),
         key=key,
-        ident=hashlib.sha256(f"{alike}#{rank}".encode()).hexdigest()[:24],
+        ident=hashlib.sha256(f"{alike}#{rank}".encode()).hexdigest()[:16],
     )
     children = tuple(
         _node(child, (*where, "routes", i), f"{path}.{i}", node, locate, problems, ranks)

@@ -621,6 +621,34 @@ async def test_a_notification_waiting_for_its_retry_at_a_stop_is_superseded_afte
     assert superseded["payload"]["status"] == "firing"
 
 
+async def test_a_notification_waiting_for_its_retry_is_folded_into_the_next_after_a_reload_moved_its_route(
+    write_config: Callable[..., Path], receiver: Receiver
+) -> None:
+    """The group keeps its identity where its route moved: its resolution takes the waiting firing in, and the
+    receiver never ends on a stale "firing"."""
+    receiver.answer(503, 200)
+    text = config_text(receiver, "{initial_backoff: 30s, max_backoff: 30s}").replace(
+        "group_by: ['...']}", "group_by: ['...'], routes: [{matchers: [desk=d]}]}"
+    )
+    path = write_config(text.replace("group_interval: 1s", "group_interval: 200ms"))
+    async with in_process(path) as (daemon, client):
+        sample = {"metric": "gross", "labels": {"desk": "d"}, "ts": time.time(), "value": 2.0}
+        assert (await client.post("/api/v1/samples", json=[sample], headers=AUTH)).is_success
+        await wait_for_state(client, "pending")
+        await received(receiver, 1)  # refused: waits 15-30 s for its retry
+        write_config(
+            text.replace("routes: [{matchers: [desk=d]}]", "routes: [{matchers: [desk=o]}, {matchers: [desk=d]}]")
+        )
+        assert (await daemon.reload("test"))["ok"]
+        assert await daemon.store.query("SELECT route FROM groups") == [{"route": "0.1"}]
+        calm = {**sample, "ts": time.time(), "value": 1.0}
+        assert (await client.post("/api/v1/samples", json=[calm], headers=AUTH)).is_success
+        await received(receiver, 2)
+        superseded = await wait_for_state(client, "superseded")
+    assert [r.json()["status"] for r in receiver.requests] == ["firing", "resolved"]
+    assert superseded["payload"]["status"] == "firing"
+
+
 def paging_config(receiver: Receiver) -> str:
     return f"""
 daemon:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -156,6 +156,8 @@ class Escalating:
 class GroupRow(NamedTuple):
     route: str
     route_ident: str
+    channels: tuple[str, ...]  # its route's: told its untold resolutions if the route goes while it is stopped
+    held: bool  # its last flush held news back for a silence or an inhibition: looked at again at the start
     labels: dict[str, str]
     created_at: float
     last_flush_at: float | None
@@ -201,6 +203,7 @@ class Writes:
     docs: dict[tuple[str, str], str] = field(default_factory=dict)
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
     _keys: dict[Group, str] = field(default_factory=dict, repr=False)  # (see key)
+    held: Collection[Group] = ()  # the dispatcher's held groups (see GroupRow.held)
 
     def __bool__(self) -> bool:
         return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations or self.sent)
@@ -216,7 +219,8 @@ class Writes:
     def freeze(self) -> Writes:
         for key, group in self.groups.items():
             if isinstance(group, Group):
-                self.groups[key] = GroupRow(group.node.path, group.node.ident, group.labels, group.created_at,
+                self.groups[key] = GroupRow(group.node.path, group.node.ident, group.node.channels,
+                                            group in self.held, group.labels, group.created_at,
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
@@ -256,6 +260,8 @@ class Dispatcher:
         self.held_escalations: set[str] = set()  # fingerprints whose tier fell due while silenced or inhibited
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self._rewritten: list[tuple[str, Group]] = []  # loaded groups to write again (their route moved), until adopt()
+        self._stale_rows: dict[str, dict[str, Any]] = {}  # the rows of the groups in _stale, until adopt()
+        self._ended: list[str] = []  # loaded escalations whose policy is gone, until adopt()
         self.reason: Reasoner = lambda *_: None
         self.may_suppress: Callable[[], bool] = lambda: True
         """Whether ``reason`` can find anything now (a silence or an inhibition rule): else it is not asked."""
@@ -282,7 +288,7 @@ class Dispatcher:
         windows_changed = config.windows != self.config.windows  # (a calendar edit moves a window's edges)
         self.config = config
         nodes = self.nodes()
-        writes = Writes()
+        writes = Writes(held=self.held)
         policies = {p.name for p in config.escalations}
         for escalating in self.escalating.values():  # a tier waiting for a window looks at the new windows
             escalating.not_before = None
@@ -295,13 +301,16 @@ class Dispatcher:
         for group in list(self.groups()):
             node = by_ident.get(group.node.ident)
             if node is None:  # its route is gone, or is another route now (matchers, group_by or channels)
-                orphans += [(member, writes.key(group)) for member in group.members if member.status == FIRING]
+                key = writes.key(group)
+                untold = [m for m in group.members if m.status == RESOLVED and m.sent == FIRING]
+                self._farewell(key, group.node.channels, group.labels, group.flushes, group.created_at, untold, writes)
+                orphans += [(member, key) for member in group.members if member.status == FIRING]
                 self._drop(group, writes)
                 continue
             old, group.node = group.node, node  # (at its place, or moved in the tree: a sibling inserted before it)
             if _timing(node) != _timing(old) or (windows_changed and node.hold_until is not None):
                 self._retime(group, now, writes)
-            elif node.path != old.path:
+            if node.path != old.path:
                 writes.groups[writes.key(group)] = group
         for member, source in orphans:
             self._join(member, now, writes, source=source)
@@ -314,7 +323,11 @@ class Dispatcher:
         escalations: Iterable[dict[str, Any]] = (),
     ) -> None:
         """Rebuild from the store at start."""
+        policies = {p.name for p in self.config.escalations}
         for row in escalations:
+            if row["policy"] not in policies:  # removed while the daemon was stopped: no further tiers
+                self._ended.append(row["fingerprint"])
+                continue
             self.escalating[row["fingerprint"]] = Escalating(
                 row["fingerprint"], row["rule"], row["policy"], row["active_at"], row["fired_at"], row["next_tier"],
                 row["doc"],
@@ -323,6 +336,7 @@ class Dispatcher:
         by_ident = {node.ident: node for node in nodes.values()}
         stale: dict[str, list[dict[str, Any]]] = {}
         loaded: dict[str, Group] = {}  # (while loading only: key → group)
+        held = {row["key"]: bool(row["held"]) for row in groups if row["held"] is not None}
         for row in groups:
             labels = json.loads(row["labels"])
             if row["route_ident"] is not None:
@@ -334,6 +348,7 @@ class Dispatcher:
             pairs = () if node is None else group_pairs(node, tuple(sorted(labels.items())))
             if node is None or self._group(node, pairs) is not None:
                 stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
+                self._stale_rows[row["key"]] = row
                 continue
             loaded[row["key"]] = self._groups.setdefault(node.ident, {})[pairs] = Group(
                 node, pairs, row["created_at"], row["last_flush_at"], row["next_flush_at"], row["flushes"]
@@ -349,8 +364,8 @@ class Dispatcher:
             member = Member.from_row(row, row["status"], row["sent"])
             group.put(member)
             self._enter(member.fingerprint, group)
-            if member.sent != member.status and group.last_flush_at is not None:
-                self.held.add(group)  # news a silence or an inhibition may hold back: looked at when they change
+            if held.get(row["group_key"], member.sent != member.status and group.last_flush_at is not None):
+                self.held.add(group)  # (rows from before schema 14 say nothing: news it may hold back)
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
@@ -358,7 +373,7 @@ class Dispatcher:
         (their new place) and those written before routes had an ident (a new key: what each member was told and
         their documents come along); route the firing alerts of groups whose route no longer exists, and forget
         those groups."""
-        writes = Writes()
+        writes = Writes(held=self.held)
         for key, rows in self._stale.items():  # every row that leaves a place first: another may come to it
             writes.groups[key] = None
             writes.members.update(((key, row["fingerprint"]), None) for row in rows)
@@ -373,11 +388,20 @@ class Dispatcher:
                     writes.members[(key, member.fingerprint)] = member
                     writes.sources[(key, member.fingerprint)] = source
             writes.groups[key] = group
-        for rows in self._stale.values():
+        for group in list(self.groups()):  # timed under the configuration as it reads now: it may have changed
+            self._retime(group, now, writes)
+        for key, rows in self._stale.items():
+            group_row = self._stale_rows[key]
+            if group_row["channels"] is not None:
+                untold = [Member.from_row(r, RESOLVED, FIRING) for r in rows if (r["status"], r["sent"]) == _UNTOLD]
+                channels = tuple(json.loads(group_row["channels"]))
+                self._farewell(key, channels, json.loads(group_row["labels"]), group_row["flushes"],
+                               group_row["created_at"], untold, writes)  # fmt: skip
             for row in rows:
                 if row["status"] == FIRING:
                     self._join(Member.from_row(row, FIRING, None), now, writes, doc=row["doc"])
-        self._stale, self._rewritten = {}, []
+        writes.escalations.update((fingerprint, None) for fingerprint in self._ended)
+        self._stale, self._rewritten, self._stale_rows, self._ended = {}, [], {}, []
         return writes.freeze()
 
     # alerts in ---------------------------------------------------------------------------------------------
@@ -389,7 +413,7 @@ class Dispatcher:
 
         An alert joins as of its transition (a rule that fell behind evaluates batches as of their arrival):
         a group's ``group_wait`` counts from the arrival of the data that fired its first alert."""
-        writes = Writes()
+        writes = Writes(held=self.held)
         resolved = False
         for t in transitions:
             alert = t.alert
@@ -478,9 +502,9 @@ class Dispatcher:
             writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, ",".join(node.channels)))
 
     def _retime(self, group: Group, now: float, writes: Writes) -> None:
-        """The group's next flush under its route's new timing (a reload): group_wait from its creation until it
-        has flushed; then group_interval after the last flush for news not yet told, else repeat_interval; and
-        hold_until, if any, as it reads now."""
+        """The group's next flush under its route's timing as it reads now (a reload, a start: it may have
+        changed): group_wait from its creation until it has flushed; then group_interval after the last flush for
+        news not yet told, else repeat_interval; and hold_until, if any, as it reads now."""
         node = group.node
         if group.last_flush_at is None:
             due = group.created_at + node.group_wait
@@ -488,8 +512,10 @@ class Dispatcher:
             due = group.last_flush_at + node.group_interval
         else:
             due = group.last_flush_at + node.repeat_interval
-        group.next_flush_at = self._instant(self._release(node, group.pairs, max(due, now)))
-        writes.groups[writes.key(group)] = group
+        due = self._instant(self._release(node, group.pairs, max(due, now)))
+        if due != group.next_flush_at:
+            group.next_flush_at = due
+            writes.groups[writes.key(group)] = group
 
     def _changed(self, group: Group, now: float, writes: Writes) -> None:
         """Something to tell: at ``group_interval`` after the last flush (or the pending first flush)."""
@@ -541,7 +567,7 @@ class Dispatcher:
         samples some rule has not routed yet (a rule that fell behind). Alerts that arrived before a group's flush
         instant are in it, as they would be had every rule kept up. ``before`` at minus infinity holds escalation
         tiers back too (the daemon's start, until every rule has looked at its alerts)."""
-        writes = Writes()
+        writes = Writes(held=self.held)
         self._flush_due(now, before, writes)
         return writes.freeze()
 
@@ -689,22 +715,51 @@ class Dispatcher:
         anchor = group.last_flush_at
         if anchor + group.node.repeat_interval <= now:  # nothing worth telling at a repeat: look a full interval later
             anchor = now
-        group.next_flush_at = self._instant(anchor + group.node.repeat_interval)
+        group.next_flush_at = self._instant(self._release(group.node, group.pairs, anchor + group.node.repeat_interval))
         writes.groups[key] = group
 
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
         """One Alertmanager v4 document per channel; the store adds the members' documents (``alerts``) and what
         their annotations have in common as it writes the notification."""
+        self._queue(writes.key(group), group.node.channels, group.labels, group.flushes, group.created_at, members,
+                    writes)  # fmt: skip
+
+    def _farewell(
+        self,
+        key: str,
+        channels: tuple[str, ...],
+        labels: dict[str, str],
+        flushes: int,
+        created_at: float,
+        untold: list[Member],
+        writes: Writes,
+    ) -> None:
+        """A group whose route is gone (or is another route now) tells the resolutions it has not told yet, once,
+        to those of its channels that still exist: they heard "firing" and must not be left with it."""
+        configured = {c.name for c in self.config.channels}
+        channels = tuple(c for c in channels if c in configured)
+        if untold and channels:
+            self._queue(key, channels, labels, flushes + 1, created_at, untold, writes)
+
+    def _queue(
+        self,
+        group_key: str,
+        channels: tuple[str, ...],
+        labels: dict[str, str],
+        flushes: int,
+        created_at: float,
+        members: list[Member],
+        writes: Writes,
+    ) -> None:
         common_labels = (
             dict(sorted(set(members[0].pairs).intersection(*(m.pairs for m in members[1:])))) if members else {}
         )
         status = "firing" if any(m.status == FIRING for m in members) else "resolved"
         # a document made in this step is handed over as it is (its row may go away in this step: resolved)
-        group_key = writes.key(group)
         alerts = tuple((m.fingerprint, writes.docs.get((group_key, m.fingerprint))) for m in members)
-        for channel in group.node.channels:
-            text = f"{channel}|{group_key}|{group.flushes}|{group.created_at!r}"
-            head = notification_head(group_key.split("|", 1)[1], status, channel, group.labels, common_labels,
+        for channel in channels:
+            text = f"{channel}|{group_key}|{flushes}|{created_at!r}"
+            head = notification_head(group_key.split("|", 1)[1], status, channel, labels, common_labels,
                                      self.config.daemon.external_url)  # fmt: skip
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
             writes.outgoing.append(Outgoing(channel, group_key, key, dump_json(head), alerts))
@@ -829,6 +884,7 @@ def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
 
 
 _NO_GROUPS: dict[Labels, Group] = {}
+_UNTOLD = (RESOLVED, FIRING)  # (status, sent) of a member whose resolution its group has not told
 
 
 def _created_at(group: Group) -> float:

@@ -223,7 +223,8 @@ def _node(
     ordered = sorted(matchers, key=lambda m: (m.name, m.value, _OPS.index(m.op)))
     key = (f"{parent.key}/" if path != "0" else "") + "{" + ",".join(_am_matcher(m) for m in ordered) + "}"
     channels = tuple(raw["channels"]) if "channels" in raw else parent.channels
-    alike = json.dumps([key, group_by.value if group_by is GROUP_ALL else list(group_by), list(channels)])
+    # (the order of group_by and channels changes nothing a group is: sorted)
+    alike = json.dumps([key, group_by.value if group_by is GROUP_ALL else sorted(group_by), sorted(channels)])
     rank = ranks[alike] = ranks.get(alike, -1) + 1
     node = RouteNode(
         path=path,

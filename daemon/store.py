@@ -335,6 +335,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE acks ADD COLUMN earlier TEXT NOT NULL DEFAULT '[]';
     """,
+    # 14: a group's route's channels (its untold resolutions go there if the route is gone at the next start) and
+    # whether its last flush held news back (looked at again at the start: the silence may have ended meanwhile)
+    """
+    ALTER TABLE groups ADD COLUMN channels TEXT;
+    ALTER TABLE groups ADD COLUMN held INTEGER;
+    """,
 )
 
 
@@ -536,9 +542,10 @@ def _write_dispatch(db: sqlite3.Connection, writes: Writes, now: float) -> list[
         else:
             assert isinstance(group, GroupRow), "Writes.freeze() first"
             db.execute(
-                "INSERT OR REPLACE INTO groups (key, route, route_ident, labels, created_at, last_flush_at,"
-                " next_flush_at, flushes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, group.route, group.route_ident, dump_labels(group.labels), group.created_at, group.last_flush_at,
+                "INSERT OR REPLACE INTO groups (key, route, route_ident, channels, held, labels, created_at,"
+                " last_flush_at, next_flush_at, flushes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, group.route, group.route_ident, json.dumps(group.channels), group.held,
+                 dump_labels(group.labels), group.created_at, group.last_flush_at,
                  group.next_flush_at, group.flushes),
             )  # fmt: skip
     for fingerprint, escalating in writes.escalations.items():

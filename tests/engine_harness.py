@@ -17,6 +17,7 @@ from alphawatch.daemon.config import Config, load_config
 from alphawatch.daemon.engine import Engine
 from alphawatch.daemon.ingest import parse_batch
 from alphawatch.daemon.store import Store, open_store
+from alphawatch.daemon.suppression import Suppressions
 
 
 @dataclass
@@ -71,6 +72,8 @@ async def running_engine(
     clock = TrioClock() if start is None else TrioClock(start)
     async with open_store(path.parent / "state.db", inline=True) as store, trio.open_nursery() as nursery:
         engine = Engine(config, store, clock)
+        # as the daemon does: the silences and acks in force before anything is routed
+        engine.suppressions = await Suppressions.load(store, config.inhibit_rules, now=clock.now())
         await nursery.start(engine.run)
         await settle()
         yield Harness(engine, store, clock)

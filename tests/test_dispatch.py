@@ -366,6 +366,115 @@ async def test_a_reload_times_the_groups_under_their_routes_new_settings(
         assert len(await sent(h)) == 2
 
 
+async def test_timing_changed_while_the_daemon_was_stopped_applies_from_the_start(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(GROUPED)  # group_wait 30s, repeat_interval 1h
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        assert len(await sent(h)) == 1
+    path.write_text(GROUPED.replace("repeat_interval: 1h", "repeat_interval: 2m"))
+    async with running_engine(path, start=START + 60) as h:
+        await h.advance(90 - 1)  # the repeat comes 2 min after the flush (at 30 s), not an hour after it
+        assert len(await sent(h)) == 1
+        await h.advance(1)
+        assert len(await sent(h)) == 2
+
+
+async def test_hold_until_dropped_or_added_while_stopped_applies_from_the_start(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    rules = "rules:\n  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}\n"
+    held = HELD_ROUTE + rules
+    path = write_config(held)
+    async with running_engine(path, start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9)
+        await h.advance(60)
+        assert await sent(h) == []  # held for the pre-open, 13 h away
+    path.write_text(held.replace(", hold_until: pre_open}", ", repeat_interval: 1h}"))
+    async with running_engine(path, start=taipei("2026-03-02T19:05:00")) as h:
+        await h.advance(1)
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]  # the hold is gone: told at once
+    path.write_text(held.replace(", hold_until: pre_open}", ", repeat_interval: 1h, hold_until: pre_open}"))
+    async with running_engine(path, start=taipei("2026-03-02T19:10:00")) as h:
+        await h.advance(taipei("2026-03-03T08:29:59") - h.clock.now())
+        assert len(await sent(h)) == 1  # no repeats overnight: they wait for the pre-open, as the first did
+        await h.advance(1)
+        assert len(await sent(h)) == 2
+
+
+async def test_repeats_wait_for_hold_until_as_first_notifications_do(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    rules = "rules:\n  - {name: crit, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}\n"
+    path = write_config(
+        (HELD_ROUTE + rules).replace(", hold_until: pre_open}", ", repeat_interval: 1h, hold_until: pre_open}")
+    )
+    async with running_engine(path, start=taipei("2026-03-02T08:40:00")) as h:  # inside the pre-open
+        await h.push("gross", 1.9)
+        assert len(await sent(h)) == 1
+        await h.advance(taipei("2026-03-03T08:29:59") - h.clock.now())
+        assert len(await sent(h)) == 1  # not hourly through the day and the night: the pre-open holds them
+        await h.advance(1)
+        assert len(await sent(h)) == 2
+
+
+async def test_news_waits_for_group_interval_across_a_restart(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(GROUPED)  # group_wait 30s, group_interval 5m
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        await h.push("gross", 1.0, model="a")  # its resolution is due 5 min after the flush
+        await h.advance(10)
+    async with running_engine(path, start=START + 60) as h:
+        await h.advance(300 - 60 + 30 - 1)
+        assert [p["status"] for p in await sent(h)] == ["firing"]  # (it went at the start before)
+        await h.advance(1)
+        assert [p["status"] for p in await sent(h)] == ["firing", "resolved"]
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_a_resolution_not_yet_told_reaches_the_channels_of_a_route_that_changed(
+    write_config: Callable[..., Path], autojump_clock: object, restart: bool
+) -> None:
+    """The route is another one now (a channel added): its group is gone, but its channels heard "firing"."""
+    text = _under_routes("    - {matchers: [team=x], channels: [sms], group_interval: 5m}\n", "{team: x}")
+    path = write_config(text)
+    changed = text.replace("channels: [sms], group_interval: 5m}", "channels: [sms, mail], group_interval: 5m}")
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9, model="a")
+        await h.advance(30)
+        await h.push("gross", 1.0, model="a")  # resolved; to be told 5 min after the flush
+        await h.advance(10)
+        if not restart:
+            await h.engine.apply(load_config(write_config(changed, "changed.yaml")))
+            await h.advance(1)
+            told = [(n["channel"], n["payload"]["status"]) for n in await h.outbox()]
+    if restart:
+        path.write_text(changed)
+        async with running_engine(path, start=START + 41) as h:
+            await h.advance(1)
+            told = [(n["channel"], n["payload"]["status"]) for n in await h.outbox()]
+    assert told == [("sms", "firing"), ("sms", "resolved")]
+
+
+async def test_an_escalation_policy_removed_while_stopped_sends_no_further_tiers(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(ESCALATING)
+    async with running_engine(path, start=START) as h:
+        await h.push("gross", 1.9)
+        await h.advance(60)
+    path.write_text(ESCALATING[: ESCALATING.index("escalations:")] + ESCALATING[ESCALATING.index("rules:") :])
+    async with running_engine(path, start=START + 120) as h:
+        await h.advance(3600)
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]
+        assert await h.store.query("SELECT fingerprint FROM escalations") == []
+
+
 async def test_a_reload_that_drops_hold_until_lets_the_held_group_go(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
@@ -552,7 +661,7 @@ async def test_an_acknowledgement_stops_the_escalation(
         await h.advance(600)
         assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
         (alert,) = await h.alerts("crit")
-        h.engine.dispatcher.acknowledged = lambda fp, active_at: "ops" if fp == alert["fingerprint"] else None
+        await h.engine.suppressions.acknowledge(alert["fingerprint"], "ops", "on it", h.clock.now())
         await h.advance(3600)
         assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
         held = await h.store.query("SELECT fingerprint, kind, ref, channel FROM suppressions")
@@ -576,15 +685,8 @@ rules:
 
 
 async def with_suppressions(h: Harness) -> Any:
-    from alphawatch.daemon.suppression import Suppressions
-
-    suppressions = await Suppressions.load(h.store, h.engine.config.inhibit_rules, now=h.clock.now())
-    h.engine.suppressions = suppressions
-    h.engine.dispatcher.reason = suppressions.reason
-    h.engine.dispatcher.may_suppress = suppressions.may_suppress
-    h.engine.dispatcher.acknowledged = suppressions.acknowledged
-    h.engine.poke()
-    return suppressions
+    """The engine's silences and acks (the harness loads them before the engine starts, as the daemon does)."""
+    return h.engine.suppressions
 
 
 async def silence(h: Harness, suppressions: Any, matcher: str, duration: str) -> None:
@@ -785,11 +887,11 @@ async def test_repeats_leave_out_acknowledged_alerts(write_config: Callable[...,
         await h.push("gross", 1.9, model="a")
         await h.push("gross", 1.9, model="b")
         await h.advance(30)
-        acked = {a["fingerprint"] for a in await h.alerts("exposure") if '"model":"a"' in a["labels"]}
-        h.engine.dispatcher.acknowledged = lambda fp, active_at: "ops" if fp in acked else None
+        alerts = {json.loads(a["labels"])["model"]: a["fingerprint"] for a in await h.alerts("exposure")}
+        await h.engine.suppressions.acknowledge(alerts["a"], "ops", "on it", h.clock.now())
         await h.advance(3600)
         assert models((await sent(h))[1]) == [("b", "firing")]
-        acked |= {a["fingerprint"] for a in await h.alerts("exposure")}
+        await h.engine.suppressions.acknowledge(alerts["b"], "ops", "on it", h.clock.now())
         await h.advance(3600 * 3)
         assert len(await sent(h)) == 2  # everything acknowledged: no more repeats
         held = await h.store.query("SELECT kind, channel FROM suppressions")

@@ -134,6 +134,13 @@ def test_a_routes_ident_is_unique_and_does_not_depend_on_its_place() -> None:
     # the last is alike the first but for its timing: told apart by its rank among them
     swapped = tree({"channels": ["a"], "routes": [routes[3], *routes[1:3], routes[0]]})
     assert [node.ident for node in swapped.walk()] == idents
+    # the order of channels and of group_by labels is no change of the route
+    reordered = {"matchers": ["team=x"], "channels": ["c", "b"], "group_by": ["model", "desk"]}
+    written = {"matchers": ["team=x"], "channels": ["b", "c"], "group_by": ["desk", "model"]}
+    assert (
+        tree({"channels": ["a"], "routes": [reordered]}).children[0].ident
+        == tree({"channels": ["a"], "routes": [written]}).children[0].ident
+    )
 
 
 # --- the walk ------------------------------------------------------------------------------------------------------

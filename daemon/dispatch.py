@@ -234,16 +234,6 @@ class Writes:
         self._keys.clear()
         return self
 
-    def merge(self, other: Writes) -> None:
-        self.outgoing += other.outgoing
-        self.groups.update(other.groups)
-        self.members.update(other.members)
-        self.suppressed += other.suppressed
-        self.escalations.update(other.escalations)
-        self.sent += other.sent
-        self.docs.update(other.docs)
-        self.sources.update(other.sources)
-
 
 class Dispatcher:
     def __init__(self, config: Config) -> None:

@@ -31,7 +31,6 @@ from alphawatch.daemon.routing import (
     group_key_text,
     group_pairs,
     hold_window,
-    release_at,
     remembering_router,
     trace_routes,
 )
@@ -469,8 +468,6 @@ class Dispatcher:
             group = self._group(node, pairs)
             if group is None:
                 group = self._groups.setdefault(node.ident, {})[pairs] = Group(node, pairs, now)
-                group.next_flush_at = self._instant(self._release(node, member.pairs, now + node.group_wait))
-                writes.groups[writes.key(group)] = group
             key = writes.key(group)
             previous = group.get(member.fingerprint)
             joined = Member(member.fingerprint, member.rule, FIRING, previous.sent if previous else None,
@@ -485,6 +482,12 @@ class Dispatcher:
                 writes.sources[pair] = source
             if group.last_flush_at is not None:
                 self._changed(group, now, writes)
+            elif group.next_flush_at is None or node.hold_until is not None:
+                # its first flush, group_wait after its creation (an alert a hold spares may bring it forward)
+                due = self._instant(self._release(group, group.created_at + node.group_wait))
+                if group.next_flush_at is None or due < group.next_flush_at:
+                    group.next_flush_at = due
+                    writes.groups[key] = group
         for node in routing.muted:
             window = next(iter(node.muted_during or node.active_during), "")
             detail = f"route {node.path} is muted now ({'muted_during' if node.muted_during else 'active_during'})"
@@ -502,7 +505,7 @@ class Dispatcher:
             due = group.last_flush_at + node.group_interval
         else:
             due = group.last_flush_at + node.repeat_interval
-        due = self._instant(self._release(node, group.pairs, max(due, now)))
+        due = self._instant(self._release(group, max(due, now)))
         if due != group.next_flush_at:
             group.next_flush_at = due
             writes.groups[writes.key(group)] = group
@@ -512,7 +515,7 @@ class Dispatcher:
         due = now if group.last_flush_at is None else max(now, group.last_flush_at + group.node.group_interval)
         if group.last_flush_at is None and group.next_flush_at is not None:
             due = group.next_flush_at  # still in group_wait
-        due = self._release(group.node, group.pairs, due)
+        due = self._release(group, due)
         if group.next_flush_at is None or due < group.next_flush_at:
             group.next_flush_at = due
             writes.groups[writes.key(group)] = group
@@ -521,7 +524,7 @@ class Dispatcher:
         """Silences or inhibitions changed: groups that held news back look again now (their own timers, such
         as group_wait and hold_until, still apply)."""
         for group in list(self.held):
-            due = self._release(group.node, group.pairs, now)
+            due = self._release(group, now)
             if group.next_flush_at is None or due < group.next_flush_at:
                 group.next_flush_at = due
         for fingerprint in self.held_escalations:
@@ -598,14 +601,18 @@ class Dispatcher:
     ) -> None:
         policy = self._policy(escalating)
         fingerprint = escalating.fingerprint
-        ack = self.acknowledged(fingerprint, escalating.active_at)
-        if policy is None or ack is not None:
-            self.escalating.pop(fingerprint, None)  # acknowledged: escalation stops for this episode
+        if policy is None:
+            self.escalating.pop(fingerprint, None)
             self.held_escalations.discard(fingerprint)
             writes.escalations[fingerprint] = None
-            if policy is not None and ack is not None:  # the tier it held back is recorded
+            return
+        ack = self.acknowledged(fingerprint, escalating.active_at)
+        if ack is not None:  # the tier waits for as long as the ack holds (removed, it goes), recorded once
+            if fingerprint not in self.held_escalations:
+                self.held_escalations.add(fingerprint)
                 channels = ",".join(policy.tiers[escalating.next_tier].channels)
                 writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, self.ack_reason(ack), channels))
+            escalating.not_before = math.inf  # (until acks or silences change: see reconsider)
             return
         if policy.active_during and not any(self.config.windows[name].active(now) for name in policy.active_during):
             opening = self._any_open(policy.active_during, now)
@@ -650,6 +657,8 @@ class Dispatcher:
     def _flush(self, group: Group, now: float, writes: Writes, firing_all: list[tuple[str, Mapping[str, str]]]) -> None:
         self.held.discard(group)
         key = writes.key(group)
+        node = group.node
+        repeat = group.last_flush_at is not None and now >= group.last_flush_at + node.repeat_interval
         visible = list(group.members)
         if self.may_suppress():  # (else nothing to ask, member by member)
             visible = []
@@ -657,7 +666,9 @@ class Dispatcher:
                 reason = self.reason(member.fingerprint, member.labels, now, firing_all)
                 pair = (key, member.fingerprint)
                 if reason is not None:
-                    if member.sent != member.status:  # it holds back news: recorded (not on every repeat)
+                    # it holds back news, or a reminder: recorded (once, not on every repeat), and looked at again
+                    # when silences or inhibitions change
+                    if member.sent != member.status or (repeat and member.status == FIRING):
                         self.held.add(group)
                         news = (member.status, member.active_at, reason.kind, reason.ref)  # (an episode's)
                         if self._recorded.get(pair) != news:
@@ -667,10 +678,13 @@ class Dispatcher:
                     continue
                 self._recorded.pop(pair, None)
                 visible.append(member)
+        waiting: list[Member] = []  # held for the route's hold_until window, which is off
+        if node.hold_until is not None and not self._window_active(node.hold_until, now):
+            waiting = [m for m in visible if hold_window(node, m.labels) is not None]
+            visible = [m for m in visible if hold_window(node, m.labels) is None]
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
         changed = bool(resolved) or any(m.sent != FIRING for m in firing)
-        repeat = group.last_flush_at is not None and now >= group.last_flush_at + group.node.repeat_interval
         if not changed:  # a repeat reminds of what nobody acknowledged, and only of that
             unacknowledged = []
             for member in firing:
@@ -703,9 +717,12 @@ class Dispatcher:
             self._drop(group, writes)
             return
         anchor = group.last_flush_at
-        if anchor + group.node.repeat_interval <= now:  # nothing worth telling at a repeat: look a full interval later
+        if anchor + node.repeat_interval <= now:  # nothing worth telling at a repeat: look a full interval later
             anchor = now
-        group.next_flush_at = self._instant(self._release(group.node, group.pairs, anchor + group.node.repeat_interval))
+        due = self._release(group, anchor + node.repeat_interval)
+        if node.hold_until is not None and any(m.sent != m.status for m in waiting):
+            due = min(due, self._opening(node.hold_until, now))  # what the window holds goes when it opens
+        group.next_flush_at = self._instant(due)
         writes.groups[key] = group
 
     def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
@@ -849,12 +866,21 @@ class Dispatcher:
     def _window_active(self, name: str, at: float) -> bool:
         return self.config.windows[name].active(at)
 
-    def _release(self, node: RouteNode, pairs: Labels, at: float) -> float:
-        if node.hold_until is None:
+    def _release(self, group: Group, at: float) -> float:
+        """When the group may flush news made at ``at``: then, or when its route's ``hold_until`` window opens.
+        A member the hold spares (an emergency whose severity the route does not name) lets it flush then: the
+        flush tells that member's news and leaves the others for the window (:meth:`_flush`)."""
+        node = group.node
+        if node.hold_until is None or any(hold_window(node, m.labels) is None for m in group.members):
             return at
-        windows = self.config.windows
-        return release_at(node, dict(pairs), at, window_active=self._window_active,
-                          next_edge=lambda name, ts: windows[name].next_edge(ts))  # fmt: skip
+        return self._opening(node.hold_until, at)
+
+    def _opening(self, window: str, at: float) -> float:
+        """``at`` if ``window`` is on then, else its next opening (``at`` past the calendar's horizon)."""
+        if self._window_active(window, at):
+            return at
+        edge = self.config.windows[window].next_edge(at)
+        return at if edge is None else edge
 
 
 def _timing(node: RouteNode) -> tuple[float, float, float, str | None]:

@@ -587,6 +587,42 @@ rules:
         assert h.engine.dispatcher.holding(firing["fingerprint"], h.clock.now()) == []
 
 
+@pytest.mark.parametrize("emergency_first", [False, True])
+async def test_hold_until_holds_each_alert_it_applies_to_not_its_whole_group(
+    write_config: Callable[..., Path], autojump_clock: object, emergency_first: bool
+) -> None:
+    """An emergency in a held route's group goes at once, alone; the critical alert of the same group waits for
+    the pre-open, whichever came first."""
+    path = write_config(
+        CHANNELS
+        + """
+route:
+  channels: [mail]
+  group_wait: 0s
+  routes:
+    - {matchers: [desk=d], channels: [sms], group_by: [desk], hold_until: pre_open}
+rules:
+  - {name: gross, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
+"""
+    )
+    order = ["emergency", "critical"] if emergency_first else ["critical", "emergency"]
+    async with running_engine(path, start=taipei("2026-03-02T19:00:00")) as h:
+        for severity in order:
+            await h.push("gross", 1.9, desk="d", severity=severity)
+            await h.advance(60)
+        (first,) = await sent(h)
+        assert [a["labels"]["severity"] for a in first["alerts"]] == ["emergency"]
+        (critical,) = [a for a in await h.alerts("gross") if '"critical"' in a["labels"]]
+        (reason,) = h.engine.dispatcher.holding(critical["fingerprint"], h.clock.now())
+        assert (reason.kind, reason.ref) == ("held", "pre_open")
+        await h.advance(taipei("2026-03-03T08:29:59") - h.clock.now())
+        overnight = [[a["labels"]["severity"] for a in p["alerts"]] for p in await sent(h)]
+        assert overnight == [["emergency"]] * 4  # told, then its 4-hourly reminders: the hold spares them too
+        await h.advance(1)
+        last = (await sent(h))[-1]
+        assert sorted(a["labels"]["severity"] for a in last["alerts"]) == ["critical", "emergency"]
+
+
 async def test_a_second_on_call_is_paged_only_after_the_first_was_told(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:
@@ -669,6 +705,28 @@ async def test_an_acknowledgement_stops_the_escalation(
         await h.push("gross", 1.0)
         await h.advance(300)
         assert [p["status"] for p in await sent(h)] == ["firing", "firing", "resolved"]
+
+
+async def test_removing_an_acknowledgement_lets_the_escalation_go_on(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """An ack given by mistake and taken back: the tier it held goes at once, the next at its time."""
+    async with running_engine(write_config(ESCALATING), start=START) as h:
+        await h.push("gross", 1.9)
+        await h.advance(300)
+        (alert,) = await h.alerts("crit")
+        await h.engine.suppressions.acknowledge(alert["fingerprint"], "ann", "mine", h.clock.now())
+        await h.advance(900)  # the 10-minute tier fell due under the ack
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]
+        held = await h.store.query("SELECT kind, channel FROM suppressions")
+        assert [(r["kind"], r["channel"]) for r in held] == [("acknowledged", "sms")]
+        await h.engine.suppressions.unacknowledge(alert["fingerprint"])
+        await h.advance(1)
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
+        await h.advance(1800 - 1200 - 2)
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "sms"]
+        await h.advance(1)  # the 30-minute tier, on time
+        assert [p["receiver"] for p in await sent(h)] == ["mail", "sms", "head"]
 
 
 SILENCED = (
@@ -823,6 +881,26 @@ async def test_news_a_silence_held_back_goes_out_at_start_when_it_ended_while_th
         await with_suppressions(h)
         await h.advance(1)
         assert [models(p) for p in await sent(h)] == [[("k9", "firing")]]
+
+
+async def test_a_reminder_a_silence_held_back_goes_out_when_it_ends(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """Not at the next repeat_interval (4 h on): at once, as held news does; and `why` records it."""
+    path = write_config(SILENCED.replace("group_by: ['...']", "group_by: ['...'], repeat_interval: 4h"))
+    async with running_engine(path, start=START) as h:
+        suppressions = await with_suppressions(h)
+        await h.push("gross", 1.9, model="a7")
+        await h.advance(3600 * 4 - 60)
+        await silence(h, suppressions, "model=a7", "10m")
+        await h.advance(60 + 60)  # the reminder falls due under the silence
+        assert len(await sent(h)) == 1
+        held = await h.store.query("SELECT kind FROM suppressions")
+        assert [r["kind"] for r in held] == ["silence"]
+        await h.advance(8 * 60 - 1)
+        assert len(await sent(h)) == 1
+        await h.advance(2)  # the silence ends
+        assert len(await sent(h)) == 2
 
 
 async def test_a_resolution_an_inhibition_held_back_goes_out_when_the_inhibiting_alert_resolves(

@@ -291,6 +291,11 @@ async def test_writes_need_the_admin_token(config: Path) -> None:
         ({"duration": None, "ends_at": 1_767_225_600}, "ends_at", "after now"),
         ({"starts_at": "2099-01-01T09:00:00"}, "starts_at", "no UTC offset"),
         ({"starts_at": [1]}, "starts_at", "RFC 3339"),
+        ({"starts_at": "2030-01-01T00:00:00+08:00:00"}, "starts_at", "has seconds"),
+        ({"starts_at": "2030-01-01T00:00:00+0800"}, "starts_at", "not an RFC 3339"),
+        ({"starts_at": "20300101T000000Z"}, "starts_at", "not an RFC 3339"),
+        ({"starts_at": "2030-W01-2T00:00:00Z"}, "starts_at", "not an RFC 3339"),
+        ({"starts_at": "2030-02-30T00:00:00Z"}, "starts_at", "not an RFC 3339"),
         ({"extra": 1}, "extra", "unknown field"),
         ({"id": "mine"}, "id", "unknown field"),
     ],
@@ -411,3 +416,13 @@ async def test_why_names_the_rules_own_muted_window(write_config: Callable[..., 
         why = (await client.get(f"/api/v1/alerts/{found[0]['fingerprint']}/suppressions")).json()
         assert [(r["kind"], r["ref"]) for r in why["now"]] == [("muted_window", "always")]
         assert "rule exposure is muted during always (muted_during)" in why["now"][0]["detail"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-28T04:00:00Z", "2026-11-28t04:00:00z", "2026-11-28 12:00:00+08:00", "2026-11-28T04:00:00.000+00:00"],
+)
+def test_every_rfc_3339_form_of_an_instant_is_read(text: str) -> None:
+    from alphawatch.daemon.silences import parse_instant
+
+    assert parse_instant(text) == 1_795_838_400.0

@@ -78,6 +78,12 @@ def parse_matcher(text: str) -> Matcher:
     name, op, value = found.groups()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         value = value[1:-1]
+    elif value[:1] in ("=", "~"):  # model==alpha7: a typo that would match nothing, silently
+        raise ValueError(
+            f'{text[:80]!r}: the value starts with {value[0]!r}; quote it if you mean it ({name}{op}"{value[:40]}")'
+        )
+    elif value[:1] in ('"', "'"):
+        raise ValueError(f"{text[:80]!r}: the value's quotes are not closed at its end")
     if op in ("=~", "!~"):
         try:
             compile_label_regex(value)

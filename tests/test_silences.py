@@ -265,6 +265,8 @@ async def test_writes_need_the_admin_token(config: Path) -> None:
         ({"matchers": "model=a"}, "matchers", "required"),
         ({"matchers": [7]}, "matchers[0]", "a string"),
         ({"matchers": ["model=a", "9x=1"]}, "matchers[1]", "not a matcher"),
+        ({"matchers": ["model==alpha7"]}, "matchers[0]", "the value starts with '='; quote it if you mean it"),
+        ({"matchers": ['model="a"x']}, "matchers[0]", "quotes are not closed"),
         ({"matchers": ['model=~"("']}, "matchers[0]", "bad regex"),
         ({"matchers": ['alertname=~".*"']}, "matchers", "silence everything"),
         ({"matchers": ["m=a"] * 40}, "matchers", "at most"),

@@ -26,11 +26,13 @@ from alphawatch.daemon.config import Config, RuleConfig
 from alphawatch.daemon.escalation import Policy, policy_for
 from alphawatch.daemon.notify import alert_document, notification_head
 from alphawatch.daemon.routing import (
+    EMERGENCY,
     RouteNode,
     Routing,
     group_key_text,
     group_pairs,
     hold_window,
+    names_emergency,
     remembering_router,
     trace_routes,
 )
@@ -81,6 +83,7 @@ class Group:
     # its members: the one Member, or by fingerprint when there are several (with group_by '...' every firing
     # alert has a group of its own: a dict each would be its biggest part)
     _members: Member | dict[str, Member] | None = None
+    emergencies: int = 0  # members with severity=emergency (whom a hold_until may spare: see Dispatcher._release)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -111,6 +114,8 @@ class Group:
     def put(self, member: Member) -> None:
         """Add ``member``, or replace the one with its fingerprint."""
         held = self._members
+        if _EMERGENCY in member.pairs and self.get(member.fingerprint) is None:
+            self.emergencies += 1
         if isinstance(held, dict):
             held[member.fingerprint] = member
         elif held is None or held.fingerprint == member.fingerprint:
@@ -119,6 +124,8 @@ class Group:
             self._members = {held.fingerprint: held, member.fingerprint: member}
 
     def remove(self, fingerprint: str) -> None:
+        if _EMERGENCY in self.member(fingerprint).pairs:
+            self.emergencies -= 1
         held = self._members
         if isinstance(held, dict):
             del held[fingerprint]
@@ -156,7 +163,8 @@ class GroupRow(NamedTuple):
     route: str
     route_ident: str
     channels: tuple[str, ...]  # its route's: told its untold resolutions if the route goes while it is stopped
-    held: bool  # its last flush held news back for a silence or an inhibition: looked at again at the start
+    held: int  # 1: its last flush held news back for a silence or an inhibition (looked at again at the start);
+    # 2: it holds a reminder back (for them, or for its hold_until window)
     labels: dict[str, str]
     created_at: float
     last_flush_at: float | None
@@ -203,6 +211,7 @@ class Writes:
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
     _keys: dict[Group, str] = field(default_factory=dict, repr=False)  # (see key)
     held: Collection[Group] = ()  # the dispatcher's held groups (see GroupRow.held)
+    reminding: Collection[Group] = ()  # and those with a reminder held back
 
     def __bool__(self) -> bool:
         return bool(self.outgoing or self.groups or self.members or self.suppressed or self.escalations or self.sent)
@@ -219,7 +228,8 @@ class Writes:
         for key, group in self.groups.items():
             if isinstance(group, Group):
                 self.groups[key] = GroupRow(group.node.path, group.node.ident, group.node.channels,
-                                            group in self.held, group.labels, group.created_at,
+                                            (group in self.held) | (group in self.reminding) << 1,
+                                            group.labels, group.created_at,
                                             group.last_flush_at, group.next_flush_at, group.flushes)  # fmt: skip
         for pair, member in self.members.items():
             if isinstance(member, Member):
@@ -243,10 +253,12 @@ class Dispatcher:
         self._by_alert: dict[str, Group | tuple[Group, ...]] = {}
         self.escalating: dict[str, Escalating] = {}
         self.held: set[Group] = set()  # groups whose last flush held news back for a silence or an inhibition
+        self.reminding: set[Group] = set()  # groups whose last flush held a reminder back (it goes at the next)
         # (group key, fingerprint) → the news held back and why, as last recorded: recorded again only when it
         # changes (a group is looked at again whenever an alert resolves or a silence changes)
         self._recorded: dict[tuple[str, str], tuple[str, float, str, str]] = {}
-        self.held_escalations: set[str] = set()  # fingerprints whose tier fell due while silenced or inhibited
+        # fingerprint → what holds its tier that fell due (silenced, inhibited, acknowledged): (kind, ref), as recorded
+        self.held_escalations: dict[str, tuple[str, str]] = {}
         self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
         self._rewritten: list[tuple[str, Group]] = []  # loaded groups to write again (their route moved), until adopt()
         self._stale_rows: dict[str, dict[str, Any]] = {}  # the rows of the groups in _stale, until adopt()
@@ -277,13 +289,14 @@ class Dispatcher:
         windows_changed = config.windows != self.config.windows  # (a calendar edit moves a window's edges)
         self.config = config
         nodes = self.nodes()
-        writes = Writes(held=self.held)
+        writes = Writes(held=self.held, reminding=self.reminding)
         policies = {p.name for p in config.escalations}
         for escalating in self.escalating.values():  # a tier waiting for a window looks at the new windows
             escalating.not_before = None
         for fingerprint, escalating in list(self.escalating.items()):
             if escalating.policy not in policies:  # the policy is gone: its pending tiers with it
                 del self.escalating[fingerprint]
+                self.held_escalations.pop(fingerprint, None)
                 writes.escalations[fingerprint] = None
         orphans: list[tuple[Member, str]] = []  # and the key of the group whose row has its document
         by_ident = {node.ident: node for node in nodes.values()}
@@ -325,7 +338,7 @@ class Dispatcher:
         by_ident = {node.ident: node for node in nodes.values()}
         stale: dict[str, list[dict[str, Any]]] = {}
         loaded: dict[str, Group] = {}  # (while loading only: key → group)
-        held = {row["key"]: bool(row["held"]) for row in groups if row["held"] is not None}
+        held = {row["key"]: row["held"] for row in groups if row["held"] is not None}
         for row in groups:
             labels = json.loads(row["labels"])
             if row["route_ident"] is not None:
@@ -353,8 +366,11 @@ class Dispatcher:
             member = Member.from_row(row, row["status"], row["sent"])
             group.put(member)
             self._enter(member.fingerprint, group)
-            if held.get(row["group_key"], member.sent != member.status and group.last_flush_at is not None):
-                self.held.add(group)  # (rows from before schema 14 say nothing: news it may hold back)
+            flags = held.get(row["group_key"], int(member.sent != member.status and group.last_flush_at is not None))
+            if flags & 1:  # (rows from before schema 14 say nothing: news it may hold back)
+                self.held.add(group)
+            if flags & 2:
+                self.reminding.add(group)
         self._stale = stale
 
     def adopt(self, now: float) -> Writes:
@@ -362,7 +378,7 @@ class Dispatcher:
         (their new place) and those written before routes had an ident (a new key: what each member was told and
         their documents come along); route the firing alerts of groups whose route no longer exists, and forget
         those groups."""
-        writes = Writes(held=self.held)
+        writes = Writes(held=self.held, reminding=self.reminding)
         for key, rows in self._stale.items():  # every row that leaves a place first: another may come to it
             writes.groups[key] = None
             writes.members.update(((key, row["fingerprint"]), None) for row in rows)
@@ -402,7 +418,7 @@ class Dispatcher:
 
         An alert joins as of its transition (a rule that fell behind evaluates batches as of their arrival):
         a group's ``group_wait`` counts from the arrival of the data that fired its first alert."""
-        writes = Writes(held=self.held)
+        writes = Writes(held=self.held, reminding=self.reminding)
         resolved = False
         for t in transitions:
             alert = t.alert
@@ -429,7 +445,7 @@ class Dispatcher:
                     pair = (writes.key(group), member.fingerprint)
                     writes.members[pair], writes.docs[pair] = member, text
             elif t.to_state == RESOLVED:
-                self.held_escalations.discard(alert.fingerprint)
+                self.held_escalations.pop(alert.fingerprint, None)
                 if self.escalating.pop(alert.fingerprint, None) is not None:
                     writes.escalations[alert.fingerprint] = None
                 text = dump_json(alert_document(rule, t, self.config.daemon.external_url))
@@ -505,7 +521,8 @@ class Dispatcher:
             due = group.last_flush_at + node.group_interval
         else:
             due = group.last_flush_at + node.repeat_interval
-        due = self._instant(self._release(group, max(due, now)))
+        # (released from when it was due: a window that opened since, while the daemon was down, say, lets it go)
+        due = self._instant(self._release(group, due))
         if due != group.next_flush_at:
             group.next_flush_at = due
             writes.groups[writes.key(group)] = group
@@ -560,7 +577,7 @@ class Dispatcher:
         samples some rule has not routed yet (a rule that fell behind). Alerts that arrived before a group's flush
         instant are in it, as they would be had every rule kept up. ``before`` at minus infinity holds escalation
         tiers back too (the daemon's start, until every rule has looked at its alerts)."""
-        writes = Writes(held=self.held)
+        writes = Writes(held=self.held, reminding=self.reminding)
         self._flush_due(now, before, writes)
         return writes.freeze()
 
@@ -603,22 +620,23 @@ class Dispatcher:
         fingerprint = escalating.fingerprint
         if policy is None:
             self.escalating.pop(fingerprint, None)
-            self.held_escalations.discard(fingerprint)
+            self.held_escalations.pop(fingerprint, None)
             writes.escalations[fingerprint] = None
             return
         ack = self.acknowledged(fingerprint, escalating.active_at)
         if ack is not None:  # the tier waits for as long as the ack holds (removed, it goes), recorded once
-            if fingerprint not in self.held_escalations:
-                self.held_escalations.add(fingerprint)
+            acked = self.ack_reason(ack)
+            if self.held_escalations.get(fingerprint) != (acked.kind, acked.ref):
+                self.held_escalations[fingerprint] = (acked.kind, acked.ref)
                 channels = ",".join(policy.tiers[escalating.next_tier].channels)
-                writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, self.ack_reason(ack), channels))
+                writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, acked, channels))
             escalating.not_before = math.inf  # (until acks or silences change: see reconsider)
             return
         if policy.active_during and not any(self.config.windows[name].active(now) for name in policy.active_during):
             opening = self._any_open(policy.active_during, now)
             if opening is None:  # the windows never open again within the calendar's data: stop here
                 self.escalating.pop(fingerprint, None)
-                self.held_escalations.discard(fingerprint)
+                self.held_escalations.pop(fingerprint, None)
                 writes.escalations[fingerprint] = None
             else:
                 escalating.not_before = opening
@@ -628,12 +646,12 @@ class Dispatcher:
         labels = dict(doc["labels"])
         reason = self.reason(fingerprint, labels, now, firing_all) if self.may_suppress() else None
         if reason is not None:  # silenced or inhibited: the tier waits, looked at again when that may have ended
-            if fingerprint not in self.held_escalations:
-                self.held_escalations.add(fingerprint)
+            if self.held_escalations.get(fingerprint) != (reason.kind, reason.ref):
+                self.held_escalations[fingerprint] = (reason.kind, reason.ref)
                 writes.suppressed.append(Suppressed(fingerprint, escalating.rule, now, reason, ",".join(tier.channels)))
             escalating.not_before = now + SUPPRESSED_ESCALATION_RECHECK
             return
-        self.held_escalations.discard(fingerprint)
+        self.held_escalations.pop(fingerprint, None)
         if tier.severity:
             labels["severity"] = doc["severity"] = tier.severity
         doc["labels"] = labels
@@ -658,7 +676,12 @@ class Dispatcher:
         self.held.discard(group)
         key = writes.key(group)
         node = group.node
-        repeat = group.last_flush_at is not None and now >= group.last_flush_at + node.repeat_interval
+        # a reminder is due, or one was held back (by a silence, an inhibition, the hold_until window) and may go now
+        repeat = group in self.reminding or (
+            group.last_flush_at is not None and now >= group.last_flush_at + node.repeat_interval
+        )
+        self.reminding.discard(group)
+        reminder_held = False
         visible = list(group.members)
         if self.may_suppress():  # (else nothing to ask, member by member)
             visible = []
@@ -670,6 +693,7 @@ class Dispatcher:
                     # when silences or inhibitions change
                     if member.sent != member.status or (repeat and member.status == FIRING):
                         self.held.add(group)
+                        reminder_held |= member.sent == member.status
                         news = (member.status, member.active_at, reason.kind, reason.ref)  # (an episode's)
                         if self._recorded.get(pair) != news:
                             self._recorded[pair] = news
@@ -678,10 +702,15 @@ class Dispatcher:
                     continue
                 self._recorded.pop(pair, None)
                 visible.append(member)
-        waiting: list[Member] = []  # held for the route's hold_until window, which is off
-        if node.hold_until is not None and not self._window_active(node.hold_until, now):
+        # held for the route's hold_until window: off now, and not on since the flush fell due (a daemon stopped
+        # across the opening lets the news go at its start); not held past the calendar's data
+        waiting: list[Member] = []
+        hold = node.hold_until
+        scheduled = now if group.next_flush_at is None else min(group.next_flush_at, now)
+        if hold is not None and self._opening(hold, scheduled) > now:
             waiting = [m for m in visible if hold_window(node, m.labels) is not None]
             visible = [m for m in visible if hold_window(node, m.labels) is None]
+            reminder_held |= repeat and any(m.status == FIRING and m.sent == FIRING for m in waiting)
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
         changed = bool(resolved) or any(m.sent != FIRING for m in firing)
@@ -698,7 +727,9 @@ class Dispatcher:
         if changed or (repeat and firing):
             group.flushes += 1
             group.last_flush_at = now
-            self._notify(group, firing + resolved, now, writes)
+            # (a notification is "firing" while an alert of its group is, one the window holds back included)
+            still = any(m.status == FIRING for m in waiting)
+            self._notify(group, firing + resolved, now, writes, still)
             for member in firing:  # its escalation counts from now: someone has been told
                 escalating = self.escalating.get(member.fingerprint)
                 if escalating is not None and escalating.fired_at == math.inf:
@@ -720,16 +751,19 @@ class Dispatcher:
         if anchor + node.repeat_interval <= now:  # nothing worth telling at a repeat: look a full interval later
             anchor = now
         due = self._release(group, anchor + node.repeat_interval)
-        if node.hold_until is not None and any(m.sent != m.status for m in waiting):
-            due = min(due, self._opening(node.hold_until, now))  # what the window holds goes when it opens
+        if hold is not None and (reminder_held or any(m.sent != m.status for m in waiting)):
+            due = min(due, self._opening(hold, now))  # what the window holds goes when it opens
+        if reminder_held:
+            self.reminding.add(group)
         group.next_flush_at = self._instant(due)
         writes.groups[key] = group
 
-    def _notify(self, group: Group, members: list[Member], now: float, writes: Writes) -> None:
+    def _notify(self, group: Group, members: list[Member], now: float, writes: Writes, firing: bool = False) -> None:
         """One Alertmanager v4 document per channel; the store adds the members' documents (``alerts``) and what
-        their annotations have in common as it writes the notification."""
+        their annotations have in common as it writes the notification. ``firing``: the group has a firing alert
+        not in ``members``."""
         self._queue(writes.key(group), group.node.channels, group.labels, group.flushes, group.created_at, members,
-                    writes)  # fmt: skip
+                    writes, firing)  # fmt: skip
 
     def _farewell(
         self,
@@ -757,11 +791,12 @@ class Dispatcher:
         created_at: float,
         members: list[Member],
         writes: Writes,
+        firing: bool = False,
     ) -> None:
         common_labels = (
             dict(sorted(set(members[0].pairs).intersection(*(m.pairs for m in members[1:])))) if members else {}
         )
-        status = "firing" if any(m.status == FIRING for m in members) else "resolved"
+        status = "firing" if firing or any(m.status == FIRING for m in members) else "resolved"
         # a document made in this step is handed over as it is (its row may go away in this step: resolved)
         alerts = tuple((m.fingerprint, writes.docs.get((group_key, m.fingerprint))) for m in members)
         for channel in channels:
@@ -799,10 +834,10 @@ class Dispatcher:
             if member is None or window is None or member.sent == member.status:
                 continue
             # (while the window is on, a later flush is the group's own timing: group_wait, group_interval)
-            if group.next_flush_at is not None and group.next_flush_at > now and not self._window_active(window, now):
+            if (opening := self._opening(window, now)) > now:
                 channels = ", ".join(group.node.channels)
                 out.append(Reason("held", window, f"route {group.node.path} ({channels}) holds it until {window} "
-                                                  f"opens at {rfc3339(group.next_flush_at)}"))  # fmt: skip
+                                                  f"opens at {rfc3339(opening)}"))  # fmt: skip
         return out
 
     def page_unwanted(self, page: Queued, now: float) -> Withdrawal | None:
@@ -842,6 +877,7 @@ class Dispatcher:
             if not by_pairs:
                 del self._groups[group.node.ident]
         self.held.discard(group)
+        self.reminding.discard(group)
         writes.groups[writes.key(group)] = None
 
     def _any_open(self, names: tuple[str, ...], after: float) -> float | None:
@@ -871,7 +907,7 @@ class Dispatcher:
         A member the hold spares (an emergency whose severity the route does not name) lets it flush then: the
         flush tells that member's news and leaves the others for the window (:meth:`_flush`)."""
         node = group.node
-        if node.hold_until is None or any(hold_window(node, m.labels) is None for m in group.members):
+        if node.hold_until is None or (group.emergencies and not names_emergency(node.matchers)):
             return at
         return self._opening(node.hold_until, at)
 
@@ -900,7 +936,8 @@ def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
 
 
 _NO_GROUPS: dict[Labels, Group] = {}
-_UNTOLD = (RESOLVED, FIRING)  # (status, sent) of a member whose resolution its group has not told
+_UNTOLD = (RESOLVED, FIRING)
+_EMERGENCY = ("severity", EMERGENCY)  # (status, sent) of a member whose resolution its group has not told
 
 
 def _created_at(group: Group) -> float:

@@ -48,6 +48,6 @@ def parse_rfc3339(text: str) -> float:
 
 
 # RFC 3339 section 5.6 (T or a space between date and time, as its note allows; T and Z in either case)
-_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d(?:\.\d{1,9})?)([Zz]|[+-]\d\d:\d\d)", re.ASCII)
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d(?:\.\d+)?)([Zz]|[+-]\d\d:\d\d)", re.ASCII)
 _OFFSET_SECONDS = re.compile(r"\d\d:\d\d(?:\.\d+)?[+-]\d\d:\d\d:\d\d(?:\.\d+)?$", re.ASCII)
 _NAIVE = re.compile(r"\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?", re.ASCII)

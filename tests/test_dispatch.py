@@ -4,6 +4,7 @@ reloads, muted routes falling through and notifications held for a window."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -621,6 +622,106 @@ rules:
         await h.advance(1)
         last = (await sent(h))[-1]
         assert sorted(a["labels"]["severity"] for a in last["alerts"]) == ["critical", "emergency"]
+
+
+HELD_CRITICAL = (
+    CHANNELS
+    + """
+route:
+  channels: [mail]
+  group_wait: 0s
+  routes:
+    - {matchers: [desk=d], channels: [sms], group_by: [desk], hold_until: pre_open, repeat_interval: 5h}
+rules:
+  - {name: gross, kind: threshold, metric: gross, op: above, value: 1.5, severity: critical}
+"""
+)
+"""A route whose notifications wait for the pre-open (08:30-09:00 Taipei)."""
+
+
+async def test_news_held_for_a_window_the_daemon_was_down_across_goes_at_its_start(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    path = write_config(HELD_CRITICAL)
+    async with running_engine(path, start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9, desk="d")
+        await h.advance(3600)
+        assert await sent(h) == []  # held for the pre-open
+    async with running_engine(path, start=taipei("2026-03-03T09:05:00")) as h:  # down over the pre-open
+        await h.advance(1)
+        assert len(await sent(h)) == 1  # not the next day's pre-open
+
+
+async def test_past_the_calendars_data_held_news_goes_at_once(
+    write_config: Callable[..., Path], autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alphawatch.daemon.dispatch import Dispatcher
+
+    flush_due, calls = Dispatcher.flush_due, []
+
+    def counted(self: Dispatcher, now: float, before: float = math.inf) -> Any:
+        calls.append(now)
+        assert len(calls) < 1000, "the dispatcher spins: a group due at once that flushes nothing"
+        return flush_due(self, now, before)
+
+    monkeypatch.setattr(Dispatcher, "flush_due", counted)
+    async with running_engine(write_config(HELD_CRITICAL), start=taipei("2028-01-05T19:00:00")) as h:
+        await h.push("gross", 1.9, desk="d")
+        await h.advance(1)
+        told = [
+            a["labels"]["severity"] for p in await sent(h) for a in p["alerts"] if a["labels"]["alertname"] == "gross"
+        ]
+        assert told == ["critical"]
+
+
+async def test_in_a_group_with_an_emergency_the_held_alerts_are_reminded_at_each_opening(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """The emergency's reminders go every 5 h, alone; the critical's wait for the pre-open, every day."""
+    async with running_engine(write_config(HELD_CRITICAL), start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9, desk="d", severity="emergency")
+        await h.push("gross", 1.9, desk="d")
+        await h.advance(3 * 3600)
+        (critical,) = [a for a in await h.alerts("gross") if '"critical"' in a["labels"]]
+        (reason,) = h.engine.dispatcher.holding(critical["fingerprint"], h.clock.now())
+        assert reason.detail.endswith("holds it until pre_open opens at 2026-03-03T00:30:00Z")  # (not the group's)
+        await h.advance(taipei("2026-03-06T09:00:00") - h.clock.now())
+        told = [sorted(a["labels"]["severity"] for a in p["alerts"]) for p in await sent(h)]
+        assert sum("critical" in severities for severities in told) == 4  # Tuesday to Friday, at 08:30
+        assert len(told) > 4 * 4  # (and the emergency's every 5 h)
+
+
+async def test_a_notification_is_firing_while_an_alert_the_window_holds_back_fires(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """The emergency resolves overnight and is told so alone: the group's critical still fires, held for the
+    pre-open, so the document says "firing" (a receiver keyed on groupKey must not close the incident)."""
+    async with running_engine(write_config(HELD_CRITICAL), start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9, desk="d", severity="emergency")
+        await h.push("gross", 1.9, desk="d")
+        await h.advance(60)
+        await h.push("gross", 1.0, desk="d", severity="emergency")
+        await h.advance(300)  # group_interval
+        last = (await sent(h))[-1]
+        assert [(a["labels"]["severity"], a["status"]) for a in last["alerts"]] == [("emergency", "resolved")]
+        assert last["status"] == "firing"
+
+
+async def test_a_tier_held_by_a_silence_then_by_an_ack_records_both(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    async with running_engine(write_config(ESCALATING), start=START) as h:
+        suppressions = await with_suppressions(h)
+        await h.push("gross", 1.9)
+        await h.advance(300)
+        await silence(h, suppressions, "alertname=crit", "10m")
+        await h.advance(400)  # the 10-minute tier falls due under the silence
+        (alert,) = await h.alerts("crit")
+        await suppressions.acknowledge(alert["fingerprint"], "ann", "mine", h.clock.now())
+        await h.advance(600)  # the silence ended; the ack holds the tier now
+        held = await h.store.query("SELECT kind, channel FROM suppressions ORDER BY id")
+        assert [(r["kind"], r["channel"]) for r in held] == [("silence", "sms"), ("acknowledged", "sms")]
+        assert [p["receiver"] for p in await sent(h)] == ["mail"]
 
 
 async def test_a_second_on_call_is_paged_only_after_the_first_was_told(

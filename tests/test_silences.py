@@ -422,7 +422,12 @@ async def test_why_names_the_rules_own_muted_window(write_config: Callable[..., 
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-11-28T04:00:00Z", "2026-11-28t04:00:00z", "2026-11-28 12:00:00+08:00", "2026-11-28T04:00:00.000+00:00"],
+    [
+        "2026-11-28T04:00:00Z",
+        "2026-11-28t04:00:00z",
+        "2026-11-28 12:00:00+08:00",
+        "2026-11-28T04:00:00.000000000000+00:00",
+    ],
 )
 def test_every_rfc_3339_form_of_an_instant_is_read(text: str) -> None:
     from alphawatch.daemon.silences import parse_instant

@@ -394,7 +394,7 @@ class Dispatcher:
                     writes.sources[(key, member.fingerprint)] = source
             writes.groups[key] = group
         for group in list(self.groups()):  # timed under the configuration as it reads now: it may have changed
-            self._retime(group, now, writes)
+            self._retime(group, now, writes, stopped=True)
         for key, rows in self._stale.items():
             group_row = self._stale_rows[key]
             if group_row["channels"] is not None:
@@ -510,7 +510,7 @@ class Dispatcher:
             reason = Reason("muted_window", window, detail)
             writes.suppressed.append(Suppressed(member.fingerprint, member.rule, now, reason, ",".join(node.channels)))
 
-    def _retime(self, group: Group, now: float, writes: Writes) -> None:
+    def _retime(self, group: Group, now: float, writes: Writes, stopped: bool = False) -> None:
         """The group's next flush under its route's timing as it reads now (a reload, a start: it may have
         changed): group_wait from its creation until it has flushed; then group_interval after the last flush for
         news not yet told, else repeat_interval; and hold_until, if any, as it reads now."""
@@ -521,8 +521,9 @@ class Dispatcher:
             due = group.last_flush_at + node.group_interval
         else:
             due = group.last_flush_at + node.repeat_interval
-        # (released from when it was due: a window that opened since, while the daemon was down, say, lets it go)
-        due = self._instant(self._release(group, due))
+        # at a start, released from when it was due: a hold window that opened while the daemon was stopped lets
+        # it go at once
+        due = self._instant(self._release(group, due) if stopped else self._release(group, max(due, now)))
         if due != group.next_flush_at:
             group.next_flush_at = due
             writes.groups[writes.key(group)] = group
@@ -692,7 +693,7 @@ class Dispatcher:
                     # it holds back news, or a reminder: recorded (once, not on every repeat), and looked at again
                     # when silences or inhibitions change
                     if member.sent != member.status or (repeat and member.status == FIRING):
-                        self.held.add(group)
+                        self.held.add(group)  # (a reminder it holds goes at its end: see reminding)
                         reminder_held |= member.sent == member.status
                         news = (member.status, member.active_at, reason.kind, reason.ref)  # (an episode's)
                         if self._recorded.get(pair) != news:
@@ -705,12 +706,14 @@ class Dispatcher:
         # held for the route's hold_until window: off now, and not on since the flush fell due (a daemon stopped
         # across the opening lets the news go at its start); not held past the calendar's data
         waiting: list[Member] = []
+        window_reminder = False
         hold = node.hold_until
         scheduled = now if group.next_flush_at is None else min(group.next_flush_at, now)
         if hold is not None and self._opening(hold, scheduled) > now:
             waiting = [m for m in visible if hold_window(node, m.labels) is not None]
             visible = [m for m in visible if hold_window(node, m.labels) is None]
-            reminder_held |= repeat and any(m.status == FIRING and m.sent == FIRING for m in waiting)
+            window_reminder = repeat and any(m.status == FIRING and m.sent == FIRING for m in waiting)
+            reminder_held |= window_reminder
         firing = [m for m in visible if m.status == FIRING]
         resolved = [m for m in visible if m.status == RESOLVED and m.sent == FIRING]
         changed = bool(resolved) or any(m.sent != FIRING for m in firing)
@@ -751,7 +754,7 @@ class Dispatcher:
         if anchor + node.repeat_interval <= now:  # nothing worth telling at a repeat: look a full interval later
             anchor = now
         due = self._release(group, anchor + node.repeat_interval)
-        if hold is not None and (reminder_held or any(m.sent != m.status for m in waiting)):
+        if hold is not None and (window_reminder or any(m.sent != m.status for m in waiting)):
             due = min(due, self._opening(hold, now))  # what the window holds goes when it opens
         if reminder_held:
             self.reminding.add(group)
@@ -936,8 +939,8 @@ def _group_key(node: RouteNode, labels: Mapping[str, str] | Labels) -> str:
 
 
 _NO_GROUPS: dict[Labels, Group] = {}
-_UNTOLD = (RESOLVED, FIRING)
-_EMERGENCY = ("severity", EMERGENCY)  # (status, sent) of a member whose resolution its group has not told
+_UNTOLD = (RESOLVED, FIRING)  # (status, sent) of a member whose resolution its group has not told
+_EMERGENCY = ("severity", EMERGENCY)
 
 
 def _created_at(group: Group) -> float:

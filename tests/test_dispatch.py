@@ -707,6 +707,48 @@ async def test_a_notification_is_firing_while_an_alert_the_window_holds_back_fir
         assert last["status"] == "firing"
 
 
+async def test_a_reminder_a_silence_holds_on_a_held_route_waits_without_spinning(
+    write_config: Callable[..., Path], autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alphawatch.daemon.dispatch import Dispatcher
+
+    flush_due, calls = Dispatcher.flush_due, []
+
+    def counted(self: Dispatcher, now: float, before: float = math.inf) -> Any:
+        calls.append(now)
+        assert len(calls) < 1000, "the dispatcher spins: a group due at once that flushes nothing"
+        return flush_due(self, now, before)
+
+    monkeypatch.setattr(Dispatcher, "flush_due", counted)
+    config = write_config(HELD_CRITICAL.replace("repeat_interval: 5h", "repeat_interval: 5m"))
+    async with running_engine(config, start=taipei("2026-03-03T08:31:00")) as h:  # inside the pre-open
+        suppressions = await with_suppressions(h)
+        await h.push("gross", 1.9, desk="d")
+        await silence(h, suppressions, "desk=d", "10m")
+        await h.advance(9 * 60)  # the reminder fell due under the silence, the window on
+        assert len(await sent(h)) == 1
+        await h.advance(2 * 60)  # the silence ended (08:41), the window still on: the reminder goes
+        assert len(await sent(h)) == 2
+
+
+async def test_a_reload_that_widens_the_hold_window_into_the_past_does_not_release_held_news(
+    write_config: Callable[..., Path], autojump_clock: object
+) -> None:
+    """The window never opened while the daemon ran: the news still waits for its next opening."""
+    text = HELD_CRITICAL.replace("hold_until: pre_open", "hold_until: w") + "windows:\n  w: {from: open, to: close}\n"
+    async with running_engine(write_config(text), start=taipei("2026-03-02T19:00:00")) as h:
+        await h.push("gross", 1.9, desk="d")
+        await h.advance(600)
+        wider = text.replace("w: {from: open, to: close}", "w: {any_of: [evening, day]}") + (
+            "  evening: {from: close+5h, to: close+5h35m}\n  day: {from: open, to: close}\n"
+        )
+        await h.engine.apply(load_config(write_config(wider, "wider.yaml")))
+        await h.advance(60)
+        assert await sent(h) == []  # (19:11: w, as it reads now, was on at 19:00, when the news fell due)
+        await h.advance(taipei("2026-03-03T09:00:00") - h.clock.now())
+        assert len(await sent(h)) == 1
+
+
 async def test_a_tier_held_by_a_silence_then_by_an_ack_records_both(
     write_config: Callable[..., Path], autojump_clock: object
 ) -> None:

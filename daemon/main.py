@@ -61,7 +61,8 @@ STORE_REFUSAL_DOWN = 60.0
 """Seconds ``/health`` says ``down`` after the state file last refused work (a write that works meanwhile, in a page
 it had, says nothing of the next); then ``degraded`` until a write succeeds."""
 TRIM_AFTER = 10_000  # samples ingested plus notifications delivered since the last trim
-CHECKPOINT_EVERY = 5.0
+CHECKPOINT_EVERY = 5.0  # in a lull; at the latest every CHECKPOINT_AT_MOST
+CHECKPOINT_AT_MOST = 15.0
 LULL_CHECK_EVERY = 1.0  # how often to look whether a burst is over (to hand its memory back)
 # Channels' own ``concurrency`` bounds what is in flight to each receiver; the pool must not be a tighter bound
 # than those (httpx's default is 100 connections shared by every channel). Idle connections kept: few, as
@@ -452,12 +453,14 @@ class Daemon:
         checkpointed = trio.current_time()
         while True:
             await trio.sleep(LULL_CHECK_EVERY)
-            if trio.current_time() - checkpointed >= CHECKPOINT_EVERY:
-                await self.store.checkpoint()
-                checkpointed = trio.current_time()
             done = self._work_done()
             lull = done - last < TRIM_AFTER // 1000 and not self.outbox.statistics()["in_flight"]
             last = done
+            since = trio.current_time() - checkpointed
+            # in a lull: a checkpoint's copy and sync compete for the two cores with a burst's writes and flushes
+            if since >= CHECKPOINT_AT_MOST or (since >= CHECKPOINT_EVERY and lull):
+                await self.store.checkpoint()
+                checkpointed = trio.current_time()
             if done - trimmed_at >= TRIM_AFTER and lull:
                 # a burst is over: what its temporaries took (requests, payloads, transitions) goes back to the
                 # system instead of staying in the process's high-water mark (off the loop: it walks the heap)

@@ -558,3 +558,39 @@ async def test_retention_deletes_resolved_alerts_and_old_reloads_a_batch_at_a_ti
         assert batches == [100, 70, 20]  # 50 alerts and 50 reloads, 50 and 20, the last 20 alerts
         left = await store.query("SELECT (SELECT count(*) FROM alerts) AS alerts, (SELECT count(*) FROM reloads) AS r")
         assert (left[0]["alerts"], left[0]["r"]) == (5, 5)  # the firing alerts and the recent reloads stay
+
+
+@pytest.fixture
+def patient_clock() -> trio.testing.MockClock:
+    """Mock time that jumps only after 50 ms of real idleness: not while a store thread works, as autojump does."""
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+async def test_checkpoints_wait_for_a_lull_but_not_for_ever(
+    write_config: Callable[..., Path], patient_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's copy and sync compete with a burst for the two cores: every 5 s in a lull, and at the latest
+    every 15 s while samples keep coming."""
+    from tests.daemon_harness import AUTH, TOKEN, in_process
+
+    path = write_config(f"daemon: {{state: state.db, tokens: {{ingest: {TOKEN}, admin: {TOKEN}}}}}\nrules: []\n")
+    async with in_process(path) as (daemon, client):
+        checkpoints: list[float] = []
+        checkpoint = daemon.store.checkpoint
+
+        async def recorded() -> Any:
+            checkpoints.append(trio.current_time())
+            return await checkpoint()
+
+        monkeypatch.setattr(daemon.store, "checkpoint", recorded)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(daemon.run_checkpoints)
+            start = trio.current_time()
+            while trio.current_time() - start < 16:  # a burst: 40 samples a second
+                body = [{"metric": "m", "labels": {"k": str(i)}, "ts": time.time(), "value": 1.0} for i in range(20)]
+                assert (await client.post("/api/v1/samples", json=body, headers=AUTH)).status_code == 200
+                await trio.sleep(0.5)
+            assert [round(at - start) for at in checkpoints] == [15]  # none at 5 and 10: not in a lull
+            await trio.sleep(7)  # quiet: the next 5 s after it
+            assert [round(at - start) for at in checkpoints] == [15, 20]
+            nursery.cancel_scope.cancel()

@@ -259,9 +259,9 @@ class Dispatcher:
         self._recorded: dict[tuple[str, str], tuple[str, float, str, str]] = {}
         # fingerprint → what holds its tier that fell due (silenced, inhibited, acknowledged): (kind, ref), as recorded
         self.held_escalations: dict[str, tuple[str, str]] = {}
-        self._stale: dict[str, list[dict[str, Any]]] = {}  # loaded groups whose route is gone: rows, until adopt()
+        # loaded groups whose route is gone: key → its row and its members' rows, until adopt()
+        self._stale: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self._rewritten: list[tuple[str, Group]] = []  # loaded groups to write again (their route moved), until adopt()
-        self._stale_rows: dict[str, dict[str, Any]] = {}  # the rows of the groups in _stale, until adopt()
         self._ended: list[str] = []  # loaded escalations whose policy is gone, until adopt()
         self.reason: Reasoner = lambda *_: None
         self.may_suppress: Callable[[], bool] = lambda: True
@@ -336,7 +336,7 @@ class Dispatcher:
             )  # fmt: skip
         nodes = self.nodes()
         by_ident = {node.ident: node for node in nodes.values()}
-        stale: dict[str, list[dict[str, Any]]] = {}
+        stale: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         loaded: dict[str, Group] = {}  # (while loading only: key → group)
         held = {row["key"]: row["held"] for row in groups if row["held"] is not None}
         for row in groups:
@@ -349,8 +349,7 @@ class Dispatcher:
                 node = node if alike else None
             pairs = () if node is None else group_pairs(node, tuple(sorted(labels.items())))
             if node is None or self._group(node, pairs) is not None:
-                stale[row["key"]] = []  # its route is gone or is another route now: its alerts are routed again
-                self._stale_rows[row["key"]] = row
+                stale[row["key"]] = (row, [])  # its route is gone or is another route now: its alerts are routed again
                 continue
             loaded[row["key"]] = self._groups.setdefault(node.ident, {})[pairs] = Group(
                 node, pairs, row["created_at"], row["last_flush_at"], row["next_flush_at"], row["flushes"]
@@ -361,7 +360,7 @@ class Dispatcher:
             group = loaded.get(row["group_key"])
             if group is None:
                 if row["group_key"] in stale:
-                    stale[row["group_key"]].append(row)
+                    stale[row["group_key"]][1].append(row)
                 continue
             member = Member.from_row(row, row["status"], row["sent"])
             group.put(member)
@@ -379,7 +378,7 @@ class Dispatcher:
         their documents come along); route the firing alerts of groups whose route no longer exists, and forget
         those groups."""
         writes = Writes(held=self.held, reminding=self.reminding)
-        for key, rows in self._stale.items():  # every row that leaves a place first: another may come to it
+        for key, (_, rows) in self._stale.items():  # every row that leaves a place first: another may come to it
             writes.groups[key] = None
             writes.members.update(((key, row["fingerprint"]), None) for row in rows)
         for source, group in self._rewritten:
@@ -395,8 +394,7 @@ class Dispatcher:
             writes.groups[key] = group
         for group in list(self.groups()):  # timed under the configuration as it reads now: it may have changed
             self._retime(group, now, writes, stopped=True)
-        for key, rows in self._stale.items():
-            group_row = self._stale_rows[key]
+        for key, (group_row, rows) in self._stale.items():
             if group_row["channels"] is not None:
                 untold = [Member.from_row(r, RESOLVED, FIRING) for r in rows if (r["status"], r["sent"]) == _UNTOLD]
                 channels = tuple(json.loads(group_row["channels"]))
@@ -406,7 +404,7 @@ class Dispatcher:
                 if row["status"] == FIRING:
                     self._join(Member.from_row(row, FIRING, None), now, writes, doc=row["doc"])
         writes.escalations.update((fingerprint, None) for fingerprint in self._ended)
-        self._stale, self._rewritten, self._stale_rows, self._ended = {}, [], {}, []
+        self._stale, self._rewritten, self._ended = {}, [], []
         return writes.freeze()
 
     # alerts in ---------------------------------------------------------------------------------------------
@@ -710,8 +708,10 @@ class Dispatcher:
         hold = node.hold_until
         scheduled = now if group.next_flush_at is None else min(group.next_flush_at, now)
         if hold is not None and self._opening(hold, scheduled) > now:
-            waiting = [m for m in visible if hold_window(node, m.labels) is not None]
-            visible = [m for m in visible if hold_window(node, m.labels) is None]
+            spared: list[Member] = []
+            for member in visible:
+                (spared if hold_window(node, member.labels) is None else waiting).append(member)
+            visible = spared
             window_reminder = repeat and any(m.status == FIRING and m.sent == FIRING for m in waiting)
             reminder_held |= window_reminder
         firing = [m for m in visible if m.status == FIRING]

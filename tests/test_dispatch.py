@@ -624,6 +624,22 @@ rules:
         assert sorted(a["labels"]["severity"] for a in last["alerts"]) == ["critical", "emergency"]
 
 
+@pytest.fixture
+def no_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail, instead of hanging under mock time, when the dispatcher spins on a group due at once that flushes
+    nothing."""
+    from alphawatch.daemon.dispatch import Dispatcher
+
+    flush_due, calls = Dispatcher.flush_due, []
+
+    def counted(self: Dispatcher, now: float, before: float = math.inf) -> Any:
+        calls.append(now)
+        assert len(calls) < 1000, "the dispatcher spins: a group due at once that flushes nothing"
+        return flush_due(self, now, before)
+
+    monkeypatch.setattr(Dispatcher, "flush_due", counted)
+
+
 HELD_CRITICAL = (
     CHANNELS
     + """
@@ -653,18 +669,8 @@ async def test_news_held_for_a_window_the_daemon_was_down_across_goes_at_its_sta
 
 
 async def test_past_the_calendars_data_held_news_goes_at_once(
-    write_config: Callable[..., Path], autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+    write_config: Callable[..., Path], autojump_clock: object, no_spin: None
 ) -> None:
-    from alphawatch.daemon.dispatch import Dispatcher
-
-    flush_due, calls = Dispatcher.flush_due, []
-
-    def counted(self: Dispatcher, now: float, before: float = math.inf) -> Any:
-        calls.append(now)
-        assert len(calls) < 1000, "the dispatcher spins: a group due at once that flushes nothing"
-        return flush_due(self, now, before)
-
-    monkeypatch.setattr(Dispatcher, "flush_due", counted)
     async with running_engine(write_config(HELD_CRITICAL), start=taipei("2028-01-05T19:00:00")) as h:
         await h.push("gross", 1.9, desk="d")
         await h.advance(1)
@@ -708,18 +714,8 @@ async def test_a_notification_is_firing_while_an_alert_the_window_holds_back_fir
 
 
 async def test_a_reminder_a_silence_holds_on_a_held_route_waits_without_spinning(
-    write_config: Callable[..., Path], autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+    write_config: Callable[..., Path], autojump_clock: object, no_spin: None
 ) -> None:
-    from alphawatch.daemon.dispatch import Dispatcher
-
-    flush_due, calls = Dispatcher.flush_due, []
-
-    def counted(self: Dispatcher, now: float, before: float = math.inf) -> Any:
-        calls.append(now)
-        assert len(calls) < 1000, "the dispatcher spins: a group due at once that flushes nothing"
-        return flush_due(self, now, before)
-
-    monkeypatch.setattr(Dispatcher, "flush_due", counted)
     config = write_config(HELD_CRITICAL.replace("repeat_interval: 5h", "repeat_interval: 5m"))
     async with running_engine(config, start=taipei("2026-03-03T08:31:00")) as h:  # inside the pre-open
         suppressions = await with_suppressions(h)
